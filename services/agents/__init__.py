@@ -1,0 +1,1 @@
+"""The Agents service: SIP endpoints and their digest credentials."""

@@ -1,0 +1,95 @@
+"""Agents over gRPC: proto in, provisioning call, proto out. Secrets go in, never out."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from voxplane.agents.v1 import agents_pb2 as pb
+from voxplane.agents.v1 import agents_pb2_grpc
+
+from ..core.auth import Access, Caller
+from ..core.convert import optional, timestamp
+from ..core.paging import PageTokens
+from ..core.rpc import rpc
+from ..persistence.db import Database
+from . import provisioning
+from .models import Agent
+
+
+def privacy_name(value: int) -> str:
+    """'NONE', 'PRIVATE', 'UNSPECIFIED', or the raw number of a value this contract lacks."""
+    try:
+        return pb.Privacy.Name(value).removeprefix("PRIVACY_")
+    except ValueError:
+        return str(value)
+
+
+def agent_proto(agent: Agent) -> pb.Agent:
+    return pb.Agent(
+        ref=agent.ref,
+        name=agent.name,
+        username=agent.username,
+        privacy=pb.Privacy.Value(f"PRIVACY_{agent.privacy}"),
+        domains=agent.domains,
+        enabled=agent.enabled,
+        create_time=timestamp(agent.create_time),
+        update_time=timestamp(agent.update_time),
+        etag=agent.etag,
+    )
+
+
+class AgentsServicer(agents_pb2_grpc.AgentsServicer):
+    service_name = pb.DESCRIPTOR.services_by_name["Agents"].full_name
+
+    def __init__(self, db: Database, tokens: PageTokens):
+        self.db = db
+        self.tokens = tokens
+
+    @rpc(Access.WRITE)
+    def CreateAgent(self, request: pb.CreateAgentRequest, caller: Caller, session: Session) -> pb.Agent:
+        agent = provisioning.create_agent(
+            session,
+            caller,
+            name=request.name,
+            username=request.username,
+            secret=request.secret,
+            privacy=privacy_name(request.privacy),
+            domains=list(request.domains),
+            enabled=optional(request, "enabled"),
+            request_id=request.request_id,
+        )
+        return agent_proto(agent)
+
+    @rpc(Access.READ)
+    def GetAgent(self, request: pb.GetAgentRequest, caller: Caller, session: Session) -> pb.Agent:
+        return agent_proto(provisioning.get_agent(session, caller, request.ref))
+
+    @rpc(Access.WRITE)
+    def UpdateAgent(self, request: pb.UpdateAgentRequest, caller: Caller, session: Session) -> pb.Agent:
+        agent = provisioning.update_agent(
+            session,
+            caller,
+            request.ref,
+            name=optional(request, "name"),
+            username=optional(request, "username"),
+            secret=optional(request, "secret"),
+            privacy=privacy_name(request.privacy) if request.HasField("privacy") else None,
+            domains=list(request.domains),
+            enabled=optional(request, "enabled"),
+            etag=request.etag,
+        )
+        return agent_proto(agent)
+
+    @rpc(Access.READ)
+    def ListAgents(self, request: pb.ListAgentsRequest, caller: Caller, session: Session) -> pb.ListAgentsResponse:
+        agents, next_token = self.tokens.page(
+            f"agents/{caller.workspace_id}",
+            request,
+            lambda after, size: provisioning.list_agents(session, caller, after, size),
+        )
+        return pb.ListAgentsResponse(agents=[agent_proto(a) for a in agents], next_page_token=next_token)
+
+    @rpc(Access.WRITE)
+    def DeleteAgent(self, request: pb.DeleteAgentRequest, caller: Caller, session: Session) -> pb.DeleteAgentResponse:
+        provisioning.delete_agent(session, caller, request.ref, request.etag)
+        return pb.DeleteAgentResponse()

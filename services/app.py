@@ -1,0 +1,23 @@
+"""The services this deployment can host, by the name `voxplane serve` takes."""
+
+from __future__ import annotations
+
+from voxplane.agents.v1 import agents_pb2_grpc
+from voxplane.numbers.v1 import numbers_pb2_grpc
+
+from .agents.servicer import AgentsServicer
+from .core.server import Server, Service, TlsFiles
+from .numbers.servicer import NumbersServicer
+from .persistence.db import Database
+
+SERVICES: dict[str, Service] = {
+    "numbers": Service(NumbersServicer, numbers_pb2_grpc.add_NumbersServicer_to_server),
+    "agents": Service(AgentsServicer, agents_pb2_grpc.add_AgentsServicer_to_server),
+}
+
+
+def build_server(names: list[str], db: Database, tls: TlsFiles | None = None) -> Server:
+    """A server hosting the named services (`all` for every one)."""
+    if names == ["all"]:
+        names = list(SERVICES)
+    return Server([SERVICES[name] for name in names], db, tls=tls)

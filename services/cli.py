@@ -1,0 +1,183 @@
+"""The `voxplane` command: serve, migrate, and manage workspaces and API keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
+
+from .app import SERVICES, build_server
+from .core import config, logs, workspaces
+from .core.auth import Access, Role, authenticate
+from .core.errors import DomainError
+from .core.server import TlsFiles, serve_until_signalled
+from .persistence.db import Database
+from .persistence.migrate import upgrade
+
+T = TypeVar("T")
+DEV_WORKSPACE = "dev"
+
+
+def _transaction(fn: Callable[[Session], T]) -> T:
+    db = Database(config.database_url(), threads=1)
+    try:
+        return db.transaction(fn, write=True)
+    finally:
+        db.close()
+
+
+def _tls() -> TlsFiles | None:
+    cert, key = os.environ.get("VOXPLANE_TLS_CERT"), os.environ.get("VOXPLANE_TLS_KEY")
+    if not (cert and key):
+        return None
+    return TlsFiles(cert_chain=Path(cert).read_bytes(), private_key=Path(key).read_bytes())
+
+
+def _serve(names: list[str], host: str, port: int, announce: Callable[[int], None] | None = None) -> None:
+    settings = config.ServerSettings()
+    db = Database(config.database_url(), threads=settings.db_threads)
+    tls = _tls()
+
+    async def main() -> None:
+        # grpc.aio objects belong to the loop they are made in.
+        server = build_server(names, db, tls)
+        await serve_until_signalled(server, host, port, settings.shutdown_grace, announce)
+
+    asyncio.run(main())
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    _serve([args.service], args.host, args.port)
+
+
+def cmd_migrate(_args: argparse.Namespace) -> None:
+    upgrade(config.database_url())
+    print("database is at the latest schema", file=sys.stderr)
+
+
+def cmd_workspaces_create(args: argparse.Namespace) -> None:
+    print(_transaction(lambda s: workspaces.create_workspace(s, args.name).ref))
+
+
+def cmd_workspaces_list(_args: argparse.Namespace) -> None:
+    for ws in _transaction(workspaces.list_workspaces):
+        print(f"{ws.ref}\t{ws.name}\t{ws.create_time:%Y-%m-%d %H:%M:%S}")
+
+
+def cmd_keys_create(args: argparse.Namespace) -> None:
+    role = Role(args.role)
+    print(_transaction(lambda s: workspaces.create_key(s, workspaces.find_workspace(s, args.workspace), role)))
+
+
+def cmd_keys_list(args: argparse.Namespace) -> None:
+    def rows(session: Session) -> list[str]:
+        return [
+            f"{k.key_id}\t{k.workspace.name}\t{k.role}\t{k.create_time:%Y-%m-%d %H:%M:%S}\t"
+            + ("revoked" if k.revoke_time else "active")
+            for k in workspaces.list_keys(session, args.workspace)
+        ]
+
+    print("\n".join(["KEY_ID\tWORKSPACE\tROLE\tCREATED\tSTATE", *_transaction(rows)]))
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> None:
+    _transaction(lambda s: workspaces.revoke_key(s, args.key_id))
+    print(f"revoked {args.key_id}", file=sys.stderr)
+
+
+def dev_api_key(session: Session, key_file: Path) -> str:
+    """The development key kept in `key_file`, made (with its workspace) if missing or revoked."""
+    if key_file.exists():
+        key = key_file.read_text().strip()
+        try:
+            authenticate(session, key, Access.WRITE)
+            return key
+        except DomainError:
+            pass
+    try:
+        workspace = workspaces.find_workspace(session, DEV_WORKSPACE)
+    except DomainError:
+        workspace = workspaces.create_workspace(session, DEV_WORKSPACE)
+    key = workspaces.create_key(session, workspace, Role.ADMIN)
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    os.chmod(key_file, 0o600)
+    return key
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    """`make run`: migrate, make sure a development key exists, print how to call, serve everything."""
+    upgrade(config.database_url())
+    key = _transaction(lambda s: dev_api_key(s, config.DATA_DIR / "dev-api-key"))
+    grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
+
+    def announce(port: int) -> None:
+        address = f"{args.host}:{port}"
+        print(
+            f"\nvoxplane is serving {', '.join(SERVICES)} on {address}"
+            f" (database: {config.database_url()})\n"
+            f"development API key (also in {config.DATA_DIR / 'dev-api-key'}):\n  {key}\n"
+            "try:\n"
+            f"  {grpcurl} -plaintext {address} list\n"
+            f"  {grpcurl} -plaintext -H 'authorization: Bearer {key}' "
+            f"-d '{{\"page_size\": 5}}' {address} voxplane.numbers.v1.Numbers/ListNumbers\n",
+            flush=True,
+        )
+
+    _serve(["all"], args.host, args.port, announce)
+
+
+def parser() -> argparse.ArgumentParser:
+    settings = config.ServerSettings()
+    top = argparse.ArgumentParser(prog="voxplane", description="voxplane telephony control plane")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve one service, or all on one port")
+    serve.add_argument("service", choices=["all", *SERVICES])
+    serve.add_argument("--host", default=settings.host)
+    serve.add_argument("--port", type=int, default=settings.port)
+    serve.set_defaults(run=cmd_serve)
+
+    dev = commands.add_parser("dev", help="migrate, ensure a development API key, serve all (make run)")
+    dev.add_argument("--host", default=settings.host)
+    dev.add_argument("--port", type=int, default=settings.port)
+    dev.set_defaults(run=cmd_dev)
+
+    commands.add_parser("migrate", help="bring the database to the latest schema").set_defaults(run=cmd_migrate)
+
+    ws = commands.add_parser("workspaces", help="manage workspaces").add_subparsers(dest="action", required=True)
+    create = ws.add_parser("create", help="create a workspace; prints its ref")
+    create.add_argument("name")
+    create.set_defaults(run=cmd_workspaces_create)
+    ws.add_parser("list", help="list workspaces").set_defaults(run=cmd_workspaces_list)
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
+    create = keys.add_parser("create", help="create a key; prints it, once, alone on stdout")
+    create.add_argument("--workspace", required=True, help="workspace name")
+    create.add_argument("--role", default=Role.MEMBER.value, choices=[r.value for r in Role])
+    create.set_defaults(run=cmd_keys_create)
+    listing = keys.add_parser("list", help="list keys (never the keys themselves)")
+    listing.add_argument("--workspace", help="only this workspace's keys")
+    listing.set_defaults(run=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key by its id; it stops working at once")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(run=cmd_keys_revoke)
+    return top
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    logs.configure(os.environ.get("VOXPLANE_LOG_LEVEL", "INFO"))
+    try:
+        args.run(args)
+    except DomainError as error:
+        sys.exit(f"voxplane: {error}")

@@ -1,0 +1,81 @@
+"""Who is calling: API keys to a workspace and a role, and what each role may do."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..persistence.tenancy import ApiKey, Workspace
+from .errors import PermissionDenied, Unauthenticated
+
+KEY_PREFIX = "vxp_"
+
+
+class Role(str, enum.Enum):
+    ADMIN = "admin"
+    MEMBER = "member"
+    READER = "reader"
+    # Other services of the platform: a member that may also look up any workspace's routing.
+    SERVICE = "service"
+
+
+class Access(enum.Enum):
+    READ = "read"
+    WRITE = "write"
+
+
+@dataclass(frozen=True)
+class Caller:
+    key_id: str
+    role: Role
+    workspace_id: int
+    workspace_ref: str
+
+    @property
+    def sees_every_workspace_routing(self) -> bool:
+        return self.role is Role.SERVICE
+
+
+def new_key() -> tuple[str, str]:
+    """A fresh (key_id, api_key); the key embeds its public id for listing and revoking."""
+    key_id = secrets.token_hex(4)
+    return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(24)}"
+
+
+def hash_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    for name, value in metadata or ():
+        if name == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer":
+                return token.strip()
+    return ""
+
+
+_KEY_LOOKUP = (
+    select(ApiKey.key_id, ApiKey.role, Workspace.id, Workspace.ref)
+    .join(Workspace, Workspace.id == ApiKey.workspace_id)
+    .where(ApiKey.revoke_time.is_(None))
+)
+
+
+def authenticate(session: Session, api_key: str, access: Access) -> Caller:
+    """The caller behind `api_key`, if it may make a call needing `access`."""
+    if not api_key:
+        raise Unauthenticated("Missing API key: send the metadata 'authorization: Bearer <api key>'.")
+    row = session.execute(_KEY_LOOKUP.where(ApiKey.key_hash == hash_key(api_key))).first()
+    if row is None:
+        raise Unauthenticated("The API key is unknown or revoked.")
+    caller = Caller(key_id=row[0], role=Role(row[1]), workspace_id=row[2], workspace_ref=row[3])
+    if access is Access.WRITE and caller.role is Role.READER:
+        raise PermissionDenied(f"The API key {caller.key_id} has the reader role, which cannot make changes.")
+    return caller

@@ -1,0 +1,28 @@
+"""Settings read from the environment, with defaults that make `make run` work on a fresh clone."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA_DIR = Path(os.environ.get("VOXPLANE_DATA_DIR", "data"))
+
+
+def database_url() -> str:
+    """`VOXPLANE_DATABASE_URL`, or a SQLite file under the data folder."""
+    url = os.environ.get("VOXPLANE_DATABASE_URL")
+    if url:
+        return url
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{DATA_DIR / 'voxplane.db'}"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = os.environ.get("VOXPLANE_HOST", "127.0.0.1")
+    port: int = int(os.environ.get("VOXPLANE_PORT", "50051"))
+    # Seconds SIGTERM waits for in-flight calls before cancelling them.
+    shutdown_grace: float = float(os.environ.get("VOXPLANE_SHUTDOWN_GRACE", "10"))
+    # Threads that run database work off the event loop.
+    db_threads: int = int(os.environ.get("VOXPLANE_DB_THREADS", "8"))

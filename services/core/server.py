@@ -1,0 +1,104 @@
+"""Bootstrap: one grpc.aio server hosting some or all services, with health and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy import select
+
+from ..persistence.db import Database
+from ..persistence.tenancy import DeploymentSecret
+from .paging import PageTokens
+
+log = logging.getLogger("voxplane.server")
+
+
+@dataclass(frozen=True)
+class Service:
+    """A servicer class, built with (db, page_tokens), and its generated add_XServicer_to_server."""
+
+    servicer: type
+    register: Any
+
+
+def page_tokens(db: Database) -> PageTokens:
+    key = db.transaction(
+        lambda s: s.scalar(select(DeploymentSecret.value).where(DeploymentSecret.name == "page_token_key")),
+        write=False,
+    )
+    if key is None:
+        raise SystemExit("The database is not migrated: run `voxplane migrate` first.")
+    return PageTokens(key)
+
+
+@dataclass
+class TlsFiles:
+    cert_chain: bytes
+    private_key: bytes
+
+
+class Server:
+    """Some services on one port over one database, with health and reflection."""
+
+    def __init__(self, services: Sequence[Service], db: Database, *, tls: TlsFiles | None = None):
+        self.db = db
+        self.tls = tls
+        self.grpc = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        tokens = page_tokens(db)
+        self.service_names = []
+        for service in services:
+            servicer = service.servicer(db, tokens)
+            service.register(servicer, self.grpc)
+            self.service_names.append(servicer.service_name)
+        reflection.enable_server_reflection(
+            [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self.grpc,
+        )
+
+    async def start(self, host: str, port: int) -> int:
+        """Starts serving; returns the bound port (useful with port 0)."""
+        address = f"{host}:{port}"
+        if self.tls:
+            credentials = grpc.ssl_server_credentials([(self.tls.private_key, self.tls.cert_chain)])
+            bound = self.grpc.add_secure_port(address, credentials)
+        else:
+            bound = self.grpc.add_insecure_port(address)
+        await self.grpc.start()
+        for name in ["", *self.service_names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return bound
+
+    async def stop(self, grace: float) -> None:
+        """Reports NOT_SERVING, lets in-flight calls finish for up to `grace` seconds, then closes."""
+        await self.health.enter_graceful_shutdown()
+        await self.grpc.stop(grace)
+        self.db.close()
+
+
+async def serve_until_signalled(
+    server: Server, host: str, port: int, grace: float, on_ready: Callable[[int], None] | None = None
+) -> int:
+    """Serves until SIGTERM or SIGINT, then drains in-flight calls. `on_ready` gets the bound port."""
+    bound = await server.start(host, port)
+    if on_ready:
+        on_ready(bound)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("serving", extra={"fields": {"address": f"{host}:{bound}", "services": server.service_names}})
+    await stop.wait()
+    log.info("draining", extra={"fields": {"grace_seconds": grace}})
+    await server.stop(grace)
+    log.info("stopped")
+    return bound

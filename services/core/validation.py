@@ -1,0 +1,112 @@
+"""Checks of caller-supplied values shared by the services.
+
+Each check records what is wrong in a `Violations` collector under the
+field's name and returns the normalised value (or None when invalid).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+import phonenumbers
+
+from .errors import Violations
+
+MAX_REQUEST_ID = 128
+
+
+def text(v: Violations, field: str, value: str, *, max_len: int, required: bool = False) -> str:
+    value = value.strip()
+    if required and not value:
+        v.add(field, "is required")
+    elif len(value) > max_len:
+        v.add(field, f"must be at most {max_len} characters, got {len(value)}")
+    return value
+
+
+def request_id(v: Violations, value: str) -> str | None:
+    return text(v, "request_id", value, max_len=MAX_REQUEST_ID) or None
+
+
+def e164(v: Violations, field: str, value: str) -> str | None:
+    """A phone number in any form libphonenumber reads with a country code, as E.164."""
+    if not value.strip():
+        v.add(field, "is required")
+        return None
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        v.add(field, f"{value!r} is not a phone number with a country code, e.g. '+14155550100'")
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        v.add(field, f"{value!r} is not a valid phone number")
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def is_hostname(value: str) -> bool:
+    """RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens."""
+    if not value or len(value) > 253:
+        return False
+    labels = value.rstrip(".").split(".")
+    return all(
+        0 < len(label) <= 63
+        and label.isascii()
+        and label.replace("-", "").isalnum()
+        and not label.startswith("-")
+        and not label.endswith("-")
+        for label in labels
+    )
+
+
+def is_host(value: str) -> bool:
+    """A host name or an IP literal (IPv6 in brackets, as in URIs)."""
+    if value.startswith("[") and value.endswith("]"):
+        value = value[1:-1]
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return is_hostname(value)
+
+
+def hostname(v: Violations, field: str, value: str) -> str | None:
+    value = value.strip().lower()
+    if not is_hostname(value):
+        v.add(field, f"{value!r} is not a valid host name, e.g. 'sip.example.com'")
+        return None
+    return value
+
+
+def sip_uri(v: Violations, field: str, value: str) -> str | None:
+    """A `sip:` or `sips:` URI such as 'sip:1001@sip.local' or 'sips:pbx.example.com:5061'."""
+    value = value.strip()
+    scheme, _, rest = value.partition(":")
+    address = rest.split(";", 1)[0].split("?", 1)[0]
+    host_port = address.rpartition("@")[2]
+    host, port = host_port, ""
+    if not host_port.endswith("]") and ":" in host_port:
+        host, _, port = host_port.rpartition(":")
+    if (
+        scheme.lower() not in ("sip", "sips")
+        or any(c.isspace() for c in value)
+        or not is_host(host)
+        or (port and not (port.isdigit() and 0 < int(port) < 65536))
+    ):
+        v.add(field, f"{value!r} is not a SIP URI, e.g. 'sip:1001@sip.example.com'")
+        return None
+    return value
+
+
+def http_url(v: Violations, field: str, value: str) -> str | None:
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("http", "https") and is_host(parts.hostname or "") and parts.port != 0
+    except ValueError:
+        valid = False
+    if not valid or any(c.isspace() for c in value) or len(value) > 2048:
+        v.add(field, f"{value!r} is not an http(s) URL, e.g. 'https://example.com/hooks/voice'")
+        return None
+    return value

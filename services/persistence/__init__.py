@@ -1,0 +1,1 @@
+"""The shared database layer: engine, sessions, base model, tenancy tables, migrations."""

@@ -1,0 +1,61 @@
+"""The declarative base and the columns every workspace resource carries."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+
+# Named constraints, so migrations can refer to them on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_ref() -> str:
+    """An opaque, unguessable resource id (80 random bits, 16 characters)."""
+    return secrets.token_hex(8)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class WorkspaceResource:
+    """Columns of every resource a workspace owns.
+
+    `id` orders lists (keyset paging); `ref` is what callers see; `version`
+    guards concurrent updates and is the etag.
+    """
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    ref: Mapped[str] = mapped_column(String(32), unique=True, default=new_ref)
+    workspace_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # Idempotency key of the Create that made the row; unique per workspace.
+    request_id: Mapped[str | None] = mapped_column(String(128))
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict:  # noqa: N805
+        return {"version_id_col": cls.version}
+
+    @property
+    def etag(self) -> str:
+        return f"{self.ref}-{self.version}"

@@ -1,0 +1,45 @@
+"""Workspaces, their API keys, and the deployment's own secrets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, ForeignKey, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, Id, new_ref, utcnow
+
+
+class Workspace(Base):
+    __tablename__ = "workspaces"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    ref: Mapped[str] = mapped_column(String(32), unique=True, default=new_ref)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    """A key is shown once; only its SHA-256 is kept (keys are random, so no slow hash is needed)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    # Public part of the key, used to list and revoke it.
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    workspace_id: Mapped[int] = mapped_column(Id, ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoke_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    workspace: Mapped[Workspace] = relationship()
+
+
+class DeploymentSecret(Base):
+    """Random secrets made once per deployment (e.g. the page-token signing key), shared by replicas."""
+
+    __tablename__ = "deployment_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
