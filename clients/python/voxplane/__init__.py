@@ -1,0 +1,42 @@
+"""voxplane: Python clients of the voxplane telephony control plane.
+
+    from voxplane import Numbers
+    numbers = Numbers(endpoint="127.0.0.1:50051", api_key="vxp_...")
+    numbers.create_number(e164_number="+17853177343", provider_ref="p1", aor_link="sip:1001@sip.local")
+"""
+
+from ._agents import Agents, AsyncAgents
+from ._client import ClientOptions
+from ._errors import (
+    AbortedError,
+    AlreadyExistsError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    FieldViolation,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+    UnavailableError,
+    VoxplaneError,
+)
+from ._numbers import AsyncNumbers, Numbers
+
+__all__ = [
+    "AbortedError",
+    "Agents",
+    "AlreadyExistsError",
+    "AsyncAgents",
+    "AsyncNumbers",
+    "ClientOptions",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "FieldViolation",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "Numbers",
+    "PermissionDeniedError",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "VoxplaneError",
+]

@@ -1,0 +1,260 @@
+"""The machinery shared by every client class: options, channel, auth, retries, errors.
+
+Each service's client declares its RPCs once, as `Method` and `Pages`
+descriptors on a mixin; `SyncClient` and `AsyncClient` give the same
+declarations a blocking and an asyncio implementation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from ._errors import from_rpc_error
+
+DEFAULT_ENDPOINT = "127.0.0.1:50051"
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """Where and how to connect. Unset values come from the environment.
+
+    endpoint: host:port (`VOXPLANE_ENDPOINT`, default 127.0.0.1:50051).
+    api_key: the workspace API key (`VOXPLANE_API_KEY`).
+    tls: use TLS (`VOXPLANE_TLS=1`); `root_certificates` (PEM) trusts a private CA.
+    timeout: seconds each call may take, retries included.
+    max_attempts: tries of a call that is safe to retry when the server is UNAVAILABLE.
+    """
+
+    endpoint: str | None = None
+    api_key: str | None = None
+    tls: bool | None = None
+    root_certificates: bytes | None = None
+    timeout: float = 10.0
+    max_attempts: int = 4
+
+    def resolved(self) -> ClientOptions:
+        tls = self.tls if self.tls is not None else os.environ.get("VOXPLANE_TLS", "") in ("1", "true", "yes")
+        return dataclasses.replace(
+            self,
+            endpoint=self.endpoint or os.environ.get("VOXPLANE_ENDPOINT") or DEFAULT_ENDPOINT,
+            api_key=self.api_key or os.environ.get("VOXPLANE_API_KEY"),
+            tls=tls,
+        )
+
+
+class Retry(Enum):
+    NEVER = "never"
+    ALWAYS = "always"  # reads
+    WITH_REQUEST_ID = "with_request_id"  # creates: the request_id makes a retry harmless
+
+
+@dataclass(frozen=True)
+class Method:
+    """One unary RPC, exposed as `client.<name>(request=None, /, **fields)`.
+
+    `request` may be the request message, or a dict of its fields (snake_case
+    or camelCase, as in the proto's JSON form); keyword arguments set fields
+    too. `positional` names the field a lone positional string fills, so
+    `get_number(ref)` works as in the Fonoster SDK.
+    """
+
+    rpc: str
+    request_type: type[Message]
+    retry: Retry = Retry.NEVER
+    positional: str | None = None
+
+    def build(self, request: Any, fields: Mapping[str, Any]) -> Message:
+        if isinstance(request, self.request_type):
+            message = type(request)()
+            message.CopyFrom(request)
+        else:
+            values: dict[str, Any] = {}
+            if isinstance(request, str) and self.positional:
+                values[self.positional] = request
+            elif isinstance(request, Mapping):
+                values.update(request)
+            elif request is not None:
+                raise TypeError(f"{self.rpc} takes a {self.request_type.__name__}, a dict or keyword arguments")
+            values.update(fields)
+            message = self.request_type()
+            try:
+                json_format.ParseDict(values, message)
+            except json_format.ParseError as error:
+                raise ValueError(f"{self.rpc}: {error}") from None
+        if self.retry is Retry.WITH_REQUEST_ID and not getattr(message, "request_id"):
+            message.request_id = uuid.uuid4().hex  # type: ignore[attr-defined]  # makes retries safe
+        return message
+
+    def retryable(self, message: Message) -> bool:
+        return self.retry is Retry.ALWAYS or (
+            self.retry is Retry.WITH_REQUEST_ID and bool(getattr(message, "request_id"))
+        )
+
+    def __get__(self, client: Any, owner: type | None = None) -> Any:
+        if client is None:
+            return self
+
+        def call(request: Any = None, /, **fields: Any) -> Any:
+            return client._invoke(self, self.build(request, fields))
+
+        call.__name__ = self.rpc
+        call.__doc__ = f"Calls {self.rpc} with a {self.request_type.__name__} (message, dict or keywords)."
+        return call
+
+
+@dataclass(frozen=True)
+class Pages:
+    """Walks every page of a List RPC, yielding its items: `for n in client.iter_numbers(): ...`."""
+
+    method: str  # attribute name of the List method
+    items: str  # repeated field holding the page's items
+
+    def __get__(self, client: Any, owner: type | None = None) -> Any:
+        if client is None:
+            return self
+
+        def walk(request: Any = None, /, **fields: Any) -> Any:
+            method: Method = getattr(type(client), self.method)
+            return client._walk(method, method.build(request, fields), self.items)
+
+        return walk
+
+
+class _Attempts:
+    """The deadline and retry budget of one call: UNAVAILABLE is retried, with backoff, when safe."""
+
+    def __init__(self, options: ClientOptions, retryable: bool):
+        self.deadline = time.monotonic() + options.timeout
+        self.allowed = options.max_attempts if retryable else 1
+        self.made = 0
+
+    def timeout(self) -> float:
+        """The time left for the next try (counting it as made)."""
+        self.made += 1
+        return max(0.0, self.deadline - time.monotonic())
+
+    def retry_after(self, error: grpc.RpcError) -> float | None:
+        """Seconds to wait before the next try, or None when the error is final."""
+        if error.code() is not grpc.StatusCode.UNAVAILABLE or self.made >= self.allowed:  # type: ignore[attr-defined]
+            return None
+        backoff = 0.05 * 2 ** (self.made - 1) * (0.5 + random.random() / 2)
+        return min(backoff, max(0.0, self.deadline - time.monotonic()))
+
+
+class _Client:
+    """What both flavours share: options, stub construction, metadata."""
+
+    stub_type: type
+
+    def __init__(self, options: ClientOptions | Mapping[str, Any] | None = None, **overrides: Any):
+        if isinstance(options, Mapping):
+            options = ClientOptions(**options)
+        self.options = dataclasses.replace(options or ClientOptions(), **overrides).resolved()
+        self._channel: Any = None
+        self._stub: Any = None
+        self._metadata = (("authorization", f"Bearer {self.options.api_key}"),) if self.options.api_key else ()
+
+    def _credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(root_certificates=self.options.root_certificates)
+
+    def _rpc(self, method: Method) -> Any:
+        if self._stub is None:
+            self._channel = self._open_channel()
+            self._stub = self.stub_type(self._channel)
+        return getattr(self._stub, method.rpc)
+
+    def _open_channel(self) -> Any:
+        raise NotImplementedError
+
+
+class SyncClient(_Client):
+    """Blocking client; use as a context manager or call `close()`."""
+
+    def _open_channel(self) -> grpc.Channel:
+        if self.options.tls:
+            return grpc.secure_channel(self.options.endpoint, self._credentials())
+        return grpc.insecure_channel(self.options.endpoint)
+
+    def _invoke(self, method: Method, message: Message) -> Any:
+        attempts = _Attempts(self.options, method.retryable(message))
+        while True:
+            try:
+                return self._rpc(method)(message, timeout=attempts.timeout(), metadata=self._metadata)
+            except grpc.RpcError as error:
+                delay = attempts.retry_after(error)
+                if delay is None:
+                    raise from_rpc_error(error) from None
+                time.sleep(delay)
+
+    def _walk(self, method: Method, message: Message, items: str) -> Iterator[Any]:
+        while True:
+            page = self._invoke(method, message)
+            yield from getattr(page, items)
+            if not page.next_page_token:
+                return
+            message.page_token = page.next_page_token  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = self._stub = None
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient(_Client):
+    """asyncio client for services calling services; `await client.close()` or `async with`."""
+
+    def _open_channel(self) -> grpc.aio.Channel:
+        if self.options.tls:
+            return grpc.aio.secure_channel(self.options.endpoint, self._credentials())
+        return grpc.aio.insecure_channel(self.options.endpoint)
+
+    async def _invoke(self, method: Method, message: Message) -> Any:
+        attempts = _Attempts(self.options, method.retryable(message))
+        while True:
+            try:
+                return await self._rpc(method)(message, timeout=attempts.timeout(), metadata=self._metadata)
+            except grpc.RpcError as error:
+                delay = attempts.retry_after(error)
+                if delay is None:
+                    raise from_rpc_error(error) from None
+                await asyncio.sleep(delay)
+
+    async def _walk(self, method: Method, message: Message, items: str) -> AsyncIterator[Any]:
+        while True:
+            page = await self._invoke(method, message)
+            for item in getattr(page, items):
+                yield item
+            if not page.next_page_token:
+                return
+            message.page_token = page.next_page_token  # type: ignore[attr-defined]
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = self._stub = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+

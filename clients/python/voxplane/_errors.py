@@ -1,0 +1,98 @@
+"""One exception per gRPC status a caller can act on, all under `VoxplaneError`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field of a request: its path (e.g. `ingress_info.webhook`) and what is wrong."""
+
+    field: str
+    description: str
+
+
+class VoxplaneError(Exception):
+    """An RPC failed. `code` is the gRPC status code, `message` the server's sentence."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, field_violations: tuple[FieldViolation, ...] = ()):
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+        self.field_violations = field_violations
+
+
+class InvalidArgumentError(VoxplaneError):
+    """The request was malformed; `field_violations` names every bad field."""
+
+
+class NotFoundError(VoxplaneError):
+    pass
+
+
+class AlreadyExistsError(VoxplaneError):
+    pass
+
+
+class FailedPreconditionError(VoxplaneError):
+    pass
+
+
+class AbortedError(VoxplaneError):
+    """A concurrent change won (stale etag): read the resource again and retry."""
+
+
+class UnauthenticatedError(VoxplaneError):
+    pass
+
+
+class PermissionDeniedError(VoxplaneError):
+    pass
+
+
+class UnavailableError(VoxplaneError):
+    """The server or its database could not be reached; safe calls were already retried."""
+
+
+class DeadlineExceededError(VoxplaneError):
+    pass
+
+
+_BY_CODE: dict[grpc.StatusCode, type[VoxplaneError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
+    grpc.StatusCode.ABORTED: AbortedError,
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
+    grpc.StatusCode.UNAVAILABLE: UnavailableError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+}
+
+
+def _field_violations(error: grpc.RpcError) -> tuple[FieldViolation, ...]:
+    trailing = error.trailing_metadata() or ()  # type: ignore[attr-defined]
+    for key, value in trailing:
+        if key != _STATUS_DETAILS_KEY:
+            continue
+        status = status_pb2.Status.FromString(value)
+        violations: list[FieldViolation] = []
+        for detail in status.details:
+            bad_request = error_details_pb2.BadRequest()
+            if detail.Unpack(bad_request):
+                violations += [FieldViolation(v.field, v.description) for v in bad_request.field_violations]
+        return tuple(violations)
+    return ()
+
+
+def from_rpc_error(error: grpc.RpcError) -> VoxplaneError:
+    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
+    cls = _BY_CODE.get(code, VoxplaneError)
+    return cls(code, error.details() or code.name, _field_violations(error))  # type: ignore[attr-defined]

@@ -1,0 +1,162 @@
+"""Fixtures: a real database (SQLite, and PostgreSQL when VOXPLANE_TEST_DATABASE_URL is set),
+a real server on an ephemeral port, and fresh workspaces with keys for every role."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import phonenumbers
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from voxplane import Agents, AsyncAgents, AsyncNumbers, Numbers
+from voxplane.services.app import build_server
+from voxplane.services.core import workspaces
+from voxplane.services.core.auth import Role
+from voxplane.services.core.server import Server
+from voxplane.services.persistence.db import Database, normalise_url
+from voxplane.services.persistence.migrate import upgrade
+
+
+def backends() -> list[str]:
+    return ["sqlite", "postgresql"] if os.environ.get("VOXPLANE_TEST_DATABASE_URL") else ["sqlite"]
+
+
+@pytest.fixture(scope="session", params=backends())
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A freshly migrated database of the backend, for this test worker alone."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'voxplane.db'}"
+        upgrade(url)
+        yield url
+        return
+    admin_url = normalise_url(os.environ["VOXPLANE_TEST_DATABASE_URL"])
+    name = f"voxplane_test_{secrets.token_hex(4)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+class ServerThread:
+    """A real grpc.aio server on an ephemeral port, on its own event loop thread."""
+
+    def __init__(self, url: str, names: list[str]):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server: Server | None = None
+
+        async def start() -> int:
+            self.server = build_server(names, Database(url, threads=4))
+            return await self.server.start("127.0.0.1", 0)
+
+        self.port = self.run(start())
+        self.address = f"127.0.0.1:{self.port}"
+
+    def run(self, coroutine):  # type: ignore[no-untyped-def]
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=60)
+
+    def stop(self) -> None:
+        assert self.server is not None
+        self.run(self.server.stop(0))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(database_url: str) -> Iterator[ServerThread]:
+    running = ServerThread(database_url, ["all"])
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def db(database_url: str) -> Iterator[Database]:
+    """Direct access to the test database, for setting up tenants and checking what was stored."""
+    database = Database(database_url, threads=2)
+    yield database
+    database.close()
+
+
+@dataclass
+class Tenant:
+    """A fresh workspace with one API key per role, and clients bound to them."""
+
+    name: str
+    ref: str
+    address: str
+    keys: dict[Role, str] = field(default_factory=dict)
+
+    def numbers(self, role: Role = Role.MEMBER, **options) -> Numbers:  # type: ignore[no-untyped-def]
+        return Numbers(endpoint=self.address, api_key=self.keys[role], **options)
+
+    def agents(self, role: Role = Role.MEMBER, **options) -> Agents:  # type: ignore[no-untyped-def]
+        return Agents(endpoint=self.address, api_key=self.keys[role], **options)
+
+    def async_numbers(self, role: Role = Role.MEMBER) -> AsyncNumbers:
+        return AsyncNumbers(endpoint=self.address, api_key=self.keys[role])
+
+    def async_agents(self, role: Role = Role.MEMBER) -> AsyncAgents:
+        return AsyncAgents(endpoint=self.address, api_key=self.keys[role])
+
+
+@pytest.fixture
+def new_tenant(server: ServerThread, db: Database):  # type: ignore[no-untyped-def]
+    """Makes tenants: `new_tenant()` returns a workspace nobody else uses, with a key per role."""
+
+    def make() -> Tenant:
+        def setup(session):  # type: ignore[no-untyped-def]
+            ws = workspaces.create_workspace(session, f"ws-{secrets.token_hex(6)}")
+            return Tenant(ws.name, ws.ref, server.address, {r: workspaces.create_key(session, ws, r) for r in Role})
+
+        return db.transaction(setup, write=True)
+
+    return make
+
+
+@pytest.fixture
+def tenant(new_tenant) -> Tenant:  # type: ignore[no-untyped-def]
+    return new_tenant()
+
+
+@pytest.fixture
+def other_tenant(new_tenant) -> Tenant:  # type: ignore[no-untyped-def]
+    return new_tenant()
+
+
+def _valid_numbers() -> Iterator[str]:
+    """Distinct valid US numbers, in an order no other test worker shares a database with."""
+    for n in itertools.count(2_000_000 + secrets.randbelow(5_000_000)):
+        candidate = f"+1415{n:07d}"
+        if phonenumbers.is_valid_number(phonenumbers.parse(candidate)):
+            yield candidate
+
+
+_numbers = _valid_numbers()
+_numbers_lock = threading.Lock()
+
+
+@pytest.fixture
+def fresh_e164() -> Iterator:  # type: ignore[type-arg]
+    """`fresh_e164()` returns a valid E.164 number no test has used yet."""
+
+    def take() -> str:
+        with _numbers_lock:
+            return next(_numbers)
+
+    yield take
