@@ -49,7 +49,7 @@ def is_hostname(value: str) -> bool:
     """RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens."""
     if not value or len(value) > 253:
         return False
-    labels = value.rstrip(".").split(".")
+    labels = value.removesuffix(".").split(".")  # one trailing dot is the DNS root
     return all(
         0 < len(label) <= 63
         and label.isascii()
@@ -72,11 +72,12 @@ def is_host(value: str) -> bool:
 
 
 def hostname(v: Violations, field: str, value: str) -> str | None:
-    value = value.strip().lower()
+    """A host name, lower case, without the root dot ('sip.example.com.' names 'sip.example.com')."""
+    value = value.strip()
     if not is_hostname(value):
         v.add(field, f"{value!r} is not a valid host name, e.g. 'sip.example.com'")
         return None
-    return value
+    return value.lower().removesuffix(".")
 
 
 def sip_uri(v: Violations, field: str, value: str) -> str | None:
