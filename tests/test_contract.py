@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import filecmp
 import sys
+import tomllib
 from importlib import resources
 from pathlib import Path
 
@@ -103,3 +104,15 @@ def test_migrations_build_exactly_the_models_schema(database_url):
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
     engine.dispose()
     assert differences == []
+
+
+def test_every_package_folder_is_in_the_distribution():
+    """pyproject lists packages by hand (two source roots map into `voxplane`): none may be forgotten."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    roots = {Path(folder): name for name, folder in config["package-dir"].items()}
+    on_disk = {
+        ".".join([prefix, *init.parent.relative_to(ROOT / folder).parts])
+        for folder, prefix in roots.items()
+        for init in (ROOT / folder).rglob("__init__.py")
+    }
+    assert on_disk == set(config["packages"])

@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from ..persistence.db import Database
 from ..persistence.tenancy import DeploymentSecret
@@ -30,11 +30,13 @@ class Service:
 
 
 def page_tokens(db: Database) -> PageTokens:
-    key = db.transaction(
+    """The deployment's page-token signer; its key is made by the first migration."""
+    migrated = inspect(db.reader).has_table(DeploymentSecret.__tablename__)
+    key = migrated and db.transaction(
         lambda s: s.scalar(select(DeploymentSecret.value).where(DeploymentSecret.name == "page_token_key")),
         write=False,
     )
-    if key is None:
+    if not key:
         raise SystemExit("The database is not migrated: run `voxplane migrate` first.")
     return PageTokens(key)
 
