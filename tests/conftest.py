@@ -20,7 +20,7 @@ from voxplane import Agents, AsyncAgents, AsyncNumbers, Numbers
 from voxplane.services.app import build_server
 from voxplane.services.core import workspaces
 from voxplane.services.core.auth import Role
-from voxplane.services.core.server import Server
+from voxplane.services.core.server import Server, TlsFiles
 from voxplane.services.persistence.db import Database, normalise_url
 from voxplane.services.persistence.migrate import upgrade
 
@@ -55,14 +55,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 class ServerThread:
     """A real grpc.aio server on an ephemeral port, on its own event loop thread."""
 
-    def __init__(self, url: str, names: list[str]):
+    def __init__(self, url: str, names: list[str], tls: TlsFiles | None = None):
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.server: Server | None = None
 
         async def start() -> int:
-            self.server = build_server(names, Database(url, threads=4))
+            self.server = build_server(names, Database(url, threads=4), tls)
             return await self.server.start("127.0.0.1", 0)
 
         self.port = self.run(start())

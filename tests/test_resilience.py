@@ -1,0 +1,157 @@
+"""What callers see when things go wrong between them and the data: retries, lost databases, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import threading
+
+import grpc
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from voxplane import AbortedError, Numbers, UnavailableError
+from voxplane.numbers.v1 import numbers_pb2 as pb
+from voxplane.services.app import build_server
+from voxplane.services.core import workspaces
+from voxplane.services.core.auth import Role
+from voxplane.services.core.server import TlsFiles
+from voxplane.services.persistence.db import Database, normalise_url
+from voxplane.services.persistence.migrate import upgrade
+
+from .conftest import ServerThread
+
+
+class FlakyNumbers:
+    """A real gRPC server whose Numbers RPCs fail UNAVAILABLE a set number of times first."""
+
+    def __init__(self, failures: int):
+        self.failures = failures
+        self.calls: dict[str, int] = {}
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.port = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+
+    def _handler(self, name: str, response: object):  # type: ignore[no-untyped-def]
+        async def handle(request, context):  # type: ignore[no-untyped-def]
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if self.calls[name] <= self.failures:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
+            return response
+
+        request_type = getattr(pb, f"{name}Request")
+        return grpc.unary_unary_rpc_method_handler(
+            handle, request_deserializer=request_type.FromString, response_serializer=lambda m: m.SerializeToString()
+        )
+
+    async def _start(self) -> int:
+        self.server = grpc.aio.server()
+        number = pb.Number(ref="n1")
+        handlers = {name: self._handler(name, number) for name in ("GetNumber", "CreateNumber", "UpdateNumber")}
+        self.server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("voxplane.numbers.v1.Numbers", handlers)])
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        await self.server.start()
+        return port
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(0), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@pytest.fixture
+def flaky():  # type: ignore[no-untyped-def]
+    server = FlakyNumbers(failures=2)
+    yield server
+    server.close()
+
+
+def test_reads_and_creates_are_retried_on_unavailable(flaky):
+    with Numbers(endpoint=f"127.0.0.1:{flaky.port}", api_key="k") as numbers:
+        assert numbers.get_number("n1").ref == "n1"
+        assert numbers.create_number(e164_number="+14155550100").ref == "n1"  # carries a request_id
+    assert flaky.calls == {"GetNumber": 3, "CreateNumber": 3}
+
+
+def test_updates_are_not_retried(flaky):
+    with Numbers(endpoint=f"127.0.0.1:{flaky.port}", api_key="k") as numbers, pytest.raises(UnavailableError):
+        numbers.update_number(ref="n1", name="x")
+    assert flaky.calls == {"UpdateNumber": 1}
+
+
+def test_retries_stop_after_max_attempts(flaky):
+    with Numbers(endpoint=f"127.0.0.1:{flaky.port}", api_key="k", max_attempts=2) as numbers:
+        with pytest.raises(UnavailableError):
+            numbers.get_number("n1")
+    assert flaky.calls == {"GetNumber": 2}
+
+
+def test_a_closed_port_is_unavailable():
+    with Numbers(endpoint="127.0.0.1:1", api_key="k", timeout=2) as numbers, pytest.raises(UnavailableError):
+        numbers.list_numbers()
+
+
+@pytest.mark.skipif(not os.environ.get("VOXPLANE_TEST_DATABASE_URL"), reason="needs a PostgreSQL server")
+def test_a_lost_database_is_unavailable_not_internal():
+    admin_url = normalise_url(os.environ["VOXPLANE_TEST_DATABASE_URL"])
+    name = f"voxplane_lost_{secrets.token_hex(4)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    setup = Database(url, threads=1)
+    key = setup.transaction(
+        lambda s: workspaces.create_key(s, workspaces.create_workspace(s, "lost"), Role.MEMBER), write=True
+    )
+    setup.close()
+    served = ServerThread(url, ["numbers"])
+    try:
+        with Numbers(endpoint=served.address, api_key=key, max_attempts=1) as numbers:
+            numbers.list_numbers()
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+            with pytest.raises(UnavailableError) as caught:
+                numbers.list_numbers()
+            assert "database" in caught.value.message
+    finally:
+        served.stop()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_concurrent_updates_with_one_etag_one_wins(tenant, fresh_e164):
+    with tenant.numbers() as numbers:
+        number = numbers.create_number(provider_ref="t", e164_number=fresh_e164(), aor_link="sip:1@sip.local")
+
+    async def race() -> list[object]:
+        async with tenant.async_numbers() as client:
+            updates = [client.update_number(ref=number.ref, name=f"n{i}", etag=number.etag) for i in range(10)]
+            return await asyncio.gather(*updates, return_exceptions=True)
+
+    results = asyncio.run(race())
+    assert sum(not isinstance(r, Exception) for r in results) == 1
+    assert all(isinstance(r, AbortedError) for r in results if isinstance(r, Exception))
+
+
+def test_tls_end_to_end(tmp_path, database_url, tenant):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    served = ServerThread(database_url, ["numbers"], tls=TlsFiles(cert.read_bytes(), key.read_bytes()))
+    try:
+        api_key = tenant.keys[Role.READER]
+        options = {"endpoint": f"localhost:{served.port}", "api_key": api_key, "tls": True}
+        with Numbers(options, root_certificates=cert.read_bytes()) as numbers:
+            assert numbers.list_numbers().next_page_token == ""
+        with Numbers(endpoint=f"localhost:{served.port}", api_key=api_key, timeout=2) as plaintext:
+            with pytest.raises(UnavailableError):
+                plaintext.list_numbers()
+    finally:
+        served.stop()
