@@ -12,6 +12,7 @@ run: $(STAMP)
 	$(BIN)/voxplane dev
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 proto: $(STAMP)

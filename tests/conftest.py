@@ -4,6 +4,7 @@ a real server on an ephemeral port, and fresh workspaces with keys for every rol
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import secrets
@@ -37,19 +38,37 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         upgrade(url)
         yield url
         return
-    admin_url = normalise_url(os.environ["VOXPLANE_TEST_DATABASE_URL"])
-    name = f"voxplane_test_{secrets.token_hex(4)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
+    with postgres_database() as database:
+        yield database.url
+
+
+class PostgresDatabase:
+    """A migrated database of its own on the PostgreSQL server of VOXPLANE_TEST_DATABASE_URL."""
+
+    def __init__(self) -> None:
+        admin_url = normalise_url(os.environ["VOXPLANE_TEST_DATABASE_URL"])
+        self.name = f"voxplane_test_{secrets.token_hex(4)}"
+        self.admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
+        self.url = make_url(admin_url).set(database=self.name).render_as_string(hide_password=False)
+        upgrade(self.url)
+
+    def drop(self) -> None:
+        """Drops the database, even with clients connected (as a lost database server would)."""
+        with self.admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[PostgresDatabase]:
+    """A fresh PostgreSQL database, dropped on exit."""
+    database = PostgresDatabase()
     try:
-        yield url
+        yield database
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+        database.drop()
+        database.admin.dispose()
 
 
 class ServerThread:

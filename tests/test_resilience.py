@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import subprocess
 import threading
 
 import grpc
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from voxplane import AbortedError, Numbers, UnavailableError
 from voxplane.numbers.v1 import numbers_pb2 as pb
-from voxplane.services.app import build_server
 from voxplane.services.core import workspaces
 from voxplane.services.core.auth import Role
 from voxplane.services.core.server import TlsFiles
-from voxplane.services.persistence.db import Database, normalise_url
-from voxplane.services.persistence.migrate import upgrade
+from voxplane.services.persistence.db import Database
 
-from .conftest import ServerThread
+from .conftest import ServerThread, postgres_database
 
 
 class FlakyNumbers:
@@ -95,32 +90,22 @@ def test_a_closed_port_is_unavailable():
 
 @pytest.mark.skipif(not os.environ.get("VOXPLANE_TEST_DATABASE_URL"), reason="needs a PostgreSQL server")
 def test_a_lost_database_is_unavailable_not_internal():
-    admin_url = normalise_url(os.environ["VOXPLANE_TEST_DATABASE_URL"])
-    name = f"voxplane_lost_{secrets.token_hex(4)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    setup = Database(url, threads=1)
-    key = setup.transaction(
-        lambda s: workspaces.create_key(s, workspaces.create_workspace(s, "lost"), Role.MEMBER), write=True
-    )
-    setup.close()
-    served = ServerThread(url, ["numbers"])
-    try:
-        with Numbers(endpoint=served.address, api_key=key, max_attempts=1) as numbers:
-            numbers.list_numbers()
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-            with pytest.raises(UnavailableError) as caught:
+    with postgres_database() as database:
+        setup = Database(database.url, threads=1)
+        key = setup.transaction(
+            lambda s: workspaces.create_key(s, workspaces.create_workspace(s, "lost"), Role.MEMBER), write=True
+        )
+        setup.close()
+        served = ServerThread(database.url, ["numbers"])
+        try:
+            with Numbers(endpoint=served.address, api_key=key, max_attempts=1) as numbers:
                 numbers.list_numbers()
-            assert "database" in caught.value.message
-    finally:
-        served.stop()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+                database.drop()
+                with pytest.raises(UnavailableError) as caught:
+                    numbers.list_numbers()
+                assert "database" in caught.value.message
+        finally:
+            served.stop()
 
 
 def test_concurrent_updates_with_one_etag_one_wins(tenant, fresh_e164):

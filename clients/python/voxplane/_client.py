@@ -94,13 +94,13 @@ class Method:
                 json_format.ParseDict(values, message)
             except json_format.ParseError as error:
                 raise ValueError(f"{self.rpc}: {error}") from None
-        if self.retry is Retry.WITH_REQUEST_ID and not getattr(message, "request_id"):
+        if self.retry is Retry.WITH_REQUEST_ID and not message.request_id:
             message.request_id = uuid.uuid4().hex  # type: ignore[attr-defined]  # makes retries safe
         return message
 
     def retryable(self, message: Message) -> bool:
         return self.retry is Retry.ALWAYS or (
-            self.retry is Retry.WITH_REQUEST_ID and bool(getattr(message, "request_id"))
+            self.retry is Retry.WITH_REQUEST_ID and bool(message.request_id)
         )
 
     def __get__(self, client: Any, owner: type | None = None) -> Any:
