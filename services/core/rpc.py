@@ -13,11 +13,10 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from ..persistence.db import Database
-from . import errors
+from ..persistence.db import Database, LookupUnavailable
+from . import errors, logs
 from .auth import Access, Caller, authenticate, bearer_token
 
 log = logging.getLogger("voxplane.rpc")
@@ -39,7 +38,7 @@ def _domain_error(error: Exception) -> errors.DomainError | None:
         return error
     if isinstance(error, StaleDataError):
         return errors.Aborted("The resource was changed by another request meanwhile; get it again and retry.")
-    if isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)):
+    if isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, LookupUnavailable)):
         return errors.Unavailable("The database is unavailable right now; retry shortly.")
     return None
 
@@ -76,18 +75,20 @@ def log_rpc(method: str, code: grpc.StatusCode, started: float, caller: Caller |
             "workspace": caller.workspace_ref if caller else None,
             "key_id": caller.key_id if caller else None,
         }
-        log.info("rpc", extra={"fields": fields})
+        logs.info(log, "rpc", fields)
 
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
-def rpc(access: Access) -> Callable[[Handler], Handler]:
-    """Wraps `method(self, request, caller, session) -> response` as a grpc.aio handler.
+def rpc(access: Access, *, quick: bool = False) -> Callable[[Handler], Handler]:
+    """Wraps a servicer method as a grpc.aio handler.
 
-    The caller is authenticated and the method runs in the same unit of work
-    (one database round trip off the event loop); any error becomes its
-    status, and one JSON line is logged per call.
+    The method is `method(self, request, caller, session) -> response`, run in
+    one transaction on the database threads; with `quick`, it is
+    `method(self, request, caller)` and makes only `db.fetch_one` lookups, run
+    without a session (the hot path). Either way the caller is authenticated
+    first, any error becomes its status, and one JSON line is logged per call.
     """
 
     def decorate(method: Handler) -> Handler:
@@ -98,17 +99,19 @@ def rpc(access: Access) -> Callable[[Handler], Handler]:
             started = time.perf_counter()
             full_method = f"/{self.service_name}/{method.__name__}"
             api_key = bearer_token(context.invocation_metadata())
+            db: Database = self.db
             caller: Caller | None = None
 
-            def unit(session: Session) -> Any:
+            def work() -> Any:
                 nonlocal caller
-                caller = authenticate(session, api_key, access)
-                return method(self, request, caller, session)
+                caller = authenticate(db, api_key, access)
+                if quick:
+                    return method(self, request, caller)
+                return db.transaction(lambda session: method(self, request, caller, session), write=write)
 
-            db: Database = self.db
             code = grpc.StatusCode.OK
             try:
-                return await db.run(unit, write=write)
+                return await (db.run_quick(work) if quick else db.run(work))
             except Exception as error:  # noqa: BLE001 - every error becomes a status
                 status = status_of(error, full_method)
                 code = status.code

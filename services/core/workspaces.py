@@ -50,6 +50,12 @@ def list_keys(session: Session, workspace_name: str | None = None) -> Sequence[A
     return session.scalars(query).all()
 
 
+def key_is_active(session: Session, api_key: str) -> bool:
+    return session.scalar(
+        select(ApiKey.id).where(ApiKey.key_hash == hash_key(api_key), ApiKey.revoke_time.is_(None))
+    ) is not None
+
+
 def revoke_key(session: Session, key_id: str) -> None:
     key = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
     if key is None:

@@ -102,9 +102,9 @@ class NumbersServicer(numbers_pb2_grpc.NumbersServicer):
         provisioning.delete_number(session, caller, request.ref, request.etag)
         return pb.DeleteNumberResponse()
 
-    @rpc(Access.READ)
-    def GetIngressInfo(self, request: pb.GetIngressInfoRequest, caller: Caller, session: Session) -> pb.GetIngressInfoResponse:
-        route = provisioning.ingress_route(session, caller, request.e164_number)
+    @rpc(Access.READ, quick=True)
+    def GetIngressInfo(self, request: pb.GetIngressInfoRequest, caller: Caller) -> pb.GetIngressInfoResponse:
+        route = provisioning.ingress_route(self.db, caller, request.e164_number)
         response = pb.GetIngressInfoResponse(
             number_ref=route.number_ref, e164_number=route.e164_number, workspace_ref=route.workspace_ref
         )
