@@ -23,11 +23,15 @@ class Role(str, enum.Enum):
     READER = "reader"
     # Other services of the platform: a member that may also look up any workspace's routing.
     SERVICE = "service"
+    # Runs the deployment: an admin of its workspace that may also manage the number
+    # inventory and review any workspace's subscriber details.
+    OPERATOR = "operator"
 
 
 class Access(enum.Enum):
     READ = "read"
     WRITE = "write"
+    OPERATE = "operate"  # deployment-wide operations
 
 
 @dataclass(frozen=True)
@@ -79,4 +83,8 @@ def authenticate(db: Database, api_key: str, access: Access) -> Caller:
     caller = Caller(key_id=row[0], role=Role(row[1]), workspace_id=row[2], workspace_ref=row[3])
     if access is Access.WRITE and caller.role is Role.READER:
         raise PermissionDenied(f"The API key {caller.key_id} has the reader role, which cannot make changes.")
+    if access is Access.OPERATE and caller.role is not Role.OPERATOR:
+        raise PermissionDenied(
+            f"The API key {caller.key_id} has the {caller.role.value} role; this needs an operator key."
+        )
     return caller

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 DATA_DIR = Path(os.environ.get("VOXPLANE_DATA_DIR", "data"))
@@ -26,3 +27,13 @@ class ServerSettings:
     shutdown_grace: float = float(os.environ.get("VOXPLANE_SHUTDOWN_GRACE", "10"))
     # Threads that run database work off the event loop.
     db_threads: int = int(os.environ.get("VOXPLANE_DB_THREADS", "8"))
+
+
+def release_aging() -> timedelta:
+    """How long a released number stays RELEASED (unroutable, not acquirable) before it is free again."""
+    return timedelta(days=float(os.environ.get("VOXPLANE_RELEASE_AGING_DAYS", "30")))
+
+
+def home_region() -> str:
+    """The deployment's own country (ISO 3166-1): national-form numbers are read in it."""
+    return os.environ.get("VOXPLANE_HOME_REGION", "US").upper()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
+from .errors import InvalidArgument
 
 
 def timestamp(value: datetime) -> Timestamp:
@@ -17,3 +20,15 @@ def timestamp(value: datetime) -> Timestamp:
 def optional(message: object, field: str) -> object | None:
     """The value of a proto3 `optional` field, or None when the caller did not set it."""
     return getattr(message, field) if message.HasField(field) else None  # type: ignore[attr-defined]
+
+
+def enum_name(enum_type: Any, value: int, field: str) -> str:
+    """A proto enum value's name without its type prefix (NUMBER_STATE_ACTIVE -> ACTIVE).
+
+    A number the contract does not define is INVALID_ARGUMENT on `field`.
+    """
+    prefix = enum_type.Name(0).removesuffix("UNSPECIFIED")
+    try:
+        return enum_type.Name(value).removeprefix(prefix)
+    except ValueError:
+        raise InvalidArgument.of(field, f"{value} is not a value of {enum_type.DESCRIPTOR.name}") from None

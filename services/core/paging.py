@@ -35,19 +35,20 @@ class PageTokens:
     def _mac(self, scope: str, payload: bytes) -> bytes:
         return hmac.new(self._secret, scope.encode() + b"\0" + payload, hashlib.sha256).digest()[:_MAC_BYTES]
 
-    def issue(self, scope: str, last_id: int) -> str:
-        payload = str(last_id).encode()
+    def issue(self, scope: str, position: int | str) -> str:
+        """A token for the page after `position` (the last id, or key, served)."""
+        payload = str(position).encode()
         return base64.urlsafe_b64encode(self._mac(scope, payload) + payload).decode().rstrip("=")
 
-    def read(self, scope: str, token: str) -> int:
-        """The last id served before this token; 0 for an empty token (the first page)."""
+    def read(self, scope: str, token: str) -> str | None:
+        """The position this token continues after; None for an empty token (the first page)."""
         if not token:
-            return 0
+            return None
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             mac, payload = raw[:_MAC_BYTES], raw[_MAC_BYTES:]
             if hmac.compare_digest(mac, self._mac(scope, payload)):
-                return int(payload)
+                return payload.decode()
         except ValueError:
             pass
         raise InvalidArgument.of(
@@ -58,5 +59,5 @@ class PageTokens:
              ) -> tuple[Sequence[T], str]:
         """Serves one page of a List request: `fetch(after_id, size)` returns rows and the last id if more follow."""
         size = page_size(request.page_size)
-        rows, last_id = fetch(self.read(scope, request.page_token), size)
+        rows, last_id = fetch(int(self.read(scope, request.page_token) or 0), size)
         return rows, self.issue(scope, last_id) if last_id is not None else ""

@@ -92,7 +92,7 @@ def rpc(access: Access, *, quick: bool = False) -> Callable[[Handler], Handler]:
     """
 
     def decorate(method: Handler) -> Handler:
-        write = access is Access.WRITE
+        write = access is not Access.READ
 
         @functools.wraps(method)
         async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:

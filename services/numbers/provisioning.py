@@ -1,17 +1,18 @@
-"""The rules of Numbers: what a valid number and routing are, and how they change."""
+"""The rules of Numbers: what a valid number, routing and settings are, and how they change."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import ColumnElement, and_, bindparam, delete, or_, select
 from sqlalchemy.orm import Session
 
-from ..core import validation
+from ..core import config, validation
 from ..core.auth import Caller
-from ..core.errors import AlreadyExists, NotFound, Violations
-from ..core.resources import check_etag, get_owned, insert_once
+from ..core.errors import AlreadyExists, InvalidArgument, NotFound, Violations
+from ..core.resources import check_etag, insert_once
 from ..persistence import keyset
 from ..persistence.base import utcnow
 from ..persistence.db import Database
@@ -23,13 +24,47 @@ MAX_PROVIDER_REF = 128
 MAX_APP_REF = 128
 
 
+MAX_CALLER_ID_PREFIX = 16
+CONTEXTS = ("INCOMING", "UTILITY")
+
+
 @dataclass(frozen=True)
 class Routing:
-    """Where inbound calls go: an AOR, or an application (webhook and/or app ref)."""
+    """Where inbound calls go: an AOR, an application (webhook and/or app ref), or a SIP forward.
+
+    All None: the number has no routing yet (an acquired or reserved number).
+    """
 
     aor_link: str | None = None
     webhook: str | None = None
     app_ref: str | None = None
+    forward_sip_to: str | None = None
+
+    @property
+    def is_set(self) -> bool:
+        return any((self.aor_link, self.webhook, self.app_ref, self.forward_sip_to))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Number settings (UK PBX API); None leaves a field as it is, or at its default."""
+
+    recording_enabled: bool | None = None
+    caller_id_prefix: str | None = None
+    caller_id_passthrough: bool | None = None
+    context: str | None = None  # INCOMING or UTILITY
+
+
+@dataclass(frozen=True)
+class NumberFilter:
+    """ListNumbers filters; the defaults match every number."""
+
+    state: str | None = None
+    e164_prefix: str = ""
+    provider_ref: str = ""
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    name_contains: str = ""
 
 
 @dataclass(frozen=True)
@@ -38,11 +73,14 @@ class IngressRoute:
     e164_number: str
     workspace_ref: str
     routing: Routing
+    settings: Settings
 
 
 def _checked_routing(v: Violations, routing: Routing) -> Routing:
     if routing.aor_link is not None:
         return Routing(aor_link=validation.sip_uri(v, "aor_link", routing.aor_link))
+    if routing.forward_sip_to is not None:
+        return Routing(forward_sip_to=validation.sip_uri(v, "forward_sip_to", routing.forward_sip_to))
     webhook = routing.webhook or ""
     app_ref = validation.text(v, "ingress_info.app_ref", routing.app_ref or "", max_len=MAX_APP_REF)
     if not webhook.strip() and not app_ref:
@@ -54,14 +92,72 @@ def _checked_routing(v: Violations, routing: Routing) -> Routing:
     )
 
 
-def _apply_routing(number: Number, routing: Routing) -> None:
+def _checked_settings(v: Violations, settings: Settings) -> Settings:
+    if settings.caller_id_prefix is not None:
+        prefix = settings.caller_id_prefix
+        if len(prefix) > MAX_CALLER_ID_PREFIX or not prefix.isprintable():
+            v.add("settings.caller_id_prefix", f"must be at most {MAX_CALLER_ID_PREFIX} printable characters")
+    if settings.context is not None and settings.context not in CONTEXTS:
+        v.add("settings.context", f"must be NUMBER_CONTEXT_INCOMING or NUMBER_CONTEXT_UTILITY, got {settings.context}")
+    return settings
+
+
+def apply_routing(number: Number, routing: Routing) -> None:
     number.aor_link = routing.aor_link
     number.ingress_webhook = routing.webhook
     number.ingress_app_ref = routing.app_ref
+    number.forward_sip_to = routing.forward_sip_to
+
+
+def apply_settings(number: Number, settings: Settings) -> None:
+    for name, value in vars(settings).items():
+        if value is not None:
+            setattr(number, name, value)
 
 
 def routing_of(number: Number) -> Routing:
-    return Routing(aor_link=number.aor_link, webhook=number.ingress_webhook, app_ref=number.ingress_app_ref)
+    return Routing(number.aor_link, number.ingress_webhook, number.ingress_app_ref, number.forward_sip_to)
+
+
+def checked_routing_and_settings(
+    v: Violations, routing: Routing | None, settings: Settings
+) -> tuple[Routing | None, Settings]:
+    return (_checked_routing(v, routing) if routing is not None else None), _checked_settings(v, settings)
+
+
+# A number row is dead once its reservation lapsed or its release aged: it no
+# longer counts for its workspace, and its E.164 is free again.
+def dead(now: datetime) -> ColumnElement[bool]:
+    return or_(
+        and_(Number.state == "RESERVED", Number.reserve_expire_time <= now),
+        and_(Number.state == "RELEASED", Number.release_time <= now - config.release_aging()),
+    )
+
+
+def reclaim(session: Session, e164: str, now: datetime) -> None:
+    """Removes the dead row holding `e164`, if there is one, so it can be taken again."""
+    session.execute(delete(Number).where(Number.e164_number == e164, dead(now)))
+
+
+def new_number(caller: Caller, **fields: object) -> Number:
+    """A Number of the caller's workspace with every default set (the ORM fills them only on flush)."""
+    number = Number(
+        workspace_id=caller.workspace_id,
+        state="ACTIVE",
+        from_inventory=False,
+        recording_enabled=False,
+        caller_id_prefix="",
+        caller_id_passthrough=True,
+        context="INCOMING",
+        emergency_enabled=False,
+    )
+    for name, value in fields.items():
+        setattr(number, name, value)
+    return number
+
+
+def taken(e164: str) -> AlreadyExists:
+    return AlreadyExists(f"The number {e164} is already provisioned.")
 
 
 def create_number(
@@ -72,29 +168,40 @@ def create_number(
     provider_ref: str,
     e164_number: str,
     routing: Routing | None,
+    settings: Settings,
+    porting_in: bool,
     request_id: str,
 ) -> Number:
     v = Violations()
     e164 = validation.e164(v, "e164_number", e164_number)
-    number = Number(
-        workspace_id=caller.workspace_id,
+    number = new_number(
+        caller,
         name=validation.text(v, "name", name, max_len=MAX_NAME),
         provider_ref=validation.text(v, "provider_ref", provider_ref, max_len=MAX_PROVIDER_REF, required=True),
         e164_number=e164,
         request_id=validation.request_id(v, request_id),
+        state="PORTING_IN" if porting_in else "ACTIVE",
     )
     if routing is None:
-        v.add("routing", "set exactly one of aor_link or ingress_info")
-    else:
-        _apply_routing(number, _checked_routing(v, routing))
+        v.add("routing", "set exactly one of aor_link, ingress_info or forward_sip_to")
+    routing, settings = checked_routing_and_settings(v, routing, settings)
     v.raise_if_any()
-    return insert_once(
-        session, number, caller, lambda: AlreadyExists(f"The number {e164} is already provisioned.")
-    )
+    apply_routing(number, routing)  # type: ignore[arg-type]
+    apply_settings(number, settings)
+    reclaim(session, e164, utcnow())  # type: ignore[arg-type]
+    return insert_once(session, number, caller, lambda: taken(e164))  # type: ignore[arg-type]
 
 
 def get_number(session: Session, caller: Caller, ref: str) -> Number:
-    return get_owned(session, Number, caller, ref, "number")
+    """The caller's live Number `ref` (a lapsed reservation or an aged release is gone)."""
+    if not ref:
+        raise InvalidArgument.of("ref", "is required")
+    number = session.scalar(
+        select(Number).where(Number.ref == ref, Number.workspace_id == caller.workspace_id, ~dead(utcnow()))
+    )
+    if number is None:
+        raise NotFound(f"No number has the ref {ref!r}.")
+    return number
 
 
 def update_number(
@@ -105,6 +212,7 @@ def update_number(
     name: str | None,
     provider_ref: str | None,
     routing: Routing | None,
+    settings: Settings,
     etag: str,
 ) -> Number:
     v = Violations()
@@ -112,8 +220,7 @@ def update_number(
         name = validation.text(v, "name", name, max_len=MAX_NAME)
     if provider_ref is not None:
         provider_ref = validation.text(v, "provider_ref", provider_ref, max_len=MAX_PROVIDER_REF, required=True)
-    if routing is not None:
-        routing = _checked_routing(v, routing)
+    routing, settings = checked_routing_and_settings(v, routing, settings)
     v.raise_if_any()
     number = get_number(session, caller, ref)
     check_etag(number, etag, "number")
@@ -122,7 +229,8 @@ def update_number(
     if provider_ref is not None:
         number.provider_ref = provider_ref
     if routing is not None:
-        _apply_routing(number, routing)
+        apply_routing(number, routing)
+    apply_settings(number, settings)
     number.update_time = utcnow()  # every update moves the etag
     session.flush()
     return number
@@ -134,8 +242,43 @@ def delete_number(session: Session, caller: Caller, ref: str, etag: str) -> None
     session.delete(number)
 
 
-def list_numbers(session: Session, caller: Caller, after_id: int, size: int) -> tuple[Sequence[Number], int | None]:
-    query = select(Number).where(Number.workspace_id == caller.workspace_id)
+def checked_filter(
+    state: str | None, e164_prefix: str, provider_ref: str, created_after: datetime | None,
+    created_before: datetime | None, name_contains: str,
+) -> NumberFilter:
+    v = Violations()
+    e164_prefix = e164_prefix.strip()
+    if e164_prefix and not (e164_prefix.startswith("+") and e164_prefix[1:].isdigit() and len(e164_prefix) <= 16):
+        v.add("e164_prefix", f"{e164_prefix!r} is not the start of an E.164 number, e.g. '+44' or '+1415'")
+    number_filter = NumberFilter(
+        state=state,
+        e164_prefix=e164_prefix,
+        provider_ref=validation.text(v, "provider_ref", provider_ref, max_len=MAX_PROVIDER_REF),
+        created_after=created_after,
+        created_before=created_before,
+        name_contains=validation.text(v, "name_contains", name_contains, max_len=MAX_NAME),
+    )
+    v.raise_if_any()
+    return number_filter
+
+
+def list_numbers(
+    session: Session, caller: Caller, number_filter: NumberFilter, after_id: int, size: int
+) -> tuple[Sequence[Number], int | None]:
+    query = select(Number).where(Number.workspace_id == caller.workspace_id, ~dead(utcnow()))
+    f = number_filter
+    if f.state:
+        query = query.where(Number.state == f.state)
+    if f.e164_prefix:
+        query = query.where(Number.e164_number.startswith(f.e164_prefix))
+    if f.provider_ref:
+        query = query.where(Number.provider_ref == f.provider_ref)
+    if f.created_after:
+        query = query.where(Number.create_time >= f.created_after)
+    if f.created_before:
+        query = query.where(Number.create_time < f.created_before)
+    if f.name_contains:
+        query = query.where(Number.name.icontains(f.name_contains, autoescape=True))
     return keyset.page(session, query, Number.id, after_id, size)
 
 
@@ -148,18 +291,22 @@ _INGRESS_LOOKUP = (
         Number.aor_link,
         Number.ingress_webhook,
         Number.ingress_app_ref,
+        Number.forward_sip_to,
+        Number.recording_enabled,
+        Number.caller_id_prefix,
+        Number.caller_id_passthrough,
     )
     .join(Workspace, Workspace.id == Number.workspace_id)
-    .where(Number.e164_number == bindparam("e164"))
+    .where(Number.e164_number == bindparam("e164"), Number.state == "ACTIVE")
 )
 
 
 def ingress_route(db: Database, caller: Caller, e164_number: str) -> IngressRoute:
     """Where a call to `e164_number` goes, if the caller may know: the SIP edge's hot path.
 
-    Stored numbers are E.164 already, so the number is parsed only when the
-    exact lookup misses (to normalise another spelling, or to explain why it
-    is not a number).
+    Only ACTIVE numbers with a routing route calls. Stored numbers are E.164
+    already, so the number is parsed only when the exact lookup misses (to
+    normalise another spelling, or to explain why it is not a number).
     """
     row = db.fetch_one(_INGRESS_LOOKUP, e164=e164_number)
     if row is None:
@@ -169,4 +316,8 @@ def ingress_route(db: Database, caller: Caller, e164_number: str) -> IngressRout
         row = db.fetch_one(_INGRESS_LOOKUP, e164=e164) if e164 != e164_number else None
     if row is None or (row[2] != caller.workspace_id and not caller.sees_every_workspace_routing):
         raise NotFound(f"No number routes {e164_number}.")
-    return IngressRoute(row[0], row[1], row[3], Routing(aor_link=row[4], webhook=row[5], app_ref=row[6]))
+    routing = Routing(*row[4:8])
+    if not routing.is_set:
+        raise NotFound(f"The number {e164_number} has no routing yet.")
+    settings = Settings(recording_enabled=bool(row[8]), caller_id_prefix=row[9], caller_id_passthrough=bool(row[10]))
+    return IngressRoute(row[0], row[1], row[3], routing, settings)

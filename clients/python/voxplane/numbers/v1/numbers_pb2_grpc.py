@@ -65,6 +65,101 @@ class NumbersStub:
                 request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetIngressInfoRequest.SerializeToString,
                 response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetIngressInfoResponse.FromString,
                 _registered_method=True)
+        self.BatchCreateNumbers = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/BatchCreateNumbers',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.BatchCreateNumbersRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.BatchCreateNumbersResponse.FromString,
+                _registered_method=True)
+        self.BatchDeleteNumbers = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/BatchDeleteNumbers',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.BatchDeleteNumbersRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.BatchDeleteNumbersResponse.FromString,
+                _registered_method=True)
+        self.ActivateNumber = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/ActivateNumber',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ActivateNumberRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
+                _registered_method=True)
+        self.SuspendNumber = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/SuspendNumber',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.SuspendNumberRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
+                _registered_method=True)
+        self.ReleaseNumber = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/ReleaseNumber',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ReleaseNumberRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
+                _registered_method=True)
+        self.ImportInventory = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/ImportInventory',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ImportInventoryRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ImportInventoryResponse.FromString,
+                _registered_method=True)
+        self.ListAvailablePrefixes = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/ListAvailablePrefixes',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListAvailablePrefixesRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListAvailablePrefixesResponse.FromString,
+                _registered_method=True)
+        self.SearchAvailableNumbers = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/SearchAvailableNumbers',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.SearchAvailableNumbersRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.SearchAvailableNumbersResponse.FromString,
+                _registered_method=True)
+        self.CheckAvailability = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/CheckAvailability',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.CheckAvailabilityRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.CheckAvailabilityResponse.FromString,
+                _registered_method=True)
+        self.AcquireNumber = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/AcquireNumber',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.AcquireNumberRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
+                _registered_method=True)
+        self.ReserveNumber = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/ReserveNumber',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ReserveNumberRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
+                _registered_method=True)
+        self.ClassifyNumber = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/ClassifyNumber',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ClassifyNumberRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ClassifyNumberResponse.FromString,
+                _registered_method=True)
+        self.ListClassifiers = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/ListClassifiers',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListClassifiersRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListClassifiersResponse.FromString,
+                _registered_method=True)
+        self.GetNumberLocality = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/GetNumberLocality',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetNumberLocalityRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetNumberLocalityResponse.FromString,
+                _registered_method=True)
+        self.ListAccessCodes = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/ListAccessCodes',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListAccessCodesRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListAccessCodesResponse.FromString,
+                _registered_method=True)
+        self.UpdateSubscriber = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/UpdateSubscriber',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.UpdateSubscriberRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
+                _registered_method=True)
+        self.ReviewSubscriber = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/ReviewSubscriber',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ReviewSubscriberRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
+                _registered_method=True)
+        self.SetEmergencyAddress = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/SetEmergencyAddress',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.SetEmergencyAddressRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
+                _registered_method=True)
+        self.EnableEmergency = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/EnableEmergency',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.EnableEmergencyRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
+                _registered_method=True)
 
 
 class NumbersServicer:
@@ -130,6 +225,186 @@ class NumbersServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchCreateNumbers(self, request, context):
+        """Creates up to 1,000 Numbers in one transaction: all of them or none.
+        Errors: INVALID_ARGUMENT naming each bad item (`requests[3].e164_number`,
+        also for an E.164 repeated within the batch), ALREADY_EXISTS naming the
+        first item whose number is taken. Items whose `request_id` was already
+        used return the Number made then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchDeleteNumbers(self, request, context):
+        """Deletes up to 1,000 Numbers in one transaction: all of them or none.
+        Errors: INVALID_ARGUMENT (empty or too many refs), NOT_FOUND naming the
+        first ref that is not the caller's (`refs[2]`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ActivateNumber(self, request, context):
+        """Moves a Number from its current state to ACTIVE (in service): completes a
+        reservation, ends a suspension, or finishes a port-in.
+        Errors: NOT_FOUND, ABORTED (stale etag), FAILED_PRECONDITION (the state
+        does not allow it, e.g. RELEASED; the message names the current state).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SuspendNumber(self, request, context):
+        """Takes an ACTIVE Number out of service without giving it up; inbound calls
+        are no longer routed. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseNumber(self, request, context):
+        """Gives a Number up. It stays RELEASED, unroutable and unavailable, for the
+        deployment's aging period; then an inventory number becomes available to
+        acquire again. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION (already
+        RELEASED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportInventory(self, request, context):
+        """Adds numbers to the deployment's inventory (operators only), all or none;
+        numbers already in the inventory are counted, not repeated.
+        Errors: PERMISSION_DENIED (not an `operator` key), INVALID_ARGUMENT
+        naming each bad entry (`entries[7].e164_number`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAvailablePrefixes(self, request, context):
+        """The number prefixes the inventory has numbers available in, with a
+        description (e.g. "Aberdeen (01224)") and how many are available.
+        Errors: INVALID_ARGUMENT (unknown region_code).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchAvailableNumbers(self, request, context):
+        """Numbers free to acquire that start with a prefix, in E.164 order, a page
+        at a time. Errors: INVALID_ARGUMENT (prefix not digits, unknown
+        region_code, negative quantity, bad page_token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckAvailability(self, request, context):
+        """Whether each of up to 1,000 numbers can be acquired right now.
+        Errors: INVALID_ARGUMENT naming each invalid number (`e164_numbers[2]`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcquireNumber(self, request, context):
+        """Takes an available inventory number into the caller's workspace, ACTIVE,
+        or confirms the caller's own reservation of it. Two workspaces racing for
+        one number: exactly one wins.
+        Errors: NOT_FOUND (not in the inventory), ALREADY_EXISTS (held by
+        another workspace, or RELEASED and aging), FAILED_PRECONDITION (already
+        the caller's, past reservation), INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReserveNumber(self, request, context):
+        """Holds an available inventory number for the caller's workspace, RESERVED,
+        for `hold` (default 30 minutes). Unless acquired or activated in time,
+        the reservation lapses and the number is available again. Reserving the
+        caller's own reservation again extends it.
+        Errors: NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClassifyNumber(self, request, context):
+        """What a number is: its type (mobile, toll-free, emergency…), country, and
+        the deployment's classifiers it matches. Works for any number, in the
+        inventory or not. Errors: INVALID_ARGUMENT (not a phone number).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListClassifiers(self, request, context):
+        """The deployment's classifiers, in the order they are tried.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNumberLocality(self, request, context):
+        """Country, region or city, original carrier and time zones of up to 100
+        numbers. Errors: INVALID_ARGUMENT naming each invalid number.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccessCodes(self, request, context):
+        """The platform's feature access codes (`*55` voicemail, `*21*{number}` call
+        forwarding, …) with what each does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSubscriber(self, request, context):
+        """Sets the subscriber (the person or company the number is registered to)
+        and submits it for validation: its status becomes VALIDATION_PENDING.
+        Errors: INVALID_ARGUMENT (missing name, address or postcode; a postcode
+        of the wrong shape for the number's country), NOT_FOUND, ABORTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReviewSubscriber(self, request, context):
+        """Records the outcome of a subscriber validation: VALIDATED or REJECTED
+        (operators only; any workspace's number).
+        Errors: PERMISSION_DENIED, NOT_FOUND, FAILED_PRECONDITION (nothing
+        pending), INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetEmergencyAddress(self, request, context):
+        """Sets the emergency (E911) address of a number. What can be checked here
+        is checked (required fields, postal code shape, the country matching the
+        number's); the address is kept with status VALID or INVALID and the
+        problems found. Setting a new address disables emergency calling until
+        it is enabled again. Errors: INVALID_ARGUMENT (missing required field),
+        NOT_FOUND, ABORTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableEmergency(self, request, context):
+        """Turns emergency calling on or off for a number.
+        Errors: FAILED_PRECONDITION (turning it on without a VALID emergency
+        address), NOT_FOUND, ABORTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NumbersServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +437,101 @@ def add_NumbersServicer_to_server(servicer, server):
                     servicer.GetIngressInfo,
                     request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetIngressInfoRequest.FromString,
                     response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetIngressInfoResponse.SerializeToString,
+            ),
+            'BatchCreateNumbers': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateNumbers,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.BatchCreateNumbersRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.BatchCreateNumbersResponse.SerializeToString,
+            ),
+            'BatchDeleteNumbers': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchDeleteNumbers,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.BatchDeleteNumbersRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.BatchDeleteNumbersResponse.SerializeToString,
+            ),
+            'ActivateNumber': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActivateNumber,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ActivateNumberRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.SerializeToString,
+            ),
+            'SuspendNumber': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuspendNumber,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.SuspendNumberRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.SerializeToString,
+            ),
+            'ReleaseNumber': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseNumber,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ReleaseNumberRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.SerializeToString,
+            ),
+            'ImportInventory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportInventory,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ImportInventoryRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ImportInventoryResponse.SerializeToString,
+            ),
+            'ListAvailablePrefixes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAvailablePrefixes,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListAvailablePrefixesRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListAvailablePrefixesResponse.SerializeToString,
+            ),
+            'SearchAvailableNumbers': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchAvailableNumbers,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.SearchAvailableNumbersRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.SearchAvailableNumbersResponse.SerializeToString,
+            ),
+            'CheckAvailability': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckAvailability,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.CheckAvailabilityRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.CheckAvailabilityResponse.SerializeToString,
+            ),
+            'AcquireNumber': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcquireNumber,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.AcquireNumberRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.SerializeToString,
+            ),
+            'ReserveNumber': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveNumber,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ReserveNumberRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.SerializeToString,
+            ),
+            'ClassifyNumber': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClassifyNumber,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ClassifyNumberRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ClassifyNumberResponse.SerializeToString,
+            ),
+            'ListClassifiers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListClassifiers,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListClassifiersRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListClassifiersResponse.SerializeToString,
+            ),
+            'GetNumberLocality': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNumberLocality,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetNumberLocalityRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetNumberLocalityResponse.SerializeToString,
+            ),
+            'ListAccessCodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccessCodes,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListAccessCodesRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListAccessCodesResponse.SerializeToString,
+            ),
+            'UpdateSubscriber': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSubscriber,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.UpdateSubscriberRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.SerializeToString,
+            ),
+            'ReviewSubscriber': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewSubscriber,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ReviewSubscriberRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.SerializeToString,
+            ),
+            'SetEmergencyAddress': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetEmergencyAddress,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.SetEmergencyAddressRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.SerializeToString,
+            ),
+            'EnableEmergency': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableEmergency,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.EnableEmergencyRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -327,6 +697,519 @@ class Numbers:
             '/voxplane.numbers.v1.Numbers/GetIngressInfo',
             voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetIngressInfoRequest.SerializeToString,
             voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetIngressInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreateNumbers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/BatchCreateNumbers',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.BatchCreateNumbersRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.BatchCreateNumbersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchDeleteNumbers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/BatchDeleteNumbers',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.BatchDeleteNumbersRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.BatchDeleteNumbersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActivateNumber(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/ActivateNumber',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ActivateNumberRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuspendNumber(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/SuspendNumber',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.SuspendNumberRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseNumber(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/ReleaseNumber',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ReleaseNumberRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportInventory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/ImportInventory',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ImportInventoryRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ImportInventoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAvailablePrefixes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/ListAvailablePrefixes',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListAvailablePrefixesRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListAvailablePrefixesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchAvailableNumbers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/SearchAvailableNumbers',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.SearchAvailableNumbersRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.SearchAvailableNumbersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckAvailability(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/CheckAvailability',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.CheckAvailabilityRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.CheckAvailabilityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcquireNumber(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/AcquireNumber',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.AcquireNumberRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReserveNumber(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/ReserveNumber',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ReserveNumberRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClassifyNumber(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/ClassifyNumber',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ClassifyNumberRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ClassifyNumberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListClassifiers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/ListClassifiers',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListClassifiersRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListClassifiersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNumberLocality(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/GetNumberLocality',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetNumberLocalityRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetNumberLocalityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccessCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/ListAccessCodes',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListAccessCodesRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ListAccessCodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSubscriber(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/UpdateSubscriber',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.UpdateSubscriberRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewSubscriber(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/ReviewSubscriber',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.ReviewSubscriberRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetEmergencyAddress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/SetEmergencyAddress',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.SetEmergencyAddressRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableEmergency(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/EnableEmergency',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.EnableEmergencyRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.Number.FromString,
             options,
             channel_credentials,
             insecure,
