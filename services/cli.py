@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import itertools
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,8 +18,9 @@ from sqlalchemy.orm import Session
 from .app import SERVICES, build_server
 from .core import config, logs, workspaces
 from .core.auth import Role
-from .core.errors import DomainError
+from .core.errors import DomainError, InvalidArgument
 from .core.server import TlsFiles, serve_until_signalled
+from .numbers import inventory
 from .persistence.db import Database
 from .persistence.migrate import upgrade
 
@@ -92,6 +95,62 @@ def cmd_keys_revoke(args: argparse.Namespace) -> None:
     print(f"revoked {args.key_id}", file=sys.stderr)
 
 
+def cmd_inventory_import(args: argparse.Namespace) -> None:
+    """Loads a CSV (columns e164_number, provider_ref) into the inventory: all of it, or none."""
+    path = Path(args.file)
+    progress = Progress(path.stat().st_size) if sys.stderr.isatty() else None
+
+    def load(session: Session) -> tuple[int, int]:
+        added = present = 0
+        with path.open(newline="", encoding="utf-8") as file:
+            reader = csv.DictReader(progress.reading(file) if progress else file)
+            missing = {"e164_number", "provider_ref"} - set(reader.fieldnames or ())
+            if missing:
+                raise SystemExit(f"voxplane: {path} lacks the column(s) {', '.join(sorted(missing))}")
+            rows = ((reader.line_num, row) for row in reader)
+            while chunk := list(itertools.islice(rows, 5000)):
+                counts = inventory.import_rows(
+                    session,
+                    [(row["e164_number"] or "", row["provider_ref"] or "") for _, row in chunk],
+                    lambda i, name: f"line {chunk[i][0]}: {name}",  # noqa: B023 - used before the next chunk
+                )
+                added, present = added + counts[0], present + counts[1]
+        return added, present
+
+    try:
+        added, present = _transaction(load)
+    except InvalidArgument as error:
+        if progress:
+            progress.done()
+        sys.exit("voxplane: nothing was imported:\n" + "\n".join(f"  {v.field}: {v.description}"
+                                                                  for v in error.violations))
+    if progress:
+        progress.done()
+    print(f"imported {added:,} numbers into the inventory ({present:,} were there already)")
+
+
+class Progress:
+    """A one-line progress bar on stderr, driven by the bytes read from a file."""
+
+    def __init__(self, total_bytes: int):
+        self.total = max(total_bytes, 1)
+        self.read = 0
+        self.shown = -1
+
+    def reading(self, lines: Iterable[str]) -> Iterator[str]:
+        for line in lines:
+            self.read += len(line.encode())
+            percent = self.read * 100 // self.total
+            if percent != self.shown:
+                self.shown = percent
+                bar = "#" * (percent // 4)
+                print(f"\r[{bar:<25}] {percent:3d}%", end="", file=sys.stderr, flush=True)
+            yield line
+
+    def done(self) -> None:
+        print(file=sys.stderr)
+
+
 def dev_api_key(session: Session, key_file: Path) -> str:
     """The development key kept in `key_file`, made (with its workspace) if missing or revoked."""
     if key_file.exists():
@@ -156,6 +215,13 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.set_defaults(run=cmd_workspaces_create)
     ws.add_parser("list", help="list workspaces").set_defaults(run=cmd_workspaces_list)
+
+    stock = commands.add_parser("inventory", help="manage the number inventory").add_subparsers(
+        dest="action", required=True
+    )
+    load = stock.add_parser("import", help="add numbers from a CSV (e164_number,provider_ref), all or none")
+    load.add_argument("file")
+    load.set_defaults(run=cmd_inventory_import)
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
     create = keys.add_parser("create", help="create a key; prints it, once, alone on stdout")

@@ -22,9 +22,9 @@ _MAC_BYTES = 12
 T = TypeVar("T")
 
 
-def page_size(requested: int) -> int:
+def page_size(requested: int, field: str = "page_size") -> int:
     if requested < 0:
-        raise InvalidArgument.of("page_size", f"must not be negative, got {requested}")
+        raise InvalidArgument.of(field, f"must not be negative, got {requested}")
     return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 

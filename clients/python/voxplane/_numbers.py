@@ -18,6 +18,29 @@ class _NumbersMethods:
     get_ingress_info = Method("GetIngressInfo", pb.GetIngressInfoRequest, Retry.ALWAYS, positional="e164_number")
     iter_numbers = Pages("list_numbers", "numbers")
 
+    activate_number = Method("ActivateNumber", pb.ActivateNumberRequest, positional="ref")
+    suspend_number = Method("SuspendNumber", pb.SuspendNumberRequest, positional="ref")
+    release_number = Method("ReleaseNumber", pb.ReleaseNumberRequest, positional="ref")
+
+    import_inventory = Method("ImportInventory", pb.ImportInventoryRequest)
+    list_available_prefixes = Method("ListAvailablePrefixes", pb.ListAvailablePrefixesRequest, Retry.ALWAYS)
+    search_available_numbers = Method(
+        "SearchAvailableNumbers", pb.SearchAvailableNumbersRequest, Retry.ALWAYS, positional="prefix"
+    )
+    check_availability = Method("CheckAvailability", pb.CheckAvailabilityRequest, Retry.ALWAYS)
+    acquire_number = Method("AcquireNumber", pb.AcquireNumberRequest, Retry.WITH_REQUEST_ID, positional="e164_number")
+    reserve_number = Method("ReserveNumber", pb.ReserveNumberRequest, positional="e164_number")
+
+    classify_number = Method("ClassifyNumber", pb.ClassifyNumberRequest, Retry.ALWAYS, positional="number")
+    list_classifiers = Method("ListClassifiers", pb.ListClassifiersRequest, Retry.ALWAYS)
+    get_number_locality = Method("GetNumberLocality", pb.GetNumberLocalityRequest, Retry.ALWAYS)
+    list_access_codes = Method("ListAccessCodes", pb.ListAccessCodesRequest, Retry.ALWAYS)
+
+    update_subscriber = Method("UpdateSubscriber", pb.UpdateSubscriberRequest)
+    review_subscriber = Method("ReviewSubscriber", pb.ReviewSubscriberRequest)
+    set_emergency_address = Method("SetEmergencyAddress", pb.SetEmergencyAddressRequest)
+    enable_emergency = Method("EnableEmergency", pb.EnableEmergencyRequest)
+
 
 class Numbers(_NumbersMethods, SyncClient):
     """Blocking client of the Numbers service.
