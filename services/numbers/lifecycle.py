@@ -27,13 +27,14 @@ from .provisioning import get_number
 @dataclass(frozen=True)
 class Transition:
     verb: str
+    done: str
     allowed_from: tuple[str, ...]
     to: str
 
 
-ACTIVATE = Transition("activate", ("RESERVED", "SUSPENDED", "PORTING_IN"), "ACTIVE")
-SUSPEND = Transition("suspend", ("ACTIVE",), "SUSPENDED")
-RELEASE = Transition("release", ("RESERVED", "ACTIVE", "SUSPENDED", "PORTING_IN"), "RELEASED")
+ACTIVATE = Transition("activate", "activated", ("RESERVED", "SUSPENDED", "PORTING_IN"), "ACTIVE")
+SUSPEND = Transition("suspend", "suspended", ("ACTIVE",), "SUSPENDED")
+RELEASE = Transition("release", "released", ("RESERVED", "ACTIVE", "SUSPENDED", "PORTING_IN"), "RELEASED")
 
 
 def apply(number: Number, transition: Transition) -> None:
@@ -42,7 +43,7 @@ def apply(number: Number, transition: Transition) -> None:
         allowed = ", ".join(transition.allowed_from)
         raise FailedPrecondition(
             f"Cannot {transition.verb} number {number.e164_number}: it is {number.state}, "
-            f"and only {allowed} numbers can be {transition.verb}d."
+            f"and only {allowed} numbers can be {transition.done}."
         )
     now = utcnow()
     number.state = transition.to
