@@ -91,6 +91,7 @@ class NumbersServicer(
     service_name = pb.DESCRIPTOR.services_by_name["Numbers"].full_name
 
     def __init__(self, db: Database, tokens: PageTokens):
+        self.check_catalog_settings()
         self.db = db
         self.tokens = tokens
 

@@ -282,8 +282,9 @@ class Classification(_message.Message):
     """
     @_builtins.property
     def classifiers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Names of the deployment's classifiers the number matches, e.g.
-        ["did_us"], in the order of ListClassifiers.
+        """The deployment's classifier that names the number, e.g. ["did_us"]: as
+        in Kazoo, the first in the order of ListClassifiers whose pattern
+        matches. Empty when none matches.
         """
 
     def __init__(

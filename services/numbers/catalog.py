@@ -1,0 +1,291 @@
+"""What numbers are: type and country (from libphonenumber), the deployment's classifiers,
+locality (geocoder, carrier and time zone data), and the platform's feature access codes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import phonenumbers
+from phonenumbers import PhoneNumberType, carrier, geocoder, shortnumberinfo, timezone
+
+from ..core import config, validation
+from ..core.errors import InvalidArgument, Violations
+
+MAX_NUMBER_LEN = 64
+MAX_LOCALITY_NUMBERS = 100
+CLASSIFIERS_ENV = "VOXPLANE_CLASSIFIERS"
+
+# libphonenumber's types by the contract's NumberType names (without the NUMBER_TYPE_ prefix).
+_TYPE_NAMES = {
+    PhoneNumberType.FIXED_LINE: "FIXED_LINE",
+    PhoneNumberType.MOBILE: "MOBILE",
+    PhoneNumberType.FIXED_LINE_OR_MOBILE: "FIXED_LINE_OR_MOBILE",
+    PhoneNumberType.TOLL_FREE: "TOLL_FREE",
+    PhoneNumberType.PREMIUM_RATE: "PREMIUM_RATE",
+    PhoneNumberType.SHARED_COST: "SHARED_COST",
+    PhoneNumberType.VOIP: "VOIP",
+    PhoneNumberType.PERSONAL_NUMBER: "PERSONAL_NUMBER",
+    PhoneNumberType.PAGER: "PAGER",
+    PhoneNumberType.UAN: "UAN",
+    PhoneNumberType.VOICEMAIL: "VOICEMAIL",
+    PhoneNumberType.UNKNOWN: "UNKNOWN",
+}
+
+
+class SettingsError(ValueError):
+    """The deployment's catalog settings (classifier file, home region) cannot be used."""
+
+
+# --- classifiers ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """A Kazoo-style rule: numbers whose E.164 (or short-code digits) `pattern` matches are `name`."""
+
+    name: str
+    friendly_name: str
+    pattern: str
+    regex: re.Pattern[str] = field(compare=False, repr=False)
+
+    @classmethod
+    def of(cls, name: str, friendly_name: str, pattern: str) -> Classifier:
+        return cls(name, friendly_name, pattern, re.compile(pattern))
+
+
+# Kazoo's default classifiers (knm_converters), tried in this order; the first match names the number.
+DEFAULT_CLASSIFIERS = (
+    Classifier.of("tollfree_us", "US Toll Free", r"^\+1((?:800|888|877|866|855|844|833)\d{7})$"),
+    Classifier.of("toll_us", "US Toll", r"^\+1(900\d{7})$"),
+    Classifier.of("emergency", "Emergency Dispatcher", r"^(911|112|999)$"),
+    Classifier.of(
+        "caribbean",
+        "Caribbean",
+        r"^\+1((?:684|264|268|242|246|441|284|345|767|809|829|849|473|671|876|664|670|787|939|869|758|784|721|868"
+        r"|649|340)\d{7})$",
+    ),
+    Classifier.of("did_us", "US DID", r"^\+1([2-9][0-9]{2}[2-9][0-9]{6})$"),
+    Classifier.of("international", "International", r"^\+([2-9]\d+)$"),  # outside the NANP
+    Classifier.of("unknown", "Unknown", r"^(.*)$"),
+)
+
+
+def load_classifiers(path: str | Path) -> tuple[Classifier, ...]:
+    """The classifiers of a JSON file: a list of {"name", "friendly_name", "pattern"}, in the order tried.
+
+    Raises SettingsError naming the file and the first problem found.
+    """
+
+    def problem(what: str) -> SettingsError:
+        return SettingsError(f"{CLASSIFIERS_ENV} file {str(path)!r}: {what}")
+
+    try:
+        items = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise problem(f"cannot be read ({error.strerror or error})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise problem(f"is not valid JSON ({error})") from None
+    if not isinstance(items, list):
+        raise problem('must hold a JSON list of {"name", "friendly_name", "pattern"} objects')
+    classifiers: list[Classifier] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise problem(f"item {i} is not an object")
+        for key in ("name", "friendly_name", "pattern"):
+            if not isinstance(item.get(key), str) or not item[key]:
+                raise problem(f"item {i} needs {key!r}, a non-empty string")
+        if any(c.name == item["name"] for c in classifiers):
+            raise problem(f"item {i}: the name {item['name']!r} is used twice")
+        name, pattern = item["name"], item["pattern"]
+        try:
+            classifiers.append(Classifier.of(name, item["friendly_name"], pattern))
+        except re.error as error:
+            raise problem(f"item {i} ({name!r}): the pattern {pattern} is not a regular expression ({error})") from None
+    return tuple(classifiers)
+
+
+@functools.cache
+def classifiers() -> tuple[Classifier, ...]:
+    """The deployment's classifiers: the file named by VOXPLANE_CLASSIFIERS, else Kazoo's defaults."""
+    path = os.environ.get(CLASSIFIERS_ENV)
+    return load_classifiers(path) if path else DEFAULT_CLASSIFIERS
+
+
+def matching(value: str, rules: Sequence[Classifier]) -> tuple[str, ...]:
+    """The name of the first classifier that matches `value`, as Kazoo classifies; () when none does."""
+    return next(((rule.name,) for rule in rules if rule.regex.search(value)), ())
+
+
+def check_settings() -> None:
+    """Loads what the catalog needs from the environment, so bad settings stop a server from starting."""
+    classifiers()
+    home = config.home_region()
+    if home not in phonenumbers.SUPPORTED_REGIONS:
+        raise SettingsError(f"VOXPLANE_HOME_REGION {home!r} is not a region with a numbering plan, e.g. 'US' or 'GB'")
+
+
+# --- classification ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Classification:
+    type: str  # a NumberType name without its prefix: "MOBILE", "EMERGENCY", "UNSPECIFIED"...
+    region_code: str
+    country_code: int
+    international: bool
+    classifiers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClassifiedNumber:
+    number: str  # E.164, or the digits of a short code
+    national_format: str
+    international_format: str  # empty for a short code: it cannot be dialled from abroad
+    classification: Classification
+
+
+def classification(e164: str) -> Classification:
+    """What a stored E.164 number is. Never raises: a number that no longer parses is UNSPECIFIED."""
+    return _classification(e164, config.home_region())
+
+
+# Called for every Number a response carries (up to 1,000 per page), so it is cached.
+@functools.lru_cache(maxsize=65536)
+def _classification(e164: str, home: str) -> Classification:
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return Classification("UNSPECIFIED", "", 0, False, matching(e164, classifiers()))
+    region = phonenumbers.region_code_for_number(parsed) or ""
+    kind = _TYPE_NAMES.get(phonenumbers.number_type(parsed), "UNKNOWN")
+    return Classification(
+        type=kind if phonenumbers.is_valid_number(parsed) else "UNSPECIFIED",
+        region_code=region,
+        country_code=parsed.country_code or 0,
+        international=bool(region) and region != home,
+        classifiers=matching(e164, classifiers()),
+    )
+
+
+def classify(number: str, region_code: str = "") -> ClassifiedNumber:
+    """Classifies a number given as E.164, in international or national form (read in `region_code`,
+    default the home region), or a short code of the region such as 911 or 112."""
+    v = Violations()
+    text = number.strip()
+    region = region_code.strip().upper() or config.home_region()
+    if not text:
+        v.add("number", "is required")
+    elif len(text) > MAX_NUMBER_LEN:
+        v.add("number", f"must be at most {MAX_NUMBER_LEN} characters, got {len(text)}")
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        v.add("region_code", f"{region_code!r} is not a region with a numbering plan, e.g. 'US' or 'GB'")
+    v.raise_if_any()
+    home = config.home_region()
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        parsed = None
+    if parsed is not None and phonenumbers.is_valid_number(parsed):
+        e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        return ClassifiedNumber(
+            number=e164,
+            national_format=phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL),
+            international_format=phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL),
+            classification=_classification(e164, home),
+        )
+    if parsed is not None and text.isdigit():
+        short = _short_code(phonenumbers.normalize_digits_only(text), parsed, region, home)
+        if short is not None:
+            return short
+    if text.startswith("+"):
+        raise InvalidArgument.of("number", f"{number!r} is not a valid phone number")
+    raise InvalidArgument.of("number", f"{number!r} is neither a valid phone number nor a short code of {region}")
+
+
+def _short_code(digits: str, parsed: phonenumbers.PhoneNumber, region: str, home: str) -> ClassifiedNumber | None:
+    if shortnumberinfo.is_emergency_number(digits, region):
+        kind = "EMERGENCY"
+    elif shortnumberinfo.is_valid_short_number_for_region(parsed, region):
+        kind = "SHORT_CODE"
+    else:
+        return None
+    found = Classification(
+        type=kind,
+        region_code=region,
+        country_code=phonenumbers.country_code_for_region(region),
+        international=region != home,
+        classifiers=matching(digits, classifiers()),
+    )
+    return ClassifiedNumber(number=digits, national_format=digits, international_format="", classification=found)
+
+
+# --- locality ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Locality:
+    e164_number: str
+    region_code: str
+    description: str  # region or city; often the country for mobile numbers, or empty
+    carrier: str  # the carrier the number was first assigned to, or empty
+    time_zones: tuple[str, ...]
+
+
+def localities(numbers: Sequence[str]) -> list[Locality]:
+    """Where each of 1 to 100 numbers (any form with a country code) is, in the request's order."""
+    v = Violations()
+    if not numbers:
+        v.add("numbers", f"give 1 to {MAX_LOCALITY_NUMBERS} numbers")
+    elif len(numbers) > MAX_LOCALITY_NUMBERS:
+        v.add("numbers", f"must be at most {MAX_LOCALITY_NUMBERS} numbers, got {len(numbers)}")
+    v.raise_if_any()
+    e164s = [validation.e164(v, f"numbers[{i}]", number) for i, number in enumerate(numbers)]
+    v.raise_if_any()
+    return [_locality(e164) for e164 in e164s if e164]
+
+
+@functools.lru_cache(maxsize=4096)
+def _locality(e164: str) -> Locality:
+    parsed = phonenumbers.parse(e164, None)
+    return Locality(
+        e164_number=e164,
+        region_code=phonenumbers.region_code_for_number(parsed) or "",
+        description=geocoder.description_for_number(parsed, "en"),
+        carrier=carrier.name_for_number(parsed, "en"),
+        # libphonenumber says "Etc/Unknown" when it does not know, which is no IANA zone.
+        time_zones=tuple(z for z in timezone.time_zones_for_number(parsed) if z != timezone.UNKNOWN_TIMEZONE),
+    )
+
+
+# --- access codes --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccessCode:
+    code: str  # `{number}` stands for digits the caller adds
+    description: str
+
+
+ACCESS_CODES = (
+    AccessCode("*55", "Voicemail: opens the mailbox of the extension you dial from, without asking for it."),
+    AccessCode("*56", "Voicemail: asks for a mailbox number and its PIN, whichever extension you dial from."),
+    AccessCode("*10", "Reads out the internal caller ID of the extension you dial from."),
+    AccessCode("*50", "Plays the music callers hear while on hold."),
+    AccessCode("*30*{number}", "Pages the extension or call group {number}; phones set to auto-answer pick up."),
+    AccessCode("*31*{number}", "Calls {number} with your caller ID withheld."),
+    AccessCode("*32*{number}", "Calls {number} showing your caller ID, when your account withholds it by default."),
+    AccessCode(
+        "*21*{number}",
+        "Forwards calls to the extension you dial from to {number}, dialled as you would dial it from there.",
+    ),
+    AccessCode("*21", "Turns call forwarding off."),
+    AccessCode("*22", "Reads out where calls to your extension are forwarded, if anywhere."),
+    AccessCode("*8", "Answers a phone ringing in your pickup group."),
+    AccessCode("*01", "Starts an echo test, to check that your audio works both ways."),
+)
