@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -81,43 +84,89 @@ def log_rpc(method: str, code: grpc.StatusCode, started: float, caller: Caller |
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """What an async method may pass on when it calls other services for its caller."""
+
+    api_key: str
+    time_remaining: float | None  # seconds left of the caller's deadline
+
+
 def rpc(access: Access, *, quick: bool = False) -> Callable[[Handler], Handler]:
     """Wraps a servicer method as a grpc.aio handler.
 
-    The method is `method(self, request, caller, session) -> response`, run in
-    one transaction on the database threads; with `quick`, it is
-    `method(self, request, caller)` and makes only `db.fetch_one` lookups, run
-    without a session (the hot path). Either way the caller is authenticated
-    first, any error becomes its status, and one JSON line is logged per call.
+    The method is one of:
+    - `method(self, request, caller, session) -> response`, run in one
+      transaction on the database threads (the usual case);
+    - with `quick`, `method(self, request, caller)`, which makes only
+      `db.fetch_one` lookups, run without a session (the hot path);
+    - `async def method(self, request, caller, incoming) -> response`, which
+      does its own database work (`await self.db.run(...)`) and may call other
+      services with `incoming.api_key` within `incoming.time_remaining`;
+    - `async def` generator `method(self, request, caller, incoming)`, a
+      server-streaming RPC yielding its messages.
+    Either way the caller is authenticated first, any error becomes its
+    status, and one JSON line is logged per call.
     """
 
     def decorate(method: Handler) -> Handler:
         write = access is not Access.READ
+        streaming = inspect.isasyncgenfunction(method)
+        asynchronous = inspect.iscoroutinefunction(method)
 
-        @functools.wraps(method)
-        async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        @contextlib.asynccontextmanager
+        async def served(self: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Callable[[], Any]]:
+            """Authenticates, and turns whatever the body raises into the call's status and log line."""
             started = time.perf_counter()
             full_method = f"/{self.service_name}/{method.__name__}"
             api_key = bearer_token(context.invocation_metadata())
             db: Database = self.db
             caller: Caller | None = None
 
-            def work() -> Any:
+            def authenticated() -> Caller:
                 nonlocal caller
                 caller = authenticate(db, api_key, access)
-                if quick:
-                    return method(self, request, caller)
-                return db.transaction(lambda session: method(self, request, caller, session), write=write)
+                return caller
 
             code = grpc.StatusCode.OK
             try:
-                return await (db.run_quick(work) if quick else db.run(work))
+                yield authenticated
             except Exception as error:  # noqa: BLE001 - every error becomes a status
                 status = status_of(error, full_method)
                 code = status.code
                 await context.abort_with_status(status)
             finally:
                 log_rpc(full_method, code, started, caller)
+
+        def incoming(context: grpc.aio.ServicerContext) -> Incoming:
+            return Incoming(bearer_token(context.invocation_metadata()), context.time_remaining())
+
+        if streaming:
+
+            @functools.wraps(method)
+            async def stream_handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+                async with served(self, context) as authenticated:
+                    caller = await self.db.run_quick(authenticated)
+                    async for message in method(self, request, caller, incoming(context)):
+                        yield message
+
+            return stream_handler  # type: ignore[return-value]
+
+        @functools.wraps(method)
+        async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            db: Database = self.db
+            async with served(self, context) as authenticated:
+                if asynchronous:
+                    caller = await db.run_quick(authenticated)
+                    return await method(self, request, caller, incoming(context))
+
+                def work() -> Any:
+                    caller = authenticated()
+                    if quick:
+                        return method(self, request, caller)
+                    return db.transaction(lambda session: method(self, request, caller, session), write=write)
+
+                return await (db.run_quick(work) if quick else db.run(work))
 
         return handler  # type: ignore[return-value]
 
