@@ -1,6 +1,7 @@
 """Every table of the deployment on one metadata, for migrations and the schema check."""
 
 from .agents import models as _agents  # noqa: F401
+from .calls import models as _calls  # noqa: F401
 from .numbers import models as _numbers  # noqa: F401
 from .persistence import tenancy as _tenancy  # noqa: F401
 from .persistence.base import Base

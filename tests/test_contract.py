@@ -48,7 +48,8 @@ def _elements(file: descriptor_pb2.FileDescriptorProto):  # type: ignore[no-unty
         for i, f in enumerate(msg.field):
             yield (*path, 2, i), f"{msg.name}.{f.name}"
         for i, nested in enumerate(msg.nested_type):
-            yield from message(nested, (*path, 3, i))
+            if not nested.options.map_entry:  # map<k, v> fields: protoc's own, not ours to comment
+                yield from message(nested, (*path, 3, i))
         for i, e in enumerate(msg.enum_type):
             yield from enum(e, (*path, 4, i))
 

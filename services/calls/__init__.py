@@ -1,0 +1,1 @@
+"""The Calls service: placing calls, live call control, and call history."""

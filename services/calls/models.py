@@ -1,0 +1,77 @@
+"""The Calls service's tables: calls, their parties and their history labels."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..persistence.base import Base, Id, WorkspaceResource
+
+STATUSES = ("QUEUED", "RINGING", "IN_PROGRESS", "COMPLETED", "BUSY", "FAILED", "NO_ANSWER", "CANCELED")
+ACTIVE_STATUSES = ("QUEUED", "RINGING", "IN_PROGRESS")
+
+
+class Call(WorkspaceResource, Base):
+    __tablename__ = "calls"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "request_id"),
+        CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES)})", name="known_status"),
+        CheckConstraint("direction IN ('INBOUND', 'OUTBOUND')", name="known_direction"),
+        # History pages are keyset pages over (workspace, id), newest first, whatever the filter.
+        Index("ix_calls_workspace_id_id", "workspace_id", "id"),
+        Index("ix_calls_workspace_id_from_party", "workspace_id", "from_party"),
+        Index("ix_calls_workspace_id_to_party", "workspace_id", "to_party"),
+        Index("ix_calls_status", "status"),
+    )
+
+    from_party: Mapped[str] = mapped_column(String(512))
+    to_party: Mapped[str] = mapped_column(String(512))
+    caller_id: Mapped[str] = mapped_column(String(16), default="")
+    device_id: Mapped[str] = mapped_column(String(32), default="")
+    direction: Mapped[str] = mapped_column(String(8), default="OUTBOUND")
+    status: Mapped[str] = mapped_column(String(16), default="QUEUED")
+    hangup_cause: Mapped[str | None] = mapped_column(String(24))
+    muted: Mapped[bool] = mapped_column(Boolean, default=False)
+    on_hold: Mapped[bool] = mapped_column(Boolean, default=False)
+    recording: Mapped[bool] = mapped_column(Boolean, default=False)
+    app_ref: Mapped[str | None] = mapped_column(String(128))
+    webhook: Mapped[str | None] = mapped_column(String(2048))
+    timeout_seconds: Mapped[int] = mapped_column(Integer, default=30)
+    call_metadata: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    answer_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    starred: Mapped[bool] = mapped_column(Boolean, default=False)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    read: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str] = mapped_column(String(1000), default="")
+
+    participants: Mapped[list[CallParticipant]] = relationship(
+        cascade="all, delete-orphan", order_by="CallParticipant.id", lazy="selectin"
+    )
+    labels: Mapped[list[CallLabel]] = relationship(
+        cascade="all, delete-orphan", order_by="CallLabel.label", lazy="selectin"
+    )
+
+
+class CallParticipant(Base):
+    __tablename__ = "call_participants"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    call_id: Mapped[int] = mapped_column(Id, ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    number: Mapped[str] = mapped_column(String(512))
+    muted: Mapped[bool] = mapped_column(Boolean, default=False)
+    on_hold: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class CallLabel(Base):
+    """One history label of a call; a table of its own so the label filter is an indexed lookup."""
+
+    __tablename__ = "call_labels"
+    __table_args__ = (UniqueConstraint("call_id", "label"), Index("ix_call_labels_label", "label"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    call_id: Mapped[int] = mapped_column(Id, ForeignKey("calls.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(64))
