@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import phonenumbers
-from phonenumbers import PhoneNumberType, carrier, geocoder, shortnumberinfo, timezone
+from phonenumbers import PhoneNumberType, shortnumberinfo
 
 from ..core import config, validation
 from ..core.errors import InvalidArgument, Violations
@@ -252,6 +252,10 @@ def localities(numbers: Sequence[str]) -> list[Locality]:
 
 @functools.lru_cache(maxsize=4096)
 def _locality(e164: str) -> Locality:
+    # Imported here: libphonenumber's geocoder and carrier data take ~120 MB once loaded, which a
+    # server that never answers a locality question (the SIP edge's lookups) should not pay for.
+    from phonenumbers import carrier, geocoder, timezone
+
     parsed = phonenumbers.parse(e164, None)
     return Locality(
         e164_number=e164,

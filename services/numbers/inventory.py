@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import phonenumbers
-from phonenumbers import geocoder
 from sqlalchemy import Select, and_, func, insert, select
 from sqlalchemy.orm import Session
 
@@ -78,6 +77,8 @@ def _national_prefix(number: phonenumbers.PhoneNumber, prefix: str) -> str:
 
 
 def _where(number: phonenumbers.PhoneNumber) -> str:
+    from phonenumbers import geocoder  # ~100 MB of data once loaded: only when a description is asked for
+
     return geocoder.description_for_number(number, "en") or geocoder.country_name_for_number(number, "en")
 
 
