@@ -376,11 +376,15 @@ def test_list_filters_combine_with_paging(tenant, fresh_e164):
             m.ref for m in made if m.e164_number.startswith(made[0].e164_number[:-1])
         ]
 
+        routed = numbers.update_number(ref=made[2].ref, aor_link="sip:agent-7@sip.example.com")
+        assert refs(aor_link="sip:agent-7@sip.example.com") == [routed.ref]
+
         token = numbers.list_numbers(page_size=1, provider_ref="trunk-a").next_page_token
         with pytest.raises(InvalidArgumentError) as caught:
             numbers.list_numbers(page_size=1, provider_ref="trunk-b", page_token=token)
         assert violated(caught.value) == {"page_token"}
-        for bad, field in (({"e164_prefix": "44"}, "e164_prefix"), ({"state": 42}, "state")):
+        for bad, field in (({"e164_prefix": "44"}, "e164_prefix"), ({"state": 42}, "state"),
+                           ({"aor_link": "mailto:x"}, "aor_link")):
             with pytest.raises(InvalidArgumentError) as caught:
                 numbers.list_numbers(bad)
             assert violated(caught.value) == {field}

@@ -65,6 +65,7 @@ class NumberFilter:
     created_after: datetime | None = None
     created_before: datetime | None = None
     name_contains: str = ""
+    aor_link: str = ""
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,30 @@ def taken(e164: str) -> AlreadyExists:
     return AlreadyExists(f"The number {e164} is already provisioned.")
 
 
+def checked_create_fields(
+    v: Violations,
+    *,
+    name: str,
+    provider_ref: str,
+    routing: Routing | None,
+    settings: Settings,
+    porting_in: bool,
+    request_id: str,
+) -> tuple[dict[str, object], Routing | None, Settings]:
+    """CreateNumber's checks of every field but the E.164 number (shared with BatchCreateNumbers, which
+    checks E.164 numbers in bulk): the new Number's columns, its routing and its settings."""
+    fields: dict[str, object] = {
+        "name": validation.text(v, "name", name, max_len=MAX_NAME),
+        "provider_ref": validation.text(v, "provider_ref", provider_ref, max_len=MAX_PROVIDER_REF, required=True),
+        "request_id": validation.request_id(v, request_id),
+        "state": "PORTING_IN" if porting_in else "ACTIVE",
+    }
+    if routing is None:
+        v.add("routing", "set exactly one of aor_link, ingress_info or forward_sip_to")
+    routing, settings = checked_routing_and_settings(v, routing, settings)
+    return fields, routing, settings
+
+
 def create_number(
     session: Session,
     caller: Caller,
@@ -174,18 +199,12 @@ def create_number(
 ) -> Number:
     v = Violations()
     e164 = validation.e164(v, "e164_number", e164_number)
-    number = new_number(
-        caller,
-        name=validation.text(v, "name", name, max_len=MAX_NAME),
-        provider_ref=validation.text(v, "provider_ref", provider_ref, max_len=MAX_PROVIDER_REF, required=True),
-        e164_number=e164,
-        request_id=validation.request_id(v, request_id),
-        state="PORTING_IN" if porting_in else "ACTIVE",
+    fields, routing, settings = checked_create_fields(
+        v, name=name, provider_ref=provider_ref, routing=routing, settings=settings,
+        porting_in=porting_in, request_id=request_id,
     )
-    if routing is None:
-        v.add("routing", "set exactly one of aor_link, ingress_info or forward_sip_to")
-    routing, settings = checked_routing_and_settings(v, routing, settings)
     v.raise_if_any()
+    number = new_number(caller, e164_number=e164, **fields)
     apply_routing(number, routing)  # type: ignore[arg-type]
     apply_settings(number, settings)
     reclaim(session, e164, utcnow())  # type: ignore[arg-type]
@@ -244,7 +263,7 @@ def delete_number(session: Session, caller: Caller, ref: str, etag: str) -> None
 
 def checked_filter(
     state: str | None, e164_prefix: str, provider_ref: str, created_after: datetime | None,
-    created_before: datetime | None, name_contains: str,
+    created_before: datetime | None, name_contains: str, aor_link: str = "",
 ) -> NumberFilter:
     v = Violations()
     e164_prefix = e164_prefix.strip()
@@ -257,6 +276,7 @@ def checked_filter(
         created_after=created_after,
         created_before=created_before,
         name_contains=validation.text(v, "name_contains", name_contains, max_len=MAX_NAME),
+        aor_link=(validation.sip_uri(v, "aor_link", aor_link) or "") if aor_link.strip() else "",
     )
     v.raise_if_any()
     return number_filter
@@ -279,6 +299,8 @@ def list_numbers(
         query = query.where(Number.create_time < f.created_before)
     if f.name_contains:
         query = query.where(Number.name.icontains(f.name_contains, autoescape=True))
+    if f.aor_link:
+        query = query.where(Number.aor_link == f.aor_link)
     return keyset.page(session, query, Number.id, after_id, size)
 
 

@@ -137,6 +137,7 @@ class NumbersServicer(
             created_after=request.created_after.ToDatetime(timezone.utc) if request.HasField("created_after") else None,
             created_before=request.created_before.ToDatetime(timezone.utc) if request.HasField("created_before") else None,
             name_contains=request.name_contains,
+            aor_link=request.aor_link,
         )
         numbers, next_token = self.tokens.page(
             f"numbers/{caller.workspace_id}/{number_filter}",

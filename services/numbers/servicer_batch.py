@@ -1,7 +1,40 @@
-"""Numbers RPCs that work on many numbers at once. (Being written.)"""
+"""Numbers RPCs that work on many numbers at once: up to 1,000 per call, all of them or none."""
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
+from voxplane.numbers.v1 import numbers_pb2 as pb
+
+from ..core.auth import Access, Caller
+from ..core.rpc import rpc
+from . import batch
+
 
 class BatchRpcs:
-    pass
+    @rpc(Access.WRITE)
+    def BatchCreateNumbers(
+        self, request: pb.BatchCreateNumbersRequest, caller: Caller, session: Session
+    ) -> pb.BatchCreateNumbersResponse:
+        from .servicer import number_proto, routing_from, settings_from  # servicer.py imports this module
+
+        def read(item: pb.CreateNumberRequest) -> batch.Create:
+            return batch.Create(
+                name=item.name,
+                provider_ref=item.provider_ref,
+                e164_number=item.e164_number,
+                routing=routing_from(item),
+                settings=settings_from(item) if item.HasField("settings") else batch.DEFAULT_SETTINGS,
+                porting_in=item.porting_in,
+                request_id=item.request_id,
+            )
+
+        numbers = batch.create_numbers(session, caller, request.requests, read)
+        return pb.BatchCreateNumbersResponse(numbers=[number_proto(n) for n in numbers])  # type: ignore[arg-type]
+
+    @rpc(Access.WRITE)
+    def BatchDeleteNumbers(
+        self, request: pb.BatchDeleteNumbersRequest, caller: Caller, session: Session
+    ) -> pb.BatchDeleteNumbersResponse:
+        batch.delete_numbers(session, caller, request.refs)
+        return pb.BatchDeleteNumbersResponse()

@@ -8,7 +8,9 @@ declarations a blocking and an asyncio implementation.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
+import keyword
 import os
 import random
 import time
@@ -16,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Self
 
 import grpc
 from google.protobuf import json_format
@@ -59,6 +61,12 @@ class Retry(Enum):
     NEVER = "never"
     ALWAYS = "always"  # reads
     WITH_REQUEST_ID = "with_request_id"  # creates: the request_id makes a retry harmless
+    WITH_REQUEST_IDS = "with_request_ids"  # batch creates: a request_id on every item of `requests`
+
+
+def _field_name(argument: str) -> str:
+    stripped = argument.removesuffix("_")
+    return stripped if stripped != argument and keyword.iskeyword(stripped) else argument
 
 
 @dataclass(frozen=True)
@@ -88,7 +96,8 @@ class Method:
                 values.update(request)
             elif request is not None:
                 raise TypeError(f"{self.rpc} takes a {self.request_type.__name__}, a dict or keyword arguments")
-            values.update(fields)
+            # `from_=...` sets the field `from`: a keyword cannot be a Python argument name.
+            values.update({_field_name(name): value for name, value in fields.items()})
             message = self.request_type()
             try:
                 json_format.ParseDict(values, message)
@@ -96,9 +105,15 @@ class Method:
                 raise ValueError(f"{self.rpc}: {error}") from None
         if self.retry is Retry.WITH_REQUEST_ID and not message.request_id:
             message.request_id = uuid.uuid4().hex  # type: ignore[attr-defined]  # makes retries safe
+        elif self.retry is Retry.WITH_REQUEST_IDS:
+            for item in message.requests:  # type: ignore[attr-defined]
+                if not item.request_id:
+                    item.request_id = uuid.uuid4().hex
         return message
 
     def retryable(self, message: Message) -> bool:
+        if self.retry is Retry.WITH_REQUEST_IDS:
+            return all(item.request_id for item in message.requests)  # type: ignore[attr-defined]
         return self.retry is Retry.ALWAYS or (
             self.retry is Retry.WITH_REQUEST_ID and bool(message.request_id)
         )
@@ -165,6 +180,7 @@ class _Client:
         self.options = dataclasses.replace(options or ClientOptions(), **overrides).resolved()
         self._channel: Any = None
         self._stub: Any = None
+        self._shares_channel = False  # made by with_api_key: the channel belongs to another client
         self._metadata = (("authorization", f"Bearer {self.options.api_key}"),) if self.options.api_key else ()
 
     def _credentials(self) -> grpc.ChannelCredentials:
@@ -175,6 +191,20 @@ class _Client:
             self._channel = self._open_channel()
             self._stub = self.stub_type(self._channel)
         return getattr(self._stub, method.rpc)
+
+    def with_api_key(self, api_key: str, *, timeout: float | None = None) -> Self:
+        """A client like this one that calls with `api_key` (and at most `timeout` seconds a call), sharing
+        this client's channel: how a service calls another for each of its own callers. Closing the
+        returned client leaves the channel open; closing this one closes it."""
+        if self._stub is None:
+            self._channel = self._open_channel()
+            self._stub = self.stub_type(self._channel)
+        twin = copy.copy(self)
+        limit = self.options.timeout if timeout is None else min(timeout, self.options.timeout)
+        twin.options = dataclasses.replace(self.options, api_key=api_key, timeout=max(limit, 0.0))
+        twin._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        twin._shares_channel = True
+        return twin
 
     def _open_channel(self) -> Any:
         raise NotImplementedError
@@ -209,7 +239,8 @@ class SyncClient(_Client):
 
     def close(self) -> None:
         if self._channel is not None:
-            self._channel.close()
+            if not self._shares_channel:
+                self._channel.close()
             self._channel = self._stub = None
 
     def __enter__(self) -> SyncClient:
@@ -249,7 +280,8 @@ class AsyncClient(_Client):
 
     async def close(self) -> None:
         if self._channel is not None:
-            await self._channel.close()
+            if not self._shares_channel:
+                await self._channel.close()
             self._channel = self._stub = None
 
     async def __aenter__(self) -> AsyncClient:

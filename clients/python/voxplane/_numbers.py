@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+
+from ._bulk import ImportSummary, import_csv, import_csv_async
 from ._client import AsyncClient, Method, Pages, Retry, SyncClient
 from .numbers.v1 import numbers_pb2 as pb
 from .numbers.v1 import numbers_pb2_grpc
@@ -41,6 +44,9 @@ class _NumbersMethods:
     set_emergency_address = Method("SetEmergencyAddress", pb.SetEmergencyAddressRequest)
     enable_emergency = Method("EnableEmergency", pb.EnableEmergencyRequest)
 
+    batch_create_numbers = Method("BatchCreateNumbers", pb.BatchCreateNumbersRequest, Retry.WITH_REQUEST_IDS)
+    batch_delete_numbers = Method("BatchDeleteNumbers", pb.BatchDeleteNumbersRequest)
+
 
 class Numbers(_NumbersMethods, SyncClient):
     """Blocking client of the Numbers service.
@@ -52,6 +58,26 @@ class Numbers(_NumbersMethods, SyncClient):
     '+17853177343'
     """
 
+    def import_numbers_csv(
+        self, path: str | os.PathLike[str], *, batch_size: int = 1000, progress: bool | None = None
+    ) -> ImportSummary:
+        """Creates the numbers of a CSV file of any size, `batch_size` rows per BatchCreateNumbers call.
+
+        Columns (header on line 1): e164_number, provider_ref, and optionally name and one routing:
+        aor_link, webhook and/or app_ref, or forward_sip_to. The file is streamed, never loaded whole.
+        A progress bar is drawn on stderr when it is a terminal (`progress=True` forces it, False
+        silences it). A refused batch raises the server's error (e.g. InvalidArgumentError) naming the
+        file's lines; every batch before it is imported. Running the same file again is safe: rows
+        imported already are not created twice, so a fixed file can simply be imported again.
+        """
+        return import_csv(self, path, batch_size=batch_size, progress=progress)
+
 
 class AsyncNumbers(_NumbersMethods, AsyncClient):
     """asyncio client of the Numbers service: the same methods, awaited."""
+
+    async def import_numbers_csv(
+        self, path: str | os.PathLike[str], *, batch_size: int = 1000, progress: bool | None = None
+    ) -> ImportSummary:
+        """Numbers.import_numbers_csv, awaited; the file is read on a thread, off the event loop."""
+        return await import_csv_async(self, path, batch_size=batch_size, progress=progress)

@@ -788,6 +788,7 @@ class ListNumbersRequest(_message.Message):
     CREATED_AFTER_FIELD_NUMBER: _builtins.int
     CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     NAME_CONTAINS_FIELD_NUMBER: _builtins.int
+    AOR_LINK_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Page size: 0 means 20; values above 1000 are read as 1000; negative is
     INVALID_ARGUMENT.
@@ -804,6 +805,10 @@ class ListNumbersRequest(_message.Message):
     """Only Numbers of this provider."""
     name_contains: _builtins.str
     """Only Numbers whose name contains this text, ignoring case."""
+    aor_link: _builtins.str
+    """Only Numbers routed to this SIP AOR, e.g. "sip:1001@sip.local" (the
+    numbers that ring an agent).
+    """
     @_builtins.property
     def created_after(self) -> _timestamp_pb2.Timestamp:
         """Only Numbers created at or after this time."""
@@ -823,10 +828,11 @@ class ListNumbersRequest(_message.Message):
         created_after: _timestamp_pb2.Timestamp | None = ...,
         created_before: _timestamp_pb2.Timestamp | None = ...,
         name_contains: _builtins.str = ...,
+        aor_link: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "e164_prefix", b"e164_prefix", "name_contains", b"name_contains", "page_size", b"page_size", "page_token", b"page_token", "provider_ref", b"provider_ref", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aor_link", b"aor_link", "created_after", b"created_after", "created_before", b"created_before", "e164_prefix", b"e164_prefix", "name_contains", b"name_contains", "page_size", b"page_size", "page_token", b"page_token", "provider_ref", b"provider_ref", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
