@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from voxplane import Agents, AsyncAgents, AsyncNumbers, Numbers
+from voxplane import Agents, AsyncAgents, AsyncCalls, AsyncNumbers, Calls, Numbers
 from voxplane.services.app import build_server
 from voxplane.services.core import workspaces
 from voxplane.services.core.auth import Role
@@ -132,6 +132,12 @@ class Tenant:
 
     def async_agents(self, role: Role = Role.MEMBER) -> AsyncAgents:
         return AsyncAgents(endpoint=self.address, api_key=self.keys[role])
+
+    def calls(self, role: Role = Role.MEMBER, **options) -> Calls:  # type: ignore[no-untyped-def]
+        return Calls(endpoint=self.address, api_key=self.keys[role], **options)
+
+    def async_calls(self, role: Role = Role.MEMBER) -> AsyncCalls:
+        return AsyncCalls(endpoint=self.address, api_key=self.keys[role])
 
 
 @pytest.fixture

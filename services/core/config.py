@@ -37,3 +37,20 @@ def release_aging() -> timedelta:
 def home_region() -> str:
     """The deployment's own country (ISO 3166-1): national-form numbers are read in it."""
     return os.environ.get("VOXPLANE_HOME_REGION", "US").upper()
+
+
+def service_endpoint(service: str) -> str | None:
+    """Where another service is reached (`VOXPLANE_NUMBERS_ENDPOINT`, `VOXPLANE_AGENTS_ENDPOINT`, …).
+
+    None when unset: the caller then uses its own server's address, right for `serve all`.
+    """
+    return os.environ.get(f"VOXPLANE_{service.upper()}_ENDPOINT") or None
+
+
+def simulated_call_delays() -> tuple[float, float]:
+    """Seconds the simulated network takes to ring (`VOXPLANE_SIM_RING_DELAY`) and then to answer
+    (`VOXPLANE_SIM_ANSWER_DELAY`)."""
+    return (
+        float(os.environ.get("VOXPLANE_SIM_RING_DELAY", "0.05")),
+        float(os.environ.get("VOXPLANE_SIM_ANSWER_DELAY", "0.1")),
+    )

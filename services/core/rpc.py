@@ -54,7 +54,9 @@ def status_of(error: Exception, method: str) -> grpc.Status:
         return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message="Internal error; it was logged."))
     if domain is not error:
         log.warning("%s: %s (%s)", method, domain, type(error).__name__)
-    status = status_pb2.Status(code=_CODES[type(domain)], message=str(domain))
+    # Subclasses of a domain error (e.g. a service's own FailedPrecondition) map to its code.
+    code = next(_CODES[kind] for kind in type(domain).__mro__ if kind in _CODES)
+    status = status_pb2.Status(code=code, message=str(domain))
     if isinstance(domain, errors.InvalidArgument):
         detail = any_pb2.Any()
         detail.Pack(

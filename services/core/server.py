@@ -58,10 +58,14 @@ class Server:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         tokens = page_tokens(db)
         self.service_names = []
+        self.servicers: list[Any] = []
+        # Where this server can be reached once started, for services that call services it hosts.
+        self.peer_endpoint: str | None = None
         for service in services:
             servicer = service.servicer(db, tokens)
             service.register(servicer, self.grpc)
             self.service_names.append(servicer.service_name)
+            self.servicers.append(servicer)
         reflection.enable_server_reflection(
             [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self.grpc,
@@ -76,6 +80,11 @@ class Server:
         else:
             bound = self.grpc.add_insecure_port(address)
         await self.grpc.start()
+        reachable = "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host
+        self.peer_endpoint = f"{reachable}:{bound}"
+        for servicer in self.servicers:
+            if hasattr(servicer, "started"):  # servicers that call other services learn this address
+                servicer.started(self.peer_endpoint)
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return bound
@@ -84,6 +93,9 @@ class Server:
         """Reports NOT_SERVING, lets in-flight calls finish for up to `grace` seconds, then closes."""
         await self.health.enter_graceful_shutdown()
         await self.grpc.stop(grace)
+        for servicer in self.servicers:
+            if hasattr(servicer, "close"):  # background work (e.g. running calls) and client channels
+                await servicer.close()
         self.db.close()
 
 

@@ -6,6 +6,7 @@
 """
 
 from ._agents import Agents, AsyncAgents
+from ._calls import AsyncCalls, Calls
 from ._client import ClientOptions
 from ._errors import (
     AbortedError,
@@ -27,7 +28,9 @@ __all__ = [
     "Agents",
     "AlreadyExistsError",
     "AsyncAgents",
+    "AsyncCalls",
     "AsyncNumbers",
+    "Calls",
     "ClientOptions",
     "DeadlineExceededError",
     "FailedPreconditionError",

@@ -1,0 +1,301 @@
+"""The rules of the call history: filters, newest-first keyset pages, marks, deletion and the CSV export.
+
+Every call is kept until the workspace deletes it. Pages and export chunks are keyset ranges over
+(workspace_id, id) descending, so page 10,000 costs what page 1 costs and an export of any size
+holds one chunk in memory at a time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import ColumnElement, Select, delete, exists, or_, select
+from sqlalchemy.orm import Session
+
+from ..core import validation
+from ..core.auth import Caller
+from ..core.errors import FailedPrecondition, InvalidArgument, NotFound, Violations
+from ..persistence.base import utcnow
+from .models import ACTIVE_STATUSES, Call, CallLabel
+
+MAX_BATCH = 1000
+MAX_LABELS = 20
+MAX_LABEL = 64
+MAX_NOTE = 1000
+LABEL_SEPARATOR = ";"  # joins a call's labels in the CSV export, so no label may hold it
+EXPORT_CHUNK_ROWS = 1000
+
+EXPORT_COLUMNS = (
+    "ref", "direction", "status", "hangup_cause", "from", "to", "caller_id", "create_time", "answer_time",
+    "end_time", "duration_seconds", "starred", "archived", "read", "note", "labels",
+)
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """ListCalls / ExportCalls filters, normalised; the defaults match every call. Its repr binds page tokens."""
+
+    direction: str | None = None  # INBOUND or OUTBOUND
+    status: str | None = None
+    number: str | None = None  # E.164
+    start_time: datetime | None = None  # created at or after
+    end_time: datetime | None = None  # created before
+    starred: bool | None = None
+    archived: bool | None = None
+    read: bool | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class Marks:
+    """UpdateCallRecord: what to change; None leaves a field alone (labels: None unless set_labels)."""
+
+    starred: bool | None = None
+    archived: bool | None = None
+    read: bool | None = None
+    note: str | None = None
+    labels: Sequence[str] | None = None
+
+
+def _label(v: Violations, field: str, value: str) -> str | None:
+    label = value.strip()
+    if not 1 <= len(label) <= MAX_LABEL:
+        v.add(field, f"must be 1 to {MAX_LABEL} characters, got {len(label)}")
+    elif not label.isprintable() or LABEL_SEPARATOR in label:
+        v.add(field, f"{label!r} must be printable characters without {LABEL_SEPARATOR!r}")
+    else:
+        return label
+    return None
+
+
+def checked_filter(v: Violations, raw: CallFilter, prefix: str = "filter") -> CallFilter:
+    """`raw` with its number in E.164 and its label trimmed; problems go to `v` as `filter.<field>`."""
+    number = validation.e164(v, f"{prefix}.number", raw.number) if raw.number else None
+    label = _label(v, f"{prefix}.label", raw.label) if raw.label else None
+    if raw.start_time and raw.end_time and raw.end_time <= raw.start_time:
+        v.add(f"{prefix}.end_time", "must be after filter.start_time")
+    return CallFilter(
+        direction=raw.direction, status=raw.status, number=number, start_time=raw.start_time,
+        end_time=raw.end_time, starred=raw.starred, archived=raw.archived, read=raw.read, label=label,
+    )
+
+
+def scope(caller: Caller, call_filter: CallFilter) -> str:
+    """What a page token is bound to: the list, the workspace and the filter."""
+    return f"calls/{caller.workspace_id}/{call_filter!r}"
+
+
+def _conditions(caller: Caller, f: CallFilter) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = [Call.workspace_id == caller.workspace_id]
+    if f.direction:
+        where.append(Call.direction == f.direction)
+    if f.status:
+        where.append(Call.status == f.status)
+    if f.number:
+        where.append(or_(Call.from_party == f.number, Call.to_party == f.number))
+    if f.start_time:
+        where.append(Call.create_time >= f.start_time)
+    if f.end_time:
+        where.append(Call.create_time < f.end_time)
+    for column, wanted in ((Call.starred, f.starred), (Call.archived, f.archived), (Call.read, f.read)):
+        if wanted is not None:
+            where.append(column == wanted)
+    if f.label:
+        where.append(exists().where(CallLabel.call_id == Call.id, CallLabel.label == f.label))
+    return where
+
+
+def _newest_first(query: Select, before_id: int, size: int) -> Select:  # type: ignore[type-arg]
+    """Rows of `query` older than `before_id` (0: from the newest), newest first, one more than `size`."""
+    if before_id:
+        query = query.where(Call.id < before_id)
+    return query.order_by(Call.id.desc()).limit(size + 1)
+
+
+def list_calls(
+    session: Session, caller: Caller, call_filter: CallFilter, before_id: int, size: int
+) -> tuple[Sequence[Call], int | None]:
+    """One page of the history, newest first, and the last id served if older calls follow."""
+    calls = session.scalars(_newest_first(select(Call).where(*_conditions(caller, call_filter)), before_id, size)).all()
+    if len(calls) > size:
+        calls = calls[:size]
+        return calls, calls[-1].id
+    return calls, None
+
+
+# --- marks ----------------------------------------------------------------------------------
+
+
+def checked_marks(v: Violations, marks: Marks, prefix: str = "") -> Marks:
+    """`marks` with labels trimmed and de-duplicated; problems go to `v`, named `<prefix><field>`."""
+    if marks.note is not None and len(marks.note) > MAX_NOTE:
+        v.add(f"{prefix}note", f"must be at most {MAX_NOTE:,} characters, got {len(marks.note):,}")
+    labels = marks.labels
+    if labels is not None:
+        if len(labels) > MAX_LABELS:
+            v.add(f"{prefix}labels", f"must hold at most {MAX_LABELS} labels, got {len(labels)}")
+        checked = [_label(v, f"{prefix}labels[{i}]", label) for i, label in enumerate(labels)]
+        labels = list(dict.fromkeys(label for label in checked if label))  # a label twice is the label once
+    return Marks(marks.starred, marks.archived, marks.read, marks.note, labels)
+
+
+def _apply(session: Session, call: Call, marks: Marks) -> None:
+    for name in ("starred", "archived", "read", "note"):
+        value = getattr(marks, name)
+        if value is not None:
+            setattr(call, name, value)
+    if marks.labels is not None:
+        kept = {label.label: label for label in call.labels if label.label in marks.labels}
+        call.labels = sorted(
+            (kept.get(name) or CallLabel(label=name) for name in marks.labels), key=lambda label: label.label
+        )
+    call.update_time = utcnow()  # every mark moves update_time and the version (the etag)
+
+
+def _not_found(ref: str) -> NotFound:
+    return NotFound(f"No call has the ref {ref!r}.")
+
+
+def get_call(session: Session, caller: Caller, ref: str) -> Call:
+    call = session.scalar(select(Call).where(Call.ref == ref, Call.workspace_id == caller.workspace_id))
+    if call is None:
+        raise _not_found(ref)
+    return call
+
+
+def update_record(session: Session, caller: Caller, ref: str, marks: Marks) -> Call:
+    v = Violations()
+    if not ref:
+        v.add("ref", "is required")
+    marks = checked_marks(v, marks)
+    v.raise_if_any()
+    call = get_call(session, caller, ref)
+    _apply(session, call, marks)
+    session.flush()
+    return call
+
+
+def _check_size(field: str, count: int, what: str) -> None:
+    if not 1 <= count <= MAX_BATCH:
+        raise InvalidArgument.of(field, f"must hold 1 to {MAX_BATCH:,} {what}, got {count:,}")
+
+
+def update_records(session: Session, caller: Caller, updates: Sequence[tuple[str, Marks]]) -> list[Call]:
+    """Marks up to 1,000 calls, all or none (the RPC's transaction); returns them in the updates' order.
+
+    Violations are named `requests[i].<field>`; the first ref that is not the caller's is NOT_FOUND.
+    """
+    _check_size("requests", len(updates), "updates")
+    v = Violations()
+    checked: list[tuple[str, Marks]] = []
+    for i, (ref, marks) in enumerate(updates):
+        if not ref:
+            v.add(f"requests[{i}].ref", "is required")
+        checked.append((ref, checked_marks(v, marks, f"requests[{i}].")))
+    v.raise_if_any()
+    refs = list(dict.fromkeys(ref for ref, _ in checked))
+    by_ref = {
+        call.ref: call
+        for call in session.scalars(select(Call).where(Call.workspace_id == caller.workspace_id, Call.ref.in_(refs)))
+    }
+    for i, (ref, _) in enumerate(checked):
+        if ref not in by_ref:
+            raise NotFound(f"requests[{i}]: No call has the ref {ref!r}.")
+    for ref, marks in checked:  # the same ref twice: its updates apply in order
+        _apply(session, by_ref[ref], marks)
+    session.flush()
+    return [by_ref[ref] for ref, _ in checked]
+
+
+def delete_records(session: Session, caller: Caller, refs: Sequence[str]) -> None:
+    """Deletes up to 1,000 ended calls, all or none: an unknown ref is NOT_FOUND, a running call
+    FAILED_PRECONDITION, each naming the first such ref."""
+    _check_size("refs", len(refs), "refs")
+    v = Violations()
+    for i, ref in enumerate(refs):
+        if not ref:
+            v.add(f"refs[{i}]", "is required")
+    v.raise_if_any()
+    query = select(Call.ref, Call.status).where(Call.workspace_id == caller.workspace_id, Call.ref.in_(set(refs)))
+    found = {ref: status for ref, status in session.execute(query)}
+    for i, ref in enumerate(refs):
+        if ref not in found:
+            raise NotFound(f"refs[{i}]: No call has the ref {ref!r}.")
+    for i, ref in enumerate(refs):
+        if found[ref] in ACTIVE_STATUSES:
+            raise FailedPrecondition(
+                f"refs[{i}]: The call {ref} is {found[ref]}; only ended calls can be deleted "
+                "(hang it up or cancel it first)."
+            )
+    deleted = session.execute(
+        delete(Call)
+        .where(
+            Call.workspace_id == caller.workspace_id, Call.ref.in_(list(found)), Call.status.not_in(ACTIVE_STATUSES)
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if deleted.rowcount != len(found):  # a call changed meanwhile; the transaction rolls back
+        raise FailedPrecondition("Some of these calls changed meanwhile; list them again and retry.")
+
+
+# --- CSV export -------------------------------------------------------------------------------
+
+_EXPORT_ROW = select(
+    Call.id, Call.ref, Call.direction, Call.status, Call.hangup_cause, Call.from_party, Call.to_party,
+    Call.caller_id, Call.create_time, Call.answer_time, Call.end_time, Call.starred, Call.archived, Call.read,
+    Call.note,
+)
+
+
+def _utc(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is not None:  # PostgreSQL; SQLite hands back naive UTC
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.isoformat(timespec="milliseconds") + "Z"
+
+
+def _seconds(answer: datetime | None, end: datetime | None) -> str:
+    if answer is None or end is None:
+        return "0"
+    return f"{max(0.0, (end - answer).total_seconds()):.3f}".rstrip("0").rstrip(".")
+
+
+def export_header() -> bytes:
+    out = io.StringIO()
+    csv.writer(out).writerow(EXPORT_COLUMNS)
+    return out.getvalue().encode()
+
+
+def export_chunk(
+    session: Session, caller: Caller, call_filter: CallFilter, before_id: int, size: int = EXPORT_CHUNK_ROWS
+) -> tuple[bytes, int | None]:
+    """CSV rows of the next `size` calls older than `before_id` (0: the newest), and the id to go on
+    from, None when the history is exhausted. Plain columns, no ORM objects: two queries a chunk."""
+    connection = session.connection()  # Core rows straight off the cursor, without the ORM's layer
+    rows = connection.execute(_newest_first(_EXPORT_ROW.where(*_conditions(caller, call_filter)), before_id, size)).all()
+    more = len(rows) > size
+    rows = rows[:size]
+    if not rows:
+        return b"", None
+    labels: dict[int, list[str]] = {}
+    ids = [row[0] for row in rows]
+    for call_id, label in connection.execute(
+        select(CallLabel.call_id, CallLabel.label).where(CallLabel.call_id.in_(ids)).order_by(CallLabel.label)
+    ):
+        labels.setdefault(call_id, []).append(label)
+    out = io.StringIO()
+    csv.writer(out).writerows(
+        (
+            ref, direction, status, cause or "", from_party, to_party, caller_id, _utc(created), _utc(answered),
+            _utc(ended), _seconds(answered, ended), "true" if starred else "false", "true" if archived else "false",
+            "true" if read else "false", note, LABEL_SEPARATOR.join(labels.get(call_id, ())),
+        )
+        for (call_id, ref, direction, status, cause, from_party, to_party, caller_id, created, answered, ended,
+             starred, archived, read, note) in rows
+    )
+    return out.getvalue().encode(), (rows[-1][0] if more else None)

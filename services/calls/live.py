@@ -1,0 +1,346 @@
+"""The rules of running calls: what CreateCall accepts, who shows as caller, and every change to a live call.
+
+Status changes go through `states` only. The numbers and agents a call names
+belong to other services: they are checked through a `Directory` (the
+servicer's gRPC-backed one), never by reading those services' tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..core import validation
+from ..core.auth import Caller
+from ..core.errors import InvalidArgument, Violations
+from ..core.resources import by_request_id, get_owned, insert_once
+from ..persistence.base import utcnow
+from . import states
+from .models import Call, CallParticipant
+
+DEFAULT_TIMEOUT, MAX_TIMEOUT = 30, 120
+MAX_METADATA, MAX_METADATA_KEY, MAX_METADATA_VALUE = 20, 64, 512
+MAX_REF, MAX_PARTY, MAX_APP_REF = 32, 512, 128
+DTMF = re.compile(r"[0-9*#A-D]{1,64}")
+
+
+@dataclass(frozen=True)
+class NewCall:
+    """A CreateCall request whose fields are each well-formed (not yet checked against the workspace)."""
+
+    from_party: str  # E.164 when `from_is_number`, else an agent ref
+    from_is_number: bool
+    to: str  # E.164 or SIP URI
+    caller_id: str  # E.164 or ""
+    device_id: str  # agent ref or ""
+    app_ref: str | None
+    webhook: str | None
+    timeout: int
+    metadata: dict[str, str]
+    request_id: str | None
+
+
+def _party(v: Violations, field: str, value: str) -> str | None:
+    """A callee: E.164 (any form with a country code) or a `sip:`/`sips:` URI."""
+    value = value.strip()
+    if value.lower().startswith(("sip:", "sips:")):
+        return validation.sip_uri(v, field, value)
+    return validation.e164(v, field, value)
+
+
+def _handler(v: Violations, app_ref: str | None, webhook: str | None) -> tuple[str | None, str | None]:
+    if webhook is not None:
+        return None, validation.http_url(v, "webhook", webhook)
+    if app_ref is not None:
+        return validation.text(v, "app_ref", app_ref, max_len=MAX_APP_REF, required=True) or None, None
+    return None, None
+
+
+def checked_new_call(
+    *, from_party: str, to: str, caller_id: str, device_id: str, app_ref: str | None, webhook: str | None,
+    timeout: int, metadata: Mapping[str, str], request_id: str,
+) -> NewCall:
+    """The form of every field, all problems at once. `from` starting with '+' is a number, else an agent ref."""
+    v = Violations()
+    from_party = from_party.strip()
+    from_is_number = from_party.startswith("+")
+    if from_is_number:
+        checked_from = validation.e164(v, "from", from_party) or ""
+    else:
+        checked_from = validation.text(v, "from", from_party, max_len=MAX_REF, required=True)
+    checked_to = _party(v, "to", to) or ""
+    checked_caller_id = validation.e164(v, "caller_id", caller_id) or "" if caller_id.strip() else ""
+    device_id = validation.text(v, "device_id", device_id, max_len=MAX_REF)
+    if from_is_number and not device_id:
+        v.add("device_id", "is required when `from` is a number (the agent whose device places the call)")
+    app_ref, webhook = _handler(v, app_ref, webhook)
+    if timeout == 0:
+        timeout = DEFAULT_TIMEOUT
+    elif not 1 <= timeout <= MAX_TIMEOUT:
+        v.add("timeout", f"must be 1 to {MAX_TIMEOUT} seconds (0 means {DEFAULT_TIMEOUT}), got {timeout}")
+    if len(metadata) > MAX_METADATA:
+        v.add("metadata", f"must have at most {MAX_METADATA} pairs, got {len(metadata)}")
+    for key, value in metadata.items():
+        if not key or len(key) > MAX_METADATA_KEY:
+            v.add("metadata", f"key {key[:80]!r} must be 1 to {MAX_METADATA_KEY} characters")
+        if len(value) > MAX_METADATA_VALUE:
+            v.add(f"metadata[{key[:80]}]", f"must be at most {MAX_METADATA_VALUE} characters, got {len(value)}")
+    checked_request_id = validation.request_id(v, request_id)
+    v.raise_if_any()
+    return NewCall(
+        checked_from, from_is_number, checked_to, checked_caller_id, device_id, app_ref, webhook, timeout,
+        dict(metadata), checked_request_id,
+    )
+
+
+@dataclass(frozen=True)
+class Agent:
+    ref: str
+    enabled: bool
+    username: str = ""
+    domains: tuple[str, ...] = ()
+
+    @property
+    def addresses(self) -> list[str]:
+        """The SIP AORs the agent registers as: the numbers routed to one of them are its numbers."""
+        return [f"sip:{self.username}@{domain}" for domain in self.domains]
+
+
+class Directory(Protocol):
+    """The caller's workspace as the Numbers and Agents services see it."""
+
+    async def owns_number(self, e164: str) -> bool:
+        """Whether the workspace has an ACTIVE number with this E.164."""
+
+    async def agent(self, ref: str) -> Agent | None:
+        """The workspace's agent `ref`, or None."""
+
+    async def agent_number(self, agent: Agent) -> str | None:
+        """The agent's own number (the workspace number routed to it), or None when unknown."""
+
+
+async def caller_id_of(new: NewCall, directory: Directory) -> str:
+    """Checks every number and agent the call names against the workspace, then picks the caller ID.
+
+    Every valid combination of sipgate's table is accepted (an agent `from`
+    with or without caller_id / device_id; a number `from` with device_id,
+    with or without caller_id; `checked_new_call` refused the rest). The
+    caller ID is `caller_id`, else the device agent's number, else `from`'s
+    number; "" (anonymous) when none applies.
+    """
+    v = Violations()
+
+    async def number(field: str, e164: str) -> None:
+        if e164 and not await directory.owns_number(e164):
+            v.add(field, f"{e164} is not an active number of this workspace")
+
+    async def agent(field: str, ref: str) -> Agent | None:
+        if not ref:
+            return None
+        found = await directory.agent(ref)
+        if found is None:
+            v.add(field, f"{ref!r} is not an agent of this workspace")
+        elif not found.enabled:
+            v.add(field, f"the agent {ref} is disabled")
+            return None
+        return found
+
+    _, _, from_agent, device = await asyncio.gather(
+        number("from", new.from_party if new.from_is_number else ""),
+        number("caller_id", new.caller_id),
+        agent("from", "" if new.from_is_number else new.from_party),
+        agent("device_id", new.device_id),
+    )
+    v.raise_if_any()
+    if new.caller_id:
+        return new.caller_id
+    for candidate in (device, from_agent):
+        if candidate is not None and (found := await directory.agent_number(candidate)):
+            return found
+    return new.from_party if new.from_is_number else ""
+
+
+def earlier_call(session: Session, caller: Caller, request_id: str | None) -> Call | None:
+    return by_request_id(session, Call, caller, request_id)
+
+
+def insert_call(session: Session, caller: Caller, new: NewCall, caller_id: str) -> tuple[Call, bool]:
+    """Stores the QUEUED call (or finds the one an earlier try with its request_id made); True if new."""
+    call = Call(
+        workspace_id=caller.workspace_id,
+        request_id=new.request_id,
+        from_party=new.from_party,
+        to_party=new.to,
+        caller_id=caller_id,
+        device_id=new.device_id,
+        direction="OUTBOUND",
+        status=states.QUEUED,
+        app_ref=new.app_ref,
+        webhook=new.webhook,
+        timeout_seconds=new.timeout,
+        call_metadata=new.metadata,
+        participants=[CallParticipant(number=new.from_party, owner=True), CallParticipant(number=new.to)],
+        labels=[],
+    )
+    stored = insert_once(session, call, caller, lambda: InvalidArgument.of("request_id", "is already used"))
+    return stored, stored is call
+
+
+def get_call(session: Session, caller: Caller, ref: str) -> Call:
+    return get_owned(session, Call, caller, ref, "call")
+
+
+def list_active(session: Session, caller: Caller) -> Sequence[Call]:
+    return session.scalars(
+        select(Call)
+        .where(Call.workspace_id == caller.workspace_id, Call.status.in_(states.ACTIVE))
+        .order_by(Call.id)
+    ).all()
+
+
+def _locked(session: Session, query_filter: object) -> Call | None:
+    return session.scalar(select(Call).where(query_filter).with_for_update())  # type: ignore[arg-type]
+
+
+def _apply(call: Call, step: states.Transition) -> None:
+    now = utcnow()
+    call.status = step.status
+    if step.hangup_cause:
+        call.hangup_cause = step.hangup_cause
+    if step.answered:
+        call.answer_time = now
+    if step.ended:
+        call.end_time = now
+
+
+def apply_event(session: Session, ref: str, event: states.Event, cause: str | None) -> Call | None:
+    """What the network reported about call `ref`; refused (TransitionRefused) if its status does not allow it."""
+    call = _locked(session, Call.ref == ref)
+    if call is not None:
+        _apply(call, states.transition(call.status, event, cause))
+    return call
+
+
+def controllable(session: Session, caller: Caller, ref: str, control: states.Control) -> Call:
+    """The caller's call `ref`, if its status allows `control` (else FAILED_PRECONDITION naming it)."""
+    call = get_call(session, caller, ref)
+    states.check_control(call.status, control, call.ref)
+    return call
+
+
+Change = Callable[[Call], None]
+
+
+def controlled(session: Session, caller: Caller, ref: str, control: states.Control, change: Change) -> Call:
+    """Applies `change` to the caller's call `ref`, re-checking under a row lock that `control` is still allowed."""
+    get_call(session, caller, ref)  # NOT_FOUND first, for another workspace's ref
+    call = _locked(session, (Call.ref == ref) & (Call.workspace_id == caller.workspace_id))
+    assert call is not None
+    states.check_control(call.status, control, call.ref)
+    change(call)
+    return call
+
+
+def ending(cause: str) -> Change:
+    """Ends the call with `cause`, through the state machine."""
+    return lambda call: _apply(call, states.transition(call.status, states.Event.END, cause))
+
+
+def muting(mute: bool) -> Change:
+    def change(call: Call) -> None:
+        call.muted = mute
+        for party in call.participants:
+            if party.owner:
+                party.muted = mute
+
+    return change
+
+
+def holding(hold: bool) -> Change:
+    """Hold is the owner's: the other parties are put on hold."""
+
+    def change(call: Call) -> None:
+        call.on_hold = hold
+        for party in call.participants:
+            if not party.owner:
+                party.on_hold = hold
+
+    return change
+
+
+def recording(start: bool) -> Change:
+    def change(call: Call) -> None:
+        call.recording = start
+
+    return change
+
+
+def transferring(to: str, attended: bool) -> Change:
+    """Adds the transfer target as a party; a blind transfer ends this call (FORWARDED)."""
+
+    def change(call: Call) -> None:
+        call.participants.append(CallParticipant(number=to))
+        if not attended:
+            ending(states.FORWARDED)(call)
+
+    return change
+
+
+def redirecting(app_ref: str | None, webhook: str | None) -> Change:
+    def change(call: Call) -> None:
+        call.app_ref, call.webhook = app_ref, webhook
+
+    return change
+
+
+def unchanged(call: Call) -> None:
+    """For orders that change nothing stored (play audio, DTMF)."""
+
+
+def checked_transfer_target(to: str) -> str:
+    v = Violations()
+    target = _party(v, "to", to)
+    v.raise_if_any()
+    return target or ""
+
+
+def checked_url(url: str) -> str:
+    v = Violations()
+    checked = validation.http_url(v, "url", url)
+    v.raise_if_any()
+    return checked or ""
+
+
+def checked_digits(digits: str) -> str:
+    if not DTMF.fullmatch(digits):
+        raise InvalidArgument.of("digits", f"must be 1 to 64 of 0-9 * # A-D, got {digits[:80]!r}")
+    return digits
+
+
+def checked_redirect(app_ref: str | None, webhook: str | None) -> tuple[str | None, str | None]:
+    v = Violations()
+    if app_ref is None and webhook is None:
+        v.add("handler", "set exactly one of app_ref or webhook")
+    handler = _handler(v, app_ref, webhook)
+    v.raise_if_any()
+    return handler
+
+
+def reconcile(session: Session) -> int:
+    """Ends every call a stopped service left running: FAILED, cause SERVICE_RESTART. Returns how many.
+
+    Every replica does this when it starts; with several replicas sharing one
+    database, a starting replica would also end the calls its siblings are
+    running, so such deployments must run it once (e.g. a leader or a
+    per-replica ownership column) rather than in every replica.
+    """
+    calls = session.scalars(select(Call).where(Call.status.in_(states.ACTIVE)).with_for_update()).all()
+    for call in calls:
+        ending(states.SERVICE_RESTART)(call)
+    return len(calls)

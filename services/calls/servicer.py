@@ -1,0 +1,229 @@
+"""Calls over gRPC: placing calls and controlling them while they run. The history RPCs are in servicer_history."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from typing import TypeVar
+
+from google.protobuf.duration_pb2 import Duration
+from sqlalchemy.orm import Session
+
+from voxplane.calls.v1 import calls_pb2 as pb
+from voxplane.calls.v1 import calls_pb2_grpc
+
+from ..core import config
+from ..core.auth import Access, Caller
+from ..core.convert import timestamp
+from ..core.errors import Unavailable
+from ..core.paging import PageTokens
+from ..core.rpc import Incoming, rpc
+from ..persistence.db import Database
+from . import live, states
+from .directory import Services
+from .gateway import CallGateway, GatewayEvent, SimulatedGateway
+from .models import Call
+from .servicer_history import HistoryRpcs
+
+log = logging.getLogger("voxplane.calls")
+T = TypeVar("T")
+Control = states.Control
+
+
+def call_proto(call: Call) -> pb.Call:
+    message = pb.Call(
+        ref=call.ref,
+        to=call.to_party,
+        caller_id=call.caller_id,
+        device_id=call.device_id,
+        direction=pb.Direction.Value(f"DIRECTION_{call.direction}"),
+        status=pb.CallStatus.Value(f"CALL_STATUS_{call.status}"),
+        hangup_cause=pb.HangupCause.Value(f"HANGUP_CAUSE_{call.hangup_cause or 'UNSPECIFIED'}"),
+        participants=[
+            pb.Participant(number=p.number, muted=p.muted, on_hold=p.on_hold, owner=p.owner)
+            for p in call.participants
+        ],
+        muted=call.muted,
+        on_hold=call.on_hold,
+        recording=call.recording,
+        create_time=timestamp(call.create_time),
+        update_time=timestamp(call.update_time),
+        metadata=call.call_metadata or {},
+        timeout=call.timeout_seconds,
+        starred=call.starred,
+        archived=call.archived,
+        read=call.read,
+        note=call.note,
+        labels=[label.label for label in call.labels],
+    )
+    setattr(message, "from", call.from_party)  # `from` is a Python keyword
+    if call.app_ref is not None:
+        message.app_ref = call.app_ref
+    elif call.webhook is not None:
+        message.webhook = call.webhook
+    if call.answer_time is not None:
+        message.answer_time.CopyFrom(timestamp(call.answer_time))
+    if call.end_time is not None:
+        message.end_time.CopyFrom(timestamp(call.end_time))
+    if call.answer_time is not None and call.end_time is not None:
+        message.duration.CopyFrom(_duration(call))
+    return message
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)  # SQLite hands back naive UTC
+
+
+def _duration(call: Call) -> Duration:
+    assert call.answer_time is not None and call.end_time is not None
+    duration = Duration()
+    duration.FromTimedelta(max(_utc(call.end_time) - _utc(call.answer_time), timedelta(0)))
+    return duration
+
+
+def _handler(message: object) -> tuple[str | None, str | None]:
+    """(app_ref, webhook) of a request's `handler` oneof."""
+    which = message.WhichOneof("handler")  # type: ignore[attr-defined]
+    return (
+        message.app_ref if which == "app_ref" else None,  # type: ignore[attr-defined]
+        message.webhook if which == "webhook" else None,  # type: ignore[attr-defined]
+    )
+
+
+class CallsServicer(HistoryRpcs, calls_pb2_grpc.CallsServicer):
+    """The Calls service: the network behind a CallGateway; numbers and agents checked with their services."""
+
+    service_name = pb.DESCRIPTOR.services_by_name["Calls"].full_name
+
+    def __init__(self, db: Database, tokens: PageTokens, gateway: CallGateway | None = None):
+        self.db = db
+        self.tokens = tokens
+        ring_delay, answer_delay = config.simulated_call_delays()
+        self.gateway = gateway or SimulatedGateway(self.on_network_event, ring_delay=ring_delay,
+                                                   answer_delay=answer_delay)
+        self.own_endpoint: str | None = None
+        self._services: Services | None = None
+        # Calls a previous run left running can no longer be controlled: end them (see live.reconcile).
+        ended = db.transaction(live.reconcile, write=True)
+        if ended:
+            log.warning("ended %d call(s) left running by a previous run (SERVICE_RESTART)", ended)
+
+    def started(self, endpoint: str) -> None:
+        """Told by the server where it serves: Numbers and Agents are asked there unless configured elsewhere."""
+        self.own_endpoint = endpoint
+
+    async def close(self) -> None:
+        await self.gateway.close()
+        if self._services is not None:
+            await self._services.close()
+
+    def _directory(self, incoming: Incoming) -> live.Directory:
+        if self._services is None:
+            numbers = config.service_endpoint("numbers") or self.own_endpoint
+            agents = config.service_endpoint("agents") or self.own_endpoint
+            if not (numbers and agents):
+                raise Unavailable("The Calls service does not know where Numbers and Agents are; retry shortly.")
+            self._services = Services(numbers, agents)
+        return self._services.directory(incoming.api_key, incoming.time_remaining)
+
+    async def _transaction(self, fn: Callable[[Session], T], *, write: bool = True) -> T:
+        return await self.db.run(lambda: self.db.transaction(fn, write=write))
+
+    async def on_network_event(self, event: GatewayEvent) -> None:
+        """What the gateway reports; an event the call's status does not allow is logged and dropped."""
+        if event.event is None:
+            log.info("DTMF %r received on call %s", event.dtmf, event.ref)
+            return
+        step = event.event
+        try:
+            await self._transaction(lambda s: live.apply_event(s, event.ref, step, event.cause))
+        except states.TransitionRefused as refused:
+            log.info("network event %s on call %s ignored: %s", step.value, event.ref, refused)
+
+    @rpc(Access.WRITE)
+    async def CreateCall(self, request: pb.CreateCallRequest, caller: Caller, incoming: Incoming) -> pb.Call:
+        app_ref, webhook = _handler(request)
+        new = live.checked_new_call(
+            from_party=getattr(request, "from"), to=request.to, caller_id=request.caller_id,
+            device_id=request.device_id, app_ref=app_ref, webhook=webhook, timeout=request.timeout,
+            metadata=request.metadata, request_id=request.request_id,
+        )
+        earlier = await self._transaction(lambda s: live.earlier_call(s, caller, new.request_id), write=False)
+        if earlier is not None:
+            return call_proto(earlier)
+        caller_id = await live.caller_id_of(new, self._directory(incoming))
+        call, created = await self._transaction(lambda s: live.insert_call(s, caller, new, caller_id))
+        if created:
+            await self.gateway.originate(call.ref, call.from_party, call.to_party, call.caller_id,
+                                         call.timeout_seconds)
+        return call_proto(call)
+
+    @rpc(Access.READ)
+    def GetCall(self, request: pb.GetCallRequest, caller: Caller, session: Session) -> pb.Call:
+        return call_proto(live.get_call(session, caller, request.ref))
+
+    @rpc(Access.READ)
+    def ListActiveCalls(
+        self, request: pb.ListActiveCallsRequest, caller: Caller, session: Session
+    ) -> pb.ListActiveCallsResponse:
+        return pb.ListActiveCallsResponse(calls=[call_proto(c) for c in live.list_active(session, caller)])
+
+    async def _control(
+        self, caller: Caller, ref: str, control: Control, order: Callable[[str], Awaitable[None]], change: live.Change
+    ) -> pb.Call:
+        """Checks the call allows `control`, gives the network its order, then stores the change."""
+        call = await self._transaction(lambda s: live.controllable(s, caller, ref, control), write=False)
+        await order(call.ref)
+        return call_proto(await self._transaction(lambda s: live.controlled(s, caller, ref, control, change)))
+
+    @rpc(Access.WRITE)
+    async def HangupCall(self, request: pb.HangupCallRequest, caller: Caller, incoming: Incoming) -> pb.Call:
+        return await self._control(caller, request.ref, Control.HANGUP, self.gateway.hangup,
+                                   live.ending(states.NORMAL_CLEARING))
+
+    @rpc(Access.WRITE)
+    async def CancelCall(self, request: pb.CancelCallRequest, caller: Caller, incoming: Incoming) -> pb.Call:
+        return await self._control(caller, request.ref, Control.CANCEL, self.gateway.cancel,
+                                   live.ending(states.CANCEL))
+
+    @rpc(Access.WRITE)
+    async def MuteCall(self, request: pb.MuteCallRequest, caller: Caller, incoming: Incoming) -> pb.Call:
+        return await self._control(caller, request.ref, Control.MUTE,
+                                   lambda ref: self.gateway.mute(ref, request.mute), live.muting(request.mute))
+
+    @rpc(Access.WRITE)
+    async def HoldCall(self, request: pb.HoldCallRequest, caller: Caller, incoming: Incoming) -> pb.Call:
+        return await self._control(caller, request.ref, Control.HOLD,
+                                   lambda ref: self.gateway.hold(ref, request.hold), live.holding(request.hold))
+
+    @rpc(Access.WRITE)
+    async def RecordCall(self, request: pb.RecordCallRequest, caller: Caller, incoming: Incoming) -> pb.Call:
+        return await self._control(caller, request.ref, Control.RECORD,
+                                   lambda ref: self.gateway.record(ref, request.start), live.recording(request.start))
+
+    @rpc(Access.WRITE)
+    async def PlayAudio(self, request: pb.PlayAudioRequest, caller: Caller, incoming: Incoming) -> pb.Call:
+        url = live.checked_url(request.url)
+        return await self._control(caller, request.ref, Control.PLAY, lambda ref: self.gateway.play(ref, url),
+                                   live.unchanged)
+
+    @rpc(Access.WRITE)
+    async def TransferCall(self, request: pb.TransferCallRequest, caller: Caller, incoming: Incoming) -> pb.Call:
+        to = live.checked_transfer_target(request.to)
+        return await self._control(caller, request.ref, Control.TRANSFER,
+                                   lambda ref: self.gateway.transfer(ref, to, request.attended),
+                                   live.transferring(to, request.attended))
+
+    @rpc(Access.WRITE)
+    async def SendDtmf(self, request: pb.SendDtmfRequest, caller: Caller, incoming: Incoming) -> pb.Call:
+        digits = live.checked_digits(request.digits)
+        return await self._control(caller, request.ref, Control.DTMF,
+                                   lambda ref: self.gateway.send_dtmf(ref, digits), live.unchanged)
+
+    @rpc(Access.WRITE)
+    async def RedirectCall(self, request: pb.RedirectCallRequest, caller: Caller, incoming: Incoming) -> pb.Call:
+        app_ref, webhook = live.checked_redirect(*_handler(request))
+        return await self._control(caller, request.ref, Control.REDIRECT,
+                                   lambda ref: self.gateway.redirect(ref, app_ref, webhook),
+                                   live.redirecting(app_ref, webhook))
