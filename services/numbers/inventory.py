@@ -231,21 +231,27 @@ def check(session: Session, e164_numbers: Sequence[str]) -> list[tuple[str, str]
 # --- taking a number
 
 
-def _holder(session: Session, caller: Caller, e164: str) -> tuple[InventoryNumber, Number | None]:
-    """The inventory row of `e164` and the live Number holding it, if any."""
+def _stock_and_reservation(session: Session, caller: Caller, e164: str) -> tuple[InventoryNumber, Number | None]:
+    """The inventory row of `e164`, and the caller's own reservation of it if there is one.
+
+    Refuses a number not in the inventory (NOT_FOUND), held by another
+    workspace or aging after a release (ALREADY_EXISTS), or already the
+    caller's in any state but RESERVED (FAILED_PRECONDITION).
+    """
     stock = session.scalar(select(InventoryNumber).where(InventoryNumber.e164_number == e164))
     if stock is None:
         raise NotFound(f"The number {e164} is not in the inventory.")
     reclaim(session, e164, utcnow())
-    return stock, session.scalar(select(Number).where(Number.e164_number == e164))
-
-
-def _held_elsewhere(holder: Number, caller: Caller) -> Exception | None:
+    holder = session.scalar(select(Number).where(Number.e164_number == e164))
+    if holder is None:
+        return stock, None
     if holder.workspace_id != caller.workspace_id:
-        return AlreadyExists(f"The number {holder.e164_number} is held by another workspace.")
+        raise AlreadyExists(f"The number {e164} is held by another workspace.")
     if holder.state == "RELEASED":
-        return AlreadyExists(f"The number {holder.e164_number} was released and is aging; it is not available yet.")
-    return None
+        raise AlreadyExists(f"The number {e164} was released and is aging; it is not available yet.")
+    if holder.state != "RESERVED":
+        raise FailedPrecondition(f"The number {e164} is already yours, and {holder.state}.")
+    return stock, holder
 
 
 def acquire(
@@ -267,13 +273,8 @@ def acquire(
     earlier = by_request_id(session, Number, caller, request)
     if earlier is not None:
         return earlier
-    stock, holder = _holder(session, caller, e164)  # type: ignore[arg-type]
+    stock, holder = _stock_and_reservation(session, caller, e164)  # type: ignore[arg-type]
     if holder is not None:
-        refusal = _held_elsewhere(holder, caller)
-        if refusal:
-            raise refusal
-        if holder.state != "RESERVED":
-            raise FailedPrecondition(f"The number {e164} is already yours, and {holder.state}.")
         lifecycle.apply(holder, lifecycle.ACTIVATE)  # confirms the reservation
         number = holder
         number.name = name or number.name
@@ -299,14 +300,9 @@ def reserve(session: Session, caller: Caller, e164_number: str, hold: timedelta 
     if not MIN_HOLD <= hold <= MAX_HOLD:
         v.add("hold", f"must be between 1 second and 7 days, got {hold.total_seconds():g} seconds")
     v.raise_if_any()
-    stock, holder = _holder(session, caller, e164)  # type: ignore[arg-type]
+    stock, holder = _stock_and_reservation(session, caller, e164)  # type: ignore[arg-type]
     now = utcnow()
     if holder is not None:
-        refusal = _held_elsewhere(holder, caller)
-        if refusal:
-            raise refusal
-        if holder.state != "RESERVED":
-            raise FailedPrecondition(f"The number {e164} is already yours, and {holder.state}.")
         holder.reserve_expire_time = now + hold  # reserving again extends the hold
         holder.update_time = now
         session.flush()
