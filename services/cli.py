@@ -15,6 +15,8 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
+from voxplane._bulk import ProgressBar
+
 from .app import SERVICES, build_server
 from .core import config, logs, workspaces
 from .core.auth import Role
@@ -98,12 +100,20 @@ def cmd_keys_revoke(args: argparse.Namespace) -> None:
 def cmd_inventory_import(args: argparse.Namespace) -> None:
     """Loads a CSV (columns e164_number, provider_ref) into the inventory: all of it, or none."""
     path = Path(args.file)
-    progress = Progress(path.stat().st_size) if sys.stderr.isatty() else None
+    bar = ProgressBar(path.name, path.stat().st_size, sys.stderr) if sys.stderr.isatty() else None
+
+    def lines(file: Iterable[str]) -> Iterator[str]:
+        read = 0
+        for number, line in enumerate(file):
+            read += len(line.encode())
+            if bar:
+                bar.show(read, number)
+            yield line
 
     def load(session: Session) -> tuple[int, int]:
         added = present = 0
         with path.open(newline="", encoding="utf-8") as file:
-            reader = csv.DictReader(progress.reading(file) if progress else file)
+            reader = csv.DictReader(lines(file))
             missing = {"e164_number", "provider_ref"} - set(reader.fieldnames or ())
             if missing:
                 raise SystemExit(f"voxplane: {path} lacks the column(s) {', '.join(sorted(missing))}")
@@ -120,35 +130,12 @@ def cmd_inventory_import(args: argparse.Namespace) -> None:
     try:
         added, present = _transaction(load)
     except InvalidArgument as error:
-        if progress:
-            progress.done()
         sys.exit("voxplane: nothing was imported:\n" + "\n".join(f"  {v.field}: {v.description}"
                                                                   for v in error.violations))
-    if progress:
-        progress.done()
+    finally:
+        if bar:
+            bar.close()
     print(f"imported {added:,} numbers into the inventory ({present:,} were there already)")
-
-
-class Progress:
-    """A one-line progress bar on stderr, driven by the bytes read from a file."""
-
-    def __init__(self, total_bytes: int):
-        self.total = max(total_bytes, 1)
-        self.read = 0
-        self.shown = -1
-
-    def reading(self, lines: Iterable[str]) -> Iterator[str]:
-        for line in lines:
-            self.read += len(line.encode())
-            percent = self.read * 100 // self.total
-            if percent != self.shown:
-                self.shown = percent
-                bar = "#" * (percent // 4)
-                print(f"\r[{bar:<25}] {percent:3d}%", end="", file=sys.stderr, flush=True)
-            yield line
-
-    def done(self) -> None:
-        print(file=sys.stderr)
 
 
 def dev_api_key(session: Session, key_file: Path) -> str:
