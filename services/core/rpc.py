@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -94,6 +93,41 @@ class Incoming:
     time_remaining: float | None  # seconds left of the caller's deadline
 
 
+class _Served:
+    """One call as the decorator sees it: who made it, how it ended, and its log line.
+
+    A plain object rather than a context manager: this runs on every call, the hot path included.
+    """
+
+    __slots__ = ("servicer", "method", "access", "api_key", "started", "caller", "code")
+
+    def __init__(self, servicer: Any, method: str, access: Access, context: grpc.aio.ServicerContext):
+        self.servicer, self.method, self.access = servicer, method, access
+        self.api_key = bearer_token(context.invocation_metadata())
+        self.started = time.perf_counter()
+        self.caller: Caller | None = None
+        self.code = grpc.StatusCode.OK
+
+    @property
+    def full_method(self) -> str:
+        return f"/{self.servicer.service_name}/{self.method}"
+
+    def authenticate(self) -> Caller:
+        self.caller = authenticate(self.servicer.db, self.api_key, self.access)
+        return self.caller
+
+    def incoming(self, context: grpc.aio.ServicerContext) -> Incoming:
+        return Incoming(self.api_key, context.time_remaining())
+
+    async def fail(self, context: grpc.aio.ServicerContext, error: Exception) -> None:
+        status = status_of(error, self.full_method)
+        self.code = status.code
+        await context.abort_with_status(status)
+
+    def log(self) -> None:
+        log_rpc(self.full_method, self.code, self.started, self.caller)
+
+
 def rpc(access: Access, *, quick: bool = False) -> Callable[[Handler], Handler]:
     """Wraps a servicer method as a grpc.aio handler.
 
@@ -113,62 +147,44 @@ def rpc(access: Access, *, quick: bool = False) -> Callable[[Handler], Handler]:
 
     def decorate(method: Handler) -> Handler:
         write = access is not Access.READ
-        streaming = inspect.isasyncgenfunction(method)
         asynchronous = inspect.iscoroutinefunction(method)
 
-        @contextlib.asynccontextmanager
-        async def served(self: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Callable[[], Any]]:
-            """Authenticates, and turns whatever the body raises into the call's status and log line."""
-            started = time.perf_counter()
-            full_method = f"/{self.service_name}/{method.__name__}"
-            api_key = bearer_token(context.invocation_metadata())
-            db: Database = self.db
-            caller: Caller | None = None
-
-            def authenticated() -> Caller:
-                nonlocal caller
-                caller = authenticate(db, api_key, access)
-                return caller
-
-            code = grpc.StatusCode.OK
-            try:
-                yield authenticated
-            except Exception as error:  # noqa: BLE001 - every error becomes a status
-                status = status_of(error, full_method)
-                code = status.code
-                await context.abort_with_status(status)
-            finally:
-                log_rpc(full_method, code, started, caller)
-
-        def incoming(context: grpc.aio.ServicerContext) -> Incoming:
-            return Incoming(bearer_token(context.invocation_metadata()), context.time_remaining())
-
-        if streaming:
+        if inspect.isasyncgenfunction(method):
 
             @functools.wraps(method)
             async def stream_handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-                async with served(self, context) as authenticated:
-                    caller = await self.db.run_quick(authenticated)
-                    async for message in method(self, request, caller, incoming(context)):
+                served = _Served(self, method.__name__, access, context)
+                try:
+                    caller = await self.db.run_quick(served.authenticate)
+                    async for message in method(self, request, caller, served.incoming(context)):
                         yield message
+                except Exception as error:  # noqa: BLE001 - every error becomes a status
+                    await served.fail(context, error)
+                finally:
+                    served.log()
 
             return stream_handler  # type: ignore[return-value]
 
         @functools.wraps(method)
         async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            served = _Served(self, method.__name__, access, context)
             db: Database = self.db
-            async with served(self, context) as authenticated:
+            try:
                 if asynchronous:
-                    caller = await db.run_quick(authenticated)
-                    return await method(self, request, caller, incoming(context))
+                    caller = await db.run_quick(served.authenticate)
+                    return await method(self, request, caller, served.incoming(context))
 
                 def work() -> Any:
-                    caller = authenticated()
+                    caller = served.authenticate()
                     if quick:
                         return method(self, request, caller)
                     return db.transaction(lambda session: method(self, request, caller, session), write=write)
 
                 return await (db.run_quick(work) if quick else db.run(work))
+            except Exception as error:  # noqa: BLE001 - every error becomes a status
+                await served.fail(context, error)
+            finally:
+                served.log()
 
         return handler  # type: ignore[return-value]
 
