@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
-from typing import TypeVar
 
 from google.protobuf.duration_pb2 import Duration
 from sqlalchemy.orm import Session
@@ -27,7 +26,6 @@ from .models import Call
 from .servicer_history import HistoryRpcs
 
 log = logging.getLogger("voxplane.calls")
-T = TypeVar("T")
 Control = states.Control
 
 
@@ -127,8 +125,6 @@ class CallsServicer(HistoryRpcs, calls_pb2_grpc.CallsServicer):
             self._services = Services(numbers, agents)
         return self._services.directory(incoming.api_key, incoming.time_remaining)
 
-    async def _transaction(self, fn: Callable[[Session], T], *, write: bool = True) -> T:
-        return await self.db.run(lambda: self.db.transaction(fn, write=write))
 
     async def on_network_event(self, event: GatewayEvent) -> None:
         """What the gateway reports; an event the call's status does not allow is logged and dropped."""
@@ -137,7 +133,7 @@ class CallsServicer(HistoryRpcs, calls_pb2_grpc.CallsServicer):
             return
         step = event.event
         try:
-            await self._transaction(lambda s: live.apply_event(s, event.ref, step, event.cause))
+            await self.db.run_transaction(lambda s: live.apply_event(s, event.ref, step, event.cause), write=True)
         except states.TransitionRefused as refused:
             log.info("network event %s on call %s ignored: %s", step.value, event.ref, refused)
 
@@ -149,11 +145,11 @@ class CallsServicer(HistoryRpcs, calls_pb2_grpc.CallsServicer):
             device_id=request.device_id, app_ref=app_ref, webhook=webhook, timeout=request.timeout,
             metadata=request.metadata, request_id=request.request_id,
         )
-        earlier = await self._transaction(lambda s: live.earlier_call(s, caller, new.request_id), write=False)
+        earlier = await self.db.run_transaction(lambda s: live.earlier_call(s, caller, new.request_id), write=False)
         if earlier is not None:
             return call_proto(earlier)
         caller_id = await live.caller_id_of(new, self._directory(incoming))
-        call, created = await self._transaction(lambda s: live.insert_call(s, caller, new, caller_id))
+        call, created = await self.db.run_transaction(lambda s: live.insert_call(s, caller, new, caller_id), write=True)
         if created:
             await self.gateway.originate(call.ref, call.from_party, call.to_party, call.caller_id,
                                          call.timeout_seconds)
@@ -173,9 +169,11 @@ class CallsServicer(HistoryRpcs, calls_pb2_grpc.CallsServicer):
         self, caller: Caller, ref: str, control: Control, order: Callable[[str], Awaitable[None]], change: live.Change
     ) -> pb.Call:
         """Checks the call allows `control`, gives the network its order, then stores the change."""
-        call = await self._transaction(lambda s: live.controllable(s, caller, ref, control), write=False)
+        call = await self.db.run_transaction(lambda s: live.controllable(s, caller, ref, control), write=False)
         await order(call.ref)
-        return call_proto(await self._transaction(lambda s: live.controlled(s, caller, ref, control, change)))
+        return call_proto(await self.db.run_transaction(
+            lambda s: live.controlled(s, caller, ref, control, change), write=True
+        ))
 
     @rpc(Access.WRITE)
     async def HangupCall(self, request: pb.HangupCallRequest, caller: Caller, incoming: Incoming) -> pb.Call:

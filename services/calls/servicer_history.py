@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator
 from datetime import timezone
 from typing import Any
@@ -104,15 +103,12 @@ class HistoryRpcs:
         call_filter = filter_from(request.filter)
         db = self.db  # type: ignore[attr-defined]
 
-        def chunk(before_id: int) -> tuple[bytes, int | None]:
-            return db.transaction(  # type: ignore[no-any-return]
-                lambda session: history.export_chunk(session, caller, call_filter, before_id), write=False
-            )
-
         header = history.export_header()
         before: int | None = 0
         while before is not None:
-            data, before = await db.run(functools.partial(chunk, before))
+            data, before = await db.run_transaction(
+                lambda session, after=before: history.export_chunk(session, caller, call_filter, after), write=False
+            )
             if header:
                 data, header = header + data, b""
             if data:

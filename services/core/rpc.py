@@ -137,7 +137,7 @@ def rpc(access: Access, *, quick: bool = False) -> Callable[[Handler], Handler]:
     - with `quick`, `method(self, request, caller)`, which makes only
       `db.fetch_one` lookups, run without a session (the hot path);
     - `async def method(self, request, caller, incoming) -> response`, which
-      does its own database work (`await self.db.run(...)`) and may call other
+      does its own database work (`await self.db.run_transaction(...)`) and may call other
       services with `incoming.api_key` within `incoming.time_remaining`;
     - `async def` generator `method(self, request, caller, incoming)`, a
       server-streaming RPC yielding its messages.

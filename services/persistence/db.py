@@ -113,6 +113,10 @@ class Database:
         """Runs `fn` on the database threads, awaited from the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
 
+    async def run_transaction(self, fn: Callable[[Session], T], *, write: bool) -> T:
+        """`transaction(fn)` on the database threads, awaited from the event loop."""
+        return await self.run(lambda: self.transaction(fn, write=write))
+
     def fetch_one(self, statement: Select[Any], **values: Any) -> tuple[Any, ...] | None:
         """The first row of `statement` (a module-level constant, compiled once) on this thread's raw
         connection. A lost database raises LookupUnavailable."""
