@@ -24,7 +24,6 @@ import platform
 import random
 import resource
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,8 +37,8 @@ from ingress import (  # bench/ingress.py: the same server process and database 
     ServerExited,
     ServerProcess,
     busy_cpu_seconds,
+    clean_up,
     cli,
-    unload,
     valid_numbers,
     voxplane_command,
 )
@@ -334,15 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {error}", file=sys.stderr)
         return 1
     finally:
-        if args.keep:
-            print(f"kept {workdir} (CSV files, server logs, SQLite database)", file=sys.stderr)
-        else:
-            if args.database_url and workspace_created:
-                try:
-                    unload(url, workspace_name)
-                except Exception as error:  # noqa: BLE001 - report, but keep the first error
-                    print(f"bench: could not remove workspace {workspace_name}: {error}", file=sys.stderr)
-            shutil.rmtree(workdir, ignore_errors=True)
+        clean_up(args, workdir, url, workspace_name if workspace_created else None,
+                 "CSV files, server logs, SQLite database")
 
 
 if __name__ == "__main__":

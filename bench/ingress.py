@@ -189,6 +189,19 @@ async def serve_echo(port: int) -> None:
 # --- server processes ---------------------------------------------------------------------------
 
 
+def clean_up(args: argparse.Namespace, workdir: Path, url: str, workspace_name: str | None, kept: str) -> None:
+    """Removes what a run made: its folder and, on a database of the caller's, its workspace (unless --keep)."""
+    if args.keep:
+        print(f"kept {workdir} ({kept})", file=sys.stderr)
+        return
+    if args.database_url and workspace_name:
+        try:
+            unload(url, workspace_name)
+        except Exception as error:  # noqa: BLE001 - report, but keep the first error
+            print(f"bench: could not remove workspace {workspace_name}: {error}", file=sys.stderr)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -502,15 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {error}", file=sys.stderr)
         return 1
     finally:
-        if args.keep:
-            print(f"kept {workdir} (server logs, SQLite database)", file=sys.stderr)
-        else:
-            if args.database_url and workspace_created:
-                try:
-                    unload(url, workspace_name)
-                except Exception as error:  # noqa: BLE001 - report, but keep the first error
-                    print(f"bench: could not remove workspace {workspace_name}: {error}", file=sys.stderr)
-            shutil.rmtree(workdir, ignore_errors=True)
+        clean_up(args, workdir, url, workspace_name if workspace_created else None, "server logs, SQLite database")
 
 
 if __name__ == "__main__":
