@@ -17,7 +17,6 @@ from voxplane import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
-    Numbers,
     PermissionDeniedError,
 )
 from voxplane.numbers.v1 import numbers_pb2 as pb
@@ -25,10 +24,6 @@ from voxplane.services.core.auth import Role
 from voxplane.services.numbers.models import Number
 from voxplane.services.numbers.subscriber import check_postal_code, check_region
 from voxplane.services.persistence.base import utcnow
-
-
-def client(tenant, role: Role = Role.MEMBER) -> Numbers:  # type: ignore[no-untyped-def]
-    return tenant.numbers(role)
 
 
 def violated_fields(error: InvalidArgumentError) -> set[str]:
@@ -70,7 +65,7 @@ US_ADDRESS = {
 
 @pytest.fixture
 def numbers(tenant):  # type: ignore[no-untyped-def]
-    with client(tenant) as member:
+    with tenant.numbers() as member:
         yield member
 
 
@@ -176,7 +171,7 @@ def test_update_subscriber_of_an_unknown_number_is_not_found(numbers):
 
 
 def test_a_reader_cannot_update_the_subscriber(tenant, gb_number):
-    with client(tenant, Role.READER) as reader, pytest.raises(PermissionDeniedError):
+    with tenant.numbers(Role.READER) as reader, pytest.raises(PermissionDeniedError):
         reader.update_subscriber(ref=gb_number.ref, **SUBSCRIBER)
 
 
@@ -185,7 +180,7 @@ def test_a_reader_cannot_update_the_subscriber(tenant, gb_number):
 
 def test_an_operator_of_another_workspace_validates_a_pending_subscriber(numbers, gb_number, other_tenant):
     pending = numbers.update_subscriber(ref=gb_number.ref, **SUBSCRIBER)
-    with client(other_tenant, Role.OPERATOR) as operator:
+    with other_tenant.numbers(Role.OPERATOR) as operator:
         reviewed = operator.review_subscriber(ref=gb_number.ref, approve=True)
     assert reviewed.subscriber.status == pb.SUBSCRIBER_STATUS_VALIDATED
     assert reviewed.subscriber.rejection_reason == ""
@@ -197,7 +192,7 @@ def test_an_operator_of_another_workspace_validates_a_pending_subscriber(numbers
 
 def test_a_rejection_needs_a_reason_and_keeps_it_until_the_next_update(numbers, gb_number, tenant):
     numbers.update_subscriber(ref=gb_number.ref, **SUBSCRIBER)
-    with client(tenant, Role.OPERATOR) as operator:
+    with tenant.numbers(Role.OPERATOR) as operator:
         with pytest.raises(InvalidArgumentError) as caught:
             operator.review_subscriber(ref=gb_number.ref, approve=False)
         assert violated_fields(caught.value) == {"rejection_reason"}
@@ -213,13 +208,13 @@ def test_a_rejection_needs_a_reason_and_keeps_it_until_the_next_update(numbers, 
 
 def test_an_approval_takes_no_rejection_reason(numbers, gb_number, tenant):
     numbers.update_subscriber(ref=gb_number.ref, **SUBSCRIBER)
-    with client(tenant, Role.OPERATOR) as operator, pytest.raises(InvalidArgumentError) as caught:
+    with tenant.numbers(Role.OPERATOR) as operator, pytest.raises(InvalidArgumentError) as caught:
         operator.review_subscriber(ref=gb_number.ref, approve=True, rejection_reason="looks fine")
     assert violated_fields(caught.value) == {"rejection_reason"}
 
 
 def test_review_needs_something_pending(numbers, gb_number, tenant):
-    with client(tenant, Role.OPERATOR) as operator:
+    with tenant.numbers(Role.OPERATOR) as operator:
         with pytest.raises(FailedPreconditionError) as caught:
             operator.review_subscriber(ref=gb_number.ref, approve=True)
         assert "no subscriber" in caught.value.message
@@ -233,14 +228,14 @@ def test_review_needs_something_pending(numbers, gb_number, tenant):
 @pytest.mark.parametrize("role", [Role.MEMBER, Role.ADMIN, Role.SERVICE, Role.READER])
 def test_only_operators_review(numbers, gb_number, tenant, role):
     numbers.update_subscriber(ref=gb_number.ref, **SUBSCRIBER)
-    with client(tenant, role) as caller, pytest.raises(PermissionDeniedError):
+    with tenant.numbers(role) as caller, pytest.raises(PermissionDeniedError):
         caller.review_subscriber(ref=gb_number.ref, approve=True)
     assert numbers.get_number(gb_number.ref).subscriber.status == pb.SUBSCRIBER_STATUS_VALIDATION_PENDING
 
 
 def test_review_of_an_unknown_or_dead_number_is_not_found(numbers, gb_number, tenant, db):
     numbers.update_subscriber(ref=gb_number.ref, **SUBSCRIBER)
-    with client(tenant, Role.OPERATOR) as operator:
+    with tenant.numbers(Role.OPERATOR) as operator:
         with pytest.raises(NotFoundError):
             operator.review_subscriber(ref="nope", approve=True)
         with pytest.raises(InvalidArgumentError) as caught:
@@ -427,7 +422,7 @@ def test_racing_first_writes_of_both_blocks_are_ok_or_aborted(tenant, us_number,
 
 
 def test_another_workspaces_number_is_not_found(numbers, us_number, other_tenant):
-    with client(other_tenant) as theirs, client(other_tenant, Role.OPERATOR) as their_operator:
+    with other_tenant.numbers() as theirs, other_tenant.numbers(Role.OPERATOR) as their_operator:
         for caller in (theirs, their_operator):  # an operator reviews anywhere but writes only its own numbers
             with pytest.raises(NotFoundError):
                 caller.update_subscriber(ref=us_number.ref, name="X", address1="1 Main St", postcode="94105")
