@@ -7,7 +7,6 @@ import asyncio
 import csv
 from datetime import timedelta
 
-import phonenumbers
 import pytest
 from sqlalchemy import func, select, update
 
@@ -19,10 +18,7 @@ from voxplane import (
 )
 from voxplane._bulk import ImportSummary
 from voxplane.numbers.v1 import numbers_pb2 as pb
-from voxplane.services.core import validation
 from voxplane.services.core.auth import Role
-from voxplane.services.core.errors import Violations
-from voxplane.services.numbers import batch
 from voxplane.services.numbers.models import Number
 from voxplane.services.persistence.base import utcnow
 
@@ -258,36 +254,6 @@ def test_a_reader_key_cannot_batch(tenant, fresh_e164):
             numbers.batch_create_numbers(requests=[item(fresh_e164())])
         with pytest.raises(PermissionDeniedError):
             numbers.batch_delete_numbers(refs=["any"])
-
-
-# --- the E.164 check the batch uses -------------------------------------------------------------
-
-
-def _sample_numbers() -> list[str]:
-    """Example numbers of every region and type libphonenumber knows, and near misses of them."""
-    found = set()
-    for region in phonenumbers.SUPPORTED_REGIONS:
-        for kind in (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.MOBILE,
-                     phonenumbers.PhoneNumberType.TOLL_FREE, phonenumbers.PhoneNumberType.VOIP):
-            example = phonenumbers.example_number_for_type(region, kind)
-            if example is not None:
-                found.add(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164))
-    variants = set()
-    for e164 in sorted(found):
-        code = str(phonenumbers.parse(e164).country_code)
-        rest = e164[1 + len(code):]
-        variants |= {e164, e164[:-1], e164 + "5", f"+{code}0{rest}", f"+{code}1{rest}", f"+{code}{rest[1:]}",
-                     e164.replace("+", "+0"), e164 + " ", f"+{code} {rest}"}
-    return sorted(variants | {"+", "+1", "+999", "++14155550100", "+1415555010０", "+١٤١٥٥٥٥٠١٠٠", "14155550100"})
-
-
-def test_the_batch_reads_e164_numbers_exactly_as_create_number_does():
-    samples = _sample_numbers()
-    assert len(samples) > 2000
-    for value in samples:
-        fast, slow = Violations(), Violations()
-        assert batch.checked_e164(fast, "e", value) == validation.e164(slow, "e", value), value
-        assert bool(fast) == bool(slow), value
 
 
 # --- the CSV import ----------------------------------------------------------------------------

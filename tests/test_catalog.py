@@ -9,11 +9,14 @@ import re
 import secrets
 import threading
 
+import phonenumbers
 import pytest
 
 from voxplane import InvalidArgumentError, Numbers, UnauthenticatedError
 from voxplane.numbers.v1 import numbers_pb2 as pb
+from voxplane.services.core import validation
 from voxplane.services.core.auth import Role
+from voxplane.services.core.errors import Violations
 from voxplane.services.numbers import catalog
 from voxplane.services.numbers.servicer import NumbersServicer
 
@@ -343,3 +346,56 @@ def test_bad_catalog_settings_stop_the_numbers_service_from_starting(tmp_path, s
 def test_a_stored_number_that_no_longer_parses_is_unspecified_not_an_error():
     assert catalog.classification("+1785").type == "UNSPECIFIED"
     assert catalog.classification("garbage") == catalog.Classification("UNSPECIFIED", "", 0, False, ("unknown",))
+
+
+# --- the fast paths: E.164 input checked and classified without parsing ----------------------------
+
+
+def _sample_numbers() -> list[str]:
+    """Example numbers of every region and type libphonenumber knows, non-geographic ones too, and near misses."""
+    found = set()
+    for region in phonenumbers.SUPPORTED_REGIONS:
+        for kind in (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.MOBILE,
+                     phonenumbers.PhoneNumberType.TOLL_FREE, phonenumbers.PhoneNumberType.VOIP):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                found.add(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164))
+    for code in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS:  # +800, +882...: region "001"
+        example = phonenumbers.example_number_for_non_geo_entity(code)
+        if example is not None:
+            found.add(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164))
+    variants = set()
+    for e164 in sorted(found):
+        code = str(phonenumbers.parse(e164).country_code)
+        rest = e164[1 + len(code):]
+        variants |= {e164, e164[:-1], e164 + "5", f"+{code}0{rest}", f"+{code}1{rest}", f"+{code}{rest[1:]}",
+                     e164.replace("+", "+0"), e164 + " ", f"+{code} {rest}"}
+    return sorted(variants | {"+", "+1", "+999", "++14155550100", "+1415555010０", "+١٤١٥٥٥٥٠١٠٠", "14155550100"})
+
+
+def test_the_batch_reads_e164_numbers_exactly_as_create_number_does(sample_numbers):
+    assert len(sample_numbers) > 2000
+    for value in sample_numbers:
+        fast, slow = Violations(), Violations()
+        assert catalog.checked_e164(fast, "e", value) == validation.e164(slow, "e", value), value
+        assert bool(fast) == bool(slow), value
+
+
+@pytest.fixture(scope="module")
+def sample_numbers() -> list[str]:
+    return _sample_numbers()
+
+
+def test_classification_answers_as_libphonenumber_does(sample_numbers, settings_env):
+    for value in sample_numbers:
+        found = catalog.classification(value)
+        try:
+            parsed = phonenumbers.parse(value, None)
+        except phonenumbers.NumberParseException:
+            assert (found.type, found.region_code, found.country_code) == ("UNSPECIFIED", "", 0), value
+            continue
+        valid = phonenumbers.is_valid_number(parsed)
+        kind = phonenumbers.number_type(parsed)
+        expected_type = catalog._TYPE_NAMES[kind] if valid else "UNSPECIFIED"
+        region = phonenumbers.region_code_for_number(parsed) or ""
+        assert (found.type, found.region_code, found.country_code) == (expected_type, region, parsed.country_code), value

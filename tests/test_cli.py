@@ -70,7 +70,7 @@ def make_key(env, role: str = "member") -> str:  # type: ignore[no-untyped-def]
 def test_workspaces_and_keys_commands(env):
     cli(env, "migrate")
     ref = cli(env, "workspaces", "create", "acme").stdout.strip()
-    assert re.fullmatch(r"[0-9a-f]{16}", ref)
+    assert re.fullmatch(r"[0-9a-f]{28}", ref)
     again = cli(env, "workspaces", "create", "acme", check=False)
     assert again.returncode != 0 and "already exists" in again.stderr
 

@@ -62,13 +62,15 @@ def is_hostname(value: str) -> bool:
 
 def is_host(value: str) -> bool:
     """A host name or an IP literal (IPv6 in brackets, as in URIs)."""
+    if is_hostname(value):  # first: most hosts are names, and a failed ip_address() raises
+        return True
     if value.startswith("[") and value.endswith("]"):
         value = value[1:-1]
     try:
         ipaddress.ip_address(value)
         return True
     except ValueError:
-        return is_hostname(value)
+        return False
 
 
 def hostname(v: Violations, field: str, value: str) -> str | None:

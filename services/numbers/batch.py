@@ -8,23 +8,19 @@ calling RPC's transaction makes the batch all-or-nothing.
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import phonenumbers
 from sqlalchemy import delete, insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..core import validation
 from ..core.auth import Caller
 from ..core.errors import Aborted, AlreadyExists, InvalidArgument, NotFound, Violations
 from ..persistence.base import WorkspaceResource, new_ref, utcnow
-from . import provisioning
+from . import catalog, provisioning
 from .models import Number
 from .provisioning import Routing, Settings
 
@@ -84,45 +80,6 @@ def _check_size(field: str, count: int, what: str) -> None:
         raise InvalidArgument.of(field, f"must hold 1 to {MAX_BATCH:,} {what}, got {count:,}")
 
 
-@functools.cache
-def _parsing_prefix(country_code: int) -> tuple[bool, re.Pattern[str] | None]:
-    """(metadata known, the national prefix `phonenumbers.parse` strips) of a country calling code."""
-    region = phonenumbers.region_code_for_country_code(country_code)
-    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
-    if metadata is None:
-        return False, None
-    prefix = metadata.national_prefix_for_parsing
-    return True, re.compile(prefix) if prefix else None
-
-
-def _valid_as_written(value: str) -> bool:
-    """True when `value` is "+<digits>" that `phonenumbers.parse` would read unchanged, and it is valid.
-
-    Parsing text is half the cost of checking a number (~35 µs of ~65); numbers already in E.164 form
-    (nearly all of a bulk import) can skip it and only be validated. Anything unusual (a leading zero,
-    a national prefix `parse` might strip) says False, and gets the full check.
-    """
-    digits = value[1:]
-    if value[:1] != "+" or not (digits.isascii() and digits.isdigit()) or len(digits) > 15 or digits[0] == "0":
-        return False
-    for size in (1, 2, 3):  # country calling codes are prefix-free, as `parse` reads them
-        country_code = int(digits[:size])
-        if country_code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-            break
-    else:
-        return False
-    national = digits[size:]
-    known, prefix = _parsing_prefix(country_code)
-    if not known or len(national) < 2 or national[0] == "0" or (prefix is not None and prefix.match(national)):
-        return False
-    return phonenumbers.is_valid_number(phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national)))
-
-
-def checked_e164(v: Violations, field: str, value: str) -> str | None:
-    """`validation.e164`, with the same answers and messages, about twice as fast on E.164 input."""
-    return value if _valid_as_written(value) else validation.e164(v, field, value)
-
-
 def _checked(requests: Sequence[T], read: Callable[[T], Create], caller: Caller) -> list[NewNumber]:
     """Every item as the row it would insert; every violation of the batch at once, or none."""
     _check_size("requests", len(requests), "creates")
@@ -143,7 +100,7 @@ def _checked(requests: Sequence[T], read: Callable[[T], Create], caller: Caller)
                 v.add(f"{prefix}.{violation.field}", violation.description)
             continue
         iv = _ItemViolations(v, prefix)
-        e164 = checked_e164(iv, "e164_number", item.e164_number)
+        e164 = catalog.checked_e164(iv, "e164_number", item.e164_number)
         fields, routing, settings = provisioning.checked_create_fields(
             iv, name=item.name, provider_ref=item.provider_ref, routing=item.routing, settings=item.settings,
             porting_in=item.porting_in, request_id=item.request_id,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import phonenumbers
-from phonenumbers import PhoneNumberType, shortnumberinfo
+from phonenumbers import PhoneNumberType, phonenumberutil, shortnumberinfo
 
 from ..core import config, validation
 from ..core.errors import InvalidArgument, Violations
@@ -155,17 +155,93 @@ def classification(e164: str) -> Classification:
     return _classification(e164, config.home_region())
 
 
-# Called for every Number a response carries (up to 1,000 per page), so it is cached.
-@functools.lru_cache(maxsize=65536)
+def checked_e164(v: Violations, field: str, value: str) -> str | None:
+    """`validation.e164`, with the same answers and messages, several times faster on E.164 input.
+
+    A number already in E.164 form (nearly all of a bulk import) skips parsing, and its validity is
+    its classification's, which the Number it becomes then finds cached.
+    """
+    if _as_written(value) is not None and classification(value).type != "UNSPECIFIED":
+        return value
+    return validation.e164(v, field, value)
+
+
+@functools.cache
+def _parsing_prefix(country_code: int) -> tuple[bool, re.Pattern[str] | None]:
+    """(metadata known, the national prefix `phonenumbers.parse` strips) of a country calling code."""
+    region = phonenumbers.region_code_for_country_code(country_code)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+    if metadata is None:
+        return False, None
+    prefix = metadata.national_prefix_for_parsing
+    return True, re.compile(prefix) if prefix else None
+
+
+def _as_written(value: str) -> phonenumbers.PhoneNumber | None:
+    """The number `value` is when it is "+<digits>" that `phonenumbers.parse` would read unchanged.
+
+    Parsing text costs more than classifying the number; anything unusual (a leading zero, a national
+    prefix `parse` might strip) says None, and gets parsed.
+    """
+    digits = value[1:]
+    if value[:1] != "+" or not (digits.isascii() and digits.isdigit()) or len(digits) > 15 or digits[0] == "0":
+        return None
+    for size in (1, 2, 3):  # country calling codes are prefix-free, as `parse` reads them
+        country_code = int(digits[:size])
+        if country_code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    national = digits[size:]
+    known, prefix = _parsing_prefix(country_code)
+    if not known or len(national) < 2 or national[0] == "0" or (prefix is not None and prefix.match(national)):
+        return None
+    return phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+
+
+def _region_and_type(number: phonenumbers.PhoneNumber) -> tuple[str, int]:
+    """`region_code_for_number` and `number_type` at once; the type is UNKNOWN exactly when the number
+    is not valid (`is_valid_number`).
+
+    libphonenumber's three answers each find the region again, and finding a region of a shared
+    country code (all of the NANP's +1) already tests the number's type: asked separately they cost
+    several times this, and a bulk import asks them of every number.
+    """
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(number.country_code, ())
+    national = phonenumbers.national_significant_number(number)
+    if len(regions) == 1:  # the country code's own region, or "001" for a non-geographic one
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(number.country_code, regions[0])
+        return regions[0], _number_type(national, metadata) if metadata else PhoneNumberType.UNKNOWN
+    for region in regions:
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region, None)
+        if metadata is None:
+            continue
+        if metadata.leading_digits is not None:
+            if re.match(metadata.leading_digits, national):
+                return region, _number_type(national, metadata)
+        elif (kind := _number_type(national, metadata)) != PhoneNumberType.UNKNOWN:
+            return region, kind
+    return "", PhoneNumberType.UNKNOWN
+
+
+# libphonenumber's type test for a national number against a region's metadata: its only entry point
+# that takes metadata instead of finding the region again (see _region_and_type).
+_number_type = phonenumberutil._number_type_helper
+
+
+# Called for every Number a response carries (up to 1,000 per page), and by checked_e164 just before
+# a batch's Numbers are made: cached for both. A page's worth, not more: more only costs memory.
+@functools.lru_cache(maxsize=4096)
 def _classification(e164: str, home: str) -> Classification:
-    try:
-        parsed = phonenumbers.parse(e164, None)
-    except phonenumbers.NumberParseException:
-        return Classification("UNSPECIFIED", "", 0, False, matching(e164, classifiers()))
-    region = phonenumbers.region_code_for_number(parsed) or ""
-    kind = _TYPE_NAMES.get(phonenumbers.number_type(parsed), "UNKNOWN")
+    parsed = _as_written(e164)
+    if parsed is None:
+        try:
+            parsed = phonenumbers.parse(e164, None)
+        except phonenumbers.NumberParseException:
+            return Classification("UNSPECIFIED", "", 0, False, matching(e164, classifiers()))
+    region, kind = _region_and_type(parsed)
     return Classification(
-        type=kind if phonenumbers.is_valid_number(parsed) else "UNSPECIFIED",
+        type="UNSPECIFIED" if kind == PhoneNumberType.UNKNOWN else _TYPE_NAMES[kind],
         region_code=region,
         country_code=parsed.country_code or 0,
         international=bool(region) and region != home,
