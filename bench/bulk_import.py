@@ -256,8 +256,7 @@ def report(runs: list[Run], rerun: Run | None) -> None:
     if len(runs) < 2:
         print("  memory: give two sizes or more (--sizes) to see whether it grows with the file")
         return
-    # Flat: the largest file needs no more memory than the one before it. (The server's classification
-    # cache, up to 65,536 numbers, fills during the first files and then keeps its size.)
+    # Flat: the largest file needs no more memory than the one before it.
     before, largest = runs[-2], runs[-1]
     for side in ("server", "client"):
         a, b = getattr(before, f"{side}_rss_peak"), getattr(largest, f"{side}_rss_peak")

@@ -67,6 +67,29 @@ def test_batch_create_returns_every_number_in_order_as_get_number_sees_it(tenant
             assert numbers.get_number(number.ref) == number
 
 
+def test_the_basic_view_returns_only_what_identifies_each_number(tenant, fresh_e164):
+    e164s = [fresh_e164() for _ in range(3)]
+    with tenant.numbers() as numbers:
+        requests = [item(e, request_id=f"view-{e}") for e in e164s]
+        basic = numbers.batch_create_numbers(requests=requests, view=pb.NUMBER_VIEW_BASIC).numbers
+        for number, e164 in zip(basic, e164s, strict=True):
+            full = numbers.get_number(number.ref)
+            assert number == pb.Number(ref=full.ref, e164_number=e164, state=full.state, etag=full.etag)
+            assert not number.HasField("classification") and not number.HasField("create_time")
+        # A retry with the same request_ids gets the same Numbers, whole when no view is asked for.
+        again = numbers.batch_create_numbers(requests=requests).numbers
+        assert [n.ref for n in again] == [n.ref for n in basic]
+        assert all(n.HasField("classification") and n.HasField("create_time") for n in again)
+
+
+def test_a_view_the_contract_does_not_define_is_invalid_and_creates_nothing(tenant, fresh_e164, db):
+    e164 = fresh_e164()
+    with tenant.numbers() as numbers, pytest.raises(InvalidArgumentError) as caught:
+        numbers.batch_create_numbers(requests=[item(e164)], view=7)
+    assert violated_fields(caught.value) == {"view"}
+    assert stored(db, [e164]) == 0
+
+
 def test_a_bad_item_fails_the_whole_batch_and_is_named_by_index(tenant, fresh_e164, db):
     e164s = [fresh_e164() for _ in range(6)]
     requests = [item(e) for e in e164s]

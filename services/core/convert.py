@@ -10,15 +10,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from .errors import InvalidArgument
 
 _EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = _EPOCH.replace(tzinfo=timezone.utc)
 
 
 def timestamp(value: datetime) -> Timestamp:
     # SQLite hands back naive datetimes; every stored time is UTC. Arithmetic rather than
     # Timestamp.FromDatetime, which costs several times as much and runs for every time of every
     # resource a response carries.
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    delta = value - _EPOCH
+    delta = value - (_EPOCH_UTC if value.tzinfo else _EPOCH)
     return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 

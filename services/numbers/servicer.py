@@ -16,7 +16,7 @@ from ..core.paging import PageTokens
 from ..core.rpc import rpc
 from ..persistence.db import Database
 from . import provisioning
-from .models import Number
+from .models import STATES, Number
 from .provisioning import Routing, Settings
 from .servicer_batch import BatchRpcs
 from .servicer_catalog import CatalogRpcs, classification_proto
@@ -54,6 +54,14 @@ def settings_from(message: Any) -> Settings:
     )
 
 
+def basic_number_proto(number: Number) -> pb.Number:
+    """A Number in NUMBER_VIEW_BASIC."""
+    return pb.Number(ref=number.ref, e164_number=number.e164_number, state=_STATES[number.state], etag=number.etag)
+
+
+_STATES = {state: pb.NumberState.Value(f"NUMBER_STATE_{state}") for state in STATES}
+
+
 def number_proto(number: Number) -> pb.Number:
     message = pb.Number(
         ref=number.ref,
@@ -63,7 +71,7 @@ def number_proto(number: Number) -> pb.Number:
         create_time=timestamp(number.create_time),
         update_time=timestamp(number.update_time),
         etag=number.etag,
-        state=pb.NumberState.Value(f"NUMBER_STATE_{number.state}"),
+        state=_STATES[number.state],
         classification=classification_proto(number.e164_number),
         recording_enabled=number.recording_enabled,
         caller_id_prefix=number.caller_id_prefix,

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from voxplane.numbers.v1 import numbers_pb2 as pb
 
 from ..core.auth import Access, Caller
+from ..core.convert import enum_name
 from ..core.rpc import rpc
 from . import batch
 
@@ -16,7 +17,9 @@ class BatchRpcs:
     def BatchCreateNumbers(
         self, request: pb.BatchCreateNumbersRequest, caller: Caller, session: Session
     ) -> pb.BatchCreateNumbersResponse:
-        from .servicer import number_proto, routing_from, settings_from  # servicer.py imports this module
+        from .servicer import basic_number_proto, number_proto, routing_from, settings_from  # (circular)
+
+        view = enum_name(pb.NumberView, request.view, "view")
 
         def read(item: pb.CreateNumberRequest) -> batch.Create:
             return batch.Create(
@@ -30,7 +33,8 @@ class BatchRpcs:
             )
 
         numbers = batch.create_numbers(session, caller, request.requests, read)
-        return pb.BatchCreateNumbersResponse(numbers=[number_proto(n) for n in numbers])  # type: ignore[arg-type]
+        proto = basic_number_proto if view == "BASIC" else number_proto
+        return pb.BatchCreateNumbersResponse(numbers=[proto(n) for n in numbers])  # type: ignore[arg-type]
 
     @rpc(Access.WRITE)
     def BatchDeleteNumbers(

@@ -6,6 +6,8 @@ deployment's settings, so they run as quick RPCs.
 
 from __future__ import annotations
 
+import functools
+
 from voxplane.numbers.v1 import numbers_pb2 as pb
 
 from ..core.auth import Access, Caller
@@ -13,6 +15,8 @@ from ..core.rpc import rpc
 from . import catalog
 
 
+# Numbers share a few dozen classifications; a message each is copied into every Number that has it.
+@functools.lru_cache(maxsize=1024)
 def _classification_message(found: catalog.Classification) -> pb.Classification:
     return pb.Classification(
         type=pb.NumberType.Value(f"NUMBER_TYPE_{found.type}"),

@@ -45,6 +45,9 @@ def _tune_sqlite(engine: Engine, begin: str) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # Checkpoint every ~40 MB of WAL rather than SQLite's 4 MB: a page that several commits change
+        # (an index leaf) is copied back once per checkpoint, which made a bulk import ~10% faster.
+        cursor.execute("PRAGMA wal_autocheckpoint=10000")
         cursor.close()
 
     # A writer takes the write lock when it begins, so two writers queue on the

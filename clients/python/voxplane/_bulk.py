@@ -169,7 +169,8 @@ class CsvImport:
                 yield batch
 
     def _new_batch(self) -> _Batch:
-        return _Batch(pb.BatchCreateNumbersRequest(), [], [], 0)
+        # Only what was made is counted, so the server need not send each Number in full.
+        return _Batch(pb.BatchCreateNumbersRequest(view=pb.NUMBER_VIEW_BASIC), [], [], 0)
 
     def _columns(self, header: list[str]) -> tuple[int, ...]:
         """Where each of COLUMNS is in a row, -1 for a column the file does not have."""

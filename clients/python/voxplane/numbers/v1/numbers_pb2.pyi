@@ -77,6 +77,34 @@ NUMBER_STATE_RELEASED: NumberState.ValueType  # 5
 """Given up; aging until `release_time` plus the aging period, not routable."""
 Global___NumberState: _TypeAlias = NumberState  # noqa: Y015
 
+class _NumberView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NumberViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NumberView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NUMBER_VIEW_UNSPECIFIED: _NumberView.ValueType  # 0
+    """Not set: NUMBER_VIEW_FULL."""
+    NUMBER_VIEW_BASIC: _NumberView.ValueType  # 1
+    """Only `ref`, `e164_number`, `state` and `etag`: enough to know what was
+    made and to act on it, at a fraction of the cost; for bulk importers.
+    """
+    NUMBER_VIEW_FULL: _NumberView.ValueType  # 2
+    """Every field."""
+
+class NumberView(_NumberView, metaclass=_NumberViewEnumTypeWrapper):
+    """How much of each Number a response carries (a view, as in AIP-157)."""
+
+NUMBER_VIEW_UNSPECIFIED: NumberView.ValueType  # 0
+"""Not set: NUMBER_VIEW_FULL."""
+NUMBER_VIEW_BASIC: NumberView.ValueType  # 1
+"""Only `ref`, `e164_number`, `state` and `etag`: enough to know what was
+made and to act on it, at a fraction of the cost; for bulk importers.
+"""
+NUMBER_VIEW_FULL: NumberView.ValueType  # 2
+"""Every field."""
+Global___NumberView: _TypeAlias = NumberView  # noqa: Y015
+
 class _NumberContext:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -998,6 +1026,9 @@ class BatchCreateNumbersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUESTS_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    view: Global___NumberView.ValueType
+    """How much of each created Number the response carries; default FULL."""
     @_builtins.property
     def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateNumberRequest]:
         """One to 1,000 creates, each as CreateNumber takes it."""
@@ -1006,10 +1037,11 @@ class BatchCreateNumbersRequest(_message.Message):
         self,
         *,
         requests: _abc.Iterable[Global___CreateNumberRequest] | None = ...,
+        view: Global___NumberView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
