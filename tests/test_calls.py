@@ -5,6 +5,7 @@ The server runs the SimulatedGateway: the destination picks the outcome (see ser
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -22,9 +23,10 @@ from voxplane import (
     UnavailableError,
 )
 from voxplane.calls.v1 import calls_pb2 as pb
-from voxplane.services.calls import gateway, states
+from voxplane.services.calls import gateway, live, states
 from voxplane.services.calls.models import Call, CallParticipant
-from voxplane.services.core.auth import Role
+from voxplane.services.calls.recorder import EventRecorder
+from voxplane.services.core.auth import Access, Role, authenticate
 from voxplane.services.persistence.tenancy import Workspace
 
 from .conftest import ServerThread
@@ -134,7 +136,8 @@ def routed_number(tenant, agent, e164: str) -> str:  # type: ignore[no-untyped-d
         return numbers.create_number(provider_ref="trunk-1", e164_number=e164, aor_link=aor).e164_number
 
 
-def test_caller_id_hierarchy_uses_the_device_then_the_from_agents_number(tenant, calls, fresh_e164):
+def test_caller_id_hierarchy_uses_the_device_then_the_from_agents_number(tenant, calls, fresh_e164, monkeypatch):
+    monkeypatch.setenv("VOXPLANE_CALLS_LOOKUP_TTL", "0")  # every answer asked afresh: the suspension shows at once
     device, caller = new_agent(tenant), new_agent(tenant)
     device_number, caller_number = routed_number(tenant, device, fresh_e164()), routed_number(tenant, caller, fresh_e164())
     shown = new_number(tenant, fresh_e164())
@@ -212,6 +215,35 @@ def test_a_disabled_agent_cannot_place_a_call(tenant, calls):
     assert fields_of(raised.value) == {"from"}
 
 
+def test_what_numbers_and_agents_said_is_reused_for_the_lookup_ttl(tenant, calls, fresh_e164, monkeypatch):
+    monkeypatch.setenv("VOXPLANE_CALLS_LOOKUP_TTL", "0.5")
+    device, caller = new_agent(tenant), new_agent(tenant)
+    device_number, caller_number = routed_number(tenant, device, fresh_e164()), routed_number(tenant, caller, fresh_e164())
+    request = {"from": caller.ref, "to": ANSWERS, "device_id": device.ref}
+    assert calls.create_call(request).caller_id == device_number
+    with tenant.numbers() as numbers, tenant.agents() as agents:
+        numbers.suspend_number(next(n.ref for n in numbers.iter_numbers() if n.e164_number == device_number))
+        agents.update_agent(ref=device.ref, enabled=False)
+    assert calls.create_call(request).caller_id == device_number  # within the TTL: the answers of the first call
+    time.sleep(0.6)
+    with pytest.raises(InvalidArgumentError) as raised:  # past it: asked again
+        calls.create_call(request)
+    assert fields_of(raised.value) == {"device_id"}
+    assert calls.create_call(from_=caller.ref, to=ANSWERS).caller_id == caller_number
+
+
+def test_a_refusal_is_never_reused(tenant, calls, fresh_e164, monkeypatch):
+    monkeypatch.setenv("VOXPLANE_CALLS_LOOKUP_TTL", "60")
+    disabled, e164 = new_agent(tenant, enabled=False), fresh_e164()
+    for request in ({"from": disabled.ref}, {"from": new_agent(tenant).ref, "caller_id": e164}):
+        with pytest.raises(InvalidArgumentError):
+            calls.create_call({"to": ANSWERS, **request})
+    with tenant.agents() as agents:
+        agents.update_agent(ref=disabled.ref, enabled=True)
+    new_number(tenant, e164)
+    assert calls.create_call(from_=disabled.ref, to=ANSWERS, caller_id=e164).caller_id == e164
+
+
 def test_a_suspended_number_is_not_owned_for_calls(tenant, calls, fresh_e164, agent):
     e164 = fresh_e164()
     with tenant.numbers() as numbers:
@@ -245,6 +277,22 @@ def test_a_retry_with_the_same_request_id_returns_the_first_call(tenant, calls, 
                                                                       Call.ref == first.ref)), write=False)
     assert count == 1
     wait_for(calls, first.ref, S.CALL_STATUS_IN_PROGRESS)
+
+
+def test_concurrent_tries_of_one_create_make_one_call(tenant, agent, db):
+    async def tries() -> list[str]:
+        async with tenant.async_calls() as calls:
+            made = await asyncio.gather(
+                *(calls.create_call(from_=agent.ref, to=ANSWERS, request_id="race-1") for _ in range(10))
+            )
+        return [call.ref for call in made]
+
+    refs = asyncio.run(tries())
+    assert len(set(refs)) == 1
+    count = db.transaction(
+        lambda s: s.scalar(select(func.count()).select_from(Call).where(Call.request_id == "race-1",
+                                                                      Call.ref == refs[0])), write=False)
+    assert count == 1
 
 
 def test_a_reader_key_cannot_place_calls(tenant, agent):
@@ -475,6 +523,62 @@ def test_grpcurl_places_a_call(server, tenant, agent):
     hung_up = grpcurl(server.address, "voxplane.calls.v1.Calls/HangupCall", key=key, data={"ref": call["ref"]})
     assert hung_up.returncode == 0, hung_up.stderr
     assert json.loads(hung_up.stdout)["status"] == "CALL_STATUS_COMPLETED"
+
+
+# --- storing what the network reports ---------------------------------------------------------------------
+
+
+def stored_calls(db, tenant, count: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """Refs of `count` QUEUED calls of the tenant, stored as CreateCall stores them (no network behind them)."""
+    caller = authenticate(db, tenant.keys[Role.MEMBER], Access.WRITE)
+    new = live.checked_new_call(from_party="+14155550100", to=ANSWERS, caller_id="", device_id="a1", app_ref=None,
+                                webhook=None, timeout=0, metadata={}, request_id="")
+    return [db.transaction(lambda s: live.insert_call(s, caller, new, ""), write=True).ref for _ in range(count)]
+
+
+def test_network_events_apply_in_order_and_a_refused_one_changes_nothing(tenant, db, calls):
+    answered_ref, ended_ref = stored_calls(db, tenant, 2)
+    outcomes = db.transaction(lambda s: live.apply_events(s, [
+        live.NetworkEvent(answered_ref, E.RING),
+        live.NetworkEvent(answered_ref, E.ANSWER),
+        live.NetworkEvent(ended_ref, E.END, "BUSY"),
+        live.NetworkEvent(ended_ref, E.ANSWER),  # after BUSY: refused
+        live.NetworkEvent("no-such-call", E.RING),  # a call deleted meanwhile: nothing to do
+    ]), write=True)
+    assert [type(o).__name__ if o else None for o in outcomes] == [None, None, None, "TransitionRefused", None]
+    answered, ended = calls.get_call(answered_ref), calls.get_call(ended_ref)
+    assert answered.status == S.CALL_STATUS_IN_PROGRESS and answered.HasField("answer_time")
+    assert not answered.HasField("end_time") and answered.hangup_cause == H.HANGUP_CAUSE_UNSPECIFIED
+    assert ended.status == S.CALL_STATUS_BUSY and ended.hangup_cause == H.HANGUP_CAUSE_BUSY
+    assert ended.HasField("end_time") and not ended.HasField("answer_time")
+    query = select(Call.ref, Call.version).where(Call.ref.in_([answered_ref, ended_ref]))
+    versions = db.transaction(lambda s: dict(s.execute(query).all()), write=False)
+    assert versions == {answered_ref: 3, ended_ref: 2}  # every change stored is a new version
+
+
+def test_events_reported_together_are_stored_together(tenant, db, calls, monkeypatch):
+    refs = stored_calls(db, tenant, 40)
+    transactions = []
+    run_transaction = db.run_transaction
+
+    async def counted(fn, *, write):  # type: ignore[no-untyped-def]
+        transactions.append(write)
+        return await run_transaction(fn, write=write)
+
+    monkeypatch.setattr(db, "run_transaction", counted)
+    recorder = EventRecorder(db)
+
+    async def report() -> list[object]:
+        events = [live.NetworkEvent(ref, E.RING) for ref in refs] + [live.NetworkEvent(refs[0], E.RING)]
+        outcomes = await asyncio.gather(*(recorder.record(e) for e in events), return_exceptions=True)
+        await recorder.close()
+        return outcomes
+
+    outcomes = asyncio.run(report())
+    assert outcomes[:-1] == [None] * 40
+    assert isinstance(outcomes[-1], states.TransitionRefused)  # ringing already: refused, to its reporter alone
+    assert 1 <= len(transactions) <= 3  # one for the first event, then the rest together
+    assert {calls.get_call(ref).status for ref in refs} == {S.CALL_STATUS_RINGING}
 
 
 # --- the state machine alone -------------------------------------------------------------------------------

@@ -2,9 +2,19 @@
 
 One pair of clients (one channel each) serves every call; each lookup runs
 with the caller's own API key and within what is left of the caller's deadline.
+
+What they answer about an agent that can place calls, or a number the workspace holds, is reused for
+`config.calls_lookup_ttl()` seconds (1 by default) by later calls of the same API key: asking every
+time cost two gRPC calls per call, about half of CreateCall's CPU. So for up to that long after an
+agent is disabled or a number is suspended, calls may still use them. A negative answer (unknown,
+not the workspace's, disabled) is never reused: what was just created works at once.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from voxplane import (
     AsyncAgents,
@@ -17,6 +27,7 @@ from voxplane import (
 )
 from voxplane.numbers.v1 import numbers_pb2
 
+from ..core import config
 from ..core.errors import PermissionDenied, Unauthenticated, Unavailable
 from .live import Agent
 
@@ -31,17 +42,45 @@ def _unreachable(service: str, endpoint: str, error: VoxplaneError) -> Exception
     )
 
 
+class Answers:
+    """Positive answers of the directory, by (API key, question), each until it expires."""
+
+    MAX = 10_000  # answers kept; past that the expired ones go, then all
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, ...], tuple[float, Any]] = {}
+
+    async def get(self, key: tuple[str, ...], ask: Callable[[], Awaitable[Any]], keep: Callable[[Any], bool]) -> Any:
+        """The answer kept for `key`, else `ask()`'s, kept if `keep(answer)`."""
+        now = time.monotonic()
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] > now:
+            return kept[1]
+        answer = await ask()
+        ttl = config.calls_lookup_ttl()
+        if ttl > 0 and keep(answer):
+            if len(self._kept) >= self.MAX:
+                self._kept = {k: v for k, v in self._kept.items() if v[0] > now}
+                if len(self._kept) >= self.MAX:
+                    self._kept.clear()
+            self._kept[key] = (now + ttl, answer)
+        return answer
+
+
 class Services:
-    """The Numbers and Agents clients of one Calls servicer."""
+    """The Numbers and Agents clients of one Calls servicer, and the answers they gave."""
 
     def __init__(self, numbers_endpoint: str, agents_endpoint: str):
         self.numbers = AsyncNumbers(endpoint=numbers_endpoint, max_attempts=2)
         self.agents = AsyncAgents(endpoint=agents_endpoint, max_attempts=2)
+        self.answers = Answers()
 
     def directory(self, api_key: str, time_remaining: float | None) -> CallerDirectory:
         return CallerDirectory(
             self.numbers.with_api_key(api_key, timeout=time_remaining),
             self.agents.with_api_key(api_key, timeout=time_remaining),
+            self.answers,
+            api_key,
         )
 
     async def close(self) -> None:
@@ -52,11 +91,26 @@ class Services:
 class CallerDirectory:
     """live.Directory for one caller."""
 
-    def __init__(self, numbers: AsyncNumbers, agents: AsyncAgents):
+    def __init__(self, numbers: AsyncNumbers, agents: AsyncAgents, answers: Answers, api_key: str):
         self.numbers = numbers
         self.agents = agents
+        self.answers = answers
+        self.api_key = api_key
 
     async def owns_number(self, e164: str) -> bool:
+        return await self.answers.get((self.api_key, "number", e164), lambda: self._owns_number(e164), bool)
+
+    async def agent(self, ref: str) -> Agent | None:
+        return await self.answers.get(
+            (self.api_key, "agent", ref), lambda: self._agent(ref), lambda found: found is not None and found.enabled
+        )
+
+    async def agent_number(self, agent: Agent) -> str | None:
+        """The agent's number: the workspace's first ACTIVE number routed to one of its AORs."""
+        key = (self.api_key, "agent number", *agent.addresses)
+        return await self.answers.get(key, lambda: self._agent_number(agent), lambda _: True)
+
+    async def _owns_number(self, e164: str) -> bool:
         try:
             page = await self.numbers.list_numbers(
                 e164_prefix=e164, state=numbers_pb2.NUMBER_STATE_ACTIVE, page_size=100
@@ -65,7 +119,7 @@ class CallerDirectory:
             raise _unreachable("Numbers", self.numbers.options.endpoint or "", error) from None
         return any(n.e164_number == e164 for n in page.numbers)
 
-    async def agent(self, ref: str) -> Agent | None:
+    async def _agent(self, ref: str) -> Agent | None:
         try:
             found = await self.agents.get_agent(ref)
         except (NotFoundError, InvalidArgumentError):
@@ -74,8 +128,7 @@ class CallerDirectory:
             raise _unreachable("Agents", self.agents.options.endpoint or "", error) from None
         return Agent(ref=found.ref, enabled=found.enabled, username=found.username, domains=tuple(found.domains))
 
-    async def agent_number(self, agent: Agent) -> str | None:
-        """The agent's number: the workspace's first ACTIVE number routed to one of its AORs."""
+    async def _agent_number(self, agent: Agent) -> str | None:
         for address in agent.addresses:
             try:
                 page = await self.numbers.list_numbers(

@@ -13,14 +13,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import DateTime, String, bindparam, func, insert, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from ..core import validation
 from ..core.auth import Caller
 from ..core.errors import InvalidArgument, Violations
-from ..core.resources import by_request_id, get_owned, insert_once
-from ..persistence.base import utcnow
+from ..core.resources import by_request_id, get_owned
+from ..persistence.base import new_ref, utcnow
 from . import states
 from .models import Call, CallParticipant
 
@@ -166,30 +167,50 @@ async def caller_id_of(new: NewCall, directory: Directory) -> str:
     return new.from_party if new.from_is_number else ""
 
 
+# Asked before every CreateCall with a request_id (the SDK sends one), so a raw lookup keeps it cheap.
+CALL_BY_REQUEST_ID = select(Call.id).where(
+    Call.workspace_id == bindparam("workspace_id"), Call.request_id == bindparam("request_id")
+)
+
+
 def earlier_call(session: Session, caller: Caller, request_id: str | None) -> Call | None:
     return by_request_id(session, Call, caller, request_id)
 
 
-def insert_call(session: Session, caller: Caller, new: NewCall, caller_id: str) -> tuple[Call, bool]:
-    """Stores the QUEUED call (or finds the one an earlier try with its request_id made); True if new."""
+# (attribute, column) of every column a new call's INSERT sets: the attribute `call_metadata` is the
+# column `metadata`.
+_CALL_COLUMNS = [(a.key, a.columns[0].name) for a in sa_inspect(Call).column_attrs if a.key != "id"]
+
+
+def insert_call(session: Session, caller: Caller, new: NewCall, caller_id: str) -> Call:
+    """Stores the QUEUED call and its two parties, with Core statements: the ORM's unit of work cost
+    several times as much, on every call. A request_id an earlier create used raises IntegrityError.
+
+    Returns the Call as a transient object, every column set, for the response.
+    """
+    now = utcnow()
     call = Call(
-        workspace_id=caller.workspace_id,
-        request_id=new.request_id,
-        from_party=new.from_party,
-        to_party=new.to,
-        caller_id=caller_id,
-        device_id=new.device_id,
-        direction="OUTBOUND",
-        status=states.QUEUED,
-        app_ref=new.app_ref,
-        webhook=new.webhook,
-        timeout_seconds=new.timeout,
-        call_metadata=new.metadata,
-        participants=[CallParticipant(number=new.from_party, owner=True), CallParticipant(number=new.to)],
-        labels=[],
+        ref=new_ref(), workspace_id=caller.workspace_id, request_id=new.request_id, create_time=now,
+        update_time=now, version=1, from_party=new.from_party, to_party=new.to, caller_id=caller_id,
+        device_id=new.device_id, direction="OUTBOUND", status=states.QUEUED, hangup_cause=None, muted=False,
+        on_hold=False, recording=False, app_ref=new.app_ref, webhook=new.webhook, timeout_seconds=new.timeout,
+        call_metadata=new.metadata, answer_time=None, end_time=None, starred=False, archived=False, read=False,
+        note="", labels=[],
+        participants=[
+            CallParticipant(number=new.from_party, owner=True, muted=False, on_hold=False),
+            CallParticipant(number=new.to, owner=False, muted=False, on_hold=False),
+        ],
     )
-    stored = insert_once(session, call, caller, lambda: InvalidArgument.of("request_id", "is already used"))
-    return stored, stored is call
+    calls = Call.__table__
+    call.id = session.execute(
+        insert(calls).returning(calls.c.id), {column: getattr(call, key) for key, column in _CALL_COLUMNS}
+    ).scalar_one()
+    session.execute(
+        insert(CallParticipant.__table__),
+        [{"call_id": call.id, "number": p.number, "owner": p.owner, "muted": False, "on_hold": False}
+         for p in call.participants],
+    )
+    return call
 
 
 def get_call(session: Session, caller: Caller, ref: str) -> Call:
@@ -219,12 +240,59 @@ def _apply(call: Call, step: states.Transition) -> None:
         call.end_time = now
 
 
-def apply_event(session: Session, ref: str, event: states.Event, cause: str | None) -> Call | None:
-    """What the network reported about call `ref`; refused (TransitionRefused) if its status does not allow it."""
-    call = _locked(session, Call.ref == ref)
-    if call is not None:
-        _apply(call, states.transition(call.status, event, cause))
-    return call
+@dataclass(frozen=True)
+class NetworkEvent:
+    """What the network reported about call `ref`: an event, with its hangup cause for END."""
+
+    ref: str
+    event: states.Event
+    cause: str | None = None
+
+
+_calls = Call.__table__.c
+_EVENT_UPDATE = (
+    update(Call.__table__)
+    .where(_calls.id == bindparam("call_id"))
+    .values(
+        status=bindparam("new_status"),
+        hangup_cause=func.coalesce(bindparam("new_cause", type_=String), _calls.hangup_cause),
+        answer_time=func.coalesce(bindparam("answered", type_=DateTime(timezone=True)), _calls.answer_time),
+        end_time=func.coalesce(bindparam("ended", type_=DateTime(timezone=True)), _calls.end_time),
+        update_time=bindparam("now", type_=DateTime(timezone=True)),
+        version=_calls.version + 1,
+    )
+)
+
+
+def apply_events(session: Session, events: Sequence[NetworkEvent]) -> list[states.TransitionRefused | None]:
+    """Applies what the network reported, in order, in the caller's transaction: one SELECT of the calls
+    (locked) and one executemany UPDATE, however many events. Returns, for each event, None when it was
+    applied (or its call is gone) or the TransitionRefused that says why its call's status refused it."""
+    found = session.execute(
+        select(_calls.ref, _calls.id, _calls.status).where(_calls.ref.in_({e.ref for e in events})).with_for_update()
+    )
+    calls = {ref: (call_id, status) for ref, call_id, status in found}
+    now = utcnow()
+    changes, outcomes = [], []
+    for event in events:
+        if event.ref not in calls:
+            outcomes.append(None)
+            continue
+        call_id, status = calls[event.ref]
+        try:
+            step = states.transition(status, event.event, event.cause)
+        except states.TransitionRefused as refused:
+            outcomes.append(refused)
+            continue
+        calls[event.ref] = (call_id, step.status)  # a later event of the same call follows this one
+        changes.append({
+            "call_id": call_id, "new_status": step.status, "new_cause": step.hangup_cause,
+            "answered": now if step.answered else None, "ended": now if step.ended else None, "now": now,
+        })
+        outcomes.append(None)
+    if changes:
+        session.execute(_EVENT_UPDATE, changes)
+    return outcomes
 
 
 def controllable(session: Session, caller: Caller, ref: str, control: states.Control) -> Call:

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
 from google.protobuf.duration_pb2 import Duration
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from voxplane.calls.v1 import calls_pb2 as pb
@@ -15,7 +16,7 @@ from voxplane.calls.v1 import calls_pb2_grpc
 from ..core import config
 from ..core.auth import Access, Caller
 from ..core.convert import timestamp
-from ..core.errors import Unavailable
+from ..core.errors import InvalidArgument, Unavailable
 from ..core.paging import PageTokens
 from ..core.rpc import Incoming, rpc
 from ..persistence.db import Database
@@ -23,6 +24,7 @@ from . import live, states
 from .directory import Services
 from .gateway import CallGateway, GatewayEvent, SimulatedGateway
 from .models import Call
+from .recorder import EventRecorder
 from .servicer_history import HistoryRpcs
 
 log = logging.getLogger("voxplane.calls")
@@ -100,6 +102,7 @@ class CallsServicer(HistoryRpcs, calls_pb2_grpc.CallsServicer):
         ring_delay, answer_delay = config.simulated_call_delays()
         self.gateway = gateway or SimulatedGateway(self.on_network_event, ring_delay=ring_delay,
                                                    answer_delay=answer_delay)
+        self.events = EventRecorder(db)
         self.own_endpoint: str | None = None
         self._services: Services | None = None
         # Calls a previous run left running can no longer be controlled: end them (see live.reconcile).
@@ -113,6 +116,7 @@ class CallsServicer(HistoryRpcs, calls_pb2_grpc.CallsServicer):
 
     async def close(self) -> None:
         await self.gateway.close()
+        await self.events.close()
         if self._services is not None:
             await self._services.close()
 
@@ -131,11 +135,10 @@ class CallsServicer(HistoryRpcs, calls_pb2_grpc.CallsServicer):
         if event.event is None:
             log.info("DTMF %r received on call %s", event.dtmf, event.ref)
             return
-        step = event.event
         try:
-            await self.db.run_transaction(lambda s: live.apply_event(s, event.ref, step, event.cause), write=True)
+            await self.events.record(live.NetworkEvent(event.ref, event.event, event.cause))
         except states.TransitionRefused as refused:
-            log.info("network event %s on call %s ignored: %s", step.value, event.ref, refused)
+            log.info("network event %s on call %s ignored: %s", event.event.value, event.ref, refused)
 
     @rpc(Access.WRITE)
     async def CreateCall(self, request: pb.CreateCallRequest, caller: Caller, incoming: Incoming) -> pb.Call:
@@ -145,15 +148,27 @@ class CallsServicer(HistoryRpcs, calls_pb2_grpc.CallsServicer):
             device_id=request.device_id, app_ref=app_ref, webhook=webhook, timeout=request.timeout,
             metadata=request.metadata, request_id=request.request_id,
         )
-        earlier = await self.db.run_transaction(lambda s: live.earlier_call(s, caller, new.request_id), write=False)
-        if earlier is not None:
-            return call_proto(earlier)
+        if new.request_id and await self._made_before(caller, new.request_id):
+            return await self._earlier_call(caller, new.request_id)
         caller_id = await live.caller_id_of(new, self._directory(incoming))
-        call, created = await self.db.run_transaction(lambda s: live.insert_call(s, caller, new, caller_id), write=True)
-        if created:
-            await self.gateway.originate(call.ref, call.from_party, call.to_party, call.caller_id,
-                                         call.timeout_seconds)
+        try:
+            call = await self.db.run_transaction(lambda s: live.insert_call(s, caller, new, caller_id), write=True)
+        except IntegrityError:  # the request_id's unique key: a concurrent try of the same create won
+            return await self._earlier_call(caller, new.request_id)
+        await self.gateway.originate(call.ref, call.from_party, call.to_party, call.caller_id, call.timeout_seconds)
         return call_proto(call)
+
+    async def _made_before(self, caller: Caller, request_id: str) -> bool:
+        def lookup() -> tuple[object, ...] | None:
+            return self.db.fetch_one(live.CALL_BY_REQUEST_ID, workspace_id=caller.workspace_id, request_id=request_id)
+
+        return await self.db.run_quick(lookup) is not None
+
+    async def _earlier_call(self, caller: Caller, request_id: str | None) -> pb.Call:
+        earlier = await self.db.run_transaction(lambda s: live.earlier_call(s, caller, request_id), write=False)
+        if earlier is None:
+            raise InvalidArgument.of("request_id", "is already used")
+        return call_proto(earlier)
 
     @rpc(Access.READ)
     def GetCall(self, request: pb.GetCallRequest, caller: Caller, session: Session) -> pb.Call:

@@ -54,3 +54,9 @@ def simulated_call_delays() -> tuple[float, float]:
         float(os.environ.get("VOXPLANE_SIM_RING_DELAY", "0.05")),
         float(os.environ.get("VOXPLANE_SIM_ANSWER_DELAY", "0.1")),
     )
+
+
+def calls_lookup_ttl() -> float:
+    """Seconds the Calls service reuses what Numbers and Agents said about a caller's agent or number
+    (`VOXPLANE_CALLS_LOOKUP_TTL`; 0 asks every time)."""
+    return float(os.environ.get("VOXPLANE_CALLS_LOOKUP_TTL", "1"))
