@@ -4,7 +4,7 @@ One pair of clients (one channel each) serves every call; each lookup runs
 with the caller's own API key and within what is left of the caller's deadline.
 
 What they answer about an agent that can place calls, or a number the workspace holds, is reused for
-`config.calls_lookup_ttl()` seconds (1 by default) by later calls of the same API key: asking every
+`config.calls_lookup_ttl()` seconds (1 by default) by later calls made with the same API key: asking every
 time cost two gRPC calls per call, about half of CreateCall's CPU. So for up to that long after an
 agent is disabled or a number is suspended, calls may still use them. A negative answer (unknown,
 not the workspace's, disabled) is never reused: what was just created works at once.
@@ -43,7 +43,7 @@ def _unreachable(service: str, endpoint: str, error: VoxplaneError) -> Exception
 
 
 class Answers:
-    """Positive answers of the directory, by (API key, question), each until it expires."""
+    """Positive answers of the directory, by (API key id, question), each until it expires."""
 
     MAX = 10_000  # answers kept; past that the expired ones go, then all
 
@@ -75,12 +75,13 @@ class Services:
         self.agents = AsyncAgents(endpoint=agents_endpoint, max_attempts=2)
         self.answers = Answers()
 
-    def directory(self, api_key: str, time_remaining: float | None) -> CallerDirectory:
+    def directory(self, api_key: str, key_id: str, time_remaining: float | None) -> CallerDirectory:
+        """The directory of the caller with `api_key` (whose id is `key_id`)."""
         return CallerDirectory(
             self.numbers.with_api_key(api_key, timeout=time_remaining),
             self.agents.with_api_key(api_key, timeout=time_remaining),
             self.answers,
-            api_key,
+            key_id,
         )
 
     async def close(self) -> None:
@@ -91,23 +92,23 @@ class Services:
 class CallerDirectory:
     """live.Directory for one caller."""
 
-    def __init__(self, numbers: AsyncNumbers, agents: AsyncAgents, answers: Answers, api_key: str):
+    def __init__(self, numbers: AsyncNumbers, agents: AsyncAgents, answers: Answers, key_id: str):
         self.numbers = numbers
         self.agents = agents
         self.answers = answers
-        self.api_key = api_key
+        self.key_id = key_id
 
     async def owns_number(self, e164: str) -> bool:
-        return await self.answers.get((self.api_key, "number", e164), lambda: self._owns_number(e164), bool)
+        return await self.answers.get((self.key_id, "number", e164), lambda: self._owns_number(e164), bool)
 
     async def agent(self, ref: str) -> Agent | None:
         return await self.answers.get(
-            (self.api_key, "agent", ref), lambda: self._agent(ref), lambda found: found is not None and found.enabled
+            (self.key_id, "agent", ref), lambda: self._agent(ref), lambda found: found is not None and found.enabled
         )
 
     async def agent_number(self, agent: Agent) -> str | None:
         """The agent's number: the workspace's first ACTIVE number routed to one of its AORs."""
-        key = (self.api_key, "agent number", *agent.addresses)
+        key = (self.key_id, "agent number", *agent.addresses)
         return await self.answers.get(key, lambda: self._agent_number(agent), lambda _: True)
 
     async def _owns_number(self, e164: str) -> bool:

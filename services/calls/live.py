@@ -23,6 +23,7 @@ from ..core.errors import InvalidArgument, Violations
 from ..core.resources import by_request_id, get_owned
 from ..persistence.base import new_ref, utcnow
 from . import states
+from .gateway import GatewayEvent
 from .models import Call, CallParticipant
 
 DEFAULT_TIMEOUT, MAX_TIMEOUT = 30, 120
@@ -240,15 +241,6 @@ def _apply(call: Call, step: states.Transition) -> None:
         call.end_time = now
 
 
-@dataclass(frozen=True)
-class NetworkEvent:
-    """What the network reported about call `ref`: an event, with its hangup cause for END."""
-
-    ref: str
-    event: states.Event
-    cause: str | None = None
-
-
 _calls = Call.__table__.c
 _EVENT_UPDATE = (
     update(Call.__table__)
@@ -264,10 +256,11 @@ _EVENT_UPDATE = (
 )
 
 
-def apply_events(session: Session, events: Sequence[NetworkEvent]) -> list[states.TransitionRefused | None]:
+def apply_events(session: Session, events: Sequence[GatewayEvent]) -> list[states.TransitionRefused | None]:
     """Applies what the network reported, in order, in the caller's transaction: one SELECT of the calls
     (locked) and one executemany UPDATE, however many events. Returns, for each event, None when it was
-    applied (or its call is gone) or the TransitionRefused that says why its call's status refused it."""
+    applied (or its call is gone) or the TransitionRefused that says why its call's status refused it.
+    Events are ring, answer and end: DTMF changes nothing stored."""
     found = session.execute(
         select(_calls.ref, _calls.id, _calls.status).where(_calls.ref.in_({e.ref for e in events})).with_for_update()
     )
@@ -279,6 +272,7 @@ def apply_events(session: Session, events: Sequence[NetworkEvent]) -> list[state
             outcomes.append(None)
             continue
         call_id, status = calls[event.ref]
+        assert event.event is not None, "DTMF is not a status change"
         try:
             step = states.transition(status, event.event, event.cause)
         except states.TransitionRefused as refused:

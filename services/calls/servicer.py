@@ -120,14 +120,14 @@ class CallsServicer(HistoryRpcs, calls_pb2_grpc.CallsServicer):
         if self._services is not None:
             await self._services.close()
 
-    def _directory(self, incoming: Incoming) -> live.Directory:
+    def _directory(self, caller: Caller, incoming: Incoming) -> live.Directory:
         if self._services is None:
             numbers = config.service_endpoint("numbers") or self.own_endpoint
             agents = config.service_endpoint("agents") or self.own_endpoint
             if not (numbers and agents):
                 raise Unavailable("The Calls service does not know where Numbers and Agents are; retry shortly.")
             self._services = Services(numbers, agents)
-        return self._services.directory(incoming.api_key, incoming.time_remaining)
+        return self._services.directory(incoming.api_key, caller.key_id, incoming.time_remaining)
 
 
     async def on_network_event(self, event: GatewayEvent) -> None:
@@ -136,7 +136,7 @@ class CallsServicer(HistoryRpcs, calls_pb2_grpc.CallsServicer):
             log.info("DTMF %r received on call %s", event.dtmf, event.ref)
             return
         try:
-            await self.events.record(live.NetworkEvent(event.ref, event.event, event.cause))
+            await self.events.record(event)
         except states.TransitionRefused as refused:
             log.info("network event %s on call %s ignored: %s", event.event.value, event.ref, refused)
 
@@ -150,7 +150,7 @@ class CallsServicer(HistoryRpcs, calls_pb2_grpc.CallsServicer):
         )
         if new.request_id and await self._made_before(caller, new.request_id):
             return await self._earlier_call(caller, new.request_id)
-        caller_id = await live.caller_id_of(new, self._directory(incoming))
+        caller_id = await live.caller_id_of(new, self._directory(caller, incoming))
         try:
             call = await self.db.run_transaction(lambda s: live.insert_call(s, caller, new, caller_id), write=True)
         except IntegrityError:  # the request_id's unique key: a concurrent try of the same create won
