@@ -104,6 +104,14 @@ def server(database_url: str) -> Iterator[ServerThread]:
     running.stop()
 
 
+@pytest.fixture
+def calls_runner(server: ServerThread) -> str:
+    """The runner id of the test server's Calls service. A running call a test stores should be its:
+    the calls of no live runner are ended (SERVICE_RESTART) at the next heartbeat."""
+    assert server.server is not None
+    return next(s.runner for s in server.server.servicers if hasattr(s, "runner"))
+
+
 @pytest.fixture(scope="session")
 def db(database_url: str) -> Iterator[Database]:
     """Direct access to the test database, for setting up tenants and checking what was stored."""

@@ -376,8 +376,8 @@ def test_delete_removes_ended_calls_and_their_labels(tenant, db):
     assert left == 0
 
 
-def test_delete_is_all_or_nothing(tenant, other_tenant, db):
-    refs = insert_calls(db, tenant, {}, {}, {"status": "IN_PROGRESS", "hangup_cause": None})
+def test_delete_is_all_or_nothing(tenant, other_tenant, db, calls_runner):
+    refs = insert_calls(db, tenant, {}, {}, {"status": "IN_PROGRESS", "hangup_cause": None, "runner_id": calls_runner})
     [foreign] = insert_calls(db, other_tenant, {})
     with calls_client(tenant) as calls:
         for unknown in ("nope", foreign):
@@ -403,8 +403,8 @@ def test_delete_is_all_or_nothing(tenant, other_tenant, db):
 
 
 @pytest.mark.parametrize("status", ["QUEUED", "RINGING", "IN_PROGRESS"])
-def test_a_call_that_has_not_ended_cannot_be_deleted(tenant, db, status):
-    [ref] = insert_calls(db, tenant, {"status": status, "hangup_cause": None})
+def test_a_call_that_has_not_ended_cannot_be_deleted(tenant, db, status, calls_runner):
+    [ref] = insert_calls(db, tenant, {"status": status, "hangup_cause": None, "runner_id": calls_runner})
     with calls_client(tenant) as calls:
         with pytest.raises(FailedPreconditionError) as caught:
             calls.delete_call_records(refs=[ref])

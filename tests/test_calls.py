@@ -9,6 +9,7 @@ import asyncio
 import json
 import secrets
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -25,9 +26,10 @@ from voxplane import (
 from voxplane.calls.v1 import calls_pb2 as pb
 from voxplane.services.calls import gateway, live, states
 from voxplane.services.calls.gateway import GatewayEvent
-from voxplane.services.calls.models import Call, CallParticipant
+from voxplane.services.calls.models import Call, CallParticipant, CallRunner
 from voxplane.services.calls.recorder import EventRecorder
 from voxplane.services.core.auth import Access, Role, authenticate
+from voxplane.services.persistence.base import utcnow
 from voxplane.services.persistence.tenancy import Workspace
 
 from .conftest import ServerThread
@@ -509,6 +511,61 @@ def test_calls_left_running_by_a_crash_fail_with_service_restart(tenant, databas
         restarted.stop()
 
 
+def test_another_calls_process_leaves_this_ones_calls_running(database_url, calls, agent):
+    call = answered(calls, agent)
+    other = ServerThread(database_url, ["calls"])
+    other.stop()  # started, and stopped: it ends only the calls it carried (none)
+    assert calls.get_call(call.ref).status == S.CALL_STATUS_IN_PROGRESS
+    assert calls.hangup_call(call.ref).status == S.CALL_STATUS_COMPLETED
+
+
+def runner_with_call(db, tenant, runner: str, heartbeat_age: timedelta) -> str:  # type: ignore[no-untyped-def]
+    """Records a Calls process that last beat `heartbeat_age` ago, carrying one call in progress; its ref."""
+    def insert(session):  # type: ignore[no-untyped-def]
+        beat = utcnow() - heartbeat_age
+        session.add(CallRunner(id=runner, start_time=beat, heartbeat_time=beat))
+        workspace_id = session.scalar(select(Workspace.id).where(Workspace.ref == tenant.ref))
+        call = Call(workspace_id=workspace_id, from_party="a", to_party=ANSWERS, status="IN_PROGRESS",
+                    runner_id=runner, participants=[CallParticipant(number="a", owner=True)])
+        session.add(call)
+        session.flush()
+        return call.ref
+
+    return db.transaction(insert, write=True)
+
+
+def test_the_calls_of_a_process_that_stopped_beating_are_ended(tenant, database_url, db, monkeypatch):
+    crashed = runner_with_call(db, tenant, f"crashed-{secrets.token_hex(4)}", timedelta(hours=1))
+    silent = runner_with_call(db, tenant, f"silent-{secrets.token_hex(4)}", timedelta(0))
+    monkeypatch.setenv("VOXPLANE_CALLS_HEARTBEAT", "0.2")  # taken for stopped after 1.2 s without a beat
+    watcher = ServerThread(database_url, ["calls"])
+    try:
+        with Calls(endpoint=watcher.address, api_key=tenant.keys[Role.MEMBER]) as calls:
+            ended = calls.get_call(crashed)  # at start: its runner is long silent
+            assert (ended.status, ended.hangup_cause) == (S.CALL_STATUS_FAILED, H.HANGUP_CAUSE_SERVICE_RESTART)
+            assert calls.get_call(silent).status == S.CALL_STATUS_IN_PROGRESS  # its runner beat just now
+            ended = wait_for(calls, silent, S.CALL_STATUS_FAILED, within=5)  # ... and then never again
+            assert ended.hangup_cause == H.HANGUP_CAUSE_SERVICE_RESTART
+        runners = db.transaction(lambda s: set(s.scalars(select(CallRunner.id))), write=False)
+        assert not any(r.startswith(("crashed-", "silent-")) for r in runners)
+    finally:
+        watcher.stop()
+
+
+def test_a_stopping_calls_process_ends_the_calls_it_carried(tenant, database_url, db):
+    own = ServerThread(database_url, ["all"])
+    try:
+        with Calls(endpoint=own.address, api_key=tenant.keys[Role.MEMBER]) as calls:
+            call = answered(calls, new_agent(tenant))
+    finally:
+        own.stop()
+    runner = db.transaction(lambda s: s.scalar(select(Call.runner_id).where(Call.ref == call.ref)), write=False)
+    with tenant.calls() as calls:
+        ended = calls.get_call(call.ref)
+    assert (ended.status, ended.hangup_cause) == (S.CALL_STATUS_FAILED, H.HANGUP_CAUSE_SERVICE_RESTART)
+    assert db.transaction(lambda s: s.get(CallRunner, runner), write=False) is None
+
+
 # --- the command line --------------------------------------------------------------------------------------
 
 
@@ -529,16 +586,17 @@ def test_grpcurl_places_a_call(server, tenant, agent):
 # --- storing what the network reports ---------------------------------------------------------------------
 
 
-def stored_calls(db, tenant, count: int) -> list[str]:  # type: ignore[no-untyped-def]
+def stored_calls(db, tenant, count: int, runner: str) -> list[str]:  # type: ignore[no-untyped-def]
     """Refs of `count` QUEUED calls of the tenant, stored as CreateCall stores them (no network behind them)."""
     caller = authenticate(db, tenant.keys[Role.MEMBER], Access.WRITE)
     new = live.checked_new_call(from_party="+14155550100", to=ANSWERS, caller_id="", device_id="a1", app_ref=None,
                                 webhook=None, timeout=0, metadata={}, request_id="")
-    return [db.transaction(lambda s: live.insert_call(s, caller, new, ""), write=True).ref for _ in range(count)]
+    return [db.transaction(lambda s: live.insert_call(s, caller, new, "", runner), write=True).ref
+            for _ in range(count)]
 
 
-def test_network_events_apply_in_order_and_a_refused_one_changes_nothing(tenant, db, calls):
-    answered_ref, ended_ref = stored_calls(db, tenant, 2)
+def test_network_events_apply_in_order_and_a_refused_one_changes_nothing(tenant, db, calls, calls_runner):
+    answered_ref, ended_ref = stored_calls(db, tenant, 2, calls_runner)
     outcomes = db.transaction(lambda s: live.apply_events(s, [
         GatewayEvent(answered_ref, E.RING),
         GatewayEvent(answered_ref, E.ANSWER),
@@ -557,8 +615,8 @@ def test_network_events_apply_in_order_and_a_refused_one_changes_nothing(tenant,
     assert versions == {answered_ref: 3, ended_ref: 2}  # every change stored is a new version
 
 
-def test_events_reported_together_are_stored_together(tenant, db, calls, monkeypatch):
-    refs = stored_calls(db, tenant, 40)
+def test_events_reported_together_are_stored_together(tenant, db, calls, monkeypatch, calls_runner):
+    refs = stored_calls(db, tenant, 40, calls_runner)
     transactions = []
     run_transaction = db.run_transaction
 

@@ -11,9 +11,10 @@ import asyncio
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import DateTime, String, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, DateTime, String, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
@@ -24,7 +25,7 @@ from ..core.resources import by_request_id, get_owned
 from ..persistence.base import new_ref, utcnow
 from . import states
 from .gateway import GatewayEvent
-from .models import Call, CallParticipant
+from .models import Call, CallParticipant, CallRunner
 
 DEFAULT_TIMEOUT, MAX_TIMEOUT = 30, 120
 MAX_METADATA, MAX_METADATA_KEY, MAX_METADATA_VALUE = 20, 64, 512
@@ -183,9 +184,10 @@ def earlier_call(session: Session, caller: Caller, request_id: str | None) -> Ca
 _CALL_COLUMNS = [(a.key, a.columns[0].name) for a in sa_inspect(Call).column_attrs if a.key != "id"]
 
 
-def insert_call(session: Session, caller: Caller, new: NewCall, caller_id: str) -> Call:
-    """Stores the QUEUED call and its two parties, with Core statements: the ORM's unit of work cost
-    several times as much, on every call. A request_id an earlier create used raises IntegrityError.
+def insert_call(session: Session, caller: Caller, new: NewCall, caller_id: str, runner_id: str) -> Call:
+    """Stores the QUEUED call, carried by `runner_id`, and its two parties, with Core statements: the ORM's
+    unit of work cost several times as much, on every call. A request_id an earlier create used raises
+    IntegrityError.
 
     Returns the Call as a transient object, every column set, for the response.
     """
@@ -196,7 +198,7 @@ def insert_call(session: Session, caller: Caller, new: NewCall, caller_id: str) 
         device_id=new.device_id, direction="OUTBOUND", status=states.QUEUED, hangup_cause=None, muted=False,
         on_hold=False, recording=False, app_ref=new.app_ref, webhook=new.webhook, timeout_seconds=new.timeout,
         call_metadata=new.metadata, answer_time=None, end_time=None, starred=False, archived=False, read=False,
-        note="", labels=[],
+        note="", runner_id=runner_id, labels=[],
         participants=[
             CallParticipant(number=new.from_party, owner=True, muted=False, on_hold=False),
             CallParticipant(number=new.to, owner=False, muted=False, on_hold=False),
@@ -394,15 +396,47 @@ def checked_redirect(app_ref: str | None, webhook: str | None) -> tuple[str | No
     return handler
 
 
-def reconcile(session: Session) -> int:
-    """Ends every call a stopped service left running: FAILED, cause SERVICE_RESTART. Returns how many.
+# --- runners: which Calls process carries each running call ----------------------------------------------
 
-    Every replica does this when it starts; with several replicas sharing one
-    database, a starting replica would also end the calls its siblings are
-    running, so such deployments must run it once (e.g. a leader or a
-    per-replica ownership column) rather than in every replica.
+
+def start_runner(session: Session, runner_id: str, stale_after: timedelta) -> int:
+    """Records a starting Calls process, and ends the calls of those that stopped; how many it ended."""
+    now = utcnow()
+    session.add(CallRunner(id=runner_id, start_time=now, heartbeat_time=now))
+    return end_orphaned_calls(session, now - stale_after)
+
+
+def beat(session: Session, runner_id: str, stale_after: timedelta) -> int:
+    """Stamps the runner's heartbeat and ends the calls of runners that stopped; how many it ended.
+
+    A runner found missing (taken for stopped while it could not beat, and its calls ended) is recorded again.
     """
-    calls = session.scalars(select(Call).where(Call.status.in_(states.ACTIVE)).with_for_update()).all()
+    now = utcnow()
+    stamped = session.execute(update(CallRunner).where(CallRunner.id == runner_id).values(heartbeat_time=now))
+    if stamped.rowcount == 0:  # type: ignore[attr-defined]
+        session.add(CallRunner(id=runner_id, start_time=now, heartbeat_time=now))
+    return end_orphaned_calls(session, now - stale_after)
+
+
+def end_orphaned_calls(session: Session, cutoff: datetime) -> int:
+    """Ends every running call whose runner has not beaten since `cutoff` (or is unknown), since nothing can
+    control it any more, and forgets those runners. Returns how many calls."""
+    alive = select(CallRunner.id).where(CallRunner.heartbeat_time > cutoff)
+    ended = _end_running(session, or_(Call.runner_id.is_(None), Call.runner_id.not_in(alive)))
+    session.execute(delete(CallRunner).where(CallRunner.heartbeat_time <= cutoff))
+    return ended
+
+
+def stop_runner(session: Session, runner_id: str) -> int:
+    """A Calls process stopping: ends the calls it carried and forgets it; how many calls."""
+    ended = _end_running(session, Call.runner_id == runner_id)
+    session.execute(delete(CallRunner).where(CallRunner.id == runner_id))
+    return ended
+
+
+def _end_running(session: Session, carried_by: ColumnElement[bool]) -> int:
+    """Ends the running calls `carried_by` selects: FAILED, cause SERVICE_RESTART. Returns how many."""
+    calls = session.scalars(select(Call).where(Call.status.in_(states.ACTIVE), carried_by).with_for_update()).all()
     for call in calls:
         ending(states.SERVICE_RESTART)(call)
     return len(calls)

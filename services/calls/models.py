@@ -46,6 +46,8 @@ class Call(WorkspaceResource, Base):
     archived: Mapped[bool] = mapped_column(Boolean, default=False)
     read: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str] = mapped_column(String(1000), default="")
+    # The CallRunner (a running Calls process) whose gateway carries the call, while it runs.
+    runner_id: Mapped[str | None] = mapped_column(String(32))
 
     participants: Mapped[list[CallParticipant]] = relationship(
         cascade="all, delete-orphan", order_by="CallParticipant.id", lazy="selectin"
@@ -75,3 +77,14 @@ class CallLabel(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     call_id: Mapped[int] = mapped_column(Id, ForeignKey("calls.id", ondelete="CASCADE"))
     label: Mapped[str] = mapped_column(String(64))
+
+
+class CallRunner(Base):
+    """A running Calls process. It stamps `heartbeat_time` every few seconds; the calls of a runner that
+    stopped stamping can no longer be controlled, and any other runner ends them."""
+
+    __tablename__ = "call_runners"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    heartbeat_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
@@ -19,6 +20,7 @@ from ..core.convert import timestamp
 from ..core.errors import InvalidArgument, Unavailable
 from ..core.paging import PageTokens
 from ..core.rpc import Incoming, rpc
+from ..persistence.base import new_ref
 from ..persistence.db import Database
 from . import live, states
 from .directory import Services
@@ -105,20 +107,48 @@ class CallsServicer(HistoryRpcs, calls_pb2_grpc.CallsServicer):
         self.events = EventRecorder(db)
         self.own_endpoint: str | None = None
         self._services: Services | None = None
-        # Calls a previous run left running can no longer be controlled: end them (see live.reconcile).
-        ended = db.transaction(live.reconcile, write=True)
+        # This process is a runner: its calls are its own, and those of runners that stopped beating (a
+        # crash, including a previous run of this one) can no longer be controlled, so they are ended.
+        self.runner = new_ref()
+        self.heartbeat = config.calls_heartbeat()
+        self.stale_after = timedelta(seconds=self.heartbeat * 6)
+        self._beating: asyncio.Task[None] | None = None
+        ended = db.transaction(lambda s: live.start_runner(s, self.runner, self.stale_after), write=True)
         if ended:
-            log.warning("ended %d call(s) left running by a previous run (SERVICE_RESTART)", ended)
+            log.warning("ended %d call(s) of a Calls process that stopped (SERVICE_RESTART)", ended)
 
     def started(self, endpoint: str) -> None:
         """Told by the server where it serves: Numbers and Agents are asked there unless configured elsewhere."""
         self.own_endpoint = endpoint
+        self._beating = asyncio.get_running_loop().create_task(self._beat())
+
+    async def _beat(self) -> None:
+        """Every heartbeat: stamps this runner's, and ends the calls of runners that stopped."""
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            try:
+                ended = await self.db.run_transaction(
+                    lambda s: live.beat(s, self.runner, self.stale_after), write=True
+                )
+            except Exception:  # noqa: BLE001 - the database may be away for now: the next beat tries again
+                log.exception("the heartbeat of Calls process %s failed", self.runner)
+                continue
+            if ended:
+                log.warning("ended %d call(s) of a Calls process that stopped (SERVICE_RESTART)", ended)
 
     async def close(self) -> None:
+        """Stops the network and the heartbeat, and ends the calls this process carried: nothing can
+        control them once it is gone."""
+        if self._beating is not None:
+            self._beating.cancel()
+            await asyncio.gather(self._beating, return_exceptions=True)
         await self.gateway.close()
         await self.events.close()
         if self._services is not None:
             await self._services.close()
+        ended = await self.db.run_transaction(lambda s: live.stop_runner(s, self.runner), write=True)
+        if ended:
+            log.warning("ended %d running call(s) on stopping (SERVICE_RESTART)", ended)
 
     def _directory(self, caller: Caller, incoming: Incoming) -> live.Directory:
         if self._services is None:
@@ -152,7 +182,9 @@ class CallsServicer(HistoryRpcs, calls_pb2_grpc.CallsServicer):
             return await self._earlier_call(caller, new.request_id)
         caller_id = await live.caller_id_of(new, self._directory(caller, incoming))
         try:
-            call = await self.db.run_transaction(lambda s: live.insert_call(s, caller, new, caller_id), write=True)
+            call = await self.db.run_transaction(
+                lambda s: live.insert_call(s, caller, new, caller_id, self.runner), write=True
+            )
         except IntegrityError:  # the request_id's unique key: a concurrent try of the same create won
             return await self._earlier_call(caller, new.request_id)
         await self.gateway.originate(call.ref, call.from_party, call.to_party, call.caller_id, call.timeout_seconds)

@@ -60,3 +60,9 @@ def calls_lookup_ttl() -> float:
     """Seconds the Calls service reuses what Numbers and Agents said about a caller's agent or number
     (`VOXPLANE_CALLS_LOOKUP_TTL`; 0 asks every time)."""
     return float(os.environ.get("VOXPLANE_CALLS_LOOKUP_TTL", "1"))
+
+
+def calls_heartbeat() -> float:
+    """Seconds between a Calls process's heartbeats (`VOXPLANE_CALLS_HEARTBEAT`, the same on every
+    replica); a process silent for six of them is taken for stopped, and its running calls are ended."""
+    return float(os.environ.get("VOXPLANE_CALLS_HEARTBEAT", "5"))
