@@ -28,7 +28,7 @@ from voxplane.services.calls import gateway, live, states
 from voxplane.services.calls.gateway import GatewayEvent
 from voxplane.services.calls.models import Call, CallParticipant, CallRunner
 from voxplane.services.calls.recorder import EventRecorder
-from voxplane.services.core.auth import Access, Role, authenticate
+from voxplane.services.core.auth import Caller, Role
 from voxplane.services.persistence.base import utcnow
 from voxplane.services.persistence.tenancy import Workspace
 
@@ -588,7 +588,9 @@ def test_grpcurl_places_a_call(server, tenant, agent):
 
 def stored_calls(db, tenant, count: int, runner: str) -> list[str]:  # type: ignore[no-untyped-def]
     """Refs of `count` QUEUED calls of the tenant, stored as CreateCall stores them (no network behind them)."""
-    caller = authenticate(db, tenant.keys[Role.MEMBER], Access.WRITE)
+    workspace = db.transaction(lambda s: s.scalars(select(Workspace).where(Workspace.ref == tenant.ref)).one(),
+                               write=False)
+    caller = Caller(key_id="test", role=Role.MEMBER, workspace_id=workspace.id, workspace_ref=workspace.ref)
     new = live.checked_new_call(from_party="+14155550100", to=ANSWERS, caller_id="", device_id="a1", app_ref=None,
                                 webhook=None, timeout=0, metadata={}, request_id="")
     return [db.transaction(lambda s: live.insert_call(s, caller, new, "", runner), write=True).ref

@@ -191,10 +191,8 @@ class CallsServicer(HistoryRpcs, calls_pb2_grpc.CallsServicer):
         return call_proto(call)
 
     async def _made_before(self, caller: Caller, request_id: str) -> bool:
-        def lookup() -> tuple[object, ...] | None:
-            return self.db.fetch_one(live.CALL_BY_REQUEST_ID, workspace_id=caller.workspace_id, request_id=request_id)
-
-        return await self.db.run_quick(lookup) is not None
+        found = await self.db.lookup(live.CALL_BY_REQUEST_ID, workspace_id=caller.workspace_id, request_id=request_id)
+        return found is not None
 
     async def _earlier_call(self, caller: Caller, request_id: str | None) -> pb.Call:
         earlier = await self.db.run_transaction(lambda s: live.earlier_call(s, caller, request_id), write=False)

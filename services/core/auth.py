@@ -73,11 +73,11 @@ _KEY_LOOKUP = (
 )
 
 
-def authenticate(db: Database, api_key: str, access: Access) -> Caller:
+async def authenticate(db: Database, api_key: str, access: Access) -> Caller:
     """The caller behind `api_key`, if it may make a call needing `access`."""
     if not api_key:
         raise Unauthenticated("Missing API key: send the metadata 'authorization: Bearer <api key>'.")
-    row = db.fetch_one(_KEY_LOOKUP, key_hash=hash_key(api_key))
+    row = await db.lookup(_KEY_LOOKUP, key_hash=hash_key(api_key))
     if row is None:
         raise Unauthenticated("The API key is unknown or revoked.")
     caller = Caller(key_id=row[0], role=Role(row[1]), workspace_id=row[2], workspace_ref=row[3])

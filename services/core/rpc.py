@@ -112,8 +112,8 @@ class _Served:
     def full_method(self) -> str:
         return f"/{self.servicer.service_name}/{self.method}"
 
-    def authenticate(self) -> Caller:
-        self.caller = authenticate(self.servicer.db, self.api_key, self.access)
+    async def authenticate(self) -> Caller:
+        self.caller = await authenticate(self.servicer.db, self.api_key, self.access)
         return self.caller
 
     def incoming(self, context: grpc.aio.ServicerContext) -> Incoming:
@@ -134,11 +134,12 @@ def rpc(access: Access, *, quick: bool = False) -> Callable[[Handler], Handler]:
     The method is one of:
     - `method(self, request, caller, session) -> response`, run in one
       transaction on the database threads (the usual case);
-    - with `quick`, `method(self, request, caller)`, which makes only
-      `db.fetch_one` lookups, run without a session (the hot path);
+    - with `quick`, `method(self, request, caller)`, which needs no database,
+      run on the event loop;
     - `async def method(self, request, caller, incoming) -> response`, which
-      does its own database work (`await self.db.run_transaction(...)`) and may call other
-      services with `incoming.api_key` within `incoming.time_remaining`;
+      does its own database work (`await self.db.lookup(...)` on the hot path,
+      `await self.db.run_transaction(...)`) and may call other services with
+      `incoming.api_key` within `incoming.time_remaining`;
     - `async def` generator `method(self, request, caller, incoming)`, a
       server-streaming RPC yielding its messages.
     Either way the caller is authenticated first, any error becomes its
@@ -155,7 +156,7 @@ def rpc(access: Access, *, quick: bool = False) -> Callable[[Handler], Handler]:
             async def stream_handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
                 served = _Served(self, method.__name__, access, context)
                 try:
-                    caller = await self.db.run_quick(served.authenticate)
+                    caller = await served.authenticate()
                     async for message in method(self, request, caller, served.incoming(context)):
                         yield message
                 except Exception as error:  # noqa: BLE001 - every error becomes a status
@@ -170,17 +171,12 @@ def rpc(access: Access, *, quick: bool = False) -> Callable[[Handler], Handler]:
             served = _Served(self, method.__name__, access, context)
             db: Database = self.db
             try:
+                caller = await served.authenticate()
                 if asynchronous:
-                    caller = await db.run_quick(served.authenticate)
                     return await method(self, request, caller, served.incoming(context))
-
-                def work() -> Any:
-                    caller = served.authenticate()
-                    if quick:
-                        return method(self, request, caller)
-                    return db.transaction(lambda session: method(self, request, caller, session), write=write)
-
-                return await (db.run_quick(work) if quick else db.run(work))
+                if quick:
+                    return method(self, request, caller)
+                return await db.run_transaction(lambda session: method(self, request, caller, session), write=write)
             except Exception as error:  # noqa: BLE001 - every error becomes a status
                 await served.fail(context, error)
             finally:

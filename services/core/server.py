@@ -97,6 +97,7 @@ class Server:
         for servicer in self.servicers:
             if hasattr(servicer, "close"):  # background work (e.g. running calls) and client channels
                 await servicer.close()
+        await self.db.close_lookups()
         self.db.close()
 
 

@@ -323,19 +323,19 @@ _INGRESS_LOOKUP = (
 )
 
 
-def ingress_route(db: Database, caller: Caller, e164_number: str) -> IngressRoute:
+async def ingress_route(db: Database, caller: Caller, e164_number: str) -> IngressRoute:
     """Where a call to `e164_number` goes, if the caller may know: the SIP edge's hot path.
 
     Only ACTIVE numbers with a routing route calls. Stored numbers are E.164
     already, so the number is parsed only when the exact lookup misses (to
     normalise another spelling, or to explain why it is not a number).
     """
-    row = db.fetch_one(_INGRESS_LOOKUP, e164=e164_number)
+    row = await db.lookup(_INGRESS_LOOKUP, e164=e164_number)
     if row is None:
         v = Violations()
         e164 = validation.e164(v, "e164_number", e164_number)
         v.raise_if_any()
-        row = db.fetch_one(_INGRESS_LOOKUP, e164=e164) if e164 != e164_number else None
+        row = await db.lookup(_INGRESS_LOOKUP, e164=e164) if e164 != e164_number else None
     if row is None or (row[2] != caller.workspace_id and not caller.sees_every_workspace_routing):
         raise NotFound(f"No number routes {e164_number}.")
     routing = Routing(*row[4:8])

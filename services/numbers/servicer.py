@@ -13,7 +13,7 @@ from voxplane.numbers.v1 import numbers_pb2_grpc
 from ..core.auth import Access, Caller
 from ..core.convert import enum_name, optional, timestamp
 from ..core.paging import PageTokens
-from ..core.rpc import rpc
+from ..core.rpc import Incoming, rpc
 from ..persistence.db import Database
 from . import provisioning
 from .models import STATES, Number
@@ -159,9 +159,11 @@ class NumbersServicer(
         provisioning.delete_number(session, caller, request.ref, request.etag)
         return pb.DeleteNumberResponse()
 
-    @rpc(Access.READ, quick=True)
-    def GetIngressInfo(self, request: pb.GetIngressInfoRequest, caller: Caller) -> pb.GetIngressInfoResponse:
-        route = provisioning.ingress_route(self.db, caller, request.e164_number)
+    @rpc(Access.READ)
+    async def GetIngressInfo(
+        self, request: pb.GetIngressInfoRequest, caller: Caller, incoming: Incoming
+    ) -> pb.GetIngressInfoResponse:
+        route = await provisioning.ingress_route(self.db, caller, request.e164_number)
         response = pb.GetIngressInfoResponse(
             number_ref=route.number_ref, e164_number=route.e164_number, workspace_ref=route.workspace_ref
         )

@@ -6,9 +6,10 @@ session and one transaction.
 
 The lookups made on every call (the API key) or on every inbound call (where
 a number routes) skip the ORM: a `Lookup` is a SELECT compiled once and run
-on a plain DBAPI cursor, an order of magnitude cheaper than a Session. On
-SQLite such an indexed read takes microseconds and never waits on writers
-(WAL), so it runs on the event loop itself, with no thread hop.
+on a plain DBAPI cursor, an order of magnitude cheaper than a Session. They
+run on the event loop itself, with no thread hop (`Database.lookup`): on
+SQLite an indexed read takes microseconds and never waits on writers (WAL);
+on PostgreSQL they go over psycopg's async connections, a few per loop.
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ class Database:
         self._opened: list[Any] = []
         self._opened_lock = threading.Lock()
         self._lookups: dict[int, Lookup] = {}
+        self._async_lookups: dict[asyncio.AbstractEventLoop, AsyncLookups] = {}
+        self._threads = threads
 
     def transaction(self, fn: Callable[[Session], T], *, write: bool) -> T:
         """Runs `fn` in one transaction, committed if it returns, rolled back if it raises."""
@@ -123,9 +126,7 @@ class Database:
     def fetch_one(self, statement: Select[Any], **values: Any) -> tuple[Any, ...] | None:
         """The first row of `statement` (a module-level constant, compiled once) on this thread's raw
         connection. A lost database raises LookupUnavailable."""
-        lookup = self._lookups.get(id(statement))
-        if lookup is None:
-            lookup = self._lookups[id(statement)] = Lookup(statement, self._lookup_engine)
+        lookup = self._lookup(statement)
         connection = getattr(self._lookup_connections, "connection", None)
         if connection is None:
             pooled = self._lookup_engine.raw_connection()
@@ -144,9 +145,27 @@ class Database:
             self._lookup_connections.connection = None  # reconnect next time
             raise LookupUnavailable(str(error)) from error
 
-    async def run_quick(self, fn: Callable[[], T]) -> T:
-        """Runs lookups-only work: inline on SQLite, on the database threads elsewhere."""
-        return fn() if self.is_sqlite else await self.run(fn)
+    async def lookup(self, statement: Select[Any], **values: Any) -> tuple[Any, ...] | None:
+        """`fetch_one`, from the event loop without leaving it. A lost database raises LookupUnavailable."""
+        if self.is_sqlite:
+            return self.fetch_one(statement, **values)
+        loop = asyncio.get_running_loop()
+        pool = self._async_lookups.get(loop)
+        if pool is None:
+            pool = self._async_lookups[loop] = AsyncLookups(self._lookup_engine, self._threads)
+        return await pool.fetch_one(self._lookup(statement), values)
+
+    def _lookup(self, statement: Select[Any]) -> Lookup:
+        found = self._lookups.get(id(statement))
+        if found is None:
+            found = self._lookups[id(statement)] = Lookup(statement, self._lookup_engine)
+        return found
+
+    async def close_lookups(self) -> None:
+        """Closes the async lookup connections of the running event loop, if it has any."""
+        pool = self._async_lookups.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.close()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -160,6 +179,40 @@ class Database:
 
 class LookupUnavailable(Exception):
     """The database could not answer a lookup."""
+
+
+class AsyncLookups:
+    """psycopg async connections in autocommit for lookups on one event loop: up to `size` at once,
+    opened when first needed and kept; one that fails is dropped, and the lookup raises LookupUnavailable."""
+
+    def __init__(self, engine: Engine, size: int):
+        import psycopg  # PostgreSQL only: SQLite deployments need not have it
+
+        self._psycopg = psycopg
+        self._conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[Any] = []
+
+    async def fetch_one(self, lookup: Lookup, values: dict[str, Any]) -> tuple[Any, ...] | None:
+        psycopg = self._psycopg
+        async with self._slots:
+            connection = self._idle.pop() if self._idle else None
+            try:
+                if connection is None:
+                    connection = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                cursor = await connection.execute(lookup.sql, lookup.parameters(values))
+                row = await cursor.fetchone()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+                if connection is not None:
+                    await connection.close()
+                raise LookupUnavailable(str(error)) from error
+            self._idle.append(connection)
+            return row
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await connection.close()
 
 
 def one_shot_engine(url: str, *, autocommit: bool = False) -> Engine:
