@@ -9,6 +9,7 @@ import threading
 
 import grpc
 import pytest
+from sqlalchemy import text
 
 from voxplane import AbortedError, Numbers, UnavailableError
 from voxplane.numbers.v1 import numbers_pb2 as pb
@@ -104,6 +105,29 @@ def test_a_lost_database_is_unavailable_not_internal():
                 with pytest.raises(UnavailableError) as caught:
                     numbers.list_numbers()
                 assert "database" in caught.value.message
+        finally:
+            served.stop()
+
+
+@pytest.mark.skipif(not os.environ.get("VOXPLANE_TEST_DATABASE_URL"), reason="needs a PostgreSQL server")
+def test_a_restarted_database_is_used_again_without_an_error(fresh_e164):
+    with postgres_database() as database:
+        setup = Database(database.url, threads=1)
+        key = setup.transaction(
+            lambda s: workspaces.create_key(s, workspaces.create_workspace(s, "restarted"), Role.MEMBER), write=True
+        )
+        setup.close()
+        served = ServerThread(database.url, ["numbers"])
+        try:
+            with Numbers(endpoint=served.address, api_key=key, max_attempts=1) as numbers:
+                e164 = numbers.create_number(provider_ref="t", e164_number=fresh_e164(), aor_link="sip:1@x.local").e164_number
+                assert numbers.get_ingress_info(e164).e164_number == e164
+                # What a database restart does to every connection the server keeps open.
+                with database.admin.connect() as conn:
+                    conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+                                 {"name": database.name})
+                assert numbers.get_ingress_info(e164).e164_number == e164  # the key and number lookups
+                assert numbers.list_numbers().numbers[0].e164_number == e164  # a transaction
         finally:
             served.stop()
 

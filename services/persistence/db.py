@@ -183,7 +183,7 @@ class LookupUnavailable(Exception):
 
 class AsyncLookups:
     """psycopg async connections in autocommit for lookups on one event loop: up to `size` at once,
-    opened when first needed and kept; one that fails is dropped, and the lookup raises LookupUnavailable."""
+    opened when first needed and kept. A lookup that cannot reach the database raises LookupUnavailable."""
 
     def __init__(self, engine: Engine, size: int):
         import psycopg  # PostgreSQL only: SQLite deployments need not have it
@@ -196,18 +196,25 @@ class AsyncLookups:
     async def fetch_one(self, lookup: Lookup, values: dict[str, Any]) -> tuple[Any, ...] | None:
         psycopg = self._psycopg
         async with self._slots:
-            connection = self._idle.pop() if self._idle else None
-            try:
-                if connection is None:
-                    connection = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-                cursor = await connection.execute(lookup.sql, lookup.parameters(values))
-                row = await cursor.fetchone()
-            except (psycopg.OperationalError, psycopg.InterfaceError) as error:
-                if connection is not None:
-                    await connection.close()
-                raise LookupUnavailable(str(error)) from error
-            self._idle.append(connection)
-            return row
+            # A kept connection the server has closed meanwhile (a restart) fails at once: then the
+            # lookup is tried once more, on a new connection, before it is reported unavailable.
+            while True:
+                kept = self._idle.pop() if self._idle else None
+                connection = kept
+                try:
+                    if connection is None:
+                        connection = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                    cursor = await connection.execute(lookup.sql, lookup.parameters(values))
+                    row = await cursor.fetchone()
+                except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+                    if connection is not None:
+                        await connection.close()
+                    if kept is not None:
+                        await self.close()  # the other kept connections are likely stale too
+                        continue
+                    raise LookupUnavailable(str(error)) from error
+                self._idle.append(connection)
+                return row
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
