@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import threading
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -18,7 +20,7 @@ from voxplane.services.core.auth import Role
 from voxplane.services.core.server import TlsFiles
 from voxplane.services.persistence.db import Database
 
-from .conftest import ServerThread, postgres_database
+from .conftest import PostgresDatabase, ServerThread, postgres_database
 
 
 class FlakyNumbers:
@@ -89,47 +91,49 @@ def test_a_closed_port_is_unavailable():
         numbers.list_numbers()
 
 
-@pytest.mark.skipif(not os.environ.get("VOXPLANE_TEST_DATABASE_URL"), reason="needs a PostgreSQL server")
+needs_postgres = pytest.mark.skipif(
+    not os.environ.get("VOXPLANE_TEST_DATABASE_URL"), reason="needs a PostgreSQL server"
+)
+
+
+@contextlib.contextmanager
+def numbers_on_own_database() -> Iterator[tuple[PostgresDatabase, Numbers]]:
+    """A PostgreSQL database of its own, a Numbers server on it, and a client with a member key of it."""
+    with postgres_database() as database:
+        setup = Database(database.url, threads=1)
+        key = setup.transaction(
+            lambda s: workspaces.create_key(s, workspaces.create_workspace(s, "own"), Role.MEMBER), write=True
+        )
+        setup.close()
+        served = ServerThread(database.url, ["numbers"])
+        try:
+            with Numbers(endpoint=served.address, api_key=key, max_attempts=1) as numbers:
+                yield database, numbers
+        finally:
+            served.stop()
+
+
+@needs_postgres
 def test_a_lost_database_is_unavailable_not_internal():
-    with postgres_database() as database:
-        setup = Database(database.url, threads=1)
-        key = setup.transaction(
-            lambda s: workspaces.create_key(s, workspaces.create_workspace(s, "lost"), Role.MEMBER), write=True
-        )
-        setup.close()
-        served = ServerThread(database.url, ["numbers"])
-        try:
-            with Numbers(endpoint=served.address, api_key=key, max_attempts=1) as numbers:
-                numbers.list_numbers()
-                database.drop()
-                with pytest.raises(UnavailableError) as caught:
-                    numbers.list_numbers()
-                assert "database" in caught.value.message
-        finally:
-            served.stop()
+    with numbers_on_own_database() as (database, numbers):
+        numbers.list_numbers()
+        database.drop()
+        with pytest.raises(UnavailableError) as caught:
+            numbers.list_numbers()
+        assert "database" in caught.value.message
 
 
-@pytest.mark.skipif(not os.environ.get("VOXPLANE_TEST_DATABASE_URL"), reason="needs a PostgreSQL server")
+@needs_postgres
 def test_a_restarted_database_is_used_again_without_an_error(fresh_e164):
-    with postgres_database() as database:
-        setup = Database(database.url, threads=1)
-        key = setup.transaction(
-            lambda s: workspaces.create_key(s, workspaces.create_workspace(s, "restarted"), Role.MEMBER), write=True
-        )
-        setup.close()
-        served = ServerThread(database.url, ["numbers"])
-        try:
-            with Numbers(endpoint=served.address, api_key=key, max_attempts=1) as numbers:
-                e164 = numbers.create_number(provider_ref="t", e164_number=fresh_e164(), aor_link="sip:1@x.local").e164_number
-                assert numbers.get_ingress_info(e164).e164_number == e164
-                # What a database restart does to every connection the server keeps open.
-                with database.admin.connect() as conn:
-                    conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
-                                 {"name": database.name})
-                assert numbers.get_ingress_info(e164).e164_number == e164  # the key and number lookups
-                assert numbers.list_numbers().numbers[0].e164_number == e164  # a transaction
-        finally:
-            served.stop()
+    with numbers_on_own_database() as (database, numbers):
+        e164 = numbers.create_number(provider_ref="t", e164_number=fresh_e164(), aor_link="sip:1@x.local").e164_number
+        assert numbers.get_ingress_info(e164).e164_number == e164
+        # What a database restart does to every connection the server keeps open.
+        with database.admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+                         {"name": database.name})
+        assert numbers.get_ingress_info(e164).e164_number == e164  # the key and number lookups
+        assert numbers.list_numbers().numbers[0].e164_number == e164  # a transaction
 
 
 def test_concurrent_updates_with_one_etag_one_wins(tenant, fresh_e164):
