@@ -17,7 +17,8 @@ class BatchRpcs:
     def BatchCreateNumbers(
         self, request: pb.BatchCreateNumbersRequest, caller: Caller, session: Session
     ) -> pb.BatchCreateNumbersResponse:
-        from .servicer import basic_number_proto, number_proto, routing_from, settings_from  # (circular)
+        # Imported here: servicer.py imports this module.
+        from .servicer import basic_number_proto, number_proto, routing_from, settings_from
 
         view = enum_name(pb.NumberView, request.view, "view")
 
