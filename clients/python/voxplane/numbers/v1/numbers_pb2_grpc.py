@@ -230,7 +230,8 @@ class NumbersServicer:
         Errors: INVALID_ARGUMENT naming each bad item (`requests[3].e164_number`,
         also for an E.164 repeated within the batch), ALREADY_EXISTS naming the
         first item whose number is taken. Items whose `request_id` was already
-        used return the Number made then.
+        used return the Number made then. `view` BASIC returns each Number with
+        only its ref, E.164, state and etag.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -93,7 +93,8 @@ class NumbersStub:
     Errors: INVALID_ARGUMENT naming each bad item (`requests[3].e164_number`,
     also for an E.164 repeated within the batch), ALREADY_EXISTS naming the
     first item whose number is taken. Items whose `request_id` was already
-    used return the Number made then.
+    used return the Number made then. `view` BASIC returns each Number with
+    only its ref, E.164, state and etag.
     """
     BatchDeleteNumbers: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.BatchDeleteNumbersRequest, _numbers_pb2.BatchDeleteNumbersResponse]
     """Deletes up to 1,000 Numbers in one transaction: all of them or none.
@@ -237,7 +238,8 @@ class NumbersAsyncStub(NumbersStub):
     Errors: INVALID_ARGUMENT naming each bad item (`requests[3].e164_number`,
     also for an E.164 repeated within the batch), ALREADY_EXISTS naming the
     first item whose number is taken. Items whose `request_id` was already
-    used return the Number made then.
+    used return the Number made then. `view` BASIC returns each Number with
+    only its ref, E.164, state and etag.
     """
     BatchDeleteNumbers: _aio.UnaryUnaryMultiCallable[_numbers_pb2.BatchDeleteNumbersRequest, _numbers_pb2.BatchDeleteNumbersResponse]  # type: ignore[assignment]
     """Deletes up to 1,000 Numbers in one transaction: all of them or none.
@@ -420,7 +422,8 @@ class NumbersServicer(metaclass=_abc_1.ABCMeta):
         Errors: INVALID_ARGUMENT naming each bad item (`requests[3].e164_number`,
         also for an E.164 repeated within the batch), ALREADY_EXISTS naming the
         first item whose number is taken. Items whose `request_id` was already
-        used return the Number made then.
+        used return the Number made then. `view` BASIC returns each Number with
+        only its ref, E.164, state and etag.
         """
 
     @_abc_1.abstractmethod
