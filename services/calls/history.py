@@ -18,11 +18,10 @@ from sqlalchemy.orm import Session
 
 from ..core import validation
 from ..core.auth import Caller
-from ..core.errors import FailedPrecondition, InvalidArgument, NotFound, Violations
+from ..core.errors import FailedPrecondition, NotFound, Violations
 from ..persistence.base import utcnow
 from .models import ACTIVE_STATUSES, Call, CallLabel
 
-MAX_BATCH = 1000
 MAX_LABELS = 20
 MAX_LABEL = 64
 MAX_NOTE = 1000
@@ -179,17 +178,12 @@ def update_record(session: Session, caller: Caller, ref: str, marks: Marks) -> C
     return call
 
 
-def _check_size(field: str, count: int, what: str) -> None:
-    if not 1 <= count <= MAX_BATCH:
-        raise InvalidArgument.of(field, f"must hold 1 to {MAX_BATCH:,} {what}, got {count:,}")
-
-
 def update_records(session: Session, caller: Caller, updates: Sequence[tuple[str, Marks]]) -> list[Call]:
     """Marks up to 1,000 calls, all or none (the RPC's transaction); returns them in the updates' order.
 
     Violations are named `requests[i].<field>`; the first ref that is not the caller's is NOT_FOUND.
     """
-    _check_size("requests", len(updates), "updates")
+    validation.check_batch_size("requests", len(updates), "updates")
     v = Violations()
     checked: list[tuple[str, Marks]] = []
     for i, (ref, marks) in enumerate(updates):
@@ -214,7 +208,7 @@ def update_records(session: Session, caller: Caller, updates: Sequence[tuple[str
 def delete_records(session: Session, caller: Caller, refs: Sequence[str]) -> None:
     """Deletes up to 1,000 ended calls, all or none: an unknown ref is NOT_FOUND, a running call
     FAILED_PRECONDITION, each naming the first such ref."""
-    _check_size("refs", len(refs), "refs")
+    validation.check_batch_size("refs", len(refs), "refs")
     v = Violations()
     for i, ref in enumerate(refs):
         if not ref:

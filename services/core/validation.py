@@ -11,9 +11,17 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 
-from .errors import Violations
+from .errors import InvalidArgument, Violations
 
 MAX_REQUEST_ID = 128
+MAX_BATCH = 1000  # items of one batch RPC
+
+
+def check_batch_size(field: str, count: int, what: str) -> None:
+    """Raises INVALID_ARGUMENT unless a batch RPC's `field` holds 1 to MAX_BATCH items ("creates", "refs"…),
+    before any item is looked at."""
+    if not 1 <= count <= MAX_BATCH:
+        raise InvalidArgument.of(field, f"must hold 1 to {MAX_BATCH:,} {what}, got {count:,}")
 
 
 def text(v: Violations, field: str, value: str, *, max_len: int, required: bool = False) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..core import validation
 from ..core.auth import Caller
 from ..core.errors import Aborted, AlreadyExists, InvalidArgument, NotFound, Violations
 from ..persistence.base import WorkspaceResource, new_ref, utcnow
@@ -24,7 +25,6 @@ from . import catalog, provisioning
 from .models import Number
 from .provisioning import Routing, Settings
 
-MAX_BATCH = 1000
 DEFAULT_SETTINGS = Settings()  # an item without settings: every one at its default
 
 T = TypeVar("T")
@@ -75,14 +75,9 @@ class _ItemViolations(Violations):
         return self._any
 
 
-def _check_size(field: str, count: int, what: str) -> None:
-    if not 1 <= count <= MAX_BATCH:
-        raise InvalidArgument.of(field, f"must hold 1 to {MAX_BATCH:,} {what}, got {count:,}")
-
-
 def _checked(requests: Sequence[T], read: Callable[[T], Create], caller: Caller) -> list[NewNumber]:
     """Every item as the row it would insert; every violation of the batch at once, or none."""
-    _check_size("requests", len(requests), "creates")
+    validation.check_batch_size("requests", len(requests), "creates")
     v = Violations()
     # What CreateNumber's new_number sets, as columns, and what the ORM would add on flush.
     now = utcnow()
@@ -192,7 +187,7 @@ def _raise_taken(session: Session, rows: Sequence[NewNumber], fresh: Sequence[Ne
 
 def delete_numbers(session: Session, caller: Caller, refs: Sequence[str]) -> None:
     """Deletes the caller's live Numbers `refs`, all or none; the first ref that is not one is NOT_FOUND."""
-    _check_size("refs", len(refs), "refs")
+    validation.check_batch_size("refs", len(refs), "refs")
     v = Violations()
     first_of_ref: dict[str, int] = {}
     for i, ref in enumerate(refs):
