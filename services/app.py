@@ -7,6 +7,7 @@ from voxplane.calls.v1 import calls_pb2_grpc
 from voxplane.numbers.v1 import numbers_pb2_grpc
 
 from .agents.servicer import AgentsServicer
+from .calls.runner import Runner
 from .calls.servicer import CallsServicer
 from .core.server import Server, Service, TlsFiles
 from .numbers.servicer import NumbersServicer
@@ -15,7 +16,7 @@ from .persistence.db import Database
 SERVICES: dict[str, Service] = {
     "numbers": Service(NumbersServicer, numbers_pb2_grpc.add_NumbersServicer_to_server),
     "agents": Service(AgentsServicer, agents_pb2_grpc.add_AgentsServicer_to_server),
-    "calls": Service(CallsServicer, calls_pb2_grpc.add_CallsServicer_to_server),
+    "calls": Service(CallsServicer, calls_pb2_grpc.add_CallsServicer_to_server, runtime=Runner),
 }
 
 

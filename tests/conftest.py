@@ -109,7 +109,7 @@ def calls_runner(server: ServerThread) -> str:
     """The runner id of the test server's Calls service. A running call a test stores should be its:
     the calls of no live runner are ended (SERVICE_RESTART) at the next heartbeat."""
     assert server.server is not None
-    return next(s.runner for s in server.server.servicers if hasattr(s, "runner"))
+    return next(runtime.id for runtime in server.server.runtimes)
 
 
 @pytest.fixture(scope="session")

@@ -25,9 +25,9 @@ from voxplane import (
 )
 from voxplane.calls.v1 import calls_pb2 as pb
 from voxplane.services.calls import gateway, live, states
-from voxplane.services.calls.gateway import GatewayEvent
 from voxplane.services.calls.models import Call, CallParticipant, CallRunner
 from voxplane.services.calls.recorder import EventRecorder
+from voxplane.services.calls.states import NetworkEvent
 from voxplane.services.core.auth import Caller, Role
 from voxplane.services.persistence.base import utcnow
 from voxplane.services.persistence.tenancy import Workspace
@@ -595,11 +595,11 @@ def stored_calls(db, tenant, count: int, runner: str) -> list[str]:  # type: ign
 def test_network_events_apply_in_order_and_a_refused_one_changes_nothing(tenant, db, calls, calls_runner):
     answered_ref, ended_ref = stored_calls(db, tenant, 2, calls_runner)
     outcomes = db.transaction(lambda s: live.apply_events(s, [
-        GatewayEvent(answered_ref, E.RING),
-        GatewayEvent(answered_ref, E.ANSWER),
-        GatewayEvent(ended_ref, E.END, "BUSY"),
-        GatewayEvent(ended_ref, E.ANSWER),  # after BUSY: refused
-        GatewayEvent("no-such-call", E.RING),  # a call deleted meanwhile: nothing to do
+        NetworkEvent(answered_ref, E.RING),
+        NetworkEvent(answered_ref, E.ANSWER),
+        NetworkEvent(ended_ref, E.END, "BUSY"),
+        NetworkEvent(ended_ref, E.ANSWER),  # after BUSY: refused
+        NetworkEvent("no-such-call", E.RING),  # a call deleted meanwhile: nothing to do
     ]), write=True)
     assert [type(o).__name__ if o else None for o in outcomes] == [None, None, None, "TransitionRefused", None]
     answered, ended = calls.get_call(answered_ref), calls.get_call(ended_ref)
@@ -625,7 +625,7 @@ def test_events_reported_together_are_stored_together(tenant, db, calls, monkeyp
     recorder = EventRecorder(db)
 
     async def report() -> list[object]:
-        events = [GatewayEvent(ref, E.RING) for ref in refs] + [GatewayEvent(refs[0], E.RING)]
+        events = [NetworkEvent(ref, E.RING) for ref in refs] + [NetworkEvent(refs[0], E.RING)]
         outcomes = await asyncio.gather(*(recorder.record(e) for e in events), return_exceptions=True)
         await recorder.close()
         return outcomes

@@ -15,6 +15,7 @@ from ..persistence.base import Base, Id, WorkspaceResource
 
 class Agent(WorkspaceResource, Base):
     __tablename__ = "agents"
+    kind = "agent"
     __table_args__ = (UniqueConstraint("workspace_id", "request_id"),)
 
     name: Mapped[str] = mapped_column(String(255), default="")

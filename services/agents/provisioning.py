@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from ..core import validation
 from ..core.auth import Caller
 from ..core.errors import AlreadyExists, Violations
-from ..core.resources import check_etag, get_owned, insert_once
+from ..core.resources import get_owned, insert_once
 from ..persistence import keyset
 from ..persistence.base import utcnow
 from .credentials import digests
@@ -54,7 +54,7 @@ def _domains(v: Violations, values: Sequence[str]) -> list[str]:
 
 
 def _privacy(v: Violations, value: str) -> str:
-    if value not in PRIVACY_VALUES:
+    if value and value not in PRIVACY_VALUES:  # "": a value the contract lacks, in `v` already
         v.add("privacy", f"must be PRIVACY_NONE or PRIVACY_PRIVATE, got {value!r}")
     return value
 
@@ -83,6 +83,7 @@ def _username_taken(session: Session, username: str, domains: list[str], agent_i
 def create_agent(
     session: Session,
     caller: Caller,
+    v: Violations,
     *,
     name: str,
     username: str,
@@ -92,7 +93,7 @@ def create_agent(
     enabled: bool | None,
     request_id: str,
 ) -> Agent:
-    v = Violations()
+    """A new agent; `v` holds what reading the request found wrong already, reported with the rest."""
     agent = Agent(
         workspace_id=caller.workspace_id,
         name=validation.text(v, "name", name, max_len=MAX_NAME),
@@ -108,13 +109,14 @@ def create_agent(
     return insert_once(session, agent, caller, lambda: _username_taken(session, username, checked_domains))
 
 
-def get_agent(session: Session, caller: Caller, ref: str) -> Agent:
-    return get_owned(session, Agent, caller, ref, "agent")
+def get_agent(session: Session, caller: Caller, ref: str, etag: str = "") -> Agent:
+    return get_owned(session, Agent, caller, ref, etag=etag)
 
 
 def update_agent(
     session: Session,
     caller: Caller,
+    v: Violations,
     ref: str,
     *,
     name: str | None,
@@ -125,7 +127,7 @@ def update_agent(
     enabled: bool | None,
     etag: str,
 ) -> Agent:
-    v = Violations()
+    """Changes what is not None; `v` as for create_agent."""
     if name is not None:
         name = validation.text(v, "name", name, max_len=MAX_NAME)
     if username is not None:
@@ -137,8 +139,7 @@ def update_agent(
     new_domains = _domains(v, domains) if domains else None
     v.raise_if_any()
 
-    agent = get_agent(session, caller, ref)
-    check_etag(agent, etag, "agent")
+    agent = get_agent(session, caller, ref, etag)
     identity_changes = (username is not None and username != agent.username) or (
         new_domains is not None and new_domains != agent.domains
     )
@@ -168,9 +169,7 @@ def update_agent(
 
 
 def delete_agent(session: Session, caller: Caller, ref: str, etag: str) -> None:
-    agent = get_agent(session, caller, ref)
-    check_etag(agent, etag, "agent")
-    session.delete(agent)
+    session.delete(get_agent(session, caller, ref, etag))
 
 
 def list_agents(session: Session, caller: Caller, after_id: int, size: int) -> tuple[Sequence[Agent], int | None]:

@@ -8,52 +8,28 @@ from voxplane.agents.v1 import agents_pb2 as pb
 from voxplane.agents.v1 import agents_pb2_grpc
 
 from ..core.auth import Access, Caller
-from ..core.convert import optional, timestamp
-from ..core.paging import PageTokens
+from ..core.convert import optional
+from ..core.errors import Violations
 from ..core.rpc import rpc
-from ..persistence.db import Database
+from ..core.servicer import Servicer
 from . import provisioning
-from .models import Agent
+from .messages import PRIVACY, agent_proto
 
 
-def privacy_name(value: int) -> str:
-    """'NONE', 'PRIVATE', 'UNSPECIFIED', or the raw number of a value this contract lacks."""
-    try:
-        return pb.Privacy.Name(value).removeprefix("PRIVACY_")
-    except ValueError:
-        return str(value)
-
-
-def agent_proto(agent: Agent) -> pb.Agent:
-    return pb.Agent(
-        ref=agent.ref,
-        name=agent.name,
-        username=agent.username,
-        privacy=pb.Privacy.Value(f"PRIVACY_{agent.privacy}"),
-        domains=agent.domains,
-        enabled=agent.enabled,
-        create_time=timestamp(agent.create_time),
-        update_time=timestamp(agent.update_time),
-        etag=agent.etag,
-    )
-
-
-class AgentsServicer(agents_pb2_grpc.AgentsServicer):
+class AgentsServicer(Servicer, agents_pb2_grpc.AgentsServicer):
     service_name = pb.DESCRIPTOR.services_by_name["Agents"].full_name
-
-    def __init__(self, db: Database, tokens: PageTokens):
-        self.db = db
-        self.tokens = tokens
 
     @rpc(Access.WRITE)
     def CreateAgent(self, request: pb.CreateAgentRequest, caller: Caller, session: Session) -> pb.Agent:
+        v = Violations()
         agent = provisioning.create_agent(
             session,
             caller,
+            v,
             name=request.name,
             username=request.username,
             secret=request.secret,
-            privacy=privacy_name(request.privacy),
+            privacy=PRIVACY.name(request.privacy, "privacy", v),
             domains=list(request.domains),
             enabled=optional(request, "enabled"),
             request_id=request.request_id,
@@ -66,14 +42,16 @@ class AgentsServicer(agents_pb2_grpc.AgentsServicer):
 
     @rpc(Access.WRITE)
     def UpdateAgent(self, request: pb.UpdateAgentRequest, caller: Caller, session: Session) -> pb.Agent:
+        v = Violations()
         agent = provisioning.update_agent(
             session,
             caller,
+            v,
             request.ref,
             name=optional(request, "name"),
             username=optional(request, "username"),
             secret=optional(request, "secret"),
-            privacy=privacy_name(request.privacy) if request.HasField("privacy") else None,
+            privacy=PRIVACY.name(request.privacy, "privacy", v) if request.HasField("privacy") else None,
             domains=list(request.domains),
             enabled=optional(request, "enabled"),
             etag=request.etag,

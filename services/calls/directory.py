@@ -29,7 +29,7 @@ from voxplane.numbers.v1 import numbers_pb2
 
 from ..core import config
 from ..core.errors import PermissionDenied, Unauthenticated, Unavailable
-from .live import Agent
+from .parties import Agent
 
 
 def _unreachable(service: str, endpoint: str, error: VoxplaneError) -> Exception:
@@ -90,7 +90,7 @@ class Services:
 
 
 class CallerDirectory:
-    """live.Directory for one caller."""
+    """parties.Directory for one caller."""
 
     def __init__(self, numbers: AsyncNumbers, agents: AsyncAgents, answers: Answers, key_id: str):
         self.numbers = numbers

@@ -13,24 +13,14 @@ import asyncio
 import collections
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from . import states
+from .states import NetworkEvent
 
 log = logging.getLogger("voxplane.calls.gateway")
 
 
-@dataclass(frozen=True)
-class GatewayEvent:
-    """What the network did to call `ref`: states.Event RING / ANSWER / END (with `cause`), or `dtmf` digits."""
-
-    ref: str
-    event: states.Event | None
-    cause: str | None = None
-    dtmf: str = ""
-
-
-Report = Callable[[GatewayEvent], Awaitable[None]]
+Report = Callable[[NetworkEvent], Awaitable[None]]
 
 
 class CallGateway(abc.ABC):
@@ -131,7 +121,7 @@ class SimulatedGateway(CallGateway):
 
     async def _report(self, ref: str, event: states.Event, cause: str | None = None) -> None:
         try:
-            await self.report(GatewayEvent(ref, event, cause))
+            await self.report(NetworkEvent(ref, event, cause))
         except Exception:  # noqa: BLE001 - a failed report must not kill the simulated network
             log.exception("reporting %s of call %s failed", event.value, ref)
 

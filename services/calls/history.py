@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import ColumnElement, Select, delete, exists, or_, select
+from sqlalchemy import ColumnElement, delete, exists, or_, select
 from sqlalchemy.orm import Session
 
 from ..core import validation
 from ..core.auth import Caller
 from ..core.errors import FailedPrecondition, NotFound, Violations
+from ..core.resources import get_owned
+from ..persistence import keyset
 from ..persistence.base import utcnow
 from .models import ACTIVE_STATUSES, Call, CallLabel
 
@@ -108,22 +110,12 @@ def _conditions(caller: Caller, f: CallFilter) -> list[ColumnElement[bool]]:
     return where
 
 
-def _newest_first(query: Select, before_id: int, size: int) -> Select:  # type: ignore[type-arg]
-    """Rows of `query` older than `before_id` (0: from the newest), newest first, one more than `size`."""
-    if before_id:
-        query = query.where(Call.id < before_id)
-    return query.order_by(Call.id.desc()).limit(size + 1)
-
-
 def list_calls(
-    session: Session, caller: Caller, call_filter: CallFilter, before_id: int, size: int
+    session: Session, caller: Caller, call_filter: CallFilter, before_id: int | None, size: int
 ) -> tuple[Sequence[Call], int | None]:
     """One page of the history, newest first, and the last id served if older calls follow."""
-    calls = session.scalars(_newest_first(select(Call).where(*_conditions(caller, call_filter)), before_id, size)).all()
-    if len(calls) > size:
-        calls = calls[:size]
-        return calls, calls[-1].id
-    return calls, None
+    query = select(Call).where(*_conditions(caller, call_filter))
+    return keyset.page(session, query, Call.id, before_id, size, newest_first=True)
 
 
 # --- marks ----------------------------------------------------------------------------------
@@ -155,24 +147,13 @@ def _apply(session: Session, call: Call, marks: Marks) -> None:
     call.update_time = utcnow()  # every mark moves update_time and the version (the etag)
 
 
-def _not_found(ref: str) -> NotFound:
-    return NotFound(f"No call has the ref {ref!r}.")
-
-
-def get_call(session: Session, caller: Caller, ref: str) -> Call:
-    call = session.scalar(select(Call).where(Call.ref == ref, Call.workspace_id == caller.workspace_id))
-    if call is None:
-        raise _not_found(ref)
-    return call
-
-
 def update_record(session: Session, caller: Caller, ref: str, marks: Marks) -> Call:
     v = Violations()
     if not ref:
         v.add("ref", "is required")
     marks = checked_marks(v, marks)
     v.raise_if_any()
-    call = get_call(session, caller, ref)
+    call = get_owned(session, Call, caller, ref)
     _apply(session, call, marks)
     session.flush()
     return call
@@ -248,9 +229,7 @@ _EXPORT_ROW = select(
 def _utc(value: datetime | None) -> str:
     if value is None:
         return ""
-    if value.tzinfo is not None:  # PostgreSQL; SQLite hands back naive UTC
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value.isoformat(timespec="milliseconds") + "Z"
+    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _seconds(answer: datetime | None, end: datetime | None) -> str:
@@ -266,14 +245,14 @@ def export_header() -> bytes:
 
 
 def export_chunk(
-    session: Session, caller: Caller, call_filter: CallFilter, before_id: int, size: int = EXPORT_CHUNK_ROWS
+    session: Session, caller: Caller, call_filter: CallFilter, before_id: int | None, size: int = EXPORT_CHUNK_ROWS
 ) -> tuple[bytes, int | None]:
-    """CSV rows of the next `size` calls older than `before_id` (0: the newest), and the id to go on
+    """CSV rows of the next `size` calls older than `before_id` (None: the newest), and the id to go on
     from, None when the history is exhausted. Plain columns, no ORM objects: two queries a chunk."""
     connection = session.connection()  # Core rows straight off the cursor, without the ORM's layer
-    rows = connection.execute(_newest_first(_EXPORT_ROW.where(*_conditions(caller, call_filter)), before_id, size)).all()
-    more = len(rows) > size
-    rows = rows[:size]
+    query = keyset.window(_EXPORT_ROW.where(*_conditions(caller, call_filter)), Call.id, before_id, size,
+                          newest_first=True)
+    rows, last_id = keyset.cut(connection.execute(query).all(), size, lambda row: row[0])
     if not rows:
         return b"", None
     labels: dict[int, list[str]] = {}
@@ -292,4 +271,4 @@ def export_chunk(
         for (call_id, ref, direction, status, cause, from_party, to_party, caller_id, created, answered, ended,
              starred, archived, read, note) in rows
     )
-    return out.getvalue().encode(), (rows[-1][0] if more else None)
+    return out.getvalue().encode(), last_id

@@ -1,20 +1,17 @@
-"""The rules of running calls: what CreateCall accepts, who shows as caller, and every change to a live call.
+"""The rules of running calls: what CreateCall accepts, how a new call is stored, and every change the
+network or a control request makes to a running call.
 
-Status changes go through `states` only. The numbers and agents a call names
-belong to other services: they are checked through a `Directory` (the
-servicer's gRPC-backed one), never by reading those services' tables.
+Status changes go through `states` only. Who shows as caller is `caller_id`'s; which process carries
+a call is `heartbeats`'.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Protocol
 
-from sqlalchemy import ColumnElement, DateTime, String, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import String, bindparam, func, insert, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
@@ -22,10 +19,10 @@ from ..core import validation
 from ..core.auth import Caller
 from ..core.errors import InvalidArgument, Violations
 from ..core.resources import by_request_id, get_owned
-from ..persistence.base import new_ref, utcnow
+from ..persistence.base import UtcDateTime, new_ref, utcnow
 from . import states
-from .gateway import GatewayEvent
-from .models import Call, CallParticipant, CallRunner
+from .models import Call, CallParticipant
+from .states import NetworkEvent
 
 DEFAULT_TIMEOUT, MAX_TIMEOUT = 30, 120
 MAX_METADATA, MAX_METADATA_KEY, MAX_METADATA_VALUE = 20, 64, 512
@@ -102,73 +99,6 @@ def checked_new_call(
     )
 
 
-@dataclass(frozen=True)
-class Agent:
-    ref: str
-    enabled: bool
-    username: str = ""
-    domains: tuple[str, ...] = ()
-
-    @property
-    def addresses(self) -> list[str]:
-        """The SIP AORs the agent registers as: the numbers routed to one of them are its numbers."""
-        return [f"sip:{self.username}@{domain}" for domain in self.domains]
-
-
-class Directory(Protocol):
-    """The caller's workspace as the Numbers and Agents services see it."""
-
-    async def owns_number(self, e164: str) -> bool:
-        """Whether the workspace has an ACTIVE number with this E.164."""
-
-    async def agent(self, ref: str) -> Agent | None:
-        """The workspace's agent `ref`, or None."""
-
-    async def agent_number(self, agent: Agent) -> str | None:
-        """The agent's own number (the workspace number routed to it), or None when unknown."""
-
-
-async def caller_id_of(new: NewCall, directory: Directory) -> str:
-    """Checks every number and agent the call names against the workspace, then picks the caller ID.
-
-    Every valid combination of sipgate's table is accepted (an agent `from`
-    with or without caller_id / device_id; a number `from` with device_id,
-    with or without caller_id; `checked_new_call` refused the rest). The
-    caller ID is `caller_id`, else the device agent's number, else `from`'s
-    number; "" (anonymous) when none applies.
-    """
-    v = Violations()
-
-    async def number(field: str, e164: str) -> None:
-        if e164 and not await directory.owns_number(e164):
-            v.add(field, f"{e164} is not an active number of this workspace")
-
-    async def agent(field: str, ref: str) -> Agent | None:
-        if not ref:
-            return None
-        found = await directory.agent(ref)
-        if found is None:
-            v.add(field, f"{ref!r} is not an agent of this workspace")
-        elif not found.enabled:
-            v.add(field, f"the agent {ref} is disabled")
-            return None
-        return found
-
-    _, _, from_agent, device = await asyncio.gather(
-        number("from", new.from_party if new.from_is_number else ""),
-        number("caller_id", new.caller_id),
-        agent("from", "" if new.from_is_number else new.from_party),
-        agent("device_id", new.device_id),
-    )
-    v.raise_if_any()
-    if new.caller_id:
-        return new.caller_id
-    for candidate in (device, from_agent):
-        if candidate is not None and (found := await directory.agent_number(candidate)):
-            return found
-    return new.from_party if new.from_is_number else ""
-
-
 # Asked before every CreateCall with a request_id (the SDK sends one), so a raw lookup keeps it cheap.
 CALL_BY_REQUEST_ID = select(Call.id).where(
     Call.workspace_id == bindparam("workspace_id"), Call.request_id == bindparam("request_id")
@@ -216,10 +146,6 @@ def insert_call(session: Session, caller: Caller, new: NewCall, caller_id: str, 
     return call
 
 
-def get_call(session: Session, caller: Caller, ref: str) -> Call:
-    return get_owned(session, Call, caller, ref, "call")
-
-
 def list_active(session: Session, caller: Caller) -> Sequence[Call]:
     return session.scalars(
         select(Call)
@@ -250,15 +176,15 @@ _EVENT_UPDATE = (
     .values(
         status=bindparam("new_status"),
         hangup_cause=func.coalesce(bindparam("new_cause", type_=String), _calls.hangup_cause),
-        answer_time=func.coalesce(bindparam("answered", type_=DateTime(timezone=True)), _calls.answer_time),
-        end_time=func.coalesce(bindparam("ended", type_=DateTime(timezone=True)), _calls.end_time),
-        update_time=bindparam("now", type_=DateTime(timezone=True)),
+        answer_time=func.coalesce(bindparam("answered", type_=UtcDateTime), _calls.answer_time),
+        end_time=func.coalesce(bindparam("ended", type_=UtcDateTime), _calls.end_time),
+        update_time=bindparam("now", type_=UtcDateTime),
         version=_calls.version + 1,
     )
 )
 
 
-def apply_events(session: Session, events: Sequence[GatewayEvent]) -> list[states.TransitionRefused | None]:
+def apply_events(session: Session, events: Sequence[NetworkEvent]) -> list[states.TransitionRefused | None]:
     """Applies what the network reported, in order, in the caller's transaction: one SELECT of the calls
     (locked) and one executemany UPDATE, however many events. Returns, for each event, None when it was
     applied (or its call is gone) or the TransitionRefused that says why its call's status refused it.
@@ -293,7 +219,7 @@ def apply_events(session: Session, events: Sequence[GatewayEvent]) -> list[state
 
 def controllable(session: Session, caller: Caller, ref: str, control: states.Control) -> Call:
     """The caller's call `ref`, if its status allows `control` (else FAILED_PRECONDITION naming it)."""
-    call = get_call(session, caller, ref)
+    call = get_owned(session, Call, caller, ref)
     states.check_control(call.status, control, call.ref)
     return call
 
@@ -303,7 +229,7 @@ Change = Callable[[Call], None]
 
 def controlled(session: Session, caller: Caller, ref: str, control: states.Control, change: Change) -> Call:
     """Applies `change` to the caller's call `ref`, re-checking under a row lock that `control` is still allowed."""
-    get_call(session, caller, ref)  # NOT_FOUND first, for another workspace's ref
+    get_owned(session, Call, caller, ref)  # NOT_FOUND first, for another workspace's ref
     call = _locked(session, (Call.ref == ref) & (Call.workspace_id == caller.workspace_id))
     assert call is not None
     states.check_control(call.status, control, call.ref)
@@ -394,49 +320,3 @@ def checked_redirect(app_ref: str | None, webhook: str | None) -> tuple[str | No
     handler = _handler(v, app_ref, webhook)
     v.raise_if_any()
     return handler
-
-
-# --- runners: which Calls process carries each running call ----------------------------------------------
-
-
-def start_runner(session: Session, runner_id: str, stale_after: timedelta) -> int:
-    """Records a starting Calls process, and ends the calls of those that stopped; how many it ended."""
-    now = utcnow()
-    session.add(CallRunner(id=runner_id, start_time=now, heartbeat_time=now))
-    return end_orphaned_calls(session, now - stale_after)
-
-
-def beat(session: Session, runner_id: str, stale_after: timedelta) -> int:
-    """Stamps the runner's heartbeat and ends the calls of runners that stopped; how many it ended.
-
-    A runner found missing (taken for stopped while it could not beat, and its calls ended) is recorded again.
-    """
-    now = utcnow()
-    stamped = session.execute(update(CallRunner).where(CallRunner.id == runner_id).values(heartbeat_time=now))
-    if stamped.rowcount == 0:  # type: ignore[attr-defined]
-        session.add(CallRunner(id=runner_id, start_time=now, heartbeat_time=now))
-    return end_orphaned_calls(session, now - stale_after)
-
-
-def end_orphaned_calls(session: Session, cutoff: datetime) -> int:
-    """Ends every running call whose runner has not beaten since `cutoff` (or is unknown), since nothing can
-    control it any more, and forgets those runners. Returns how many calls."""
-    alive = select(CallRunner.id).where(CallRunner.heartbeat_time > cutoff)
-    ended = _end_running(session, or_(Call.runner_id.is_(None), Call.runner_id.not_in(alive)))
-    session.execute(delete(CallRunner).where(CallRunner.heartbeat_time <= cutoff))
-    return ended
-
-
-def stop_runner(session: Session, runner_id: str) -> int:
-    """A Calls process stopping: ends the calls it carried and forgets it; how many calls."""
-    ended = _end_running(session, Call.runner_id == runner_id)
-    session.execute(delete(CallRunner).where(CallRunner.id == runner_id))
-    return ended
-
-
-def _end_running(session: Session, carried_by: ColumnElement[bool]) -> int:
-    """Ends the running calls `carried_by` selects: FAILED, cause SERVICE_RESTART. Returns how many."""
-    calls = session.scalars(select(Call).where(Call.status.in_(states.ACTIVE), carried_by).with_for_update()).all()
-    for call in calls:
-        ending(states.SERVICE_RESTART)(call)
-    return len(calls)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..persistence.base import Base, Id, WorkspaceResource
+from ..persistence.base import Base, Id, UtcDateTime, WorkspaceResource
 
 STATUSES = ("QUEUED", "RINGING", "IN_PROGRESS", "COMPLETED", "BUSY", "FAILED", "NO_ANSWER", "CANCELED")
 ACTIVE_STATUSES = ("QUEUED", "RINGING", "IN_PROGRESS")
@@ -15,6 +15,7 @@ ACTIVE_STATUSES = ("QUEUED", "RINGING", "IN_PROGRESS")
 
 class Call(WorkspaceResource, Base):
     __tablename__ = "calls"
+    kind = "call"
     __table_args__ = (
         UniqueConstraint("workspace_id", "request_id"),
         CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES)})", name="known_status"),
@@ -40,8 +41,8 @@ class Call(WorkspaceResource, Base):
     webhook: Mapped[str | None] = mapped_column(String(2048))
     timeout_seconds: Mapped[int] = mapped_column(Integer, default=30)
     call_metadata: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
-    answer_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    answer_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    end_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
     starred: Mapped[bool] = mapped_column(Boolean, default=False)
     archived: Mapped[bool] = mapped_column(Boolean, default=False)
     read: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -86,5 +87,5 @@ class CallRunner(Base):
     __tablename__ = "call_runners"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    heartbeat_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    start_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    heartbeat_time: Mapped[datetime] = mapped_column(UtcDateTime)

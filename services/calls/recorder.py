@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ..persistence.db import Database
 from . import live, states
-from .gateway import GatewayEvent
+from .states import NetworkEvent
 
 MAX_EVENTS = 500  # per transaction: bounds how long one holds the write lock
 
@@ -21,10 +21,10 @@ MAX_EVENTS = 500  # per transaction: bounds how long one holds the write lock
 class EventRecorder:
     def __init__(self, db: Database):
         self.db = db
-        self._waiting: list[tuple[GatewayEvent, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[NetworkEvent, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def record(self, event: GatewayEvent) -> None:
+    async def record(self, event: NetworkEvent) -> None:
         """Returns once `event` is stored; raises TransitionRefused (nothing stored) if its call's status
         does not allow it."""
         done = asyncio.get_running_loop().create_future()

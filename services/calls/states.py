@@ -54,6 +54,17 @@ class Transition:
     ended: bool = False  # stamp end_time
 
 
+@dataclass(frozen=True)
+class NetworkEvent:
+    """What the network did to call `ref`: `event` RING / ANSWER / END (with `cause`), or None with `dtmf`
+    digits the far end pressed. Reported by a CallGateway, applied through `transition`."""
+
+    ref: str
+    event: Event | None
+    cause: str | None = None
+    dtmf: str = ""
+
+
 class TransitionRefused(FailedPrecondition):
     """An event or request that the call's status does not allow; nothing was changed."""
 

@@ -1,38 +1,66 @@
-"""Small proto <-> Python conversions every servicer needs."""
+"""Small proto <-> Python conversions every service's messages module needs."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, Violations
 
-_EPOCH = datetime(1970, 1, 1)
-_EPOCH_UTC = _EPOCH.replace(tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def timestamp(value: datetime) -> Timestamp:
-    # SQLite hands back naive datetimes; every stored time is UTC. Arithmetic rather than
-    # Timestamp.FromDatetime, which costs several times as much and runs for every time of every
-    # resource a response carries.
-    delta = value - (_EPOCH_UTC if value.tzinfo else _EPOCH)
+    """A stored time (UTC-aware: persistence.base.UtcDateTime) as a Timestamp.
+
+    Arithmetic rather than Timestamp.FromDatetime, which costs several times as much and runs for
+    every time of every resource a response carries.
+    """
+    delta = value - _EPOCH
     return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
-def optional(message: object, field: str) -> object | None:
+def duration(value: timedelta) -> Duration:
+    message = Duration()
+    message.FromTimedelta(value)
+    return message
+
+
+def optional(message: Any, field: str) -> Any:
     """The value of a proto3 `optional` field, or None when the caller did not set it."""
-    return getattr(message, field) if message.HasField(field) else None  # type: ignore[attr-defined]
+    return getattr(message, field) if message.HasField(field) else None
 
 
-def enum_name(enum_type: Any, value: int, field: str) -> str:
-    """A proto enum value's name without its type prefix (NUMBER_STATE_ACTIVE -> ACTIVE).
+class ProtoEnum:
+    """A proto enum under the names the rules use: NUMBER_STATE_ACTIVE <-> "ACTIVE", both ways.
 
-    A number the contract does not define is INVALID_ARGUMENT on `field`.
+    Built once per enum, so a response pays a dict lookup per value.
     """
-    prefix = enum_type.Name(0).removesuffix("UNSPECIFIED")
-    try:
-        return enum_type.Name(value).removeprefix(prefix)
-    except ValueError:
-        raise InvalidArgument.of(field, f"{value} is not a value of {enum_type.DESCRIPTOR.name}") from None
+
+    def __init__(self, enum_type: Any):
+        self.type_name: str = enum_type.DESCRIPTOR.name
+        prefix = enum_type.Name(0).removesuffix("UNSPECIFIED")
+        self._numbers: dict[str, int] = {name.removeprefix(prefix): n for name, n in enum_type.items()}
+        self._names = {n: name for name, n in self._numbers.items()}
+
+    def number(self, name: str | None) -> int:
+        """The value of `name` ("ACTIVE"); None is the UNSPECIFIED value, 0."""
+        return self._numbers[name] if name is not None else 0
+
+    def name(self, number: int, field: str, v: Violations | None = None) -> str:
+        """The name of `number` ("UNSPECIFIED" for 0).
+
+        A number the contract does not define is INVALID_ARGUMENT on `field`: raised, or added to `v`
+        (then "" is returned) so that the caller learns it with the request's other problems.
+        """
+        found = self._names.get(number)
+        if found is not None:
+            return found
+        problem = f"{number} is not a value of {self.type_name}"
+        if v is None:
+            raise InvalidArgument.of(field, problem)
+        v.add(field, problem)
+        return ""

@@ -20,6 +20,7 @@ MAX_PAGE_SIZE = 1000
 _MAC_BYTES = 12
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 def page_size(requested: int, field: str = "page_size") -> int:
@@ -35,7 +36,7 @@ class PageTokens:
     def _mac(self, scope: str, payload: bytes) -> bytes:
         return hmac.new(self._secret, scope.encode() + b"\0" + payload, hashlib.sha256).digest()[:_MAC_BYTES]
 
-    def issue(self, scope: str, position: int | str) -> str:
+    def issue(self, scope: str, position: object) -> str:
         """A token for the page after `position` (the last id, or key, served)."""
         payload = str(position).encode()
         return base64.urlsafe_b64encode(self._mac(scope, payload) + payload).decode().rstrip("=")
@@ -55,9 +56,14 @@ class PageTokens:
             "page_token", "is not a token this list issued for this filter; start again from the first page"
         )
 
-    def page(self, scope: str, request: Any, fetch: Callable[[int, int], tuple[Sequence[T], int | None]]
-             ) -> tuple[Sequence[T], str]:
-        """Serves one page of a List request: `fetch(after_id, size)` returns rows and the last id if more follow."""
-        size = page_size(request.page_size)
-        rows, last_id = fetch(int(self.read(scope, request.page_token) or 0), size)
-        return rows, self.issue(scope, last_id) if last_id is not None else ""
+    def page(
+        self, scope: str, request: Any, fetch: Callable[[K | None, int], tuple[Sequence[T], K | None]], *,
+        key: Callable[[str], K] = int, size_field: str = "page_size",  # type: ignore[assignment]  # int is a K
+    ) -> tuple[Sequence[T], str]:
+        """Serves one page of a List request: `fetch(after, size)` returns the rows after the key `after`
+        (None: the first page) and the key of the last one if more follow. `key` reads a key back from
+        a token (ids by default)."""
+        size = page_size(getattr(request, size_field), size_field)
+        position = self.read(scope, request.page_token)
+        rows, last = fetch(key(position) if position is not None else None, size)
+        return rows, self.issue(scope, last) if last is not None else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -16,20 +16,29 @@ from .errors import Aborted, InvalidArgument, NotFound
 R = TypeVar("R", bound=WorkspaceResource)
 
 
-def get_owned(session: Session, model: type[R], caller: Caller, ref: str, kind: str) -> R:
-    """The caller's resource `ref`; another workspace's is NOT_FOUND, as if it did not exist."""
+def get_owned(
+    session: Session, model: type[R], caller: Caller, ref: str, *, etag: str = "",
+    where: ColumnElement[bool] | None = None,
+) -> R:
+    """The caller's resource `ref`; another workspace's is NOT_FOUND, as if it did not exist.
+
+    With `etag`, the resource must still be at it (else ABORTED); `where` narrows what counts as
+    existing (a number's dead rows do not).
+    """
     if not ref:
         raise InvalidArgument.of("ref", "is required")
-    found = session.scalar(select(model).where(model.ref == ref, model.workspace_id == caller.workspace_id))
+    query = select(model).where(model.ref == ref, model.workspace_id == caller.workspace_id)
+    found = session.scalar(query if where is None else query.where(where))
     if found is None:
-        raise NotFound(f"No {kind} has the ref {ref!r}.")
+        raise NotFound(f"No {model.kind} has the ref {ref!r}.")
+    check_etag(found, etag)
     return found
 
 
-def check_etag(resource: WorkspaceResource, etag: str, kind: str) -> None:
+def check_etag(resource: WorkspaceResource, etag: str) -> None:
     if etag and etag != resource.etag:
         raise Aborted(
-            f"The {kind} {resource.ref} changed since etag {etag!r} was read (now {resource.etag!r}); "
+            f"The {resource.kind} {resource.ref} changed since etag {etag!r} was read (now {resource.etag!r}); "
             "get it again and retry."
         )
 

@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,16 +18,28 @@ from sqlalchemy import inspect, select
 from ..persistence.db import Database
 from ..persistence.tenancy import DeploymentSecret
 from .paging import PageTokens
+from .servicer import Servicer
 
 log = logging.getLogger("voxplane.server")
 
 
+class Runtime(Protocol):
+    """What a service runs besides its RPCs (Calls' network): started before the server serves, with the
+    address it serves at, and closed once it has stopped."""
+
+    async def start(self, endpoint: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Service:
-    """A servicer class, built with (db, page_tokens), and its generated add_XServicer_to_server."""
+    """A servicer class and its generated add_XServicer_to_server. The servicer is built with
+    (db, page_tokens), and with the Runtime that `runtime(db)` makes when the service has one."""
 
-    servicer: type
-    register: Any
+    servicer: Callable[..., Servicer]
+    register: Callable[[Any, grpc.aio.Server], None]
+    runtime: Callable[[Database], Runtime] | None = None
 
 
 def page_tokens(db: Database) -> PageTokens:
@@ -58,15 +70,17 @@ class Server:
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         tokens = page_tokens(db)
-        self.service_names = []
-        self.servicers: list[Any] = []
-        # Where this server can be reached once started, for services that call services it hosts.
-        self.peer_endpoint: str | None = None
+        self.service_names: list[str] = []
+        self.runtimes: list[Runtime] = []
         for service in services:
-            servicer = service.servicer(db, tokens)
+            if service.runtime is None:
+                servicer = service.servicer(db, tokens)
+            else:
+                runtime = service.runtime(db)
+                self.runtimes.append(runtime)
+                servicer = service.servicer(db, tokens, runtime)
             service.register(servicer, self.grpc)
             self.service_names.append(servicer.service_name)
-            self.servicers.append(servicer)
         reflection.enable_server_reflection(
             [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self.grpc,
@@ -80,12 +94,10 @@ class Server:
             bound = self.grpc.add_secure_port(address, credentials)
         else:
             bound = self.grpc.add_insecure_port(address)
-        await self.grpc.start()
         reachable = "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host
-        self.peer_endpoint = f"{reachable}:{bound}"
-        for servicer in self.servicers:
-            if hasattr(servicer, "started"):  # servicers that call other services learn this address
-                servicer.started(self.peer_endpoint)
+        for runtime in self.runtimes:  # those that call services this server hosts do so at this address
+            await runtime.start(f"{reachable}:{bound}")
+        await self.grpc.start()
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return bound
@@ -94,9 +106,8 @@ class Server:
         """Reports NOT_SERVING, lets in-flight calls finish for up to `grace` seconds, then closes."""
         await self.health.enter_graceful_shutdown()
         await self.grpc.stop(grace)
-        for servicer in self.servicers:
-            if hasattr(servicer, "close"):  # background work (e.g. running calls) and client channels
-                await servicer.close()
+        for runtime in self.runtimes:
+            await runtime.close()
         await self.db.close_lookups()
         self.db.close()
 

@@ -20,6 +20,7 @@ from ..core import config, validation
 from ..core.auth import Caller
 from ..core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Violations
 from ..core.resources import by_request_id, insert_once
+from ..persistence import keyset
 from ..persistence.base import utcnow
 from . import lifecycle
 from .models import InventoryNumber, Number
@@ -180,23 +181,18 @@ def e164_prefix(v: Violations, prefix: str, region_code: str) -> str:
     return f"+{phonenumbers.country_code_for_region(region)}{digits}"
 
 
-def search(session: Session, prefix: str, after: str, size: int) -> tuple[list[AvailableNumber], str | None]:
+def search(session: Session, prefix: str, after: str | None, size: int) -> tuple[list[AvailableNumber], str | None]:
     """One page of available numbers starting with `prefix` (E.164 form), after the E.164 `after`."""
-    query = (
-        _available(utcnow())
-        .where(InventoryNumber.e164_number >= max(prefix, after), InventoryNumber.e164_number < prefix + ":")
-        .where(InventoryNumber.e164_number != after)
-        .order_by(InventoryNumber.e164_number)
-        .limit(size + 1)
+    query = _available(utcnow()).where(
+        InventoryNumber.e164_number >= prefix, InventoryNumber.e164_number < prefix + ":"
     )
-    rows = session.scalars(query).all()
-    more = len(rows) > size
+    rows, last = keyset.page(session, query, InventoryNumber.e164_number, after, size)
     numbers = []
-    for row in rows[:size]:
+    for row in rows:
         parsed = phonenumbers.parse(row.e164_number)
         national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
         numbers.append(AvailableNumber(row.e164_number, national, _where(parsed), row.provider_ref))
-    return numbers, (numbers[-1].e164_number if more else None)
+    return numbers, last
 
 
 def check(session: Session, e164_numbers: Sequence[str]) -> list[tuple[str, str]]:

@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from ..core.auth import Caller
 from ..core.errors import FailedPrecondition
-from ..core.resources import check_etag
 from ..persistence.base import utcnow
 from .models import Number
 from .provisioning import get_number
@@ -55,8 +54,7 @@ def apply(number: Number, transition: Transition) -> None:
 
 
 def change_state(session: Session, caller: Caller, ref: str, etag: str, transition: Transition) -> Number:
-    number = get_number(session, caller, ref)
-    check_etag(number, etag, "number")
+    number = get_number(session, caller, ref, etag)
     apply(number, transition)
     session.flush()
     return number

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..persistence.base import Base, Id, WorkspaceResource, utcnow
+from ..persistence.base import Base, Id, UtcDateTime, WorkspaceResource, utcnow
 
 STATES = ("RESERVED", "ACTIVE", "SUSPENDED", "PORTING_IN", "RELEASED")
 
 
 class Number(WorkspaceResource, Base):
     __tablename__ = "numbers"
+    kind = "number"
     __table_args__ = (
         UniqueConstraint("workspace_id", "request_id"),
         # At most one routing: an AOR, an application (webhook and/or app ref), or a SIP forward.
@@ -38,8 +39,8 @@ class Number(WorkspaceResource, Base):
     ingress_app_ref: Mapped[str | None] = mapped_column(String(128))
     forward_sip_to: Mapped[str | None] = mapped_column(String(512))
     state: Mapped[str] = mapped_column(String(16), default="ACTIVE", server_default="ACTIVE")
-    reserve_expire_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    release_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reserve_expire_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    release_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
     from_inventory: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     recording_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     caller_id_prefix: Mapped[str] = mapped_column(String(16), default="", server_default="")
@@ -68,7 +69,7 @@ class Subscriber(Base):
     postcode: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(24))
     rejection_reason: Mapped[str] = mapped_column(String(512), default="")
-    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    update_time: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
 class EmergencyAddress(Base):
@@ -98,4 +99,4 @@ class InventoryNumber(Base):
     region_code: Mapped[str] = mapped_column(String(3))
     # Country code and area/network code in E.164 form, e.g. "+441224": what prefixes are listed by.
     prefix: Mapped[str] = mapped_column(String(16), index=True)
-    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    create_time: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from ..core import config, validation
 from ..core.auth import Caller
-from ..core.errors import AlreadyExists, InvalidArgument, NotFound, Violations
-from ..core.resources import check_etag, insert_once
+from ..core.errors import AlreadyExists, NotFound, Violations
+from ..core.resources import get_owned, insert_once
 from ..persistence import keyset
 from ..persistence.base import utcnow
 from ..persistence.db import Database
@@ -211,16 +211,9 @@ def create_number(
     return insert_once(session, number, caller, lambda: taken(e164))  # type: ignore[arg-type]
 
 
-def get_number(session: Session, caller: Caller, ref: str) -> Number:
-    """The caller's live Number `ref` (a lapsed reservation or an aged release is gone)."""
-    if not ref:
-        raise InvalidArgument.of("ref", "is required")
-    number = session.scalar(
-        select(Number).where(Number.ref == ref, Number.workspace_id == caller.workspace_id, ~dead(utcnow()))
-    )
-    if number is None:
-        raise NotFound(f"No number has the ref {ref!r}.")
-    return number
+def get_number(session: Session, caller: Caller, ref: str, etag: str = "") -> Number:
+    """The caller's live Number `ref` (a lapsed reservation or an aged release is gone), at `etag` if given."""
+    return get_owned(session, Number, caller, ref, etag=etag, where=~dead(utcnow()))
 
 
 def update_number(
@@ -241,8 +234,7 @@ def update_number(
         provider_ref = validation.text(v, "provider_ref", provider_ref, max_len=MAX_PROVIDER_REF, required=True)
     routing, settings = checked_routing_and_settings(v, routing, settings)
     v.raise_if_any()
-    number = get_number(session, caller, ref)
-    check_etag(number, etag, "number")
+    number = get_number(session, caller, ref, etag)
     if name is not None:
         number.name = name
     if provider_ref is not None:
@@ -256,9 +248,7 @@ def update_number(
 
 
 def delete_number(session: Session, caller: Caller, ref: str, etag: str) -> None:
-    number = get_number(session, caller, ref)
-    check_etag(number, etag, "number")
-    session.delete(number)
+    session.delete(get_number(session, caller, ref, etag))
 
 
 def checked_filter(

@@ -1,9 +1,8 @@
-"""Numbers over gRPC: proto in, provisioning call, proto out."""
+"""Numbers over gRPC: proto in, provisioning call, proto out. Assembled from one mixin per topic."""
 
 from __future__ import annotations
 
 from datetime import timezone
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -11,97 +10,32 @@ from voxplane.numbers.v1 import numbers_pb2 as pb
 from voxplane.numbers.v1 import numbers_pb2_grpc
 
 from ..core.auth import Access, Caller
-from ..core.convert import enum_name, optional, timestamp
+from ..core.convert import optional
 from ..core.paging import PageTokens
 from ..core.rpc import Incoming, rpc
+from ..core.servicer import Servicer
 from ..persistence.db import Database
-from . import provisioning
-from .models import STATES, Number
-from .provisioning import Routing, Settings
+from . import catalog, provisioning
+from .messages import STATE, number_proto, routing_from, set_routing, settings_from
 from .servicer_batch import BatchRpcs
-from .servicer_catalog import CatalogRpcs, classification_proto
+from .servicer_catalog import CatalogRpcs
 from .servicer_inventory import InventoryRpcs, LifecycleRpcs
-from .servicer_subscriber import SubscriberRpcs, emergency_address_proto, subscriber_proto
-
-
-def routing_from(message: Any) -> Routing | None:
-    """The routing oneof of a request, or None when it is not set."""
-    which = message.WhichOneof("routing")
-    if which == "ingress_info":
-        return Routing(webhook=message.ingress_info.webhook, app_ref=message.ingress_info.app_ref)
-    return Routing(**{which: getattr(message, which)}) if which else None
-
-
-def set_routing(message: Any, routing: Routing) -> None:
-    if routing.aor_link is not None:
-        message.aor_link = routing.aor_link
-    elif routing.forward_sip_to is not None:
-        message.forward_sip_to = routing.forward_sip_to
-    elif routing.webhook or routing.app_ref:
-        message.ingress_info.webhook = routing.webhook or ""
-        message.ingress_info.app_ref = routing.app_ref or ""
-
-
-def settings_from(message: Any) -> Settings:
-    """The NumberSettings of a request; fields the caller did not set are None."""
-    settings = message.settings
-    context = optional(settings, "context")
-    return Settings(
-        recording_enabled=optional(settings, "recording_enabled"),
-        caller_id_prefix=optional(settings, "caller_id_prefix"),
-        caller_id_passthrough=optional(settings, "caller_id_passthrough"),
-        context=enum_name(pb.NumberContext, context, "settings.context") if context is not None else None,
-    )
-
-
-def basic_number_proto(number: Number) -> pb.Number:
-    """A Number in NUMBER_VIEW_BASIC."""
-    return pb.Number(ref=number.ref, e164_number=number.e164_number, state=_STATES[number.state], etag=number.etag)
-
-
-_STATES = {state: pb.NumberState.Value(f"NUMBER_STATE_{state}") for state in STATES}
-
-
-def number_proto(number: Number) -> pb.Number:
-    message = pb.Number(
-        ref=number.ref,
-        name=number.name,
-        provider_ref=number.provider_ref,
-        e164_number=number.e164_number,
-        create_time=timestamp(number.create_time),
-        update_time=timestamp(number.update_time),
-        etag=number.etag,
-        state=_STATES[number.state],
-        classification=classification_proto(number.e164_number),
-        recording_enabled=number.recording_enabled,
-        caller_id_prefix=number.caller_id_prefix,
-        caller_id_passthrough=number.caller_id_passthrough,
-        context=pb.NumberContext.Value(f"NUMBER_CONTEXT_{number.context}"),
-        subscriber=subscriber_proto(number.subscriber),
-        emergency_enabled=number.emergency_enabled,
-        from_inventory=number.from_inventory,
-    )
-    if number.reserve_expire_time and number.state == "RESERVED":
-        message.reserve_expire_time.CopyFrom(timestamp(number.reserve_expire_time))
-    if number.release_time and number.state == "RELEASED":
-        message.release_time.CopyFrom(timestamp(number.release_time))
-    if number.emergency_address is not None:
-        message.emergency_address.CopyFrom(emergency_address_proto(number.emergency_address))
-    set_routing(message, provisioning.routing_of(number))
-    return message
+from .servicer_subscriber import SubscriberRpcs
 
 
 class NumbersServicer(
-    InventoryRpcs, LifecycleRpcs, CatalogRpcs, SubscriberRpcs, BatchRpcs, numbers_pb2_grpc.NumbersServicer
+    InventoryRpcs, LifecycleRpcs, CatalogRpcs, SubscriberRpcs, BatchRpcs, Servicer, numbers_pb2_grpc.NumbersServicer
 ):
-    """The Numbers service. Its RPCs are grouped by topic in mixins (servicer_*.py)."""
+    """The Numbers service: the standard methods and ingress here, the other topics in the mixins."""
 
     service_name = pb.DESCRIPTOR.services_by_name["Numbers"].full_name
 
     def __init__(self, db: Database, tokens: PageTokens):
-        self.check_catalog_settings()
-        self.db = db
-        self.tokens = tokens
+        try:  # the classifier file and home region, now: bad settings stop the server from starting
+            catalog.check_settings()
+        except catalog.SettingsError as error:
+            raise SystemExit(str(error)) from None
+        super().__init__(db, tokens)
 
     @rpc(Access.WRITE)
     def CreateNumber(self, request: pb.CreateNumberRequest, caller: Caller, session: Session) -> pb.Number:
@@ -139,7 +73,7 @@ class NumbersServicer(
     @rpc(Access.READ)
     def ListNumbers(self, request: pb.ListNumbersRequest, caller: Caller, session: Session) -> pb.ListNumbersResponse:
         number_filter = provisioning.checked_filter(
-            state=enum_name(pb.NumberState, request.state, "state") if request.state else None,
+            state=STATE.name(request.state, "state") if request.state else None,
             e164_prefix=request.e164_prefix,
             provider_ref=request.provider_ref,
             created_after=request.created_after.ToDatetime(timezone.utc) if request.HasField("created_after") else None,

@@ -7,35 +7,32 @@ from sqlalchemy.orm import Session
 from voxplane.numbers.v1 import numbers_pb2 as pb
 
 from ..core.auth import Access, Caller
-from ..core.convert import enum_name
 from ..core.rpc import rpc
+from ..core.servicer import Servicer
 from . import batch
+from .messages import VIEW, basic_number_proto, number_proto, routing_from, settings_from
 
 
-class BatchRpcs:
+def _create(item: pb.CreateNumberRequest) -> batch.Create:
+    return batch.Create(
+        name=item.name,
+        provider_ref=item.provider_ref,
+        e164_number=item.e164_number,
+        routing=routing_from(item),
+        settings=settings_from(item) if item.HasField("settings") else batch.DEFAULT_SETTINGS,
+        porting_in=item.porting_in,
+        request_id=item.request_id,
+    )
+
+
+class BatchRpcs(Servicer):
     @rpc(Access.WRITE)
     def BatchCreateNumbers(
         self, request: pb.BatchCreateNumbersRequest, caller: Caller, session: Session
     ) -> pb.BatchCreateNumbersResponse:
-        # Imported here: servicer.py imports this module.
-        from .servicer import basic_number_proto, number_proto, routing_from, settings_from
-
-        view = enum_name(pb.NumberView, request.view, "view")
-
-        def read(item: pb.CreateNumberRequest) -> batch.Create:
-            return batch.Create(
-                name=item.name,
-                provider_ref=item.provider_ref,
-                e164_number=item.e164_number,
-                routing=routing_from(item),
-                settings=settings_from(item) if item.HasField("settings") else batch.DEFAULT_SETTINGS,
-                porting_in=item.porting_in,
-                request_id=item.request_id,
-            )
-
-        numbers = batch.create_numbers(session, caller, request.requests, read)
-        proto = basic_number_proto if view == "BASIC" else number_proto
-        return pb.BatchCreateNumbersResponse(numbers=[proto(n) for n in numbers])  # type: ignore[arg-type]
+        proto = basic_number_proto if VIEW.name(request.view, "view") == "BASIC" else number_proto
+        numbers = batch.create_numbers(session, caller, request.requests, _create)
+        return pb.BatchCreateNumbersResponse(numbers=[proto(n) for n in numbers])
 
     @rpc(Access.WRITE)
     def BatchDeleteNumbers(

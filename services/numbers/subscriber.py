@@ -214,7 +214,7 @@ def update_subscriber(
         if problem:
             v.add("postcode", f"{details.postcode.strip()!r} {problem}")
     v.raise_if_any()
-    check_etag(number, etag, "number")
+    check_etag(number, etag)
     now = utcnow()
     if number.subscriber is None:
         number.subscriber = Subscriber()
@@ -331,8 +331,7 @@ def set_emergency_address(
     v = Violations()
     address = _checked_address(v, address)
     v.raise_if_any()
-    number = get_number(session, caller, ref)
-    check_etag(number, etag, "number")
+    number = get_number(session, caller, ref, etag)
     address, problems = _judged(address, number)
     if number.emergency_address is None:
         number.emergency_address = EmergencyAddress()
@@ -349,8 +348,7 @@ def set_emergency_address(
 
 def enable_emergency(session: Session, caller: Caller, ref: str, enabled: bool, etag: str) -> Number:
     """Turns emergency calling on (only with a VALID address) or off. Asking for the current setting changes nothing."""
-    number = get_number(session, caller, ref)
-    check_etag(number, etag, "number")
+    number = get_number(session, caller, ref, etag)
     if enabled:
         address = number.emergency_address
         if address is None:

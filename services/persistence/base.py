@@ -5,8 +5,9 @@ from __future__ import annotations
 import secrets
 import time
 from datetime import datetime, timezone
+from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, MetaData, String
+from sqlalchemy import BigInteger, DateTime, Dialect, ForeignKey, Integer, MetaData, String, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 # Named constraints, so migrations can refer to them on every backend.
@@ -24,6 +25,32 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A point in time, stored in UTC and always read back UTC-aware.
+
+    PostgreSQL keeps the zone; SQLite keeps the digits alone and hands back naive datetimes, which
+    this makes aware again, so no code above the database needs to know which backend it is on.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None and value.utcoffset():
+            return value.astimezone(timezone.utc)  # SQLite would store another zone's digits as they are
+        return value
+
+    def coerce_compared_value(self, op: Any, value: Any) -> Any:
+        # `time - timedelta` is arithmetic with an interval: leave that to DateTime's rules.
+        coerced = self.impl_instance.coerce_compared_value(op, value)
+        return self if coerced is self.impl_instance else coerced
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
 
 
 def new_ref() -> str:
@@ -52,8 +79,10 @@ class WorkspaceResource:
     workspace_id: Mapped[int] = mapped_column(
         Id, ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
     )
-    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    kind: ClassVar[str]  # what a person calls one, in messages: "number", "call"
+
+    create_time: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    update_time: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
     # Idempotency key of the Create that made the row; unique per workspace.
     request_id: Mapped[str | None] = mapped_column(String(128))

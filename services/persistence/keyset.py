@@ -1,19 +1,40 @@
-"""Keyset paging: a page costs the same wherever it is in the list."""
+"""Keyset paging: a page costs the same wherever it is in the list.
+
+A page is the rows after a key (an id, an E.164 number…) in the order of one unique column, fetched
+one row longer than asked: that extra row says whether more follow, and is not served.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+K = TypeVar("K")
+Row = TypeVar("Row")
 
-def page(session: Session, query: Select[Any], id_column: InstrumentedAttribute[int], after_id: int, size: int
-         ) -> tuple[Sequence[Any], int | None]:
-    """One page of `query` ordered by `id_column`, and the last id if more rows follow."""
-    rows = session.scalars(query.where(id_column > after_id).order_by(id_column).limit(size + 1)).all()
+
+def window(query: Select[Any], column: InstrumentedAttribute[K], after: K | None, size: int, *,
+           newest_first: bool = False) -> Select[Any]:
+    """`query` limited to the page after `after` (None: from the start), in `column`'s order (descending
+    with `newest_first`), with one row more than `size`."""
+    if after is not None:
+        query = query.where(column < after if newest_first else column > after)
+    return query.order_by(column.desc() if newest_first else column).limit(size + 1)
+
+
+def cut(rows: Sequence[Row], size: int, key: Callable[[Row], K]) -> tuple[Sequence[Row], K | None]:
+    """The page of a `window`'s rows, and the key of its last row if more rows follow (else None)."""
     if len(rows) > size:
         rows = rows[:size]
-        return rows, getattr(rows[-1], id_column.key)
+        return rows, key(rows[-1])
     return rows, None
+
+
+def page(session: Session, query: Select[Any], column: InstrumentedAttribute[K], after: K | None, size: int, *,
+         newest_first: bool = False) -> tuple[Sequence[Any], K | None]:
+    """One page of the ORM objects `query` selects, and the key to continue after if more follow."""
+    rows = session.scalars(window(query, column, after, size, newest_first=newest_first)).all()
+    return cut(rows, size, lambda row: getattr(row, column.key))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, LargeBinary, String
+from sqlalchemy import ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, Id, new_ref, utcnow
+from .base import Base, Id, UtcDateTime, new_ref, utcnow
 
 
 class Workspace(Base):
@@ -16,7 +16,7 @@ class Workspace(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     ref: Mapped[str] = mapped_column(String(32), unique=True, default=new_ref)
     name: Mapped[str] = mapped_column(String(128), unique=True)
-    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    create_time: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class ApiKey(Base):
@@ -30,8 +30,8 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     workspace_id: Mapped[int] = mapped_column(Id, ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
     role: Mapped[str] = mapped_column(String(16))
-    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoke_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    create_time: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoke_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     workspace: Mapped[Workspace] = relationship()
 

@@ -1,0 +1,50 @@
+"""Who shows as the caller of a new call: every number and agent it names checked, then sipgate's order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ..core.errors import Violations
+from .live import NewCall
+from .parties import Agent, Directory
+
+
+async def caller_id_of(new: NewCall, directory: Directory) -> str:
+    """Checks every number and agent the call names against the workspace, then picks the caller ID.
+
+    Every valid combination of sipgate's table is accepted (an agent `from`
+    with or without caller_id / device_id; a number `from` with device_id,
+    with or without caller_id; `checked_new_call` refused the rest). The
+    caller ID is `caller_id`, else the device agent's number, else `from`'s
+    number; "" (anonymous) when none applies.
+    """
+    v = Violations()
+
+    async def number(field: str, e164: str) -> None:
+        if e164 and not await directory.owns_number(e164):
+            v.add(field, f"{e164} is not an active number of this workspace")
+
+    async def agent(field: str, ref: str) -> Agent | None:
+        if not ref:
+            return None
+        found = await directory.agent(ref)
+        if found is None:
+            v.add(field, f"{ref!r} is not an agent of this workspace")
+        elif not found.enabled:
+            v.add(field, f"the agent {ref} is disabled")
+            return None
+        return found
+
+    _, _, from_agent, device = await asyncio.gather(
+        number("from", new.from_party if new.from_is_number else ""),
+        number("caller_id", new.caller_id),
+        agent("from", "" if new.from_is_number else new.from_party),
+        agent("device_id", new.device_id),
+    )
+    v.raise_if_any()
+    if new.caller_id:
+        return new.caller_id
+    for candidate in (device, from_agent):
+        if candidate is not None and (found := await directory.agent_number(candidate)):
+            return found
+    return new.from_party if new.from_is_number else ""

@@ -1,0 +1,145 @@
+"""This Calls process at work: the network it carries calls on, and everything that runs beside the RPCs.
+
+A `Runner` owns the CallGateway, the EventRecorder that stores what the network reports, the
+heartbeat that keeps this process's calls its own (heartbeats.py), and the Numbers and Agents
+clients that check a new call's parties. The servicer is given one and turns protos into its calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+
+from ..core import config
+from ..core.auth import Caller
+from ..core.errors import InvalidArgument, Unavailable
+from ..core.rpc import Incoming
+from ..persistence.base import new_ref
+from ..persistence.db import Database
+from . import heartbeats, live, states
+from .caller_id import caller_id_of
+from .directory import Services
+from .gateway import CallGateway, SimulatedGateway
+from .models import Call
+from .parties import Directory
+from .recorder import EventRecorder
+
+log = logging.getLogger("voxplane.calls")
+
+# An order to the network about one call: `lambda network, ref: network.mute(ref, True)`.
+Order = Callable[[CallGateway, str], Awaitable[None]]
+
+
+class Runner:
+    """One Calls process: its runner id, gateway, event recorder, heartbeat and directory clients."""
+
+    def __init__(self, db: Database, gateway: CallGateway | None = None):
+        self.db = db
+        self.id = new_ref()
+        if gateway is None:
+            ring_delay, answer_delay = config.simulated_call_delays()
+            gateway = SimulatedGateway(self._on_network_event, ring_delay=ring_delay, answer_delay=answer_delay)
+        self.gateway = gateway
+        self.events = EventRecorder(db)
+        self.heartbeat = config.calls_heartbeat()
+        self.stale_after = timedelta(seconds=self.heartbeat * 6)
+        self._endpoint: str | None = None
+        self._services: Services | None = None
+        self._beating: asyncio.Task[None] | None = None
+
+    async def start(self, endpoint: str) -> None:
+        """Records this runner and ends the calls of runners that stopped (a crash, including a previous run
+        of this one), then beats. Numbers and Agents are asked at `endpoint` unless configured elsewhere."""
+        if isinstance(self.gateway, SimulatedGateway):
+            log.warning("Calls runs on the SIMULATED network: no call reaches a phone (see README, 'Calls')")
+        self._endpoint = endpoint
+        ended = await self.db.run_transaction(
+            lambda s: heartbeats.start_runner(s, self.id, self.stale_after), write=True
+        )
+        _log_ended(ended, "call(s) of a Calls process that stopped")
+        self._beating = asyncio.get_running_loop().create_task(self._beat())
+
+    async def _beat(self) -> None:
+        """Every heartbeat: stamps this runner's, and ends the calls of runners that stopped."""
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            try:
+                ended = await self.db.run_transaction(
+                    lambda s: heartbeats.beat(s, self.id, self.stale_after), write=True
+                )
+            except Exception:  # noqa: BLE001 - the database may be away for now: the next beat tries again
+                log.exception("the heartbeat of Calls process %s failed", self.id)
+                continue
+            _log_ended(ended, "call(s) of a Calls process that stopped")
+
+    async def close(self) -> None:
+        """Stops the network and the heartbeat, and ends the calls this process carried: nothing can
+        control them once it is gone."""
+        if self._beating is not None:
+            self._beating.cancel()
+            await asyncio.gather(self._beating, return_exceptions=True)
+        await self.gateway.close()
+        await self.events.close()
+        if self._services is not None:
+            await self._services.close()
+        ended = await self.db.run_transaction(lambda s: heartbeats.stop_runner(s, self.id), write=True)
+        _log_ended(ended, "running call(s) on stopping")
+
+    async def _on_network_event(self, event: states.NetworkEvent) -> None:
+        """What the gateway reports; an event the call's status does not allow is logged and dropped."""
+        if event.event is None:
+            log.info("DTMF %r received on call %s", event.dtmf, event.ref)
+            return
+        try:
+            await self.events.record(event)
+        except states.TransitionRefused as refused:
+            log.info("network event %s on call %s ignored: %s", event.event.value, event.ref, refused)
+
+    def _directory(self, caller: Caller, incoming: Incoming) -> Directory:
+        if self._services is None:
+            numbers = config.service_endpoint("numbers") or self._endpoint
+            agents = config.service_endpoint("agents") or self._endpoint
+            if not (numbers and agents):
+                raise Unavailable("The Calls service does not know where Numbers and Agents are; retry shortly.")
+            self._services = Services(numbers, agents)
+        return self._services.directory(incoming.api_key, caller.key_id, incoming.time_remaining)
+
+    async def create(self, caller: Caller, incoming: Incoming, new: live.NewCall) -> Call:
+        """Places `new`: checks its parties, stores it QUEUED, and gives the network the order. A retry of
+        an earlier create (its request_id) returns the call that one made."""
+        if new.request_id and await self.db.lookup(
+            live.CALL_BY_REQUEST_ID, workspace_id=caller.workspace_id, request_id=new.request_id
+        ):
+            return await self._earlier_call(caller, new.request_id)
+        caller_id = await caller_id_of(new, self._directory(caller, incoming))
+        try:
+            call = await self.db.run_transaction(
+                lambda s: live.insert_call(s, caller, new, caller_id, self.id), write=True
+            )
+        except IntegrityError:  # the request_id's unique key: a concurrent try of the same create won
+            return await self._earlier_call(caller, new.request_id)
+        await self.gateway.originate(call.ref, call.from_party, call.to_party, call.caller_id, call.timeout_seconds)
+        return call
+
+    async def _earlier_call(self, caller: Caller, request_id: str | None) -> Call:
+        earlier = await self.db.run_transaction(lambda s: live.earlier_call(s, caller, request_id), write=False)
+        if earlier is None:
+            raise InvalidArgument.of("request_id", "is already used")
+        return earlier
+
+    async def control(
+        self, caller: Caller, ref: str, control: states.Control, order: Order, change: live.Change
+    ) -> Call:
+        """Checks the call allows `control`, gives the network its order, then stores the change."""
+        call = await self.db.run_transaction(lambda s: live.controllable(s, caller, ref, control), write=False)
+        await order(self.gateway, call.ref)
+        return await self.db.run_transaction(lambda s: live.controlled(s, caller, ref, control, change), write=True)
+
+
+def _log_ended(ended: int, which: str) -> None:
+    if ended:
+        log.warning("ended %d %s (SERVICE_RESTART)", ended, which)
