@@ -6,10 +6,12 @@ The server runs the SimulatedGateway: the destination picks the outcome (see ser
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import secrets
 import time
 from datetime import timedelta
+from typing import NamedTuple
 
 import pytest
 from sqlalchemy import func, select
@@ -378,48 +380,83 @@ def test_cancel_a_ringing_call_and_a_queued_call(calls, agent):
         assert not canceled.HasField("answer_time") and canceled.HasField("end_time")
 
 
+class ControlRpc(NamedTuple):
+    """A control RPC (the client's method and its arguments) and the order it gives the network."""
+
+    rpc: str
+    fields: dict[str, object]
+    order: tuple[str, tuple[object, ...]]  # as SimulatedGateway.orders records it, less the call's ref
+
+
+PLAYED, SIP_TARGET = "https://cdn.example.com/a.wav", "sip:carol@sip.example.com"
+CONTROLS = {
+    "hangup": ControlRpc("hangup_call", {}, ("hangup", ())),
+    "cancel": ControlRpc("cancel_call", {}, ("cancel", ())),
+    "mute": ControlRpc("mute_call", {"mute": True}, ("mute", (True,))),
+    "unmute": ControlRpc("mute_call", {"mute": False}, ("mute", (False,))),
+    "hold": ControlRpc("hold_call", {"hold": True}, ("hold", (True,))),
+    "unhold": ControlRpc("hold_call", {"hold": False}, ("hold", (False,))),
+    "record": ControlRpc("record_call", {"start": True}, ("record", (True,))),
+    "stop recording": ControlRpc("record_call", {"start": False}, ("record", (False,))),
+    "play": ControlRpc("play_audio", {"url": PLAYED}, ("play", (PLAYED,))),
+    "transfer": ControlRpc("transfer_call", {"to": SIP_TARGET}, ("transfer", (SIP_TARGET, False))),
+    "attended transfer": ControlRpc("transfer_call", {"to": "+1 500 555 0001", "attended": True},
+                                    ("transfer", (ANSWERS, True))),
+    "dtmf": ControlRpc("send_dtmf", {"digits": "0123456789*#ABCD"}, ("send_dtmf", ("0123456789*#ABCD",))),
+    "redirect": ControlRpc("redirect_call", {"app_ref": "app-1"}, ("redirect", ("app-1", None))),
+    "redirect to a webhook": ControlRpc("redirect_call", {"webhook": "https://hooks.example.com/b"},
+                                        ("redirect", (None, "https://hooks.example.com/b"))),
+}
+
+
 def every_control(calls, ref: str):  # type: ignore[no-untyped-def]
-    """Each control RPC on call `ref`, by name."""
-    return {
-        "hangup": lambda: calls.hangup_call(ref),
-        "cancel": lambda: calls.cancel_call(ref),
-        "mute": lambda: calls.mute_call(ref, mute=True),
-        "hold": lambda: calls.hold_call(ref, hold=True),
-        "record": lambda: calls.record_call(ref, start=True),
-        "play": lambda: calls.play_audio(ref, url="https://cdn.example.com/a.wav"),
-        "transfer": lambda: calls.transfer_call(ref, to=ANSWERS),
-        "dtmf": lambda: calls.send_dtmf(ref, digits="1"),
-        "redirect": lambda: calls.redirect_call(ref, app_ref="app-1"),
-    }
+    """Each control RPC of CONTROLS on call `ref`, by name."""
+    return {name: functools.partial(getattr(calls, c.rpc), ref, **c.fields) for name, c in CONTROLS.items()}
 
 
-def test_a_ringing_call_is_cancelled_not_hung_up_and_only_redirected(calls, agent):
+@pytest.mark.parametrize("name", list(CONTROLS))
+def test_every_control_gives_the_network_its_order(calls, agent, network, name):
+    if name == "cancel":  # CancelCall is for a call not answered yet; the other controls for an answered one
+        ref = calls.create_call(from_=agent.ref, to=STAYS_QUEUED, timeout=60).ref
+    else:
+        ref = answered(calls, agent).ref
+    every_control(calls, ref)[name]()
+    assert network.orders_of(ref)[1:] == [CONTROLS[name].order]  # after the originate: this order, once
+    if calls.get_call(ref).status == S.CALL_STATUS_IN_PROGRESS:
+        calls.hangup_call(ref)
+
+
+def test_a_ringing_call_is_cancelled_not_hung_up_and_only_redirected(calls, agent, network):
     ref = calls.create_call(from_=agent.ref, to=NO_ANSWER, timeout=60).ref
     wait_for(calls, ref, S.CALL_STATUS_RINGING)
     with pytest.raises(FailedPreconditionError, match="RINGING.*CancelCall"):
         calls.hangup_call(ref)
     for name, control in every_control(calls, ref).items():
-        if name not in ("hangup", "cancel", "redirect"):  # the controls of an answered call only
+        if CONTROLS[name].rpc not in ("hangup_call", "cancel_call", "redirect_call"):  # an answered call's only
             with pytest.raises(FailedPreconditionError, match="RINGING"):
                 control()
     assert calls.redirect_call(ref, webhook="https://hooks.example.com/b").webhook == "https://hooks.example.com/b"
     calls.cancel_call(ref)
+    # After the originate, the network heard of the two controls allowed, and of none refused.
+    assert network.orders_of(ref)[1:] == [("redirect", (None, "https://hooks.example.com/b")), ("cancel", ())]
 
 
-def test_an_answered_call_cannot_be_cancelled(calls, agent):
+def test_an_answered_call_cannot_be_cancelled(calls, agent, network):
     ref = answered(calls, agent).ref
     with pytest.raises(FailedPreconditionError, match="IN_PROGRESS.*HangupCall"):
         calls.cancel_call(ref)
     calls.hangup_call(ref)
+    assert network.orders_of(ref)[1:] == [("hangup", ())]  # no cancel
 
 
-def test_controlling_an_ended_call_is_failed_precondition_naming_its_state(calls, agent):
+def test_controlling_an_ended_call_is_failed_precondition_naming_its_state(calls, agent, network):
     ref = calls.create_call(from_=agent.ref, to=BUSY).ref
     wait_for(calls, ref, S.CALL_STATUS_BUSY)
     for control in every_control(calls, ref).values():
         with pytest.raises(FailedPreconditionError, match=r"has ended \(BUSY\)"):
             control()
     assert calls.get_call(ref).status == S.CALL_STATUS_BUSY
+    assert network.orders_of(ref)[1:] == []  # the originate alone: a refused control tells the network nothing
 
 
 @pytest.mark.parametrize(
@@ -435,12 +472,13 @@ def test_controlling_an_ended_call_is_failed_precondition_naming_its_state(calls
         ("redirect_call", {"webhook": "not a url"}, "webhook"),
     ],
 )
-def test_control_arguments_are_checked(calls, agent, rpc, fields, bad):
+def test_control_arguments_are_checked(calls, agent, network, rpc, fields, bad):
     ref = answered(calls, agent).ref
     with pytest.raises(InvalidArgumentError) as raised:
         getattr(calls, rpc)(ref=ref, **fields)
     assert fields_of(raised.value) == {bad}
     calls.hangup_call(ref)
+    assert network.orders_of(ref)[1:] == [("hangup", ())]  # nothing for the refused control
 
 
 def test_list_active_calls_is_the_workspaces_running_calls_oldest_first(tenant, other_tenant, calls, agent):
@@ -457,7 +495,7 @@ def test_list_active_calls_is_the_workspaces_running_calls_oldest_first(tenant, 
     assert list(calls.list_active_calls().calls) == []
 
 
-def test_another_workspaces_call_is_not_found_on_every_rpc(other_tenant, calls, agent):
+def test_another_workspaces_call_is_not_found_on_every_rpc(other_tenant, calls, agent, network):
     ref = calls.create_call(from_=agent.ref, to=NO_ANSWER, timeout=60).ref
     with other_tenant.calls() as theirs:
         with pytest.raises(NotFoundError):
@@ -466,6 +504,7 @@ def test_another_workspaces_call_is_not_found_on_every_rpc(other_tenant, calls, 
             with pytest.raises(NotFoundError):
                 control()
     assert calls.cancel_call(ref).status == S.CALL_STATUS_CANCELED
+    assert network.orders_of(ref)[1:] == [("cancel", ())]  # the other workspace's controls reached nothing
 
 
 def test_an_unknown_ref_is_not_found(calls):
