@@ -90,7 +90,7 @@ def answered(calls, agent, to: str = ANSWERS) -> pb.Call:  # type: ignore[no-unt
 # --- CreateCall -------------------------------------------------------------------------------------------
 
 
-def test_create_returns_the_call_at_once_queued(calls, agent):
+def test_create_returns_the_call_at_once_queued(calls, agent, network):
     call = calls.create_call(
         from_=agent.ref, to="+1 500 555 0001", webhook="https://hooks.example.com/calls",
         metadata={"crm_id": "42"},
@@ -105,6 +105,8 @@ def test_create_returns_the_call_at_once_queued(calls, agent):
     assert not call.HasField("answer_time") and not call.HasField("end_time")
     assert [(p.number, p.owner) for p in call.participants] == [(agent.ref, True), (ANSWERS, False)]
     assert call.create_time.seconds > 0
+    # The network is told to place it: from, the normalised to, caller_id and the default timeout.
+    assert network.orders_of(call.ref) == [("originate", (agent.ref, ANSWERS, "", 30))]
 
 
 @pytest.mark.parametrize(
@@ -119,7 +121,7 @@ def test_create_returns_the_call_at_once_queued(calls, agent):
     ],
     ids=["ext", "ext+callerid", "ext+callerid+device", "number+device", "ext+device", "number+callerid+device"],
 )
-def test_every_valid_combination_of_sipgates_table(tenant, calls, fresh_e164, from_kind, caller_id, device):
+def test_every_valid_combination_of_sipgates_table(tenant, calls, network, fresh_e164, from_kind, caller_id, device):
     from_number, shown = new_number(tenant, fresh_e164()), new_number(tenant, fresh_e164())
     request = {
         "from": from_number if from_kind == "number" else new_agent(tenant).ref,
@@ -132,6 +134,7 @@ def test_every_valid_combination_of_sipgates_table(tenant, calls, fresh_e164, fr
     expected = shown if caller_id else from_number if from_kind == "number" else ""
     assert call.caller_id == expected
     assert call.device_id == request["device_id"]
+    assert network.orders_of(call.ref) == [("originate", (request["from"], ANSWERS, expected, 30))]
 
 
 def routed_number(tenant, agent, e164: str) -> str:  # type: ignore[no-untyped-def]
@@ -195,12 +198,13 @@ def test_malformed_fields_are_invalid_argument_naming_them(calls, agent, fields,
     assert bad in fields_of(raised.value)
 
 
-def test_limits_are_inclusive(calls, agent):
+def test_limits_are_inclusive(calls, agent, network):
     call = calls.create_call(
         {"from": agent.ref, "to": ANSWERS, "timeout": 120,
          "metadata": {**{f"k{i}": "v" for i in range(19)}, "k" * 64: "v" * 512}}
     )
     assert call.timeout == 120 and len(call.metadata) == 20
+    assert network.orders_of(call.ref) == [("originate", (agent.ref, ANSWERS, "", 120))]
 
 
 def test_every_party_is_checked_against_the_workspace(tenant, calls, fresh_e164):
@@ -273,7 +277,7 @@ def test_another_workspaces_numbers_and_agents_are_invalid_argument(tenant, othe
         assert fields_of(raised.value) == {field}
 
 
-def test_a_retry_with_the_same_request_id_returns_the_first_call(tenant, calls, agent, db):
+def test_a_retry_with_the_same_request_id_returns_the_first_call(tenant, calls, agent, db, network):
     first = calls.create_call(from_=agent.ref, to=ANSWERS, request_id="retry-1")
     again = calls.create_call(from_=agent.ref, to=BUSY, request_id="retry-1")
     assert again.ref == first.ref and again.to == ANSWERS
@@ -282,9 +286,10 @@ def test_a_retry_with_the_same_request_id_returns_the_first_call(tenant, calls, 
                                                                       Call.ref == first.ref)), write=False)
     assert count == 1
     wait_for(calls, first.ref, S.CALL_STATUS_IN_PROGRESS)
+    assert network.orders_of(first.ref) == [("originate", (agent.ref, ANSWERS, "", 30))]  # placed once
 
 
-def test_concurrent_tries_of_one_create_make_one_call(tenant, agent, db):
+def test_concurrent_tries_of_one_create_make_one_call(tenant, agent, db, network):
     async def tries() -> list[str]:
         async with tenant.async_calls() as calls:
             made = await asyncio.gather(
@@ -298,6 +303,7 @@ def test_concurrent_tries_of_one_create_make_one_call(tenant, agent, db):
         lambda s: s.scalar(select(func.count()).select_from(Call).where(Call.request_id == "race-1",
                                                                       Call.ref == refs[0])), write=False)
     assert count == 1
+    assert [order for order, _ in network.orders_of(refs[0])] == ["originate"]  # placed once
 
 
 def test_a_reader_key_cannot_place_calls(tenant, agent):
