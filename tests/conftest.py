@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from voxplane import Agents, AsyncAgents, AsyncCalls, AsyncNumbers, Calls, Numbers
 from voxplane.services.app import build_server
+from voxplane.services.calls.gateway import SimulatedGateway
 from voxplane.services.core import workspaces
 from voxplane.services.core.auth import Role
 from voxplane.services.core.server import Server, TlsFiles
@@ -110,6 +111,26 @@ def calls_runner(server: ServerThread) -> str:
     the calls of no live runner are ended (SERVICE_RESTART) at the next heartbeat."""
     assert server.server is not None
     return next(runtime.id for runtime in server.server.runtimes)
+
+
+class Network:
+    """The simulated network behind the test server's Calls service: the orders it was given."""
+
+    def __init__(self, gateway: SimulatedGateway):
+        self.gateway = gateway
+
+    def orders_of(self, ref: str) -> list[tuple[str, tuple[object, ...]]]:
+        """The (order, args) call `ref` was given, oldest first. The server is shared by the worker's tests,
+        hence the filter; list() copies the deque in one step while the server's thread may append to it."""
+        return [(order, args) for r, order, args in list(self.gateway.orders) if r == ref]
+
+
+@pytest.fixture
+def network(server: ServerThread) -> Network:
+    """The test server's simulated network. Tests reach the gateway through this fixture alone, so that
+    where the Calls service keeps it is known here only."""
+    assert server.server is not None
+    return Network(next(s.gateway for s in server.server.servicers if hasattr(s, "gateway")))
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,12 @@ The server runs the SimulatedGateway: the destination picks the outcome (see ser
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import secrets
 import time
 from datetime import timedelta
+from typing import NamedTuple
 
 import pytest
 from sqlalchemy import func, select
@@ -88,7 +90,7 @@ def answered(calls, agent, to: str = ANSWERS) -> pb.Call:  # type: ignore[no-unt
 # --- CreateCall -------------------------------------------------------------------------------------------
 
 
-def test_create_returns_the_call_at_once_queued(calls, agent):
+def test_create_returns_the_call_at_once_queued(calls, agent, network):
     call = calls.create_call(
         from_=agent.ref, to="+1 500 555 0001", webhook="https://hooks.example.com/calls",
         metadata={"crm_id": "42"},
@@ -103,6 +105,8 @@ def test_create_returns_the_call_at_once_queued(calls, agent):
     assert not call.HasField("answer_time") and not call.HasField("end_time")
     assert [(p.number, p.owner) for p in call.participants] == [(agent.ref, True), (ANSWERS, False)]
     assert call.create_time.seconds > 0
+    # The network is told to place it: from, the normalised to, caller_id and the default timeout.
+    assert network.orders_of(call.ref) == [("originate", (agent.ref, ANSWERS, "", 30))]
 
 
 @pytest.mark.parametrize(
@@ -117,7 +121,7 @@ def test_create_returns_the_call_at_once_queued(calls, agent):
     ],
     ids=["ext", "ext+callerid", "ext+callerid+device", "number+device", "ext+device", "number+callerid+device"],
 )
-def test_every_valid_combination_of_sipgates_table(tenant, calls, fresh_e164, from_kind, caller_id, device):
+def test_every_valid_combination_of_sipgates_table(tenant, calls, network, fresh_e164, from_kind, caller_id, device):
     from_number, shown = new_number(tenant, fresh_e164()), new_number(tenant, fresh_e164())
     request = {
         "from": from_number if from_kind == "number" else new_agent(tenant).ref,
@@ -130,6 +134,7 @@ def test_every_valid_combination_of_sipgates_table(tenant, calls, fresh_e164, fr
     expected = shown if caller_id else from_number if from_kind == "number" else ""
     assert call.caller_id == expected
     assert call.device_id == request["device_id"]
+    assert network.orders_of(call.ref) == [("originate", (request["from"], ANSWERS, expected, 30))]
 
 
 def routed_number(tenant, agent, e164: str) -> str:  # type: ignore[no-untyped-def]
@@ -193,12 +198,13 @@ def test_malformed_fields_are_invalid_argument_naming_them(calls, agent, fields,
     assert bad in fields_of(raised.value)
 
 
-def test_limits_are_inclusive(calls, agent):
+def test_limits_are_inclusive(calls, agent, network):
     call = calls.create_call(
         {"from": agent.ref, "to": ANSWERS, "timeout": 120,
          "metadata": {**{f"k{i}": "v" for i in range(19)}, "k" * 64: "v" * 512}}
     )
     assert call.timeout == 120 and len(call.metadata) == 20
+    assert network.orders_of(call.ref) == [("originate", (agent.ref, ANSWERS, "", 120))]
 
 
 def test_every_party_is_checked_against_the_workspace(tenant, calls, fresh_e164):
@@ -271,7 +277,7 @@ def test_another_workspaces_numbers_and_agents_are_invalid_argument(tenant, othe
         assert fields_of(raised.value) == {field}
 
 
-def test_a_retry_with_the_same_request_id_returns_the_first_call(tenant, calls, agent, db):
+def test_a_retry_with_the_same_request_id_returns_the_first_call(tenant, calls, agent, db, network):
     first = calls.create_call(from_=agent.ref, to=ANSWERS, request_id="retry-1")
     again = calls.create_call(from_=agent.ref, to=BUSY, request_id="retry-1")
     assert again.ref == first.ref and again.to == ANSWERS
@@ -280,9 +286,10 @@ def test_a_retry_with_the_same_request_id_returns_the_first_call(tenant, calls, 
                                                                       Call.ref == first.ref)), write=False)
     assert count == 1
     wait_for(calls, first.ref, S.CALL_STATUS_IN_PROGRESS)
+    assert network.orders_of(first.ref) == [("originate", (agent.ref, ANSWERS, "", 30))]  # placed once
 
 
-def test_concurrent_tries_of_one_create_make_one_call(tenant, agent, db):
+def test_concurrent_tries_of_one_create_make_one_call(tenant, agent, db, network):
     async def tries() -> list[str]:
         async with tenant.async_calls() as calls:
             made = await asyncio.gather(
@@ -296,6 +303,7 @@ def test_concurrent_tries_of_one_create_make_one_call(tenant, agent, db):
         lambda s: s.scalar(select(func.count()).select_from(Call).where(Call.request_id == "race-1",
                                                                       Call.ref == refs[0])), write=False)
     assert count == 1
+    assert [order for order, _ in network.orders_of(refs[0])] == ["originate"]  # placed once
 
 
 def test_a_reader_key_cannot_place_calls(tenant, agent):
@@ -378,48 +386,83 @@ def test_cancel_a_ringing_call_and_a_queued_call(calls, agent):
         assert not canceled.HasField("answer_time") and canceled.HasField("end_time")
 
 
+class ControlRpc(NamedTuple):
+    """A control RPC (the client's method and its arguments) and the order it gives the network."""
+
+    rpc: str
+    fields: dict[str, object]
+    order: tuple[str, tuple[object, ...]]  # as SimulatedGateway.orders records it, less the call's ref
+
+
+PLAYED, SIP_TARGET = "https://cdn.example.com/a.wav", "sip:carol@sip.example.com"
+CONTROLS = {
+    "hangup": ControlRpc("hangup_call", {}, ("hangup", ())),
+    "cancel": ControlRpc("cancel_call", {}, ("cancel", ())),
+    "mute": ControlRpc("mute_call", {"mute": True}, ("mute", (True,))),
+    "unmute": ControlRpc("mute_call", {"mute": False}, ("mute", (False,))),
+    "hold": ControlRpc("hold_call", {"hold": True}, ("hold", (True,))),
+    "unhold": ControlRpc("hold_call", {"hold": False}, ("hold", (False,))),
+    "record": ControlRpc("record_call", {"start": True}, ("record", (True,))),
+    "stop recording": ControlRpc("record_call", {"start": False}, ("record", (False,))),
+    "play": ControlRpc("play_audio", {"url": PLAYED}, ("play", (PLAYED,))),
+    "transfer": ControlRpc("transfer_call", {"to": SIP_TARGET}, ("transfer", (SIP_TARGET, False))),
+    "attended transfer": ControlRpc("transfer_call", {"to": "+1 500 555 0001", "attended": True},
+                                    ("transfer", (ANSWERS, True))),
+    "dtmf": ControlRpc("send_dtmf", {"digits": "0123456789*#ABCD"}, ("send_dtmf", ("0123456789*#ABCD",))),
+    "redirect": ControlRpc("redirect_call", {"app_ref": "app-1"}, ("redirect", ("app-1", None))),
+    "redirect to a webhook": ControlRpc("redirect_call", {"webhook": "https://hooks.example.com/b"},
+                                        ("redirect", (None, "https://hooks.example.com/b"))),
+}
+
+
 def every_control(calls, ref: str):  # type: ignore[no-untyped-def]
-    """Each control RPC on call `ref`, by name."""
-    return {
-        "hangup": lambda: calls.hangup_call(ref),
-        "cancel": lambda: calls.cancel_call(ref),
-        "mute": lambda: calls.mute_call(ref, mute=True),
-        "hold": lambda: calls.hold_call(ref, hold=True),
-        "record": lambda: calls.record_call(ref, start=True),
-        "play": lambda: calls.play_audio(ref, url="https://cdn.example.com/a.wav"),
-        "transfer": lambda: calls.transfer_call(ref, to=ANSWERS),
-        "dtmf": lambda: calls.send_dtmf(ref, digits="1"),
-        "redirect": lambda: calls.redirect_call(ref, app_ref="app-1"),
-    }
+    """Each control RPC of CONTROLS on call `ref`, by name."""
+    return {name: functools.partial(getattr(calls, c.rpc), ref, **c.fields) for name, c in CONTROLS.items()}
 
 
-def test_a_ringing_call_is_cancelled_not_hung_up_and_only_redirected(calls, agent):
+@pytest.mark.parametrize("name", list(CONTROLS))
+def test_every_control_gives_the_network_its_order(calls, agent, network, name):
+    if name == "cancel":  # CancelCall is for a call not answered yet; the other controls for an answered one
+        ref = calls.create_call(from_=agent.ref, to=STAYS_QUEUED, timeout=60).ref
+    else:
+        ref = answered(calls, agent).ref
+    every_control(calls, ref)[name]()
+    assert network.orders_of(ref)[1:] == [CONTROLS[name].order]  # after the originate: this order, once
+    if calls.get_call(ref).status == S.CALL_STATUS_IN_PROGRESS:
+        calls.hangup_call(ref)
+
+
+def test_a_ringing_call_is_cancelled_not_hung_up_and_only_redirected(calls, agent, network):
     ref = calls.create_call(from_=agent.ref, to=NO_ANSWER, timeout=60).ref
     wait_for(calls, ref, S.CALL_STATUS_RINGING)
     with pytest.raises(FailedPreconditionError, match="RINGING.*CancelCall"):
         calls.hangup_call(ref)
     for name, control in every_control(calls, ref).items():
-        if name not in ("hangup", "cancel", "redirect"):  # the controls of an answered call only
+        if CONTROLS[name].rpc not in ("hangup_call", "cancel_call", "redirect_call"):  # an answered call's only
             with pytest.raises(FailedPreconditionError, match="RINGING"):
                 control()
     assert calls.redirect_call(ref, webhook="https://hooks.example.com/b").webhook == "https://hooks.example.com/b"
     calls.cancel_call(ref)
+    # After the originate, the network heard of the two controls allowed, and of none refused.
+    assert network.orders_of(ref)[1:] == [("redirect", (None, "https://hooks.example.com/b")), ("cancel", ())]
 
 
-def test_an_answered_call_cannot_be_cancelled(calls, agent):
+def test_an_answered_call_cannot_be_cancelled(calls, agent, network):
     ref = answered(calls, agent).ref
     with pytest.raises(FailedPreconditionError, match="IN_PROGRESS.*HangupCall"):
         calls.cancel_call(ref)
     calls.hangup_call(ref)
+    assert network.orders_of(ref)[1:] == [("hangup", ())]  # no cancel
 
 
-def test_controlling_an_ended_call_is_failed_precondition_naming_its_state(calls, agent):
+def test_controlling_an_ended_call_is_failed_precondition_naming_its_state(calls, agent, network):
     ref = calls.create_call(from_=agent.ref, to=BUSY).ref
     wait_for(calls, ref, S.CALL_STATUS_BUSY)
     for control in every_control(calls, ref).values():
         with pytest.raises(FailedPreconditionError, match=r"has ended \(BUSY\)"):
             control()
     assert calls.get_call(ref).status == S.CALL_STATUS_BUSY
+    assert network.orders_of(ref)[1:] == []  # the originate alone: a refused control tells the network nothing
 
 
 @pytest.mark.parametrize(
@@ -435,12 +478,13 @@ def test_controlling_an_ended_call_is_failed_precondition_naming_its_state(calls
         ("redirect_call", {"webhook": "not a url"}, "webhook"),
     ],
 )
-def test_control_arguments_are_checked(calls, agent, rpc, fields, bad):
+def test_control_arguments_are_checked(calls, agent, network, rpc, fields, bad):
     ref = answered(calls, agent).ref
     with pytest.raises(InvalidArgumentError) as raised:
         getattr(calls, rpc)(ref=ref, **fields)
     assert fields_of(raised.value) == {bad}
     calls.hangup_call(ref)
+    assert network.orders_of(ref)[1:] == [("hangup", ())]  # nothing for the refused control
 
 
 def test_list_active_calls_is_the_workspaces_running_calls_oldest_first(tenant, other_tenant, calls, agent):
@@ -457,7 +501,7 @@ def test_list_active_calls_is_the_workspaces_running_calls_oldest_first(tenant, 
     assert list(calls.list_active_calls().calls) == []
 
 
-def test_another_workspaces_call_is_not_found_on_every_rpc(other_tenant, calls, agent):
+def test_another_workspaces_call_is_not_found_on_every_rpc(other_tenant, calls, agent, network):
     ref = calls.create_call(from_=agent.ref, to=NO_ANSWER, timeout=60).ref
     with other_tenant.calls() as theirs:
         with pytest.raises(NotFoundError):
@@ -466,6 +510,7 @@ def test_another_workspaces_call_is_not_found_on_every_rpc(other_tenant, calls, 
             with pytest.raises(NotFoundError):
                 control()
     assert calls.cancel_call(ref).status == S.CALL_STATUS_CANCELED
+    assert network.orders_of(ref)[1:] == [("cancel", ())]  # the other workspace's controls reached nothing
 
 
 def test_an_unknown_ref_is_not_found(calls):

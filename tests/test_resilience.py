@@ -29,6 +29,7 @@ class FlakyNumbers:
     def __init__(self, failures: int):
         self.failures = failures
         self.calls: dict[str, int] = {}
+        self.request_ids: list[str] = []  # of every CreateNumber attempt, failed or not
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.port = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
@@ -36,6 +37,8 @@ class FlakyNumbers:
     def _handler(self, name: str, response: object):  # type: ignore[no-untyped-def]
         async def handle(request, context):  # type: ignore[no-untyped-def]
             self.calls[name] = self.calls.get(name, 0) + 1
+            if name == "CreateNumber":
+                self.request_ids.append(request.request_id)
             if self.calls[name] <= self.failures:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
             return response
@@ -71,6 +74,14 @@ def test_reads_and_creates_are_retried_on_unavailable(flaky):
         assert numbers.get_number("n1").ref == "n1"
         assert numbers.create_number(e164_number="+14155550100").ref == "n1"  # carries a request_id
     assert flaky.calls == {"GetNumber": 3, "CreateNumber": 3}
+    # The client made the request_id once, for all three attempts: else a retried create could create twice.
+    assert len(flaky.request_ids) == 3 and len(set(flaky.request_ids)) == 1 and flaky.request_ids[0]
+
+
+def test_a_callers_request_id_is_sent_unchanged_on_every_attempt(flaky):
+    with Numbers(endpoint=f"127.0.0.1:{flaky.port}", api_key="k") as numbers:
+        numbers.create_number(e164_number="+14155550100", request_id="caller-1")
+    assert flaky.request_ids == ["caller-1"] * 3
 
 
 def test_updates_are_not_retried(flaky):
