@@ -130,7 +130,7 @@ def network(server: ServerThread) -> Network:
     """The test server's simulated network. Tests reach the gateway through this fixture alone, so that
     where the Calls service keeps it is known here only."""
     assert server.server is not None
-    return Network(next(s.gateway for s in server.server.servicers if hasattr(s, "gateway")))
+    return Network(next(runtime.gateway for runtime in server.server.runtimes))
 
 
 @pytest.fixture(scope="session")
