@@ -1,5 +1,6 @@
 # voxplane: `make run` serves every service on the embedded SQLite database;
-# `make test` runs the whole suite. Both set up .venv first.
+# `make test` lints, type-checks (mypy, set up in pyproject.toml) and runs the
+# whole suite. Both set up .venv first.
 
 PYTHON ?= python3
 VENV := .venv
@@ -13,6 +14,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 proto: $(STAMP)

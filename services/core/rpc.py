@@ -6,15 +6,16 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, Protocol, TypeAlias, TypeVar, overload
 
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..persistence.db import Database, LookupUnavailable
@@ -82,7 +83,15 @@ def log_rpc(method: str, code: grpc.StatusCode, started: float, caller: Caller |
         logs.info(log, "rpc", fields)
 
 
-Handler = TypeVar("Handler", bound=Callable[..., Any])
+# The types of what `rpc` takes and makes (typing only: nothing here runs per call).
+S = TypeVar("S")  # the servicer (or the mixin the method is written in)
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+# What grpc.aio passes a handler. The generated servicer bases declare a
+# `_ServicerContext` that is both the sync and the aio context; a handler that
+# takes any aio context takes that too.
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
 @dataclass(frozen=True)
@@ -101,7 +110,7 @@ class _Served:
 
     __slots__ = ("servicer", "method", "access", "api_key", "started", "caller", "code")
 
-    def __init__(self, servicer: Any, method: str, access: Access, context: grpc.aio.ServicerContext):
+    def __init__(self, servicer: Any, method: str, access: Access, context: Context):
         self.servicer, self.method, self.access = servicer, method, access
         self.api_key = bearer_token(context.invocation_metadata())
         self.started = time.perf_counter()
@@ -116,10 +125,10 @@ class _Served:
         self.caller = await authenticate(self.servicer.db, self.api_key, self.access)
         return self.caller
 
-    def incoming(self, context: grpc.aio.ServicerContext) -> Incoming:
+    def incoming(self, context: Context) -> Incoming:
         return Incoming(self.api_key, context.time_remaining())
 
-    async def fail(self, context: grpc.aio.ServicerContext, error: Exception) -> None:
+    async def fail(self, context: Context, error: Exception) -> None:
         status = status_of(error, self.full_method)
         self.code = status.code
         await context.abort_with_status(status)
@@ -128,7 +137,40 @@ class _Served:
         log_rpc(self.full_method, self.code, self.started, self.caller)
 
 
-def rpc(access: Access, *, quick: bool = False) -> Callable[[Handler], Handler]:
+class _Decorator(Protocol):
+    """`rpc(access)`: the handler it makes has the shape the generated servicer base declares.
+
+    A method of any shape but these three is refused, so a mistyped signature
+    shows up in mypy, not at the first call.
+    """
+
+    @overload
+    def __call__(
+        self, method: Callable[[S, Req, Caller, Incoming], AsyncIterator[Resp]], /
+    ) -> Callable[[S, Req, Context], AsyncIterator[Resp]]: ...
+    @overload
+    def __call__(
+        self, method: Callable[[S, Req, Caller, Incoming], Coroutine[Any, Any, Resp]], /
+    ) -> Callable[[S, Req, Context], Coroutine[Any, Any, Resp]]: ...
+    @overload
+    def __call__(
+        self, method: Callable[[S, Req, Caller, Session], Resp], /
+    ) -> Callable[[S, Req, Context], Coroutine[Any, Any, Resp]]: ...
+
+
+class _QuickDecorator(Protocol):
+    """`rpc(access, quick=True)`: the method needs no database, so it takes no session."""
+
+    def __call__(
+        self, method: Callable[[S, Req, Caller], Resp], /
+    ) -> Callable[[S, Req, Context], Coroutine[Any, Any, Resp]]: ...
+
+
+@overload
+def rpc(access: Access, *, quick: Literal[True]) -> _QuickDecorator: ...
+@overload
+def rpc(access: Access, *, quick: Literal[False] = False) -> _Decorator: ...
+def rpc(access: Access, *, quick: bool = False) -> _Decorator | _QuickDecorator:
     """Wraps a servicer method as a grpc.aio handler.
 
     The method is one of:
@@ -146,14 +188,15 @@ def rpc(access: Access, *, quick: bool = False) -> Callable[[Handler], Handler]:
     status, and one JSON line is logged per call.
     """
 
-    def decorate(method: Handler) -> Handler:
+    # Typed loosely inside: one body serves every shape, told apart at decoration time.
+    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
         write = access is not Access.READ
         asynchronous = inspect.iscoroutinefunction(method)
 
         if inspect.isasyncgenfunction(method):
 
             @functools.wraps(method)
-            async def stream_handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def stream_handler(self: Any, request: Any, context: Context) -> AsyncIterator[Any]:
                 served = _Served(self, method.__name__, access, context)
                 try:
                     caller = await served.authenticate()
@@ -164,10 +207,10 @@ def rpc(access: Access, *, quick: bool = False) -> Callable[[Handler], Handler]:
                 finally:
                     served.log()
 
-            return stream_handler  # type: ignore[return-value]
+            return stream_handler
 
         @functools.wraps(method)
-        async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def handler(self: Any, request: Any, context: Context) -> Any:
             served = _Served(self, method.__name__, access, context)
             db: Database = self.db
             try:
@@ -182,6 +225,6 @@ def rpc(access: Access, *, quick: bool = False) -> Callable[[Handler], Handler]:
             finally:
                 served.log()
 
-        return handler  # type: ignore[return-value]
+        return handler
 
     return decorate

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -48,6 +48,9 @@ class NewNumber:
     and `number_proto` reads it as it reads a Number (without the ORM's cost per object)."""
 
     etag = WorkspaceResource.etag
+    # The columns read here by name; the others are read only through `number_proto`.
+    e164_number: str
+    request_id: str | None
 
     def __init__(self, columns: dict[str, Any]):
         self.__dict__ = columns
@@ -59,6 +62,8 @@ class NewNumber:
 
 
 _NUMBER_ATTRIBUTES = frozenset(sa_inspect(Number).attrs.keys())
+# The Number model's table, as the Table it is (the declarative base declares `__table__` a FromClause).
+_NUMBERS = cast(Table, Number.__table__)
 
 
 class _ItemViolations(Violations):
@@ -112,6 +117,7 @@ def _checked(requests: Sequence[T], read: Callable[[T], Create], caller: Caller)
         if iv:
             continue
         row = NewNumber({**defaults, **fields, "e164_number": e164, "ref": new_ref()})
+        # Both set a Number's attributes, which a NewNumber stands in for.
         provisioning.apply_routing(row, routing)  # type: ignore[arg-type]
         provisioning.apply_settings(row, settings)  # type: ignore[arg-type]
         rows.append(row)
@@ -119,15 +125,16 @@ def _checked(requests: Sequence[T], read: Callable[[T], Create], caller: Caller)
     return rows
 
 
-def _made_before(session: Session, caller: Caller, rows: Sequence[NewNumber]) -> dict[str, Number]:
-    """The Numbers earlier creates made with the request_ids of `rows`, by request_id."""
+def _made_before(session: Session, caller: Caller, rows: Sequence[NewNumber]) -> dict[str | None, Number]:
+    """The Numbers earlier creates made with the request_ids of `rows`, by request_id. Typed by a
+    row's request_id, which may be None: a row without one is looked up too, and never found."""
     request_ids = [row.request_id for row in rows if row.request_id]
     if not request_ids:
         return {}
     found = session.scalars(
         select(Number).where(Number.workspace_id == caller.workspace_id, Number.request_id.in_(request_ids))
     )
-    return {number.request_id: number for number in found}  # type: ignore[misc]
+    return {number.request_id: number for number in found}
 
 
 def create_numbers(
@@ -143,14 +150,14 @@ def create_numbers(
     release) of one of its numbers, or a number someone holds (ALREADY_EXISTS).
     """
     rows = _checked(requests, read, caller)
-    earlier: dict[str, Number] = {}
+    earlier: dict[str | None, Number] = {}
     for _attempt in range(4):
         fresh = [row for row in rows if row.request_id not in earlier]
         if not fresh:
             break
         try:
             with session.begin_nested():
-                session.execute(insert(Number.__table__), [vars(row) for row in fresh])
+                session.execute(insert(_NUMBERS), [vars(row) for row in fresh])
             break
         except IntegrityError:
             found = _made_before(session, caller, rows)
@@ -162,7 +169,7 @@ def create_numbers(
             raise
     else:  # each try found something new in the way: only concurrent creates of the same numbers do that
         raise Aborted("Other requests kept creating numbers of this batch meanwhile; retry it.")
-    return [earlier.get(row.request_id, row) for row in rows]  # type: ignore[arg-type]
+    return [earlier.get(row.request_id, row) for row in rows]
 
 
 def _reclaim(session: Session, rows: Sequence[NewNumber]) -> int:
@@ -172,7 +179,7 @@ def _reclaim(session: Session, rows: Sequence[NewNumber]) -> int:
         .where(Number.e164_number.in_([row.e164_number for row in rows]), provisioning.dead(utcnow()))
         .execution_options(synchronize_session=False)
     )
-    return dead.rowcount  # type: ignore[attr-defined]
+    return dead.rowcount  # type: ignore[attr-defined]  # a DELETE's Result is a CursorResult
 
 
 def _raise_taken(session: Session, rows: Sequence[NewNumber], fresh: Sequence[NewNumber]) -> None:

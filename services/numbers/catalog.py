@@ -207,10 +207,13 @@ def _region_and_type(number: phonenumbers.PhoneNumber) -> tuple[str, int]:
     country code (all of the NANP's +1) already tests the number's type: asked separately they cost
     several times this, and a bulk import asks them of every number.
     """
-    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(number.country_code, ())
+    country_code = number.country_code
+    if country_code is None:  # only a PhoneNumber made by hand lacks one: it has no region
+        return "", PhoneNumberType.UNKNOWN
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code, ())
     national = phonenumbers.national_significant_number(number)
     if len(regions) == 1:  # the country code's own region, or "001" for a non-geographic one
-        metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(number.country_code, regions[0])
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, regions[0])
         return regions[0], _number_type(national, metadata) if metadata else PhoneNumberType.UNKNOWN
     for region in regions:
         metadata = phonenumbers.PhoneMetadata.metadata_for_region(region, None)

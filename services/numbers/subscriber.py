@@ -168,8 +168,9 @@ _ALSO_COUNTRY = {"PR": "US", "VI": "US", "GU": "US", "AS": "US", "MP": "US", "GG
 
 
 def number_country(number: Number) -> str:
-    """The ISO 3166-1 country of the number ("001" for non-geographic numbers such as +800)."""
-    return phonenumbers.region_code_for_number(phonenumbers.parse(number.e164_number))
+    """The ISO 3166-1 country of the number ("001" for non-geographic numbers such as +800, "ZZ" for
+    one that libphonenumber places in no region)."""
+    return phonenumbers.region_code_for_number(phonenumbers.parse(number.e164_number)) or phonenumbers.UNKNOWN_REGION
 
 
 def _in_country_of(number_region: str, country: str) -> bool:

@@ -16,16 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from sqlalchemy import Engine, Select, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+if TYPE_CHECKING:
+    import sqlite3
+
+    from sqlalchemy import Connection
+    from sqlalchemy.pool import ConnectionPoolEntry
+
 T = TypeVar("T")
+
+# A SELECT of any columns (SQLAlchemy 2.1 types a Select by the tuple of its columns' types).
+AnySelect: TypeAlias = "Select[*tuple[Any, ...]]"
 
 
 def normalise_url(url: str) -> str:
@@ -39,7 +48,7 @@ def normalise_url(url: str) -> str:
 def _tune_sqlite(engine: Engine, begin: str) -> None:
     # WAL lets the SIP proxy read while we write; foreign keys are off by default in SQLite.
     @event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    def on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -54,7 +63,7 @@ def _tune_sqlite(engine: Engine, begin: str) -> None:
     # A writer takes the write lock when it begins, so two writers queue on the
     # busy timeout instead of failing when a read lock cannot be upgraded.
     @event.listens_for(engine, "begin")
-    def on_begin(connection):  # type: ignore[no-untyped-def]
+    def on_begin(connection: Connection) -> None:
         connection.exec_driver_sql(begin)
 
 
@@ -78,12 +87,12 @@ def make_engine(url: str, *, writer: bool = True, pool_size: int = 8) -> Engine:
 class Lookup:
     """A SELECT compiled once for a dialect, to run on a raw DBAPI cursor."""
 
-    def __init__(self, statement: Select[Any], engine: Engine):
+    def __init__(self, statement: AnySelect, engine: Engine):
         self._compiled = statement.compile(dialect=engine.dialect)
         self.sql = str(self._compiled)
         self._positions = self._compiled.positiontup  # qmark dialects (SQLite) bind by position
 
-    def parameters(self, values: dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
+    def parameters(self, values: dict[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
         bound = self._compiled.construct_params(values)
         return [bound[name] for name in self._positions] if self._positions else bound
 
@@ -123,7 +132,7 @@ class Database:
         """`transaction(fn)` on the database threads, awaited from the event loop."""
         return await self.run(lambda: self.transaction(fn, write=write))
 
-    def fetch_one(self, statement: Select[Any], **values: Any) -> tuple[Any, ...] | None:
+    def fetch_one(self, statement: AnySelect, **values: Any) -> tuple[Any, ...] | None:
         """The first row of `statement` (a module-level constant, compiled once) on this thread's raw
         connection. A lost database raises LookupUnavailable."""
         lookup = self._lookup(statement)
@@ -133,6 +142,7 @@ class Database:
             with self._opened_lock:
                 self._opened.append(pooled)
             connection = self._lookup_connections.connection = pooled.dbapi_connection
+            assert connection is not None  # only an invalidated pool connection has none; this one is new
         dbapi = self._lookup_engine.dialect.loaded_dbapi
         try:
             cursor = connection.cursor()
@@ -145,7 +155,7 @@ class Database:
             self._lookup_connections.connection = None  # reconnect next time
             raise LookupUnavailable(str(error)) from error
 
-    async def lookup(self, statement: Select[Any], **values: Any) -> tuple[Any, ...] | None:
+    async def lookup(self, statement: AnySelect, **values: Any) -> tuple[Any, ...] | None:
         """`fetch_one`, from the event loop without leaving it. A lost database raises LookupUnavailable."""
         if self.is_sqlite:
             return self.fetch_one(statement, **values)
@@ -155,7 +165,7 @@ class Database:
             pool = self._async_lookups[loop] = AsyncLookups(self._lookup_engine, self._threads)
         return await pool.fetch_one(self._lookup(statement), values)
 
-    def _lookup(self, statement: Select[Any]) -> Lookup:
+    def _lookup(self, statement: AnySelect) -> Lookup:
         found = self._lookups.get(id(statement))
         if found is None:
             found = self._lookups[id(statement)] = Lookup(statement, self._lookup_engine)

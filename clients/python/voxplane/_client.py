@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -27,6 +27,8 @@ from google.protobuf.message import Message
 from ._errors import from_rpc_error
 
 DEFAULT_ENDPOINT = "127.0.0.1:50051"
+
+M = TypeVar("M", bound=Message)  # a request message type
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def _field_name(argument: str) -> str:
 
 
 @dataclass(frozen=True)
-class Method:
+class Method(Generic[M]):
     """One unary RPC, exposed as `client.<name>(request=None, /, **fields)`.
 
     `request` may be the request message, or a dict of its fields (snake_case
@@ -80,11 +82,11 @@ class Method:
     """
 
     rpc: str
-    request_type: type[Message]
+    request_type: type[M]
     retry: Retry = Retry.NEVER
     positional: str | None = None
 
-    def build(self, request: Any, fields: Mapping[str, Any]) -> Message:
+    def build(self, request: Any, fields: Mapping[str, Any]) -> M:
         if isinstance(request, self.request_type):
             message = type(request)()
             message.CopyFrom(request)
@@ -103,19 +105,21 @@ class Method:
                 json_format.ParseDict(values, message)
             except json_format.ParseError as error:
                 raise ValueError(f"{self.rpc}: {error}") from None
-        if self.retry is Retry.WITH_REQUEST_ID and not message.request_id:
+        # `Message` declares no fields: that the request has these is what its `retry` says.
+        if self.retry is Retry.WITH_REQUEST_ID and not message.request_id:  # type: ignore[attr-defined]
             message.request_id = uuid.uuid4().hex  # type: ignore[attr-defined]  # makes retries safe
         elif self.retry is Retry.WITH_REQUEST_IDS:
-            for item in message.requests:  # type: ignore[attr-defined]
+            for item in message.requests:  # type: ignore[attr-defined]  # as above
                 if not item.request_id:
                     item.request_id = uuid.uuid4().hex
         return message
 
     def retryable(self, message: Message) -> bool:
+        # As in build: the fields are the ones `retry` says the request has; `Message` declares none.
         if self.retry is Retry.WITH_REQUEST_IDS:
             return all(item.request_id for item in message.requests)  # type: ignore[attr-defined]
         return self.retry is Retry.ALWAYS or (
-            self.retry is Retry.WITH_REQUEST_ID and bool(message.request_id)
+            self.retry is Retry.WITH_REQUEST_ID and bool(message.request_id)  # type: ignore[attr-defined]
         )
 
     def __get__(self, client: Any, owner: type | None = None) -> Any:
@@ -142,7 +146,7 @@ class Pages:
             return self
 
         def walk(request: Any = None, /, **fields: Any) -> Any:
-            method: Method = getattr(type(client), self.method)
+            method: Method[Any] = getattr(type(client), self.method)
             return client._walk(method, method.build(request, fields), self.items)
 
         return walk
@@ -163,7 +167,7 @@ class _Attempts:
 
     def retry_after(self, error: grpc.RpcError) -> float | None:
         """Seconds to wait before the next try, or None when the error is final."""
-        if error.code() is not grpc.StatusCode.UNAVAILABLE or self.made >= self.allowed:  # type: ignore[attr-defined]
+        if error.code() is not grpc.StatusCode.UNAVAILABLE or self.made >= self.allowed:
             return None
         backoff = 0.05 * 2 ** (self.made - 1) * (0.5 + random.random() / 2)
         return min(backoff, max(0.0, self.deadline - time.monotonic()))
@@ -172,7 +176,7 @@ class _Attempts:
 class _Client:
     """What both flavours share: options, stub construction, metadata."""
 
-    stub_type: type
+    stub_type: type[Any]  # the service's generated stub class
 
     def __init__(self, options: ClientOptions | Mapping[str, Any] | None = None, **overrides: Any):
         if isinstance(options, Mapping):
@@ -186,7 +190,7 @@ class _Client:
     def _credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(root_certificates=self.options.root_certificates)
 
-    def _rpc(self, method: Method) -> Any:
+    def _rpc(self, method: Method[Any]) -> Any:
         if self._stub is None:
             self._channel = self._open_channel()
             self._stub = self.stub_type(self._channel)
@@ -209,16 +213,21 @@ class _Client:
     def _open_channel(self) -> Any:
         raise NotImplementedError
 
+    @property
+    def _endpoint(self) -> str:
+        # resolved() filled it in, from the options, the environment or the default.
+        return self.options.endpoint or DEFAULT_ENDPOINT
+
 
 class SyncClient(_Client):
     """Blocking client; use as a context manager or call `close()`."""
 
     def _open_channel(self) -> grpc.Channel:
         if self.options.tls:
-            return grpc.secure_channel(self.options.endpoint, self._credentials())
-        return grpc.insecure_channel(self.options.endpoint)
+            return grpc.secure_channel(self._endpoint, self._credentials())
+        return grpc.insecure_channel(self._endpoint)
 
-    def _invoke(self, method: Method, message: Message) -> Any:
+    def _invoke(self, method: Method[Any], message: Message) -> Any:
         attempts = _Attempts(self.options, method.retryable(message))
         while True:
             try:
@@ -229,13 +238,13 @@ class SyncClient(_Client):
                     raise from_rpc_error(error) from None
                 time.sleep(delay)
 
-    def _walk(self, method: Method, message: Message, items: str) -> Iterator[Any]:
+    def _walk(self, method: Method[Any], message: Message, items: str) -> Iterator[Any]:
         while True:
             page = self._invoke(method, message)
             yield from getattr(page, items)
             if not page.next_page_token:
                 return
-            message.page_token = page.next_page_token  # type: ignore[attr-defined]
+            message.page_token = page.next_page_token  # type: ignore[attr-defined]  # a List request has one
 
     def close(self) -> None:
         if self._channel is not None:
@@ -255,10 +264,10 @@ class AsyncClient(_Client):
 
     def _open_channel(self) -> grpc.aio.Channel:
         if self.options.tls:
-            return grpc.aio.secure_channel(self.options.endpoint, self._credentials())
-        return grpc.aio.insecure_channel(self.options.endpoint)
+            return grpc.aio.secure_channel(self._endpoint, self._credentials())
+        return grpc.aio.insecure_channel(self._endpoint)
 
-    async def _invoke(self, method: Method, message: Message) -> Any:
+    async def _invoke(self, method: Method[Any], message: Message) -> Any:
         attempts = _Attempts(self.options, method.retryable(message))
         while True:
             try:
@@ -269,14 +278,14 @@ class AsyncClient(_Client):
                     raise from_rpc_error(error) from None
                 await asyncio.sleep(delay)
 
-    async def _walk(self, method: Method, message: Message, items: str) -> AsyncIterator[Any]:
+    async def _walk(self, method: Method[Any], message: Message, items: str) -> AsyncIterator[Any]:
         while True:
             page = await self._invoke(method, message)
             for item in getattr(page, items):
                 yield item
             if not page.next_page_token:
                 return
-            message.page_token = page.next_page_token  # type: ignore[attr-defined]
+            message.page_token = page.next_page_token  # type: ignore[attr-defined]  # a List request has one
 
     async def close(self) -> None:
         if self._channel is not None:

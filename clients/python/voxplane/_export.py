@@ -27,7 +27,7 @@ CallFilter = pb.CallFilter | Mapping[str, Any] | None
 def _request(call_filter: CallFilter) -> pb.ExportCallsRequest:
     if isinstance(call_filter, pb.CallFilter):
         return pb.ExportCallsRequest(filter=call_filter)
-    return _EXPORT.build({"filter": dict(call_filter)} if call_filter else None, {})  # type: ignore[return-value]
+    return _EXPORT.build({"filter": dict(call_filter)} if call_filter else None, {})
 
 
 class _RowCounter:

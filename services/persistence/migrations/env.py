@@ -2,8 +2,11 @@
 
 from alembic import context
 
-from voxplane.services.persistence.db import one_shot_engine
-from voxplane.services.schema import metadata
+# Alembic runs this file by path, not as part of the package, so it imports absolutely. mypy checks
+# the servers as `services` and cannot see them as `voxplane.services` (the editable install maps them
+# with an import hook), so to it these two modules are missing.
+from voxplane.services.persistence.db import one_shot_engine  # type: ignore[import-not-found]  # see above
+from voxplane.services.schema import metadata  # type: ignore[import-not-found]  # see above
 
 config = context.config
 
