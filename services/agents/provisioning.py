@@ -5,7 +5,7 @@ from __future__ import annotations
 import string
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -73,7 +73,7 @@ def _username_taken(session: Session, username: str, domains: list[str], agent_i
         select(AgentCredential.domain).where(
             AgentCredential.username == username,
             AgentCredential.domain.in_(domains),
-            AgentCredential.agent_id != agent_id if agent_id is not None else True,
+            AgentCredential.agent_id != agent_id if agent_id is not None else true(),
         )
     ).all()
     where = ", ".join(repr(d) for d in taken) or "one of its domains"
@@ -172,6 +172,7 @@ def delete_agent(session: Session, caller: Caller, ref: str, etag: str) -> None:
     session.delete(get_agent(session, caller, ref, etag))
 
 
-def list_agents(session: Session, caller: Caller, after_id: int, size: int) -> tuple[Sequence[Agent], int | None]:
+def list_agents(session: Session, caller: Caller, after_id: int | None, size: int
+                ) -> tuple[Sequence[Agent], int | None]:
     query = select(Agent).where(Agent.workspace_id == caller.workspace_id)
     return keyset.page(session, query, Agent.id, after_id, size)

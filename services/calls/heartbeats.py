@@ -32,7 +32,7 @@ def beat(session: Session, runner_id: str, stale_after: timedelta) -> int:
     """
     now = utcnow()
     stamped = session.execute(update(CallRunner).where(CallRunner.id == runner_id).values(heartbeat_time=now))
-    if stamped.rowcount == 0:  # type: ignore[attr-defined]
+    if stamped.rowcount == 0:  # type: ignore[attr-defined]  # an UPDATE's Result is a CursorResult
         session.add(CallRunner(id=runner_id, start_time=now, heartbeat_time=now))
     return end_orphaned_calls(session, now - stale_after)
 

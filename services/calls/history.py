@@ -213,7 +213,8 @@ def delete_records(session: Session, caller: Caller, refs: Sequence[str]) -> Non
         )
         .execution_options(synchronize_session=False)
     )
-    if deleted.rowcount != len(found):  # a call changed meanwhile; the transaction rolls back
+    # A DELETE's Result is a CursorResult; fewer rows: a call changed meanwhile, the transaction rolls back.
+    if deleted.rowcount != len(found):  # type: ignore[attr-defined]
         raise FailedPrecondition("Some of these calls changed meanwhile; list them again and retry.")
 
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import String, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, String, bindparam, func, insert, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
@@ -19,7 +19,7 @@ from ..core import validation
 from ..core.auth import Caller
 from ..core.errors import InvalidArgument, Violations
 from ..core.resources import by_request_id, get_owned
-from ..persistence.base import UtcDateTime, new_ref, utcnow
+from ..persistence.base import UtcDateTime, new_ref, table_of, utcnow
 from . import states
 from .models import Call, CallParticipant
 from .states import NetworkEvent
@@ -111,6 +111,7 @@ def earlier_call(session: Session, caller: Caller, request_id: str | None) -> Ca
 
 # (attribute, column) of every column a new call's INSERT sets: the attribute `call_metadata` is the
 # column `metadata`.
+_CALLS = table_of(Call)
 _CALL_COLUMNS = [(a.key, a.columns[0].name) for a in sa_inspect(Call).column_attrs if a.key != "id"]
 
 
@@ -134,12 +135,12 @@ def insert_call(session: Session, caller: Caller, new: NewCall, caller_id: str, 
             CallParticipant(number=new.to, owner=False, muted=False, on_hold=False),
         ],
     )
-    calls = Call.__table__
+    calls = _CALLS
     call.id = session.execute(
         insert(calls).returning(calls.c.id), {column: getattr(call, key) for key, column in _CALL_COLUMNS}
     ).scalar_one()
     session.execute(
-        insert(CallParticipant.__table__),
+        insert(table_of(CallParticipant)),
         [{"call_id": call.id, "number": p.number, "owner": p.owner, "muted": False, "on_hold": False}
          for p in call.participants],
     )
@@ -154,8 +155,8 @@ def list_active(session: Session, caller: Caller) -> Sequence[Call]:
     ).all()
 
 
-def _locked(session: Session, query_filter: object) -> Call | None:
-    return session.scalar(select(Call).where(query_filter).with_for_update())  # type: ignore[arg-type]
+def _locked(session: Session, query_filter: ColumnElement[bool]) -> Call | None:
+    return session.scalar(select(Call).where(query_filter).with_for_update())
 
 
 def _apply(call: Call, step: states.Transition) -> None:
@@ -169,9 +170,9 @@ def _apply(call: Call, step: states.Transition) -> None:
         call.end_time = now
 
 
-_calls = Call.__table__.c
+_calls = _CALLS.c
 _EVENT_UPDATE = (
-    update(Call.__table__)
+    update(_CALLS)
     .where(_calls.id == bindparam("call_id"))
     .values(
         status=bindparam("new_status"),
@@ -194,7 +195,8 @@ def apply_events(session: Session, events: Sequence[NetworkEvent]) -> list[state
     )
     calls = {ref: (call_id, status) for ref, call_id, status in found}
     now = utcnow()
-    changes, outcomes = [], []
+    changes: list[dict[str, object]] = []
+    outcomes: list[states.TransitionRefused | None] = []
     for event in events:
         if event.ref not in calls:
             outcomes.append(None)

@@ -9,10 +9,11 @@ Nothing waits on purpose: a lone event is written at once.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 
 from ..persistence.db import Database
-from . import live, states
+from . import live
 from .states import NetworkEvent
 
 MAX_EVENTS = 500  # per transaction: bounds how long one holds the write lock
@@ -38,11 +39,11 @@ class EventRecorder:
             batch, self._waiting = self._waiting[:MAX_EVENTS], self._waiting[MAX_EVENTS:]
             events = [event for event, _ in batch]
             try:
-                outcomes: Sequence[states.TransitionRefused | None] = await self.db.run_transaction(
-                    lambda s, events=events: live.apply_events(s, events), write=True
+                outcomes: Sequence[Exception | None] = await self.db.run_transaction(
+                    functools.partial(live.apply_events, events=events), write=True
                 )
             except Exception as error:  # noqa: BLE001 - each waiting reporter gets the error
-                outcomes = [error] * len(batch)  # type: ignore[list-item]
+                outcomes = [error] * len(batch)
             for (_, done), outcome in zip(batch, outcomes, strict=True):
                 if done.done():  # its reporter was cancelled meanwhile
                     continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 
 from sqlalchemy.orm import Session
@@ -56,7 +57,8 @@ class HistoryRpcs(Servicer):
         before: int | None = None
         while True:
             data, before = await self.db.run_transaction(
-                lambda session, after=before: history.export_chunk(session, caller, call_filter, after), write=False
+                functools.partial(history.export_chunk, caller=caller, call_filter=call_filter, before_id=before),
+                write=False,
             )
             if header:
                 data, header = header + data, b""

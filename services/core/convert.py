@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from .errors import InvalidArgument, Violations
+
+if TYPE_CHECKING:  # the generic wrapper exists in the stubs only: mypy-protobuf's enums are one of it
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
+
+V = TypeVar("V", bound=int)  # an enum's ValueType
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -34,21 +39,23 @@ def optional(message: Any, field: str) -> Any:
     return getattr(message, field) if message.HasField(field) else None
 
 
-class ProtoEnum:
+class ProtoEnum(Generic[V]):
     """A proto enum under the names the rules use: NUMBER_STATE_ACTIVE <-> "ACTIVE", both ways.
 
     Built once per enum, so a response pays a dict lookup per value.
     """
 
-    def __init__(self, enum_type: Any):
-        self.type_name: str = enum_type.DESCRIPTOR.name
-        prefix = enum_type.Name(0).removesuffix("UNSPECIFIED")
-        self._numbers: dict[str, int] = {name.removeprefix(prefix): n for name, n in enum_type.items()}
-        self._names = {n: name for name, n in self._numbers.items()}
+    def __init__(self, enum_type: _EnumTypeWrapper[V]):
+        self.type_name = enum_type.DESCRIPTOR.name
+        zero = enum_type.Value(enum_type.DESCRIPTOR.values_by_number[0].name)
+        prefix = enum_type.Name(zero).removesuffix("UNSPECIFIED")
+        self._numbers: dict[str, V] = {name.removeprefix(prefix): n for name, n in enum_type.items()}
+        self._names: dict[int, str] = {n: name for name, n in self._numbers.items()}
+        self._zero = zero
 
-    def number(self, name: str | None) -> int:
+    def number(self, name: str | None) -> V:
         """The value of `name` ("ACTIVE"); None is the UNSPECIFIED value, 0."""
-        return self._numbers[name] if name is not None else 0
+        return self._numbers[name] if name is not None else self._zero
 
     def name(self, number: int, field: str, v: Violations | None = None) -> str:
         """The name of `number` ("UNSPECIFIED" for 0).

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from ..core import validation
 from ..core.auth import Caller
 from ..core.errors import Aborted, AlreadyExists, InvalidArgument, NotFound, Violations
-from ..persistence.base import WorkspaceResource, new_ref, utcnow
+from ..persistence.base import WorkspaceResource, new_ref, table_of, utcnow
 from . import catalog, provisioning
 from .models import Number
 from .provisioning import Routing, Settings
@@ -62,8 +62,7 @@ class NewNumber:
 
 
 _NUMBER_ATTRIBUTES = frozenset(sa_inspect(Number).attrs.keys())
-# The Number model's table, as the Table it is (the declarative base declares `__table__` a FromClause).
-_NUMBERS = cast(Table, Number.__table__)
+_NUMBERS = table_of(Number)
 
 
 class _ItemViolations(Violations):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import phonenumbers
-from sqlalchemy import Select, and_, func, insert, select
+from sqlalchemy import and_, func, insert, select
 from sqlalchemy.orm import Session
 
 from ..core import config, validation
@@ -22,6 +22,7 @@ from ..core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, No
 from ..core.resources import by_request_id, insert_once
 from ..persistence import keyset
 from ..persistence.base import utcnow
+from ..persistence.db import AnySelect
 from . import lifecycle
 from .models import InventoryNumber, Number
 from .provisioning import (
@@ -138,7 +139,7 @@ def import_entries(session: Session, entries: Sequence[tuple[str, str]]) -> tupl
 # --- what is available
 
 
-def _available(now: datetime) -> Select:  # type: ignore[type-arg]
+def _available(now: datetime) -> AnySelect:
     """Inventory rows no workspace holds a live Number for."""
     holder = and_(Number.e164_number == InventoryNumber.e164_number, ~dead(now))
     return select(InventoryNumber).outerjoin(Number, holder).where(Number.id.is_(None))
@@ -175,7 +176,9 @@ def e164_prefix(v: Violations, prefix: str, region_code: str) -> str:
         return ""
     if prefix.startswith("+"):
         return prefix
-    trunk = phonenumbers.PhoneMetadata.metadata_for_region(region).national_prefix or ""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    assert metadata is not None, region  # a supported region, checked above
+    trunk = metadata.national_prefix or ""
     if trunk and digits.startswith(trunk):
         digits = digits[len(trunk) :]
     return f"+{phonenumbers.country_code_for_region(region)}{digits}"
@@ -200,9 +203,10 @@ def check(session: Session, e164_numbers: Sequence[str]) -> list[tuple[str, str]
     if not 0 < len(e164_numbers) <= MAX_CHECK:
         raise InvalidArgument.of("e164_numbers", f"must hold 1 to {MAX_CHECK:,} numbers, got {len(e164_numbers):,}")
     v = Violations()
-    normalised = [validation.e164(v, f"e164_numbers[{i}]", n) for i, n in enumerate(e164_numbers)]
+    checked = [validation.e164(v, f"e164_numbers[{i}]", n) for i, n in enumerate(e164_numbers)]
     v.raise_if_any()
-    wanted = sorted(set(normalised))  # type: ignore[arg-type]
+    normalised = [n for n in checked if n is not None]  # every one, as none was refused
+    wanted = sorted(set(normalised))
     now = utcnow()
     in_inventory: set[str] = set()
     free: set[str] = set()
@@ -219,7 +223,7 @@ def check(session: Session, e164_numbers: Sequence[str]) -> list[tuple[str, str]
             )
         )
     return [
-        (n, "AVAILABLE" if n in free else "TAKEN" if n in in_inventory else "NOT_IN_INVENTORY")  # type: ignore[misc]
+        (n, "AVAILABLE" if n in free else "TAKEN" if n in in_inventory else "NOT_IN_INVENTORY")
         for n in normalised
     ]
 
@@ -266,10 +270,11 @@ def acquire(
     request = validation.request_id(v, request_id)
     routing, settings = checked_routing_and_settings(v, routing, settings)
     v.raise_if_any()
+    assert e164 is not None  # else refused above
     earlier = by_request_id(session, Number, caller, request)
     if earlier is not None:
         return earlier
-    stock, holder = _stock_and_reservation(session, caller, e164)  # type: ignore[arg-type]
+    stock, holder = _stock_and_reservation(session, caller, e164)
     if holder is not None:
         lifecycle.apply(holder, lifecycle.ACTIVATE)  # confirms the reservation
         number = holder
@@ -286,7 +291,7 @@ def acquire(
     if holder is not None:
         session.flush()
         return number
-    return insert_once(session, number, caller, lambda: taken(e164))  # type: ignore[arg-type]
+    return insert_once(session, number, caller, lambda: taken(e164))
 
 
 def reserve(session: Session, caller: Caller, e164_number: str, hold: timedelta | None) -> Number:
@@ -296,7 +301,8 @@ def reserve(session: Session, caller: Caller, e164_number: str, hold: timedelta 
     if not MIN_HOLD <= hold <= MAX_HOLD:
         v.add("hold", f"must be between 1 second and 7 days, got {hold.total_seconds():g} seconds")
     v.raise_if_any()
-    stock, holder = _stock_and_reservation(session, caller, e164)  # type: ignore[arg-type]
+    assert e164 is not None  # else refused above
+    stock, holder = _stock_and_reservation(session, caller, e164)
     now = utcnow()
     if holder is not None:
         holder.reserve_expire_time = now + hold  # reserving again extends the hold
@@ -307,4 +313,4 @@ def reserve(session: Session, caller: Caller, e164_number: str, hold: timedelta 
         caller, e164_number=e164, provider_ref=stock.provider_ref, from_inventory=True, state="RESERVED",
         reserve_expire_time=now + hold,
     )
-    return insert_once(session, number, caller, lambda: taken(e164))  # type: ignore[arg-type]
+    return insert_once(session, number, caller, lambda: taken(e164))

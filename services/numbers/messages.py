@@ -10,7 +10,6 @@ from voxplane.numbers.v1 import numbers_pb2 as pb
 from ..core.convert import ProtoEnum, optional, timestamp
 from . import catalog
 from . import subscriber as rules
-from .batch import NewNumber
 from .models import EmergencyAddress, Number, Subscriber
 from .provisioning import Routing, Settings, routing_of
 
@@ -95,14 +94,14 @@ def emergency_address_proto(address: EmergencyAddress) -> pb.EmergencyAddress:
     )
 
 
-def basic_number_proto(number: Number | NewNumber) -> pb.Number:
+def basic_number_proto(number: Number) -> pb.Number:
     """A Number in NUMBER_VIEW_BASIC."""
     return pb.Number(ref=number.ref, e164_number=number.e164_number, state=STATE.number(number.state),
                      etag=number.etag)
 
 
-def number_proto(number: Number | NewNumber) -> pb.Number:
-    """A Number in NUMBER_VIEW_FULL. A NewNumber (a batch's row) reads as a Number does."""
+def number_proto(number: Number) -> pb.Number:
+    """A Number in NUMBER_VIEW_FULL."""
     message = pb.Number(
         ref=number.ref,
         name=number.name,

@@ -204,11 +204,12 @@ def create_number(
         porting_in=porting_in, request_id=request_id,
     )
     v.raise_if_any()
+    assert e164 is not None and routing is not None  # else refused above
     number = new_number(caller, e164_number=e164, **fields)
-    apply_routing(number, routing)  # type: ignore[arg-type]
+    apply_routing(number, routing)
     apply_settings(number, settings)
-    reclaim(session, e164, utcnow())  # type: ignore[arg-type]
-    return insert_once(session, number, caller, lambda: taken(e164))  # type: ignore[arg-type]
+    reclaim(session, e164, utcnow())
+    return insert_once(session, number, caller, lambda: taken(e164))
 
 
 def get_number(session: Session, caller: Caller, ref: str, etag: str = "") -> Number:
@@ -273,7 +274,7 @@ def checked_filter(
 
 
 def list_numbers(
-    session: Session, caller: Caller, number_filter: NumberFilter, after_id: int, size: int
+    session: Session, caller: Caller, number_filter: NumberFilter, after_id: int | None, size: int
 ) -> tuple[Sequence[Number], int | None]:
     query = select(Number).where(Number.workspace_id == caller.workspace_id, ~dead(utcnow()))
     f = number_filter

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from sqlalchemy.orm import Session
 
 from voxplane.numbers.v1 import numbers_pb2 as pb
@@ -11,6 +13,7 @@ from ..core.rpc import rpc
 from ..core.servicer import Servicer
 from . import batch
 from .messages import VIEW, basic_number_proto, number_proto, routing_from, settings_from
+from .models import Number
 
 
 def _create(item: pb.CreateNumberRequest) -> batch.Create:
@@ -32,7 +35,8 @@ class BatchRpcs(Servicer):
     ) -> pb.BatchCreateNumbersResponse:
         proto = basic_number_proto if VIEW.name(request.view, "view") == "BASIC" else number_proto
         numbers = batch.create_numbers(session, caller, request.requests, _create)
-        return pb.BatchCreateNumbersResponse(numbers=[proto(n) for n in numbers])
+        # A NewNumber (a row inserted without the ORM) reads as a Number does.
+        return pb.BatchCreateNumbersResponse(numbers=[proto(cast(Number, n)) for n in numbers])
 
     @rpc(Access.WRITE)
     def BatchDeleteNumbers(

@@ -7,7 +7,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, DateTime, Dialect, ForeignKey, Integer, MetaData, String, TypeDecorator
+from sqlalchemy import BigInteger, DateTime, Dialect, ForeignKey, Integer, MetaData, String, Table, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 # Named constraints, so migrations can refer to them on every backend.
@@ -65,6 +65,14 @@ def new_ref() -> str:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Table, for Core statements on the hot paths (the declarative base types `__table__`
+    as any FromClause)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 class WorkspaceResource:

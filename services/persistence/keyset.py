@@ -9,15 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from .db import AnySelect
 
 K = TypeVar("K")
 Row = TypeVar("Row")
 
 
-def window(query: Select[Any], column: InstrumentedAttribute[K], after: K | None, size: int, *,
-           newest_first: bool = False) -> Select[Any]:
+def window(query: AnySelect, column: InstrumentedAttribute[K], after: K | None, size: int, *,
+           newest_first: bool = False) -> AnySelect:
     """`query` limited to the page after `after` (None: from the start), in `column`'s order (descending
     with `newest_first`), with one row more than `size`."""
     if after is not None:
@@ -33,7 +34,7 @@ def cut(rows: Sequence[Row], size: int, key: Callable[[Row], K]) -> tuple[Sequen
     return rows, None
 
 
-def page(session: Session, query: Select[Any], column: InstrumentedAttribute[K], after: K | None, size: int, *,
+def page(session: Session, query: AnySelect, column: InstrumentedAttribute[K], after: K | None, size: int, *,
          newest_first: bool = False) -> tuple[Sequence[Any], K | None]:
     """One page of the ORM objects `query` selects, and the key to continue after if more follow."""
     rows = session.scalars(window(query, column, after, size, newest_first=newest_first)).all()
