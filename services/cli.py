@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy.orm import Session
-
-from voxplane._bulk import ProgressBar
+from tqdm import tqdm
 
 from .app import SERVICES, build_server
 from .core import config, logs, workspaces
@@ -100,18 +99,18 @@ def cmd_keys_revoke(args: argparse.Namespace) -> None:
 def cmd_inventory_import(args: argparse.Namespace) -> None:
     """Loads a CSV (columns e164_number, provider_ref) into the inventory: all of it, or none."""
     path = Path(args.file)
-    bar = ProgressBar(path.name, path.stat().st_size, sys.stderr) if sys.stderr.isatty() else None
+    # Bytes read drive the bar, redrawn once a chunk; disable=None draws it only when stderr is a terminal.
+    bar = tqdm(total=path.stat().st_size, desc=path.name, unit="B", unit_scale=True, disable=None)
+    read = 0
 
     def lines(file: Iterable[str]) -> Iterator[str]:
-        read = 0
-        for number, line in enumerate(file):
+        nonlocal read
+        for line in file:
             read += len(line.encode())
-            if bar:
-                bar.show(read, number)
             yield line
 
     def load(session: Session) -> tuple[int, int]:
-        added = present = 0
+        added = present = done = 0
         with path.open(newline="", encoding="utf-8") as file:
             reader = csv.DictReader(lines(file))
             missing = {"e164_number", "provider_ref"} - set(reader.fieldnames or ())
@@ -124,7 +123,9 @@ def cmd_inventory_import(args: argparse.Namespace) -> None:
                     [(row["e164_number"] or "", row["provider_ref"] or "") for _, row in chunk],
                     lambda i, name: f"line {chunk[i][0]}: {name}",  # noqa: B023 - used before the next chunk
                 )
-                added, present = added + counts[0], present + counts[1]
+                added, present, done = added + counts[0], present + counts[1], done + len(chunk)
+                bar.set_postfix_str(f"{done:,} rows", refresh=False)
+                bar.update(read - bar.n)
         return added, present
 
     try:
@@ -133,8 +134,7 @@ def cmd_inventory_import(args: argparse.Namespace) -> None:
         sys.exit("voxplane: nothing was imported:\n" + "\n".join(f"  {v.field}: {v.description}"
                                                                   for v in error.violations))
     finally:
-        if bar:
-            bar.close()
+        bar.close()
     print(f"imported {added:,} numbers into the inventory ({present:,} were there already)")
 
 
