@@ -18,8 +18,9 @@ RUN groupadd --system --gid 10001 voxplane \
  && useradd --system --uid 10001 --gid voxplane --home-dir /var/lib/voxplane --create-home voxplane
 
 # Dependencies first, read from pyproject.toml alone: editing the sources does not reinstall grpcio & co.
+# The servers need the client's dependencies and the `server` extra's.
 COPY pyproject.toml /src/
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['server']))" > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
@@ -28,7 +29,7 @@ COPY protos /src/protos
 COPY clients/python /src/clients/python
 COPY services /src/services
 # The sources are removed once installed, so nothing but site-packages' `voxplane` is importable.
-RUN pip install /src && rm -rf /src
+RUN pip install "/src[server]" && rm -rf /src
 
 # Listen on every interface inside the container; the default SQLite database (no
 # VOXPLANE_DATABASE_URL) lives under the user's home, which is the only writable place.

@@ -25,7 +25,7 @@ bench: $(STAMP)
 
 install: $(STAMP)
 
-# Reinstalled whenever the project's dependencies change.
+# Reinstalled whenever the project's dependencies change. The dev extra includes the server extra.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

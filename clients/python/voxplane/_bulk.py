@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import grpc
+from tqdm import tqdm
 
 from ._errors import FieldViolation, InvalidArgumentError, VoxplaneError
 from .numbers.v1 import numbers_pb2 as pb
@@ -70,39 +71,6 @@ class _Batch:
     bytes_read: int  # of the file, up to the end of this batch
 
 
-class ProgressBar:
-    """One line on stderr, redrawn at most ten times a second; no dependency needed.
-
-    Driven by bytes read from a file; also used by `voxplane inventory import`."""
-
-    WIDTH = 30
-
-    def __init__(self, label: str, total_bytes: int, stream: IO[str]):
-        self.label, self.total, self.stream = label, total_bytes, stream
-        self.started = self.drawn = time.monotonic()
-        self.width = 0
-
-    def show(self, bytes_done: int, rows: int, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.drawn < 0.1:
-            return
-        self.drawn = now
-        fraction = min(1.0, bytes_done / self.total) if self.total else 1.0
-        filled = int(fraction * self.WIDTH)
-        rate = rows / (now - self.started) if now > self.started else 0.0
-        text = (
-            f"{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {fraction:4.0%}"
-            f"  {rows:,} rows  {rate:,.0f}/s"
-        )
-        self.stream.write("\r" + text.ljust(self.width))
-        self.stream.flush()
-        self.width = len(text)
-
-    def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
-
-
 class CsvImport:
     """One import of one file: reads it a batch at a time, keeps count, shows progress, and turns a
     failed batch into an error naming the file's lines. `import_csv` and `import_csv_async` send."""
@@ -114,8 +82,11 @@ class CsvImport:
         self.batch_size = batch_size
         self.rows = self.batches_sent = 0
         self.started = time.monotonic()
-        show = sys.stderr.isatty() if progress is None else progress
-        self.bar = ProgressBar(self.path.name, self.path.stat().st_size, sys.stderr) if show else None
+        # Bytes read drive the bar; disable=None draws it only when stderr is a terminal.
+        self.bar = tqdm(
+            total=self.path.stat().st_size, desc=self.path.name, unit="B", unit_scale=True, file=sys.stderr,
+            disable=None if progress is None else not progress,
+        )
         self._batches: Iterator[_Batch] | None = None
 
     def __enter__(self) -> CsvImport:
@@ -124,8 +95,7 @@ class CsvImport:
     def __exit__(self, *exc: object) -> None:
         if self._batches is not None:
             self._batches.close()  # type: ignore[attr-defined]  # closes the file
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -228,8 +198,14 @@ class CsvImport:
     def done(self, batch: _Batch, response: pb.BatchCreateNumbersResponse) -> None:
         self.rows += len(response.numbers)
         self.batches_sent += 1
-        if self.bar is not None:
-            self.bar.show(batch.bytes_read, self.rows)
+        self._advance(batch.bytes_read)
+
+    def _advance(self, bytes_read: int) -> None:
+        """Redraws the bar (tqdm draws at most ten times a second), once a batch: never once a row."""
+        seconds = time.monotonic() - self.started
+        rate = self.rows / seconds if seconds > 0 else 0.0
+        self.bar.set_postfix_str(f"{self.rows:,} rows, {rate:,.0f} rows/s", refresh=False)
+        self.bar.update(bytes_read - self.bar.n)
 
     def failed(self, batch: _Batch, error: VoxplaneError) -> VoxplaneError:
         """The error of a batch the server refused, with `requests[i]` named by the file's line."""
@@ -256,8 +232,7 @@ class CsvImport:
         )
 
     def summary(self) -> ImportSummary:
-        if self.bar is not None:
-            self.bar.show(self.path.stat().st_size, self.rows, force=True)
+        self._advance(self.bar.total)  # drawn in full when the bar closes
         return ImportSummary(self.rows, self.batches_sent, time.monotonic() - self.started)
 
 

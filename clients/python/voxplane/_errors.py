@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
-
-_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 
 @dataclass(frozen=True)
@@ -78,18 +77,21 @@ _BY_CODE: dict[grpc.StatusCode, type[VoxplaneError]] = {
 
 
 def _field_violations(error: grpc.RpcError) -> tuple[FieldViolation, ...]:
-    trailing = error.trailing_metadata() or ()  # type: ignore[attr-defined]
-    for key, value in trailing:
-        if key != _STATUS_DETAILS_KEY:
-            continue
-        status = status_pb2.Status.FromString(value)
-        violations: list[FieldViolation] = []
-        for detail in status.details:
-            bad_request = error_details_pb2.BadRequest()
-            if detail.Unpack(bad_request):
-                violations += [FieldViolation(v.field, v.description) for v in bad_request.field_violations]
-        return tuple(violations)
-    return ()
+    """The BadRequest field violations of the error's google.rpc.Status, if it carries one."""
+    if not callable(getattr(error, "trailing_metadata", None)):
+        return ()  # not a call (raised before one started, or by an interceptor): no status details
+    try:
+        status = rpc_status.from_call(error)  # grpc.RpcError and grpc.aio.AioRpcError alike
+    except ValueError:
+        return ()  # details whose code or message differ from the call's: not this error's
+    if status is None:
+        return ()
+    violations: list[FieldViolation] = []
+    for detail in status.details:
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            violations += [FieldViolation(v.field, v.description) for v in bad_request.field_violations]
+    return tuple(violations)
 
 
 def from_rpc_error(error: grpc.RpcError) -> VoxplaneError:
