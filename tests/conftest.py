@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from voxplane import Agents, AsyncAgents, AsyncCalls, AsyncNumbers, Calls, Numbers
 from voxplane.services.app import build_server
 from voxplane.services.calls.gateway import SimulatedGateway
-from voxplane.services.core import workspaces
+from voxplane.services.core import config, workspaces
 from voxplane.services.core.auth import Role
 from voxplane.services.core.server import Server, TlsFiles
 from voxplane.services.persistence.db import Database, normalise_url
@@ -131,6 +131,26 @@ def network(server: ServerThread) -> Network:
     where the Calls service keeps it is known here only."""
     assert server.server is not None
     return Network(next(runtime.gateway for runtime in server.server.runtimes))
+
+
+class Environment:
+    """VOXPLANE_* settings changed for one test. The servers of this process read them at once (they
+    read `config.settings()`); the environment as it was comes back after the test."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self._monkeypatch = monkeypatch
+
+    def set(self, **variables: str) -> None:
+        for name, value in variables.items():
+            self._monkeypatch.setenv(name, value)
+        config.reload()
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Environment]:
+    yield Environment(monkeypatch)
+    monkeypatch.undo()
+    config.reload()
 
 
 @pytest.fixture(scope="session")

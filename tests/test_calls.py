@@ -144,8 +144,8 @@ def routed_number(tenant, agent, e164: str) -> str:  # type: ignore[no-untyped-d
         return numbers.create_number(provider_ref="trunk-1", e164_number=e164, aor_link=aor).e164_number
 
 
-def test_caller_id_hierarchy_uses_the_device_then_the_from_agents_number(tenant, calls, fresh_e164, monkeypatch):
-    monkeypatch.setenv("VOXPLANE_CALLS_LOOKUP_TTL", "0")  # every answer asked afresh: the suspension shows at once
+def test_caller_id_hierarchy_uses_the_device_then_the_from_agents_number(tenant, calls, fresh_e164, environment):
+    environment.set(VOXPLANE_CALLS_LOOKUP_TTL="0")  # every answer asked afresh: the suspension shows at once
     device, caller = new_agent(tenant), new_agent(tenant)
     device_number, caller_number = routed_number(tenant, device, fresh_e164()), routed_number(tenant, caller, fresh_e164())
     shown = new_number(tenant, fresh_e164())
@@ -224,8 +224,8 @@ def test_a_disabled_agent_cannot_place_a_call(tenant, calls):
     assert fields_of(raised.value) == {"from"}
 
 
-def test_what_numbers_and_agents_said_is_reused_for_the_lookup_ttl(tenant, calls, fresh_e164, monkeypatch):
-    monkeypatch.setenv("VOXPLANE_CALLS_LOOKUP_TTL", "0.5")
+def test_what_numbers_and_agents_said_is_reused_for_the_lookup_ttl(tenant, calls, fresh_e164, environment):
+    environment.set(VOXPLANE_CALLS_LOOKUP_TTL="0.5")
     device, caller = new_agent(tenant), new_agent(tenant)
     device_number, caller_number = routed_number(tenant, device, fresh_e164()), routed_number(tenant, caller, fresh_e164())
     request = {"from": caller.ref, "to": ANSWERS, "device_id": device.ref}
@@ -241,8 +241,8 @@ def test_what_numbers_and_agents_said_is_reused_for_the_lookup_ttl(tenant, calls
     assert calls.create_call(from_=caller.ref, to=ANSWERS).caller_id == caller_number
 
 
-def test_a_refusal_is_never_reused(tenant, calls, fresh_e164, monkeypatch):
-    monkeypatch.setenv("VOXPLANE_CALLS_LOOKUP_TTL", "60")
+def test_a_refusal_is_never_reused(tenant, calls, fresh_e164, environment):
+    environment.set(VOXPLANE_CALLS_LOOKUP_TTL="60")
     disabled, e164 = new_agent(tenant, enabled=False), fresh_e164()
     for request in ({"from": disabled.ref}, {"from": new_agent(tenant).ref, "caller_id": e164}):
         with pytest.raises(InvalidArgumentError):
@@ -574,10 +574,10 @@ def runner_with_call(db, tenant, runner: str, heartbeat_age: timedelta) -> str: 
     return db.transaction(insert, write=True)
 
 
-def test_the_calls_of_a_process_that_stopped_beating_are_ended(tenant, database_url, db, monkeypatch):
+def test_the_calls_of_a_process_that_stopped_beating_are_ended(tenant, database_url, db, environment):
     crashed = runner_with_call(db, tenant, f"crashed-{secrets.token_hex(4)}", timedelta(hours=1))
     silent = runner_with_call(db, tenant, f"silent-{secrets.token_hex(4)}", timedelta(0))
-    monkeypatch.setenv("VOXPLANE_CALLS_HEARTBEAT", "0.2")  # taken for stopped after 1.2 s without a beat
+    environment.set(VOXPLANE_CALLS_HEARTBEAT="0.2")  # taken for stopped after 1.2 s without a beat
     watcher = ServerThread(database_url, ["calls"])
     try:
         with Calls(endpoint=watcher.address, api_key=tenant.keys[Role.MEMBER]) as calls:

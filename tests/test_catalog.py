@@ -94,10 +94,10 @@ def test_short_codes_are_emergency_or_short_code(tenant, code, region, kind, cou
     )
 
 
-def test_international_follows_the_home_region(tenant, monkeypatch):
+def test_international_follows_the_home_region(tenant, environment):
     with tenant.numbers() as numbers:
         assert not numbers.classify_number("+14155552671").classification.international
-        monkeypatch.setenv("VOXPLANE_HOME_REGION", "GB")
+        environment.set(VOXPLANE_HOME_REGION="GB")
         assert numbers.classify_number("+14155552671").classification.international
         national = numbers.classify_number("01224 901769")  # read in the home region now
         assert national.number == "+441224901769"
@@ -242,20 +242,6 @@ def test_numbers_carry_their_classification(tenant, fresh_e164):
 # --- the operator's classifier file (VOXPLANE_CLASSIFIERS), at unit level -------------------
 
 
-@pytest.fixture
-def settings_env(monkeypatch):
-    """Lets a test change the catalog's environment; what was cached under another one is dropped."""
-
-    def forget() -> None:
-        catalog.classifiers.cache_clear()
-        catalog._classification.cache_clear()
-
-    forget()
-    yield monkeypatch
-    monkeypatch.undo()
-    forget()
-
-
 def write_json(tmp_path, content) -> str:  # type: ignore[no-untyped-def]
     path = tmp_path / "classifiers.json"
     path.write_text(content if isinstance(content, str) else json.dumps(content))
@@ -292,8 +278,8 @@ def test_the_first_matching_classifier_names_the_number(tmp_path):
     assert catalog.matching("+441224901769", loaded) == ("uk",)
 
 
-def test_voxplane_classifiers_names_the_file_the_deployment_uses(tmp_path, settings_env):
-    settings_env.setenv("VOXPLANE_CLASSIFIERS", write_json(tmp_path, UK_CLASSIFIERS))
+def test_voxplane_classifiers_names_the_file_the_deployment_uses(tmp_path, environment):
+    environment.set(VOXPLANE_CLASSIFIERS=write_json(tmp_path, UK_CLASSIFIERS))
     assert [c.name for c in catalog.classifiers()] == [c["name"] for c in UK_CLASSIFIERS]
     assert catalog.classification("+447400123456").classifiers == ("mobile_gb",)
     assert catalog.classify("999", "GB").classification.classifiers == ("emergency_gb",)
@@ -336,8 +322,8 @@ def test_a_missing_classifier_file_is_refused(tmp_path):
         ("VOXPLANE_HOME_REGION", "XX", "VOXPLANE_HOME_REGION 'XX'"),
     ],
 )
-def test_bad_catalog_settings_stop_the_numbers_service_from_starting(tmp_path, settings_env, variable, value, shown):
-    settings_env.setenv(variable, write_json(tmp_path, value) if variable == "VOXPLANE_CLASSIFIERS" else value)
+def test_bad_catalog_settings_stop_the_numbers_service_from_starting(tmp_path, environment, variable, value, shown):
+    environment.set(**{variable: write_json(tmp_path, value) if variable == "VOXPLANE_CLASSIFIERS" else value})
     with pytest.raises(SystemExit) as caught:
         NumbersServicer(None, None)  # type: ignore[arg-type]
     assert shown in str(caught.value.code)
@@ -386,7 +372,7 @@ def sample_numbers() -> list[str]:
     return _sample_numbers()
 
 
-def test_classification_answers_as_libphonenumber_does(sample_numbers, settings_env):
+def test_classification_answers_as_libphonenumber_does(sample_numbers, environment):
     for value in sample_numbers:
         found = catalog.classification(value)
         try:

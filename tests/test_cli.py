@@ -190,3 +190,19 @@ def test_dev_command_prints_a_working_grpcurl_line_and_keeps_its_key(env, tmp_pa
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=30)
     assert key in banner  # the same key, printed again
+
+
+def test_a_setting_of_the_wrong_type_stops_a_command_with_its_name(env):
+    done = cli({**env, "VOXPLANE_CALLS_HEARTBEAT": "often", "VOXPLANE_DB_THREADS": "8"}, "migrate", check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith("voxplane: bad setting: VOXPLANE_CALLS_HEARTBEAT: ")
+    assert "\n" not in done.stderr.rstrip("\n")  # one line, no traceback
+
+
+def test_serve_listens_where_the_environment_says_when_no_flag_does(env):
+    cli(env, "migrate")
+    served = Served({**env, "VOXPLANE_HOST": "127.0.0.2"}, "serve", "numbers")
+    try:
+        assert served.address.startswith("127.0.0.2:")
+    finally:
+        served.stop()

@@ -4,7 +4,7 @@ One pair of clients (one channel each) serves every call; each lookup runs
 with the caller's own API key and within what is left of the caller's deadline.
 
 What they answer about an agent that can place calls, or a number the workspace holds, is reused for
-`config.calls_lookup_ttl()` seconds (1 by default) by later calls made with the same API key: asking every
+`VOXPLANE_CALLS_LOOKUP_TTL` seconds (1 by default) by later calls made with the same API key: asking every
 time cost two gRPC calls per call, about half of CreateCall's CPU. So for up to that long after an
 agent is disabled or a number is suspended, calls may still use them. A negative answer (unknown,
 not the workspace's, disabled) is never reused: what was just created works at once.
@@ -57,7 +57,7 @@ class Answers:
         if kept is not None and kept[0] > now:
             return kept[1]
         answer = await ask()
-        ttl = config.calls_lookup_ttl()
+        ttl = config.settings().calls_lookup_ttl
         if ttl > 0 and keep(answer):
             if len(self._kept) >= self.MAX:
                 self._kept = {k: v for k, v in self._kept.items() if v[0] > now}

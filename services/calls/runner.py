@@ -41,11 +41,13 @@ class Runner:
         self.db = db
         self.id = new_ref()
         if gateway is None:
-            ring_delay, answer_delay = config.simulated_call_delays()
-            gateway = SimulatedGateway(self._on_network_event, ring_delay=ring_delay, answer_delay=answer_delay)
+            settings = config.settings()
+            gateway = SimulatedGateway(
+                self._on_network_event, ring_delay=settings.sim_ring_delay, answer_delay=settings.sim_answer_delay
+            )
         self.gateway = gateway
         self.events = EventRecorder(db)
-        self.heartbeat = config.calls_heartbeat()
+        self.heartbeat = config.settings().calls_heartbeat
         self.stale_after = timedelta(seconds=self.heartbeat * 6)
         self._endpoint: str | None = None
         self._services: Services | None = None
@@ -101,8 +103,8 @@ class Runner:
 
     def _directory(self, caller: Caller, incoming: Incoming) -> Directory:
         if self._services is None:
-            numbers = config.service_endpoint("numbers") or self._endpoint
-            agents = config.service_endpoint("agents") or self._endpoint
+            numbers = config.settings().numbers_endpoint or self._endpoint
+            agents = config.settings().agents_endpoint or self._endpoint
             if not (numbers and agents):
                 raise Unavailable("The Calls service does not know where Numbers and Agents are; retry shortly.")
             self._services = Services(numbers, agents)

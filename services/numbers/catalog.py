@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -110,10 +109,13 @@ def load_classifiers(path: str | Path) -> tuple[Classifier, ...]:
     return tuple(classifiers)
 
 
-@functools.cache
 def classifiers() -> tuple[Classifier, ...]:
     """The deployment's classifiers: the file named by VOXPLANE_CLASSIFIERS, else Kazoo's defaults."""
-    path = os.environ.get(CLASSIFIERS_ENV)
+    return _classifiers_of(config.settings().classifiers)
+
+
+@functools.cache
+def _classifiers_of(path: str) -> tuple[Classifier, ...]:
     return load_classifiers(path) if path else DEFAULT_CLASSIFIERS
 
 
@@ -125,7 +127,7 @@ def matching(value: str, rules: Sequence[Classifier]) -> tuple[str, ...]:
 def check_settings() -> None:
     """Loads what the catalog needs from the environment, so bad settings stop a server from starting."""
     classifiers()
-    home = config.home_region()
+    home = config.settings().home_region
     if home not in phonenumbers.SUPPORTED_REGIONS:
         raise SettingsError(f"VOXPLANE_HOME_REGION {home!r} is not a region with a numbering plan, e.g. 'US' or 'GB'")
 
@@ -152,7 +154,8 @@ class ClassifiedNumber:
 
 def classification(e164: str) -> Classification:
     """What a stored E.164 number is. Never raises: a number that no longer parses is UNSPECIFIED."""
-    return _classification(e164, config.home_region())
+    settings = config.settings()
+    return _classification(e164, settings.home_region, settings.classifiers)
 
 
 def checked_e164(v: Violations, field: str, value: str) -> str | None:
@@ -235,20 +238,20 @@ _number_type = phonenumberutil._number_type_helper
 # Called for every Number a response carries (up to 1,000 per page), and by checked_e164 just before
 # a batch's Numbers are made: cached for both. A page's worth, not more: more only costs memory.
 @functools.lru_cache(maxsize=4096)
-def _classification(e164: str, home: str) -> Classification:
+def _classification(e164: str, home: str, classifiers_file: str) -> Classification:
     parsed = _as_written(e164)
     if parsed is None:
         try:
             parsed = phonenumbers.parse(e164, None)
         except phonenumbers.NumberParseException:
-            return Classification("UNSPECIFIED", "", 0, False, matching(e164, classifiers()))
+            return Classification("UNSPECIFIED", "", 0, False, matching(e164, _classifiers_of(classifiers_file)))
     region, kind = _region_and_type(parsed)
     return Classification(
         type="UNSPECIFIED" if kind == PhoneNumberType.UNKNOWN else _TYPE_NAMES[kind],
         region_code=region,
         country_code=parsed.country_code or 0,
         international=bool(region) and region != home,
-        classifiers=matching(e164, classifiers()),
+        classifiers=matching(e164, _classifiers_of(classifiers_file)),
     )
 
 
@@ -257,7 +260,7 @@ def classify(number: str, region_code: str = "") -> ClassifiedNumber:
     default the home region), or a short code of the region such as 911 or 112."""
     v = Violations()
     text = number.strip()
-    region = region_code.strip().upper() or config.home_region()
+    region = region_code.strip().upper() or config.settings().home_region
     if not text:
         v.add("number", "is required")
     elif len(text) > MAX_NUMBER_LEN:
@@ -265,7 +268,7 @@ def classify(number: str, region_code: str = "") -> ClassifiedNumber:
     if region not in phonenumbers.SUPPORTED_REGIONS:
         v.add("region_code", f"{region_code!r} is not a region with a numbering plan, e.g. 'US' or 'GB'")
     v.raise_if_any()
-    home = config.home_region()
+    home = config.settings().home_region
     try:
         parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
@@ -276,7 +279,7 @@ def classify(number: str, region_code: str = "") -> ClassifiedNumber:
             number=e164,
             national_format=phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL),
             international_format=phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL),
-            classification=_classification(e164, home),
+            classification=classification(e164),
         )
     if parsed is not None and text.isdigit():
         short = _short_code(phonenumbers.normalize_digits_only(text), parsed, region, home)

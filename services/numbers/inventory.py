@@ -166,7 +166,7 @@ def available_prefixes(session: Session, region_code: str) -> list[AvailablePref
 def e164_prefix(v: Violations, prefix: str, region_code: str) -> str:
     """A search prefix in E.164 form: '+441224' as given, or national '01224' read in the region."""
     prefix = prefix.strip().replace(" ", "")
-    region = (region_code.strip() or config.home_region()).upper()
+    region = (region_code.strip() or config.settings().home_region).upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
         v.add("region_code", f"{region_code!r} is not an ISO 3166-1 region code, e.g. 'GB'")
         return ""

@@ -131,7 +131,7 @@ def checked_routing_and_settings(
 def dead(now: datetime) -> ColumnElement[bool]:
     return or_(
         and_(Number.state == "RESERVED", Number.reserve_expire_time <= now),
-        and_(Number.state == "RELEASED", Number.release_time <= now - config.release_aging()),
+        and_(Number.state == "RELEASED", Number.release_time <= now - config.settings().release_aging),
     )
 
 

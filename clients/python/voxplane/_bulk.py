@@ -83,8 +83,9 @@ class CsvImport:
         self.rows = self.batches_sent = 0
         self.started = time.monotonic()
         # Bytes read drive the bar; disable=None draws it only when stderr is a terminal.
+        self.size = self.path.stat().st_size
         self.bar = tqdm(
-            total=self.path.stat().st_size, desc=self.path.name, unit="B", unit_scale=True, file=sys.stderr,
+            total=self.size, desc=self.path.name, unit="B", unit_scale=True, file=sys.stderr,
             disable=None if progress is None else not progress,
         )
         self._batches: Iterator[_Batch] | None = None
@@ -232,7 +233,7 @@ class CsvImport:
         )
 
     def summary(self) -> ImportSummary:
-        self._advance(self.bar.total)  # drawn in full when the bar closes
+        self._advance(self.size)  # drawn in full when the bar closes
         return ImportSummary(self.rows, self.batches_sent, time.monotonic() - self.started)
 
 

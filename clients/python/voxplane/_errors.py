@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import grpc
 from google.rpc import error_details_pb2
@@ -76,7 +77,7 @@ _BY_CODE: dict[grpc.StatusCode, type[VoxplaneError]] = {
 }
 
 
-def _field_violations(error: grpc.RpcError) -> tuple[FieldViolation, ...]:
+def _field_violations(error: grpc.Call) -> tuple[FieldViolation, ...]:
     """The BadRequest field violations of the error's google.rpc.Status, if it carries one."""
     if not callable(getattr(error, "trailing_metadata", None)):
         return ()  # not a call (raised before one started, or by an interceptor): no status details
@@ -95,6 +96,8 @@ def _field_violations(error: grpc.RpcError) -> tuple[FieldViolation, ...]:
 
 
 def from_rpc_error(error: grpc.RpcError) -> VoxplaneError:
-    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
+    # What a call raises is a grpc.Call too (an AioRpcError has the same methods).
+    call = cast(grpc.Call, error)
+    code = call.code()
     cls = _BY_CODE.get(code, VoxplaneError)
-    return cls(code, error.details() or code.name, _field_violations(error))  # type: ignore[attr-defined]
+    return cls(code, call.details() or code.name, _field_violations(call))

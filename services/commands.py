@@ -1,0 +1,184 @@
+"""What the `voxplane` commands do (cli.py reads the command line): serve, migrate, and manage
+workspaces, API keys and the inventory. Needs the `server` extra."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import itertools
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
+from tqdm import tqdm
+
+from .app import SERVICES, build_server
+from .core import config, workspaces
+from .core.auth import Role
+from .core.errors import DomainError, InvalidArgument
+from .core.server import TlsFiles, serve_until_signalled
+from .numbers import inventory
+from .persistence.db import Database
+from .persistence.migrate import upgrade
+
+T = TypeVar("T")
+DEV_WORKSPACE = "dev"
+
+
+def _transaction(fn: Callable[[Session], T]) -> T:
+    db = Database(config.database_url(), threads=1)
+    try:
+        return db.transaction(fn, write=True)
+    finally:
+        db.close()
+
+
+def _tls(settings: config.Settings) -> TlsFiles | None:
+    if not (settings.tls_cert and settings.tls_key):
+        return None
+    return TlsFiles(cert_chain=settings.tls_cert.read_bytes(), private_key=settings.tls_key.read_bytes())
+
+
+def _serve(names: list[str], host: str | None, port: int | None, announce: Callable[[int], None] | None = None
+           ) -> None:
+    """Serves `names` at --host/--port, else at VOXPLANE_HOST/VOXPLANE_PORT."""
+    settings = config.settings()
+    host = settings.host if host is None else host
+    port = settings.port if port is None else port
+    db = Database(config.database_url(), threads=settings.db_threads)
+    tls = _tls(settings)
+
+    async def main() -> None:
+        # grpc.aio objects belong to the loop they are made in.
+        server = build_server(names, db, tls)
+        await serve_until_signalled(server, host, port, settings.shutdown_grace, announce)
+
+    asyncio.run(main())
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    _serve([args.service], args.host, args.port)
+
+
+def cmd_migrate(_args: argparse.Namespace) -> None:
+    upgrade(config.database_url())
+    print("database is at the latest schema", file=sys.stderr)
+
+
+def cmd_workspaces_create(args: argparse.Namespace) -> None:
+    print(_transaction(lambda s: workspaces.create_workspace(s, args.name).ref))
+
+
+def cmd_workspaces_list(_args: argparse.Namespace) -> None:
+    for ws in _transaction(workspaces.list_workspaces):
+        print(f"{ws.ref}\t{ws.name}\t{ws.create_time:%Y-%m-%d %H:%M:%S}")
+
+
+def cmd_keys_create(args: argparse.Namespace) -> None:
+    role = Role(args.role)
+    print(_transaction(lambda s: workspaces.create_key(s, workspaces.find_workspace(s, args.workspace), role)))
+
+
+def cmd_keys_list(args: argparse.Namespace) -> None:
+    def rows(session: Session) -> list[str]:
+        return [
+            f"{k.key_id}\t{k.workspace.name}\t{k.role}\t{k.create_time:%Y-%m-%d %H:%M:%S}\t"
+            + ("revoked" if k.revoke_time else "active")
+            for k in workspaces.list_keys(session, args.workspace)
+        ]
+
+    print("\n".join(["KEY_ID\tWORKSPACE\tROLE\tCREATED\tSTATE", *_transaction(rows)]))
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> None:
+    _transaction(lambda s: workspaces.revoke_key(s, args.key_id))
+    print(f"revoked {args.key_id}", file=sys.stderr)
+
+
+def cmd_inventory_import(args: argparse.Namespace) -> None:
+    """Loads a CSV (columns e164_number, provider_ref) into the inventory: all of it, or none."""
+    path = Path(args.file)
+    # Bytes read drive the bar, redrawn once a chunk; disable=None draws it only when stderr is a terminal.
+    bar = tqdm(total=path.stat().st_size, desc=path.name, unit="B", unit_scale=True, disable=None)
+    read = 0
+
+    def lines(file: Iterable[str]) -> Iterator[str]:
+        nonlocal read
+        for line in file:
+            read += len(line.encode())
+            yield line
+
+    def load(session: Session) -> tuple[int, int]:
+        added = present = done = 0
+        with path.open(newline="", encoding="utf-8") as file:
+            reader = csv.DictReader(lines(file))
+            missing = {"e164_number", "provider_ref"} - set(reader.fieldnames or ())
+            if missing:
+                raise SystemExit(f"voxplane: {path} lacks the column(s) {', '.join(sorted(missing))}")
+            rows = ((reader.line_num, row) for row in reader)
+            while chunk := list(itertools.islice(rows, 5000)):
+                counts = inventory.import_rows(
+                    session,
+                    [(row["e164_number"] or "", row["provider_ref"] or "") for _, row in chunk],
+                    lambda i, name: f"line {chunk[i][0]}: {name}",  # noqa: B023 - used before the next chunk
+                )
+                added, present, done = added + counts[0], present + counts[1], done + len(chunk)
+                bar.set_postfix_str(f"{done:,} rows", refresh=False)
+                bar.update(read - bar.n)
+        return added, present
+
+    try:
+        added, present = _transaction(load)
+    except InvalidArgument as error:
+        sys.exit("voxplane: nothing was imported:\n" + "\n".join(f"  {v.field}: {v.description}"
+                                                                  for v in error.violations))
+    finally:
+        bar.close()
+    print(f"imported {added:,} numbers into the inventory ({present:,} were there already)")
+
+
+def dev_api_key(session: Session, key_file: Path) -> str:
+    """The development key kept in `key_file`, made (with its workspace) if missing or revoked."""
+    if key_file.exists():
+        key = key_file.read_text().strip()
+        if workspaces.key_is_active(session, key):
+            return key
+    try:
+        workspace = workspaces.find_workspace(session, DEV_WORKSPACE)
+    except DomainError:
+        workspace = workspaces.create_workspace(session, DEV_WORKSPACE)
+    key = workspaces.create_key(session, workspace, Role.ADMIN)
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    os.chmod(key_file, 0o600)
+    return key
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    """`make run`: migrate, make sure a development key exists, print how to call, serve everything."""
+    upgrade(config.database_url())
+    key_file = config.settings().data_dir / "dev-api-key"
+    key = _transaction(lambda s: dev_api_key(s, key_file))
+    grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
+
+    def announce(port: int) -> None:
+        address = f"{args.host or config.settings().host}:{port}"
+        print(
+            f"\nvoxplane is serving {', '.join(SERVICES)} on {address}"
+            f" (database: {config.database_url()})\n"
+            f"development API key (also in {key_file}):\n  {key}\n"
+            "try:\n"
+            f"  {grpcurl} -plaintext {address} list\n"
+            f"  {grpcurl} -plaintext -H 'authorization: Bearer {key}' "
+            f"-d '{{\"page_size\": 5}}' {address} voxplane.numbers.v1.Numbers/ListNumbers\n",
+            flush=True,
+        )
+
+    _serve(["all"], args.host, args.port, announce)
