@@ -27,6 +27,10 @@ if _version_not_supported:
 
 class CallsStub:
     """Places and controls calls, and keeps their history.
+
+    SIMULATED NETWORK: this release carries calls on a simulated network only
+    (no call reaches a phone); the destination picks the outcome, as the README
+    lists. Each Calls server logs a WARNING saying so when it starts.
     """
 
     def __init__(self, channel):
@@ -124,6 +128,10 @@ class CallsStub:
 
 class CallsServicer:
     """Places and controls calls, and keeps their history.
+
+    SIMULATED NETWORK: this release carries calls on a simulated network only
+    (no call reaches a phone); the destination picks the outcome, as the README
+    lists. Each Calls server logs a WARNING saying so when it starts.
     """
 
     def CreateCall(self, request, context):
@@ -366,6 +374,10 @@ def add_CallsServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Calls:
     """Places and controls calls, and keeps their history.
+
+    SIMULATED NETWORK: this release carries calls on a simulated network only
+    (no call reaches a phone); the destination picks the outcome, as the README
+    lists. Each Calls server logs a WARNING saying so when it starts.
     """
 
     @staticmethod

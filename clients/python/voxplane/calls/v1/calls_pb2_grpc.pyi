@@ -47,7 +47,12 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class CallsStub:
-    """Places and controls calls, and keeps their history."""
+    """Places and controls calls, and keeps their history.
+
+    SIMULATED NETWORK: this release carries calls on a simulated network only
+    (no call reaches a phone); the destination picks the outcome, as the README
+    lists. Each Calls server logs a WARNING saying so when it starts.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -128,7 +133,12 @@ class CallsStub:
 
 @_typing.type_check_only
 class CallsAsyncStub(CallsStub):
-    """Places and controls calls, and keeps their history."""
+    """Places and controls calls, and keeps their history.
+
+    SIMULATED NETWORK: this release carries calls on a simulated network only
+    (no call reaches a phone); the destination picks the outcome, as the README
+    lists. Each Calls server logs a WARNING saying so when it starts.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateCall: _aio.UnaryUnaryMultiCallable[_calls_pb2.CreateCallRequest, _calls_pb2.Call]  # type: ignore[assignment]
@@ -205,7 +215,12 @@ class CallsAsyncStub(CallsStub):
     """
 
 class CallsServicer(metaclass=_abc_1.ABCMeta):
-    """Places and controls calls, and keeps their history."""
+    """Places and controls calls, and keeps their history.
+
+    SIMULATED NETWORK: this release carries calls on a simulated network only
+    (no call reaches a phone); the destination picks the outcome, as the README
+    lists. Each Calls server logs a WARNING saying so when it starts.
+    """
 
     @_abc_1.abstractmethod
     def CreateCall(
