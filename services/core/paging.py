@@ -58,12 +58,12 @@ class PageTokens:
 
     def page(
         self, scope: str, request: Any, fetch: Callable[[K | None, int], tuple[Sequence[T], K | None]], *,
-        key: Callable[[str], K] = int, size_field: str = "page_size",  # type: ignore[assignment]  # int is a K
+        key: Callable[[str], K] = int,  # type: ignore[assignment]  # int is a K
     ) -> tuple[Sequence[T], str]:
         """Serves one page of a List request: `fetch(after, size)` returns the rows after the key `after`
         (None: the first page) and the key of the last one if more follow. `key` reads a key back from
         a token (ids by default)."""
-        size = page_size(getattr(request, size_field), size_field)
+        size = page_size(request.page_size)
         position = self.read(scope, request.page_token)
         rows, last = fetch(key(position) if position is not None else None, size)
         return rows, self.issue(scope, last) if last is not None else ""
