@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import signal
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -87,13 +89,20 @@ class Server:
         )
 
     async def start(self, host: str, port: int) -> int:
-        """Starts serving; returns the bound port (useful with port 0)."""
+        """Starts serving; returns the bound port (useful with port 0). An address it cannot listen on
+        stops the process with one line naming it (SystemExit)."""
         address = f"{host}:{port}"
-        if self.tls:
-            credentials = grpc.ssl_server_credentials([(self.tls.private_key, self.tls.cert_chain)])
-            bound = self.grpc.add_secure_port(address, credentials)
-        else:
-            bound = self.grpc.add_insecure_port(address)
+        check_listenable(host, port)
+        try:
+            if self.tls:
+                credentials = grpc.ssl_server_credentials([(self.tls.private_key, self.tls.cert_chain)])
+                bound = self.grpc.add_secure_port(address, credentials)
+            else:
+                bound = self.grpc.add_insecure_port(address)
+        except RuntimeError:  # grpc says only "Failed to bind"; check_listenable tells why, before grpc tries
+            bound = 0
+        if not bound:
+            raise SystemExit(f"voxplane: cannot listen on {address}; choose another with --host/--port")
         reachable = "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host
         for runtime in self.runtimes:  # those that call services this server hosts do so at this address
             await runtime.start(f"{reachable}:{bound}")
@@ -110,6 +119,36 @@ class Server:
             await runtime.close()
         await self.db.close_lookups()
         self.db.close()
+
+
+def check_listenable(host: str, port: int) -> None:
+    """Stops the process with one line when no address `host` names can take `port`: what grpc would
+    otherwise report as a C-core log line and a RuntimeError that says neither which address nor why."""
+    if port == 0:
+        return  # any free port
+    address = f"{host}:{port}"
+    try:
+        resolved = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise SystemExit(f"voxplane: cannot listen on {address}: {host!r} is not a known host ({error.strerror})") from None
+    problems: list[OSError] = []
+    for family, kind, proto, _, sockaddr in resolved:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds
+            try:
+                probe.bind(sockaddr)
+                return  # grpc serves if it can bind any of the addresses
+            except OSError as error:
+                problems.append(error)
+    if any(p.errno == errno.EADDRINUSE for p in problems):
+        why = "the address is already in use (is another voxplane, `make run` say, serving there?)"
+    elif any(p.errno == errno.EACCES for p in problems):
+        why = "permission denied (ports below 1024 need privileges)"
+    elif any(p.errno == errno.EADDRNOTAVAIL for p in problems):
+        why = f"{host} is not an address of this machine"
+    else:
+        why = "; ".join(sorted({p.strerror or str(p) for p in problems})) or "no address to listen on"
+    raise SystemExit(f"voxplane: cannot listen on {address}: {why}; choose another with --port or VOXPLANE_PORT")
 
 
 async def serve_until_signalled(
