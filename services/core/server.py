@@ -56,6 +56,24 @@ def page_tokens(db: Database) -> PageTokens:
     return PageTokens(key)
 
 
+class Health(health.aio.HealthServicer):
+    """grpc's health service, but a check of a service this server does not host says which it does
+    (grpc's own answers NOT_FOUND with no message)."""
+
+    def __init__(self, service_names: Sequence[str]):
+        super().__init__()
+        self.service_names = service_names  # the server's list, filled as it registers its services
+
+    async def Check(self, request: health_pb2.HealthCheckRequest, context: Any) -> health_pb2.HealthCheckResponse:
+        if request.service and request.service not in self.service_names:
+            known = ", ".join(self.service_names)
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"This server does not serve {request.service!r}: it serves {known}, and '' (the server as a whole).",
+            )
+        return await super().Check(request, context)
+
+
 @dataclass
 class TlsFiles:
     cert_chain: bytes
@@ -69,10 +87,10 @@ class Server:
         self.db = db
         self.tls = tls
         self.grpc = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        self.health = health.aio.HealthServicer()
+        self.service_names: list[str] = []
+        self.health = Health(self.service_names)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         tokens = page_tokens(db)
-        self.service_names: list[str] = []
         self.runtimes: list[Runtime] = []
         for service in services:
             if service.runtime is None:
