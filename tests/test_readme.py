@@ -31,11 +31,13 @@ What the README must keep to, to stay runnable (its editors' rules):
 - `sh` blocks are scripts: each line (with `\\` continuations) is a command that must succeed.
   Their output is not compared.
 - `python` blocks run in one namespace, in this directory, with the VOXPLANE_* variables the shell
-  session exported; a block passes when it raises nothing.
+  session exported; a block passes when it raises nothing. Each must also paste into the
+  interactive `python` as it is: no blank line inside an indented block, and a blank line after one.
 """
 
 from __future__ import annotations
 
+import code
 import contextlib
 import io
 import json
@@ -406,7 +408,11 @@ class Shell:
 
     def close(self) -> None:
         self.stdin.close()
-        self.process.wait(timeout=10)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a command that never ended: the failure is reported already
+            self.process.kill()
+            self.process.wait()
 
 
 def clean_environment() -> dict[str, str]:
@@ -437,8 +443,38 @@ class DevServer:
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=30)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
         self.log.close()
+
+
+class _Paste(code.InteractiveConsole):
+    """The interactive interpreter a reader pastes a block into, compiling line by line, running nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[str] = []
+
+    def runcode(self, code: Any) -> None:
+        pass
+
+    def showsyntaxerror(self, *args: Any, **kwargs: Any) -> None:
+        error = sys.exc_info()[1]
+        self.errors.append(f"{type(error).__name__}: {error}")
+
+
+def pasteable(block: Block) -> str:
+    """Why the block does not paste into `python` (a blank line inside an indented block ends it
+    there), at which README line; "" when it does."""
+    console = _Paste()
+    for number, line in enumerate([*block.text.splitlines(), ""], start=block.line + 1):
+        console.push(line)
+        if console.errors:
+            return f"README.md:{number}: {console.errors[0]}"
+    return ""
 
 
 def run_python(block: Block, code: str, namespace: dict[str, Any]) -> str:
@@ -485,6 +521,8 @@ def test_readme_runs_top_to_bottom(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                     monkeypatch.delenv(name, raising=False)
                 for name, value in shell.exported().items():
                     monkeypatch.setenv(name, value)
+                unpasteable = pasteable(block)
+                assert not unpasteable, f"{block.name} does not paste into `python`: {unpasteable}"
                 print(f"--- {block.name}\n{run_python(block, story.substituted(text), namespace)}")
                 continue
             steps = transcript(Block(block.line, block.lang, text, None)) if block.lang == "console" else (
