@@ -10,7 +10,7 @@ import itertools
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -100,40 +100,66 @@ def cmd_keys_revoke(args: argparse.Namespace) -> None:
     print(f"revoked {args.key_id}", file=sys.stderr)
 
 
+class _Unreadable(Exception):
+    """The file cannot be read as CSV text: the command stops with one line saying why."""
+
+
+def _csv_lines(path: Path, counted: Callable[[int], None]) -> Iterator[str]:
+    """The file's lines, decoded one at a time so that a byte that is not UTF-8 is named by its line."""
+    try:
+        file = path.open("rb")
+    except FileNotFoundError:
+        raise _Unreadable(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise _Unreadable(f"{path}: is a directory, not a CSV file") from None
+    except OSError as error:
+        raise _Unreadable(f"{path}: {error.strerror or error}") from None
+    with file:
+        for number, raw in enumerate(file, start=1):
+            counted(len(raw))
+            try:
+                yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise _Unreadable(f"{path}: line {number} is not UTF-8 text (save the file as UTF-8)") from None
+
+
 def cmd_inventory_import(args: argparse.Namespace) -> None:
     """Loads a CSV (columns e164_number, provider_ref) into the inventory: all of it, or none."""
     path = Path(args.file)
+    if path.is_dir():
+        sys.exit(f"voxplane: {path}: is a directory, not a CSV file")
+    if not path.exists():
+        sys.exit(f"voxplane: {path}: no such file")
     # Bytes read drive the bar, redrawn once a chunk; disable=None draws it only when stderr is a terminal.
     bar = tqdm(total=path.stat().st_size, desc=path.name, unit="B", unit_scale=True, disable=None)
     read = 0
 
-    def lines(file: Iterable[str]) -> Iterator[str]:
+    def count(size: int) -> None:
         nonlocal read
-        for line in file:
-            read += len(line.encode())
-            yield line
+        read += size
 
     def load(session: Session) -> tuple[int, int]:
         added = present = done = 0
-        with path.open(newline="", encoding="utf-8") as file:
-            reader = csv.DictReader(lines(file))
-            missing = {"e164_number", "provider_ref"} - set(reader.fieldnames or ())
-            if missing:
-                raise SystemExit(f"voxplane: {path} lacks the column(s) {', '.join(sorted(missing))}")
-            rows = ((reader.line_num, row) for row in reader)
-            while chunk := list(itertools.islice(rows, 5000)):
-                counts = inventory.import_rows(
-                    session,
-                    [(row["e164_number"] or "", row["provider_ref"] or "") for _, row in chunk],
-                    lambda i, name: f"line {chunk[i][0]}: {name}",  # noqa: B023 - used before the next chunk
-                )
-                added, present, done = added + counts[0], present + counts[1], done + len(chunk)
-                bar.set_postfix_str(f"{done:,} rows", refresh=False)
-                bar.update(read - bar.n)
+        reader = csv.DictReader(_csv_lines(path, count))
+        missing = {"e164_number", "provider_ref"} - set(reader.fieldnames or ())
+        if missing:
+            raise _Unreadable(f"{path} lacks the column(s) {', '.join(sorted(missing))}")
+        rows = ((reader.line_num, row) for row in reader)
+        while chunk := list(itertools.islice(rows, 5000)):
+            counts = inventory.import_rows(
+                session,
+                [(row["e164_number"] or "", row["provider_ref"] or "") for _, row in chunk],
+                lambda i, name: f"line {chunk[i][0]}: {name}",  # noqa: B023 - used before the next chunk
+            )
+            added, present, done = added + counts[0], present + counts[1], done + len(chunk)
+            bar.set_postfix_str(f"{done:,} rows", refresh=False)
+            bar.update(read - bar.n)
         return added, present
 
     try:
         added, present = _transaction(load)
+    except _Unreadable as error:
+        sys.exit(f"voxplane: {error}; nothing was imported")
     except InvalidArgument as error:
         sys.exit("voxplane: nothing was imported:\n" + "\n".join(f"  {v.field}: {v.description}"
                                                                   for v in error.violations))

@@ -242,6 +242,14 @@ def test_create_rejects_invalid_fields(tenant, fields, bad):
     assert fields_of(caught.value) == bad
 
 
+@pytest.mark.parametrize(("secret", "said"), [("", "is required (8 to 128 characters)"),
+                                              ("short", "must be 8 to 128 characters long, got 5")])
+def test_an_empty_secret_is_required_and_a_short_one_too_short(tenant, secret, said):
+    with tenant.agents() as agents, pytest.raises(InvalidArgumentError) as caught:
+        create(agents, secret=secret)
+    assert [(v.field, v.description) for v in caught.value.field_violations] == [("secret", said)]
+
+
 def test_create_reports_every_invalid_field_at_once_and_creates_nothing(tenant):
     with tenant.agents() as agents:
         with pytest.raises(InvalidArgumentError) as caught:

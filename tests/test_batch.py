@@ -104,7 +104,7 @@ def test_a_bad_item_fails_the_whole_batch_and_is_named_by_index(tenant, fresh_e1
 def test_every_bad_item_and_field_is_named_at_once(tenant, fresh_e164):
     requests = [item(fresh_e164()) for _ in range(7)]
     requests[0]["provider_ref"] = ""
-    del requests[1]["aor_link"]
+    requests[1]["e164_number"] = "+1785"
     requests[2]["aor_link"] = "http://not-sip.example.com"
     del requests[3]["aor_link"]
     requests[3]["ingress_info"] = {"webhook": "ftp://x.example.com"}
@@ -114,7 +114,7 @@ def test_every_bad_item_and_field_is_named_at_once(tenant, fresh_e164):
         numbers.batch_create_numbers(requests=requests)
     assert violated_fields(caught.value) == {
         "requests[0].provider_ref",
-        "requests[1].routing",
+        "requests[1].e164_number",
         "requests[2].aor_link",
         "requests[3].ingress_info.webhook",
         "requests[4].settings.caller_id_prefix",
@@ -301,6 +301,17 @@ def write_csv(path, e164s, header=HEADER):  # type: ignore[no-untyped-def]
             row = {"e164_number": e164, "provider_ref": "trunk-csv", "name": f"Line {i}", **routing}
             writer.writerow([row.get(column, "") for column in header])
     return path
+
+
+def test_import_csv_of_only_the_required_columns_makes_numbers_without_routing(tenant, fresh_e164, tmp_path):
+    e164s = [fresh_e164() for _ in range(3)]
+    path = tmp_path / "numbers.csv"
+    path.write_text("e164_number,provider_ref\n" + "".join(f"{e164},trunk-bare\n" for e164 in e164s))
+    with tenant.numbers() as numbers:
+        assert numbers.import_numbers_csv(path, progress=False).rows == 3
+        made = list(numbers.iter_numbers(provider_ref="trunk-bare"))
+        assert [n.e164_number for n in made] == e164s
+        assert {n.WhichOneof("routing") for n in made} == {None}
 
 
 def test_import_csv_in_batches_then_again_without_duplicates(tenant, fresh_e164, db, tmp_path, capsys):

@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -206,3 +207,34 @@ def test_serve_listens_where_the_environment_says_when_no_flag_does(env):
         assert served.address.startswith("127.0.0.2:")
     finally:
         served.stop()
+
+
+@pytest.mark.parametrize("what", ["missing", "directory", "not UTF-8"])
+def test_inventory_import_of_no_readable_csv_says_why_in_one_line(env, tmp_path, what):
+    cli(env, "migrate")
+    path = tmp_path / "stock.csv"
+    if what == "directory":
+        path.mkdir()
+    elif what == "not UTF-8":
+        path.write_bytes(b"e164_number,provider_ref\n+441224901364,trunk-uk\n+44122490\xff1365,trunk-uk\n")
+    done = cli(env, "inventory", "import", str(path), check=False)
+    assert done.returncode == 1
+    expected = {"missing": "no such file", "directory": "is a directory", "not UTF-8": "line 3 is not UTF-8"}[what]
+    assert done.stderr.startswith(f"voxplane: {path}: {expected}"), done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", [["serve", "all"], ["serve", "numbers"], ["dev"]])
+def test_serving_on_a_taken_port_names_the_address_in_one_line(env, command):
+    cli(env, "migrate")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli(env, *command, "--host", "127.0.0.1", "--port", str(port), check=False)
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("{")]  # but JSON log lines
+    assert lines == [
+        f"voxplane: cannot listen on 127.0.0.1:{port}: the address is already in use (is another voxplane, "
+        "`make run` say, serving there?); choose another with --port or VOXPLANE_PORT"
+    ], done.stderr

@@ -44,3 +44,33 @@ def test_an_error_that_is_not_a_call_has_no_field_violations():
     error = from_rpc_error(_NotACall())
     assert isinstance(error, InvalidArgumentError)
     assert (error.message, error.field_violations) == ("refused before any call", ())
+
+
+@pytest.mark.parametrize(
+    ("call", "field", "said"),
+    [
+        (lambda c: c["agents"].create_agent(name="J", nickname="j"), "nickname", "is not a field of CreateAgentRequest"),
+        (lambda c: c["agents"].create_agent({"privacy": "PRIVACY_SECRET"}), "privacy", "'PRIVACY_SECRET' is not a Privacy"),
+        (lambda c: c["calls"].list_calls(filter={"status": "CALL_STATUS_DONE"}), "filter.status", "is not a CallStatus"),
+        (lambda c: c["calls"].list_calls({"filter": {"stared": True}}), "filter.stared", "is not a field of CallFilter"),
+        (lambda c: c["numbers"].batch_create_numbers(requests=[{}, {"aorLnk": "sip:1@x"}]), "requests[1].aorLnk",
+         "is not a field of CreateNumberRequest"),
+        (lambda c: c["calls"].create_call(from_="a", to="+15005550001", timeout="soon"), "timeout",
+         "invalid literal for int()"),
+        (lambda c: c["numbers"].iter_numbers(page_size="many").__next__(), "page_size", "invalid literal for int()"),
+    ],
+    ids=["unknown field", "unknown enum", "nested enum", "nested field", "batch item", "wrong type", "pages"],
+)
+def test_a_request_that_cannot_be_built_is_invalid_argument_naming_the_field(call, field, said):
+    # Refused before anything is sent: no server is needed (nothing listens at this address).
+    from voxplane import Agents, Calls, Numbers
+
+    options = {"endpoint": "127.0.0.1:9", "api_key": "vxp_x"}
+    clients = {"agents": Agents(options), "calls": Calls(options), "numbers": Numbers(options)}
+    with pytest.raises(InvalidArgumentError) as caught:
+        call(clients)
+    assert caught.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    [violation] = caught.value.field_violations
+    assert violation.field == field
+    assert said in violation.description
+    assert caught.value.message.startswith(f"{field}: ")

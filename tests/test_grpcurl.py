@@ -50,6 +50,15 @@ def test_health_check(server):
     assert json.loads(checked.stdout)["status"] == "SERVING"
 
 
+def test_health_check_of_an_unknown_service_names_the_ones_served(server):
+    checked = grpcurl(server.address, "grpc.health.v1.Health/Check", data={"service": "voxplane.numbers.v2.Numbers"})
+    assert checked.returncode != 0
+    assert "Code: NotFound" in checked.stderr
+    message = next(line for line in checked.stderr.splitlines() if "Message:" in line)
+    assert "'voxplane.numbers.v2.Numbers'" in message
+    assert "voxplane.numbers.v1.Numbers, voxplane.agents.v1.Agents, voxplane.calls.v1.Calls" in message
+
+
 def test_create_get_and_list_a_number(server, tenant, fresh_e164):
     key = tenant.keys[Role.MEMBER]
     e164 = fresh_e164()

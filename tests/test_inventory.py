@@ -95,6 +95,18 @@ def test_available_prefixes_describe_and_count(tenant):
         assert violated(caught.value) == {"region_code"}
 
 
+def test_prefixes_with_no_place_are_described_by_kind_and_country(tenant):
+    toll_free, mobile = f"+1877555{secrets.randbelow(10_000):04d}", f"+61412{secrets.randbelow(1_000_000):06d}"
+    stock(tenant, [toll_free, mobile])
+    with tenant.numbers() as numbers:
+        us = {p.prefix: p for p in numbers.list_available_prefixes(region_code="US").prefixes}
+        au = {p.prefix: p for p in numbers.list_available_prefixes(region_code="AU").prefixes}
+        assert us["+1877"].description == "Toll-free, United States (877)"
+        assert au["+61412"].description == "Mobile, Australia (0412)"
+        found = numbers.search_available_numbers(prefix=mobile, quantity=1).numbers
+        assert [n.description for n in found] == ["Mobile, Australia"]
+
+
 def test_search_by_e164_or_national_prefix_pages_through(tenant):
     block = aberdeen_block(10)
     stock(tenant, block)

@@ -70,7 +70,6 @@ def test_create_with_ingress_info(tenant, fresh_e164):
         ({"aor_link": None, "ingress_info": {"webhook": "ftp://x.example.com"}}, "ingress_info.webhook"),
         ({"aor_link": None, "ingress_info": {"webhook": "https://"}}, "ingress_info.webhook"),
         ({"aor_link": None, "ingress_info": {}}, "ingress_info.webhook"),
-        ({"aor_link": None}, "routing"),
         ({"request_id": "r" * 129}, "request_id"),
     ],
 )
@@ -81,6 +80,22 @@ def test_create_rejects_bad_input_naming_the_field(tenant, fresh_e164, fields, b
         numbers.create_number(request)
     assert violated_fields(caught.value) == {bad_field}
     assert bad_field.split(".")[0] in caught.value.message
+
+
+def test_a_number_created_without_routing_routes_no_calls_until_it_gets_one(tenant, fresh_e164):
+    # As with Twilio or Telnyx: a number is had first, pointed at something later.
+    e164 = fresh_e164()
+    with tenant.numbers() as numbers:
+        number = numbers.create_number(provider_ref="trunk-1", e164_number=e164)
+        assert number.WhichOneof("routing") is None
+        assert number.state == pb.NUMBER_STATE_ACTIVE
+        with pytest.raises(NotFoundError) as caught:
+            numbers.get_ingress_info(e164)
+        assert caught.value.message == f"The number {e164} has no routing yet."
+        numbers.update_number(ref=number.ref, aor_link="sip:1001@sip.local")
+        assert numbers.get_ingress_info(e164).aor_link == "sip:1001@sip.local"
+        [made] = numbers.batch_create_numbers(requests=[{"provider_ref": "trunk-1", "e164_number": fresh_e164()}]).numbers
+        assert made.WhichOneof("routing") is None
 
 
 def test_create_reports_every_bad_field_at_once(tenant):

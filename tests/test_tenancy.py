@@ -72,12 +72,17 @@ def test_missing_or_unknown_key_is_unauthenticated(server, api_key):
                 call()
 
 
-def test_non_bearer_scheme_is_unauthenticated(server, tenant):
+@pytest.mark.parametrize("scheme", ["", "Basic "])
+def test_a_key_without_the_bearer_scheme_is_told_to_send_it(server, tenant, scheme):
     channel = grpc.insecure_channel(server.address)
     stub = numbers_pb2_grpc.NumbersStub(channel)
+    metadata = [("authorization", f"{scheme}{tenant.keys[Role.ADMIN]}")]
     with pytest.raises(grpc.RpcError) as caught:
-        stub.ListNumbers(numbers_pb2.ListNumbersRequest(), metadata=[("authorization", f"Basic {tenant.keys[Role.ADMIN]}")])
+        stub.ListNumbers(numbers_pb2.ListNumbersRequest(), metadata=metadata)
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert caught.value.details() == (
+        "The authorization metadata has no Bearer scheme: send 'authorization: Bearer <api key>'."
+    )
     channel.close()
 
 

@@ -39,7 +39,9 @@ def _username(v: Violations, value: str) -> str:
 
 
 def _secret(v: Violations, value: str) -> str:
-    if not MIN_SECRET <= len(value) <= MAX_SECRET:
+    if not value:
+        v.add("secret", f"is required ({MIN_SECRET} to {MAX_SECRET} characters)")
+    elif not MIN_SECRET <= len(value) <= MAX_SECRET:
         v.add("secret", f"must be {MIN_SECRET} to {MAX_SECRET} characters long, got {len(value)}")
     return value
 

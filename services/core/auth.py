@@ -57,11 +57,16 @@ def hash_key(api_key: str) -> str:
 
 
 def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """The API key of the `authorization: Bearer <key>` metadata; "" when there is none.
+    Raises Unauthenticated for authorization metadata of another scheme, or of none (a bare key)."""
     for name, value in metadata or ():
         if name == "authorization" and isinstance(value, str):
-            scheme, _, token = value.partition(" ")
+            scheme, _, token = value.strip().partition(" ")
             if scheme.lower() == "bearer":
                 return token.strip()
+            raise Unauthenticated(
+                "The authorization metadata has no Bearer scheme: send 'authorization: Bearer <api key>'."
+            )
     return ""
 
 

@@ -108,11 +108,12 @@ class _Served:
     A plain object rather than a context manager: this runs on every call, the hot path included.
     """
 
-    __slots__ = ("servicer", "method", "access", "api_key", "started", "caller", "code")
+    __slots__ = ("servicer", "method", "access", "metadata", "api_key", "started", "caller", "code")
 
     def __init__(self, servicer: Any, method: str, access: Access, context: Context):
         self.servicer, self.method, self.access = servicer, method, access
-        self.api_key = bearer_token(context.invocation_metadata())
+        self.metadata = context.invocation_metadata()
+        self.api_key = ""  # read by authenticate, where a malformed header becomes the call's status
         self.started = time.perf_counter()
         self.caller: Caller | None = None
         self.code = grpc.StatusCode.OK
@@ -122,6 +123,7 @@ class _Served:
         return f"/{self.servicer.service_name}/{self.method}"
 
     async def authenticate(self) -> Caller:
+        self.api_key = bearer_token(self.metadata)
         self.caller = await authenticate(self.servicer.db, self.api_key, self.access)
         return self.caller
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import signal
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -54,6 +56,24 @@ def page_tokens(db: Database) -> PageTokens:
     return PageTokens(key)
 
 
+class Health(health.aio.HealthServicer):
+    """grpc's health service, but a check of a service this server does not host says which it does
+    (grpc's own answers NOT_FOUND with no message)."""
+
+    def __init__(self, service_names: Sequence[str]):
+        super().__init__()
+        self.service_names = service_names  # the server's list, filled as it registers its services
+
+    async def Check(self, request: health_pb2.HealthCheckRequest, context: Any) -> health_pb2.HealthCheckResponse:
+        if request.service and request.service not in self.service_names:
+            known = ", ".join(self.service_names)
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"This server does not serve {request.service!r}: it serves {known}, and '' (the server as a whole).",
+            )
+        return await super().Check(request, context)
+
+
 @dataclass
 class TlsFiles:
     cert_chain: bytes
@@ -67,10 +87,10 @@ class Server:
         self.db = db
         self.tls = tls
         self.grpc = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        self.health = health.aio.HealthServicer()
+        self.service_names: list[str] = []
+        self.health = Health(self.service_names)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         tokens = page_tokens(db)
-        self.service_names: list[str] = []
         self.runtimes: list[Runtime] = []
         for service in services:
             if service.runtime is None:
@@ -87,13 +107,20 @@ class Server:
         )
 
     async def start(self, host: str, port: int) -> int:
-        """Starts serving; returns the bound port (useful with port 0)."""
+        """Starts serving; returns the bound port (useful with port 0). An address it cannot listen on
+        stops the process with one line naming it (SystemExit)."""
         address = f"{host}:{port}"
-        if self.tls:
-            credentials = grpc.ssl_server_credentials([(self.tls.private_key, self.tls.cert_chain)])
-            bound = self.grpc.add_secure_port(address, credentials)
-        else:
-            bound = self.grpc.add_insecure_port(address)
+        check_listenable(host, port)
+        try:
+            if self.tls:
+                credentials = grpc.ssl_server_credentials([(self.tls.private_key, self.tls.cert_chain)])
+                bound = self.grpc.add_secure_port(address, credentials)
+            else:
+                bound = self.grpc.add_insecure_port(address)
+        except RuntimeError:  # grpc says only "Failed to bind"; check_listenable tells why, before grpc tries
+            bound = 0
+        if not bound:
+            raise SystemExit(f"voxplane: cannot listen on {address}; choose another with --host/--port")
         reachable = "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host
         for runtime in self.runtimes:  # those that call services this server hosts do so at this address
             await runtime.start(f"{reachable}:{bound}")
@@ -110,6 +137,36 @@ class Server:
             await runtime.close()
         await self.db.close_lookups()
         self.db.close()
+
+
+def check_listenable(host: str, port: int) -> None:
+    """Stops the process with one line when no address `host` names can take `port`: what grpc would
+    otherwise report as a C-core log line and a RuntimeError that says neither which address nor why."""
+    if port == 0:
+        return  # any free port
+    address = f"{host}:{port}"
+    try:
+        resolved = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise SystemExit(f"voxplane: cannot listen on {address}: {host!r} is not a known host ({error.strerror})") from None
+    problems: list[OSError] = []
+    for family, kind, proto, _, sockaddr in resolved:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds
+            try:
+                probe.bind(sockaddr)
+                return  # grpc serves if it can bind any of the addresses
+            except OSError as error:
+                problems.append(error)
+    if any(p.errno == errno.EADDRINUSE for p in problems):
+        why = "the address is already in use (is another voxplane, `make run` say, serving there?)"
+    elif any(p.errno == errno.EACCES for p in problems):
+        why = "permission denied (ports below 1024 need privileges)"
+    elif any(p.errno == errno.EADDRNOTAVAIL for p in problems):
+        why = f"{host} is not an address of this machine"
+    else:
+        why = "; ".join(sorted({p.strerror or str(p) for p in problems})) or "no address to listen on"
+    raise SystemExit(f"voxplane: cannot listen on {address}: {why}; choose another with --port or VOXPLANE_PORT")
 
 
 async def serve_until_signalled(

@@ -78,10 +78,36 @@ def _national_prefix(number: phonenumbers.PhoneNumber, prefix: str) -> str:
     return national[: trunk + len(prefix) - len(f"+{number.country_code}")]
 
 
+# What a number is when the geocoder knows no place for it (toll-free, mobile and other
+# non-geographic ranges): libphonenumber's type, in words.
+_KINDS = {
+    phonenumbers.PhoneNumberType.FIXED_LINE: "Fixed line",
+    phonenumbers.PhoneNumberType.MOBILE: "Mobile",
+    phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE: "Fixed line or mobile",
+    phonenumbers.PhoneNumberType.TOLL_FREE: "Toll-free",
+    phonenumbers.PhoneNumberType.PREMIUM_RATE: "Premium rate",
+    phonenumbers.PhoneNumberType.SHARED_COST: "Shared cost",
+    phonenumbers.PhoneNumberType.VOIP: "VoIP",
+    phonenumbers.PhoneNumberType.PERSONAL_NUMBER: "Personal",
+    phonenumbers.PhoneNumberType.PAGER: "Pager",
+    phonenumbers.PhoneNumberType.UAN: "Universal access",
+    phonenumbers.PhoneNumberType.VOICEMAIL: "Voicemail",
+}
+
+
 def _where(number: phonenumbers.PhoneNumber) -> str:
+    """What a number is, never empty: its place ('Aberdeen'), else its kind and country ('Toll-free,
+    United States', 'Mobile, Australia'), else its country code ('+882')."""
     from phonenumbers import geocoder  # ~100 MB of data once loaded: only when a description is asked for
 
-    return geocoder.description_for_number(number, "en") or geocoder.country_name_for_number(number, "en")
+    if place := geocoder.description_for_number(number, "en"):
+        return place
+    # Given a region other than the number's, the geocoder names the number's country.
+    country = geocoder.description_for_valid_number(number, "en", region="ZZ") if phonenumbers.is_valid_number(
+        number
+    ) else ""
+    kind = _KINDS.get(phonenumbers.number_type(number), "")
+    return ", ".join(part for part in (kind, country) if part) or f"+{number.country_code}"
 
 
 # --- adding to the inventory

@@ -169,19 +169,20 @@ def checked_create_fields(
     settings: Settings,
     porting_in: bool,
     request_id: str,
-) -> tuple[dict[str, object], Routing | None, Settings]:
+) -> tuple[dict[str, object], Routing, Settings]:
     """CreateNumber's checks of every field but the E.164 number (shared with BatchCreateNumbers, which
-    checks E.164 numbers in bulk): the new Number's columns, its routing and its settings."""
+    checks E.164 numbers in bulk): the new Number's columns, its routing and its settings.
+
+    The routing is optional, as a number bought from Twilio or Telnyx needs no voice URL or connection:
+    a number without one routes no calls yet (GetIngressInfo says so) until UpdateNumber sets one."""
     fields: dict[str, object] = {
         "name": validation.text(v, "name", name, max_len=MAX_NAME),
         "provider_ref": validation.text(v, "provider_ref", provider_ref, max_len=MAX_PROVIDER_REF, required=True),
         "request_id": validation.request_id(v, request_id),
         "state": "PORTING_IN" if porting_in else "ACTIVE",
     }
-    if routing is None:
-        v.add("routing", "set exactly one of aor_link, ingress_info or forward_sip_to")
     routing, settings = checked_routing_and_settings(v, routing, settings)
-    return fields, routing, settings
+    return fields, routing or Routing(), settings
 
 
 def create_number(
@@ -203,7 +204,7 @@ def create_number(
         porting_in=porting_in, request_id=request_id,
     )
     v.raise_if_any()
-    assert e164 is not None and routing is not None  # else refused above
+    assert e164 is not None  # else refused above
     number = new_number(caller, e164_number=e164, **fields)
     apply_routing(number, routing)
     apply_settings(number, settings)

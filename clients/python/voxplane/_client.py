@@ -13,6 +13,7 @@ import dataclasses
 import keyword
 import os
 import random
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -25,7 +26,7 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from ._errors import from_rpc_error
+from ._errors import FieldViolation, InvalidArgumentError, from_rpc_error
 
 DEFAULT_ENDPOINT = "127.0.0.1:50051"
 
@@ -102,6 +103,56 @@ def _field_name(argument: str) -> str:
     return stripped if stripped != argument and keyword.iskeyword(stripped) else argument
 
 
+_PARSING = re.compile(r"Failed to parse (\w+) field: ")
+_LOCATION = re.compile(r"\s+at \"?[\w.]+\"?\.*$")
+
+
+# `descriptor`: a message's DESCRIPTOR, which protobuf types as either of two Descriptor classes.
+def _invalid_request(values: Mapping[str, Any], descriptor: Any, error: Exception) -> InvalidArgumentError:
+    """What the server would say of a request that cannot even be built: INVALID_ARGUMENT naming each
+    bad field (unknown names, enum values that are not), not protobuf's ParseError."""
+    violations = _problems(values, descriptor, "")
+    if not violations:  # a value of the wrong type: protobuf's text names the field, innermost last
+        text, path = str(error), []
+        while step := _PARSING.match(text):
+            path.append(step.group(1))
+            text = text[step.end():]
+        description = _LOCATION.sub("", text.split("\n")[0]).rstrip(".")
+        violations = [FieldViolation(".".join(path) or descriptor.name, description)]
+    message = "; ".join(f"{v.field}: {v.description}" for v in violations)
+    return InvalidArgumentError(grpc.StatusCode.INVALID_ARGUMENT, message, tuple(violations))
+
+
+def _problems(values: Mapping[str, Any], descriptor: Any, prefix: str) -> list[FieldViolation]:
+    """Unknown field names and unknown enum names in a dict request, at every depth."""
+    fields = {f.name: f for f in descriptor.fields} | {f.json_name: f for f in descriptor.fields}
+    problems: list[FieldViolation] = []
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        field = fields.get(key) if isinstance(key, str) else None
+        if field is None:
+            names = ", ".join(f.name for f in descriptor.fields)
+            problems.append(FieldViolation(path, f"is not a field of {descriptor.name} (its fields: {names})"))
+            continue
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            continue  # map values: protobuf's message says what is wrong with them
+        if field.is_repeated and isinstance(value, list):
+            items = [(f"{path}[{i}]", item) for i, item in enumerate(value)]
+        else:
+            items = [(path, value)]
+        for where, item in items:
+            if field.enum_type is not None and isinstance(item, str) and item not in field.enum_type.values_by_name:
+                names = ", ".join(v.name for v in field.enum_type.values)
+                problems.append(FieldViolation(where, f"{item!r} is not a {field.enum_type.name}: one of {names}"))
+            elif (
+                field.message_type is not None
+                and isinstance(item, Mapping)
+                and not field.message_type.full_name.startswith("google.protobuf.")
+            ):
+                problems += _problems(item, field.message_type, f"{where}.")
+    return problems
+
+
 @dataclass(frozen=True)
 class Method(Generic[M]):
     """One unary RPC, exposed as `client.<name>(request=None, /, **fields)`.
@@ -136,8 +187,8 @@ class Method(Generic[M]):
             values = {name: _duration_json(descriptor, name, value) for name, value in values.items()}
             try:
                 json_format.ParseDict(values, message)
-            except json_format.ParseError as error:
-                raise ValueError(f"{self.rpc}: {error}") from None
+            except (json_format.ParseError, TypeError, ValueError) as error:
+                raise _invalid_request(values, self.request_type.DESCRIPTOR, error) from None
             # An update given as fields changes those fields (AIP-134): the mask names them, so that a
             # field given its default (False, "", []) is changed too, and the others are left alone.
             if "update_mask" in descriptor.fields_by_name and not ({"update_mask", "updateMask"} & set(values)):

@@ -167,9 +167,11 @@ class NumbersServicer:
     """
 
     def CreateNumber(self, request, context):
-        """Creates a Number in the caller's workspace and returns it.
+        """Creates a Number in the caller's workspace and returns it. The routing
+        is optional: a Number without one routes no calls until UpdateNumber
+        sets one.
         Errors: INVALID_ARGUMENT (e164_number not a valid phone number, missing
-        provider_ref, no routing, a malformed aor_link or webhook),
+        provider_ref, a malformed aor_link or webhook),
         ALREADY_EXISTS (the E.164 number is already provisioned, in any
         workspace). A retry carrying the same `request_id` returns the Number
         the first call created and creates nothing.

@@ -55,9 +55,11 @@ class NumbersStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> NumbersAsyncStub: ...
     CreateNumber: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.CreateNumberRequest, _numbers_pb2.Number]
-    """Creates a Number in the caller's workspace and returns it.
+    """Creates a Number in the caller's workspace and returns it. The routing
+    is optional: a Number without one routes no calls until UpdateNumber
+    sets one.
     Errors: INVALID_ARGUMENT (e164_number not a valid phone number, missing
-    provider_ref, no routing, a malformed aor_link or webhook),
+    provider_ref, a malformed aor_link or webhook),
     ALREADY_EXISTS (the E.164 number is already provisioned, in any
     workspace). A retry carrying the same `request_id` returns the Number
     the first call created and creates nothing.
@@ -210,9 +212,11 @@ class NumbersAsyncStub(NumbersStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateNumber: _aio.UnaryUnaryMultiCallable[_numbers_pb2.CreateNumberRequest, _numbers_pb2.Number]  # type: ignore[assignment]
-    """Creates a Number in the caller's workspace and returns it.
+    """Creates a Number in the caller's workspace and returns it. The routing
+    is optional: a Number without one routes no calls until UpdateNumber
+    sets one.
     Errors: INVALID_ARGUMENT (e164_number not a valid phone number, missing
-    provider_ref, no routing, a malformed aor_link or webhook),
+    provider_ref, a malformed aor_link or webhook),
     ALREADY_EXISTS (the E.164 number is already provisioned, in any
     workspace). A retry carrying the same `request_id` returns the Number
     the first call created and creates nothing.
@@ -368,9 +372,11 @@ class NumbersServicer(metaclass=_abc_1.ABCMeta):
         request: _numbers_pb2.CreateNumberRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_numbers_pb2.Number, _abc.Awaitable[_numbers_pb2.Number]]:
-        """Creates a Number in the caller's workspace and returns it.
+        """Creates a Number in the caller's workspace and returns it. The routing
+        is optional: a Number without one routes no calls until UpdateNumber
+        sets one.
         Errors: INVALID_ARGUMENT (e164_number not a valid phone number, missing
-        provider_ref, no routing, a malformed aor_link or webhook),
+        provider_ref, a malformed aor_link or webhook),
         ALREADY_EXISTS (the E.164 number is already provisioned, in any
         workspace). A retry carrying the same `request_id` returns the Number
         the first call created and creates nothing.
