@@ -309,7 +309,7 @@ def test_import_csv_of_only_the_required_columns_makes_numbers_without_routing(t
     path.write_text("e164_number,provider_ref\n" + "".join(f"{e164},trunk-bare\n" for e164 in e164s))
     with tenant.numbers() as numbers:
         assert numbers.import_numbers_csv(path, progress=False).rows == 3
-        made = list(numbers.iter_numbers(provider_ref="trunk-bare"))
+        made = list(numbers.iter_numbers(filter={"provider_ref": "trunk-bare"}))
         assert [n.e164_number for n in made] == e164s
         assert {n.WhichOneof("routing") for n in made} == {None}
 

@@ -103,7 +103,7 @@ def test_prefixes_with_no_place_are_described_by_kind_and_country(tenant):
         au = {p.prefix: p for p in numbers.list_available_prefixes(region_code="AU").prefixes}
         assert us["+1877"].description == "Toll-free, United States (877)"
         assert au["+61412"].description == "Mobile, Australia (0412)"
-        found = numbers.search_available_numbers(prefix=mobile, quantity=1).numbers
+        found = numbers.search_available_numbers(prefix=mobile, page_size=1).numbers
         assert [n.description for n in found] == ["Mobile, Australia"]
 
 
