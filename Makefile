@@ -23,6 +23,7 @@ test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/mypy
 	$(BUF) lint protos
 	$(BUF) breaking protos --against $(CONTRACT_BASELINE)
+	cd $(NODE) && npm run --silent build
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 proto: $(STAMP) $(NODE_STAMP)
