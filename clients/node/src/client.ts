@@ -177,16 +177,19 @@ export class BaseClient {
     return metadata;
   }
 
-  private path(method: MethodDefinition): string {
-    return `/${this.definition.fullName}/${method.name}`;
+  /** What grpc-js's generic calls take before the request: the method's path and its (de)serializers. */
+  private wire<T>(method: MethodDefinition) {
+    return [
+      `/${this.definition.fullName}/${method.name}`,
+      (value: unknown) => Buffer.from(method.requestType.encode(value).finish()),
+      (bytes: Buffer) => method.responseType.decode(bytes) as T,
+    ] as const;
   }
 
   private once<T>(method: MethodDefinition, message: unknown, deadline: number): Promise<T> {
     return new Promise((resolve, reject) => {
       this.channel.makeUnaryRequest<unknown, T>(
-        this.path(method),
-        (value) => Buffer.from(method.requestType.encode(value).finish()),
-        (bytes) => method.responseType.decode(bytes) as T,
+        ...this.wire<T>(method),
         message,
         this.metadata(),
         { deadline },
@@ -224,14 +227,9 @@ export class BaseClient {
     const method = this.definition.methods[rpc];
     const { message } = buildRequest(rpc, method.requestType, request);
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
-    const call = this.channel.makeServerStreamRequest<unknown, T>(
-      this.path(method),
-      (value) => Buffer.from(method.requestType.encode(value).finish()),
-      (bytes) => method.responseType.decode(bytes) as T,
-      message,
-      this.metadata(),
-      { deadline },
-    );
+    const call = this.channel.makeServerStreamRequest<unknown, T>(...this.wire<T>(method), message, this.metadata(), {
+      deadline,
+    });
     try {
       for await (const response of call) {
         yield response as T;

@@ -2,6 +2,7 @@
 // the one place to change when the protos do (CreateCallRequest's `from`/`to` may become
 // `source`/`destination`; ListNumbers' filters may move under a nested `filter`).
 
+import { randomBytes } from "node:crypto";
 import { calls, DeepPartial, numbers } from "../src";
 
 /** What the pytest driver (tests/test_node_client.py) hands the tests; undefined when run alone. */
@@ -29,11 +30,13 @@ export const stale = (number: numbers.Number, etag: string) => ({ ref: number.re
 export const byRef = (ref: string) => ({ ref });
 export const firstPage = (pageSize: number): DeepPartial<numbers.ListNumbersRequest> => ({ pageSize });
 
+// A username is unique in its SIP domain across workspaces: a domain of this run's own.
+const domain = `node-${randomBytes(4).toString("hex")}.example.com`;
 export const newAgent = (username: string) => ({
   name: `Agent ${username}`,
   username,
   secret: "s3cret-pass",
-  domains: ["sip.local"],
+  domains: [domain],
 });
 
 export const newCall = (agentRef: string) => ({ from: agentRef, to: "+15005550001" });
