@@ -237,7 +237,10 @@ export class BaseClient {
     } catch (error) {
       throw VoxplaneError.from(error);
     } finally {
-      call.cancel(); // a no-op once the stream ended; stops the server when the caller stopped early
+      // A no-op once the stream ended; stops the server when the caller stopped early. A CANCELLED
+      // reported after the loop has let go of the stream is nobody's error: it must not go unhandled.
+      call.on("error", () => {});
+      call.cancel();
     }
   }
 
