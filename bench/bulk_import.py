@@ -53,20 +53,20 @@ from voxplane.services.persistence.tenancy import Workspace
 MIN_NUMBERS_PER_SECOND = 10_000
 MAX_RSS_GROWTH_MB = 10.0  # peak RSS, largest file against the one before: "memory flat as the file grows"
 
-HEADER = ("e164_number", "provider_ref", "name", "aor_link", "webhook", "app_ref", "forward_sip_to")
+HEADER = ("e164_number", "provider_ref", "name", "aor_link", "webhook", "forward_sip_to")
 
 
 # --- files ------------------------------------------------------------------------------------
 
 
 def row(index: int, e164: str) -> tuple[str, ...]:
-    """A row routed one of four ways, as a real import mixes them."""
+    """A row routed one of four ways, as a real import mixes them (two of them webhooks, shared)."""
     digits = e164[1:]
     routing = [
-        (f"sip:{digits}@pbx.bench.example", "", "", ""),
-        ("", "https://hooks.bench.example/voice", "", ""),
-        ("", "", "ivr-main", ""),
-        ("", "", "", f"sip:+{digits}@carrier.bench.example"),
+        (f"sip:{digits}@pbx.bench.example", "", ""),
+        ("", "https://hooks.bench.example/voice", ""),
+        ("", "https://hooks.bench.example/ivr-main", ""),
+        ("", "", f"sip:+{digits}@carrier.bench.example"),
     ][index % 4]
     return (e164, "bench-trunk", f"Line {index}", *routing)
 

@@ -257,8 +257,7 @@ class CallsLoad:
         self.agent_ref = agent.ref
 
     def request(self) -> calls_pb2.CreateCallRequest:
-        request = calls_pb2.CreateCallRequest(to=self.to, request_id=uuid.uuid4().hex)
-        setattr(request, "from", self.agent_ref)  # noqa: B010 - `from` is a Python keyword
+        request = calls_pb2.CreateCallRequest(source=self.agent_ref, destination=self.to, request_id=uuid.uuid4().hex)
         return request
 
     async def create(self, run: CreateRun | None, due: float) -> None:

@@ -7,7 +7,9 @@ test that fails when what is committed is stale (writing into a temporary folder
 - Node: TypeScript (ts-proto, run by `buf generate` with clients/node/buf.gen.yaml), into
   clients/node/src/gen;
 - the service config (protos/voxplane/service_config.json): a default deadline for every RPC, and
-  retries on UNAVAILABLE for the reads only, which each client gets a copy of.
+  retries on UNAVAILABLE for the reads only, which each client gets a copy of;
+- for the Node client, the mask paths of each update's fields (update_masks.json): what Python's
+  clients read from the descriptors, which ts-proto's code does not carry.
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ def generate_node(root: Path) -> None:
     finally:
         shutil.rmtree(scratch)
     (target / "service_config.json").write_text(service_config())
+    (target / "update_masks.json").write_text(update_masks())
 
 
 def rpcs() -> list[tuple[str, str, bool, bool]]:
@@ -152,6 +155,43 @@ def service_config() -> str:
     text = json.dumps({"methodConfig": configs}, indent=2)
     # One line per method name, so that the file reads as the list it is.
     return re.sub(r"\{\s+([^{}\[\]]*?)\s+\}", lambda m: "{" + " ".join(m.group(1).split()) + "}", text) + "\n"
+
+
+def update_masks() -> str:
+    """For each RPC whose request has an `update_mask`: its fields by their camelCase (JSON) name, each
+    the path that names it in the mask, or, for a message that is not one of a oneof, its path and its
+    own fields (a given sub-message names its fields, one path each: `settings.recording_enabled`)."""
+    files = descriptor_set().file
+    messages: dict[str, descriptor_pb2.DescriptorProto] = {}
+
+    def index(scope: str, message: descriptor_pb2.DescriptorProto) -> None:
+        messages[f"{scope}.{message.name}"] = message
+        for nested in message.nested_type:
+            index(f"{scope}.{message.name}", nested)
+
+    for file in files:
+        for message in file.message_type:
+            index(f".{file.package}", message)
+    repeated = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+
+    def paths(message: descriptor_pb2.DescriptorProto) -> dict[str, object]:
+        fields: dict[str, object] = {}
+        for field in message.field:
+            nested = messages.get(field.type_name)  # a message of the contract's (not a well-known type)
+            if nested is not None and field.label != repeated and not field.HasField("oneof_index"):
+                fields[field.json_name] = {"path": field.name, "fields": paths(nested)}
+            else:
+                fields[field.json_name] = field.name
+        return fields
+
+    masks = {
+        f"{file.package}.{service.name}/{method.name}": paths(messages[method.input_type])
+        for file in files
+        for service in file.service
+        for method in service.method
+        if any(field.name == "update_mask" for field in messages[method.input_type].field)
+    }
+    return json.dumps(masks, indent=2, sort_keys=True) + "\n"
 
 
 if __name__ == "__main__":

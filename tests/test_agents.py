@@ -342,6 +342,19 @@ def test_update_privacy_alone(tenant):
         assert after.name == before.name
 
 
+def test_update_can_set_false_and_refuses_to_clear_the_domains(tenant):
+    with tenant.agents() as agents:
+        before = create(agents)
+        disabled = agents.update_agent(ref=before.ref, enabled=False)  # a default value, named by the mask
+        assert not disabled.enabled and disabled.name == before.name
+        with pytest.raises(InvalidArgumentError) as caught:
+            agents.update_agent(ref=before.ref, domains=[], secret="another-secret-1")
+        assert fields_of(caught.value) == {"domains"}
+        with pytest.raises(InvalidArgumentError) as caught:
+            agents.update_agent(ref=before.ref, name="x", update_mask="name,ref")
+        assert fields_of(caught.value) == {"update_mask"}
+
+
 def test_update_with_current_etag_succeeds_and_stale_etag_is_aborted(tenant):
     with tenant.agents() as agents:
         agent = create(agents)

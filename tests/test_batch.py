@@ -44,11 +44,11 @@ def test_batch_create_returns_every_number_in_order_as_get_number_sees_it(tenant
     e164s = [fresh_e164() for _ in range(5)]
     requests = [
         item(f"+1 ({e164s[0][2:5]}) {e164s[0][5:8]}-{e164s[0][8:]}", name="Sales"),
-        item(e164s[1], aor_link=None, ingress_info={"webhook": "https://hooks.example.com/v", "app_ref": "ivr"}),
+        item(e164s[1], aor_link=None, ingress_info={"webhook": "https://hooks.example.com/v"}),
         item(e164s[2], aor_link=None, forward_sip_to="sip:+442071234567@pbx.example.com"),
         item(e164s[3], porting_in=True, settings={"recording_enabled": True, "caller_id_prefix": "Sales:",
                                                    "caller_id_passthrough": False, "context": "NUMBER_CONTEXT_UTILITY"}),
-        item(e164s[4], aor_link=None, ingress_info={"app_ref": "queue-7"}, request_id="order-1"),
+        item(e164s[4], aor_link=None, ingress_info={"webhook": "https://hooks.example.com/q7"}, request_id="order-1"),
     ]
     requests = [{k: v for k, v in r.items() if v is not None} for r in requests]
     with tenant.numbers() as numbers:
@@ -285,11 +285,11 @@ def test_a_reader_key_cannot_batch(tenant, fresh_e164):
 ROUTINGS = [
     {"aor_link": "sip:{n}@pbx.example.com"},
     {"webhook": "https://hooks.example.com/voice"},
-    {"app_ref": "ivr-main"},
-    {"webhook": "https://hooks.example.com/voice", "app_ref": "ivr-2"},
+    {"webhook": "https://hooks.example.com/ivr-main"},
+    {"webhook": "https://hooks.example.com/ivr-2"},
     {"forward_sip_to": "sip:+{n}@carrier.example.net"},
 ]
-HEADER = ["e164_number", "provider_ref", "name", "aor_link", "webhook", "app_ref", "forward_sip_to"]
+HEADER = ["e164_number", "provider_ref", "name", "aor_link", "webhook", "forward_sip_to"]
 
 
 def write_csv(path, e164s, header=HEADER):  # type: ignore[no-untyped-def]
@@ -311,19 +311,19 @@ def test_import_csv_in_batches_then_again_without_duplicates(tenant, fresh_e164,
         assert isinstance(summary, ImportSummary)
         assert (summary.rows, summary.batches) == (2345, 5)
         assert stored(db, e164s) == 2345
-        by_e164 = {n.e164_number: n for n in numbers.iter_numbers(page_size=1000, provider_ref="trunk-csv")}
+        by_e164 = {n.e164_number: n for n in numbers.iter_numbers(page_size=1000, filter={"provider_ref": "trunk-csv"})}
         assert len(by_e164) == 2345
         assert by_e164[e164s[0]].aor_link == f"sip:{e164s[0][1:]}@pbx.example.com"
         assert by_e164[e164s[0]].name == "Line 0"
         assert by_e164[e164s[1]].ingress_info == pb.IngressInfo(webhook="https://hooks.example.com/voice")
-        assert by_e164[e164s[2]].ingress_info == pb.IngressInfo(app_ref="ivr-main")
-        assert by_e164[e164s[3]].ingress_info.app_ref == "ivr-2"
+        assert by_e164[e164s[2]].ingress_info == pb.IngressInfo(webhook="https://hooks.example.com/ivr-main")
+        assert by_e164[e164s[3]].ingress_info.webhook == "https://hooks.example.com/ivr-2"
         assert by_e164[e164s[4]].forward_sip_to == f"sip:+{e164s[4][1:]}@carrier.example.net"
 
         again = numbers.import_numbers_csv(str(path), batch_size=1000, progress=False)
         assert (again.rows, again.batches) == (2345, 3)
         assert stored(db, e164s) == 2345
-        assert {n.ref for n in numbers.iter_numbers(page_size=1000, provider_ref="trunk-csv")} == {
+        assert {n.ref for n in numbers.iter_numbers(page_size=1000, filter={"provider_ref": "trunk-csv"})} == {
             n.ref for n in by_e164.values()
         }
     assert capsys.readouterr().err == ""  # progress=False draws nothing
@@ -342,13 +342,13 @@ def test_import_csv_names_the_line_of_a_bad_row_and_a_fixed_file_finishes(tenant
         assert "Lines 502-1001" in caught.value.message and "the 500 rows before line 502 were" in caught.value.message
         assert caught.value.__cause__.field_violations[0].field == "requests[301].e164_number"
         assert stored(db, e164s) == 500  # the first batch only
-        first = {n.ref for n in numbers.iter_numbers(page_size=1000, provider_ref="trunk-csv")}
+        first = {n.ref for n in numbers.iter_numbers(page_size=1000, filter={"provider_ref": "trunk-csv"})}
 
         e164s[801] = good
         write_csv(path, e164s)
         assert numbers.import_numbers_csv(path, batch_size=500, progress=False).rows == 1200
         assert stored(db, e164s) == 1200
-        assert first <= {n.ref for n in numbers.iter_numbers(page_size=1000, provider_ref="trunk-csv")}
+        assert first <= {n.ref for n in numbers.iter_numbers(page_size=1000, filter={"provider_ref": "trunk-csv"})}
 
 
 def test_import_csv_names_the_line_of_a_taken_number(tenant, other_tenant, fresh_e164, tmp_path):

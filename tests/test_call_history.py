@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from voxplane import (
+    AbortedError,
     AsyncCalls,
     Calls,
     FailedPreconditionError,
@@ -35,7 +36,7 @@ from .test_grpcurl import grpcurl
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 HEADER = [
-    "ref", "direction", "status", "hangup_cause", "from", "to", "caller_id", "create_time", "answer_time",
+    "ref", "direction", "status", "hangup_cause", "source", "destination", "caller_id", "create_time", "answer_time",
     "end_time", "duration_seconds", "starred", "archived", "read", "note", "labels",
 ]
 
@@ -136,11 +137,11 @@ def history(tenant, db):  # type: ignore[no-untyped-def]
          ["to_uk", "vip", "late"]),
         ({"status": "CALL_STATUS_BUSY"}, ["busy"]),
         ({"status": "CALL_STATUS_NO_ANSWER"}, ["sip"]),
-        ({"number": "+44 20 7946 0000"}, ["inbound", "to_uk"]),  # from or to, in any form with a country code
-        ({"number": "+1 (415) 555-0100", "direction": "DIRECTION_INBOUND"}, ["inbound"]),
-        ({"start_time": "2024-05-02T00:00:00Z"}, ["late"]),
-        ({"end_time": (T0 + timedelta(minutes=2)).isoformat()}, ["inbound", "busy"]),
-        ({"start_time": (T0 + timedelta(minutes=1)).isoformat(), "end_time": (T0 + timedelta(minutes=3)).isoformat()},
+        ({"party": "+44 20 7946 0000"}, ["inbound", "to_uk"]),  # from or to, in any form with a country code
+        ({"party": "+1 (415) 555-0100", "direction": "DIRECTION_INBOUND"}, ["inbound"]),
+        ({"created_after": "2024-05-02T00:00:00Z"}, ["late"]),
+        ({"created_before": (T0 + timedelta(minutes=2)).isoformat()}, ["inbound", "busy"]),
+        ({"created_after": (T0 + timedelta(minutes=1)).isoformat(), "created_before": (T0 + timedelta(minutes=3)).isoformat()},
          ["busy", "to_uk"]),
         ({"starred": True}, ["starred"]),
         ({"archived": True}, ["archived"]),
@@ -169,7 +170,7 @@ def test_combined_filters_page_newest_first(tenant, db):
     ][::-1]
     assert len(expected) > 6
     with calls_client(tenant) as calls:
-        call_filter = {"direction": "DIRECTION_INBOUND", "starred": True, "label": "vip", "number": "+14155550123"}
+        call_filter = {"direction": "DIRECTION_INBOUND", "starred": True, "label": "vip", "party": "+14155550123"}
         assert listed(calls, page_size=3, **call_filter) == expected
         assert listed(calls, page_size=1000, **call_filter) == expected
 
@@ -194,21 +195,21 @@ def test_a_page_token_is_bound_to_its_filter_and_workspace(tenant, other_tenant,
 def test_a_token_survives_another_spelling_of_the_same_number(tenant, db):
     insert_calls(db, tenant, *({} for _ in range(3)))
     with calls_client(tenant) as calls:
-        token = calls.list_calls(filter={"number": "+14155550199"}, page_size=1).next_page_token
-        page = calls.list_calls(filter={"number": "+1 415-555-0199"}, page_size=5, page_token=token)
+        token = calls.list_calls(filter={"party": "+14155550199"}, page_size=1).next_page_token
+        page = calls.list_calls(filter={"party": "+1 415-555-0199"}, page_size=5, page_token=token)
         assert len(page.calls) == 2
 
 
 @pytest.mark.parametrize(
     ("request_fields", "bad_fields"),
     [
-        ({"filter": {"number": "12345"}}, {"filter.number"}),
-        ({"filter": {"number": "not a number"}}, {"filter.number"}),
+        ({"filter": {"party": "12345"}}, {"filter.party"}),
+        ({"filter": {"party": "not a number"}}, {"filter.party"}),
         ({"filter": {"status": 99}}, {"filter.status"}),
         ({"filter": {"direction": 7}}, {"filter.direction"}),
         ({"filter": {"label": "x" * 65}}, {"filter.label"}),
-        ({"filter": {"start_time": "2024-05-02T00:00:00Z", "end_time": "2024-05-01T00:00:00Z"}}, {"filter.end_time"}),
-        ({"filter": {"number": "+1", "status": 42, "label": "a;b"}}, {"filter.number", "filter.status", "filter.label"}),
+        ({"filter": {"created_after": "2024-05-02T00:00:00Z", "created_before": "2024-05-01T00:00:00Z"}}, {"filter.created_before"}),
+        ({"filter": {"party": "+1", "status": 42, "label": "a;b"}}, {"filter.party", "filter.status", "filter.label"}),
         ({"page_size": -1}, {"page_size"}),
     ],
 )
@@ -243,18 +244,43 @@ def test_update_marks_a_call_and_leaves_unset_fields_alone(tenant, db):
         assert updated.update_time.ToDatetime() > before.update_time.ToDatetime()
 
         updated = calls.update_call_record(
-            ref=ref, starred=False, archived=True, note="call back", labels=["vip ", "b", "vip"], set_labels=True
+            ref=ref, starred=False, archived=True, note="call back", labels=["vip ", "b", "vip"]
         )
         assert (updated.starred, updated.archived, updated.read) == (False, True, True)
         assert updated.note == "call back"
         assert list(updated.labels) == ["b", "vip"]  # trimmed, once each, sorted
         assert listed(calls, label="vip") == [ref] and listed(calls, label="old") == []
 
-        updated = calls.update_call_record(ref=ref, labels=["ignored"])  # without set_labels: left alone
-        assert list(updated.labels) == ["b", "vip"]
-        updated = calls.update_call_record(ref=ref, note="", set_labels=True)
+        updated = calls.update_call_record(ref=ref, note="kept")  # the labels, not named, are left alone
+        assert list(updated.labels) == ["b", "vip"] and updated.note == "kept"
+        updated = calls.update_call_record(ref=ref, note="", labels=[])  # named with their defaults: cleared
         assert updated.note == "" and list(updated.labels) == []
         assert updated == calls.list_calls().calls[0]
+        # A mask given by the caller decides alone: `read` is named, `starred` is not.
+        updated = calls.update_call_record(ref=ref, starred=False, read=False, update_mask="read")
+        assert (updated.starred, updated.read) == (False, False)
+
+
+def test_update_honours_the_etag_and_names_an_unknown_mask_path(tenant, db):
+    [ref] = insert_calls(db, tenant, {})
+    with calls_client(tenant) as calls:
+        first = calls.get_call(ref)
+        assert first.etag
+        marked = calls.update_call_record(ref=ref, starred=True, etag=first.etag)
+        assert marked.etag != first.etag
+        with pytest.raises(AbortedError):
+            calls.update_call_record(ref=ref, read=True, etag=first.etag)
+        assert not calls.get_call(ref).read
+        with pytest.raises(InvalidArgumentError) as caught:
+            calls.update_call_record(ref=ref, note="x", update_mask="note,status")
+        assert violated_fields(caught.value) == {"update_mask"}
+        with pytest.raises(AbortedError) as stale:
+            calls.batch_update_call_records(requests=[
+                {"ref": ref, "note": "a", "etag": marked.etag},
+                {"ref": ref, "note": "b", "etag": first.etag},
+            ])
+        assert "requests[1]" in stale.value.message
+        assert calls.get_call(ref).note == ""
 
     labels = db.transaction(lambda s: s.scalar(select(func.count()).select_from(CallLabel).join(Call).where(
         Call.ref == ref)), write=False)
@@ -269,7 +295,7 @@ def test_every_mutation_moves_the_version(tenant, db):
 
     with calls_client(tenant) as calls:
         first = version()
-        calls.update_call_record(ref=ref, labels=["a"], set_labels=True)  # only the labels table changes
+        calls.update_call_record(ref=ref, labels=["a"])  # only the labels table changes
         second = version()
         calls.batch_update_call_records(requests=[{"ref": ref, "read": True}])
         assert first < second < version()
@@ -279,9 +305,9 @@ def test_every_mutation_moves_the_version(tenant, db):
     ("fields", "bad_fields"),
     [
         ({"note": "n" * 1001}, {"note"}),
-        ({"labels": [f"l{i}" for i in range(21)], "set_labels": True}, {"labels"}),
-        ({"labels": ["ok", " ", "x" * 65], "set_labels": True}, {"labels[1]", "labels[2]"}),
-        ({"labels": ["a;b", "tab\there"], "set_labels": True}, {"labels[0]", "labels[1]"}),
+        ({"labels": [f"l{i}" for i in range(21)]}, {"labels"}),
+        ({"labels": ["ok", " ", "x" * 65]}, {"labels[1]", "labels[2]"}),
+        ({"labels": ["a;b", "tab\there"]}, {"labels[0]", "labels[1]"}),
         ({"ref": "", "note": "n" * 1001}, {"ref", "note"}),
     ],
 )
@@ -297,7 +323,7 @@ def test_update_accepts_the_limits(tenant, db):
     [ref] = insert_calls(db, tenant, {})
     labels = [f"{i:02d}" + "x" * 62 for i in range(20)]
     with calls_client(tenant) as calls:
-        updated = calls.update_call_record(ref=ref, note="n" * 1000, labels=labels, set_labels=True)
+        updated = calls.update_call_record(ref=ref, note="n" * 1000, labels=labels)
         assert len(updated.note) == 1000 and list(updated.labels) == labels
 
 
@@ -320,7 +346,7 @@ def test_batch_update_marks_every_call_in_order(tenant, db):
     with calls_client(tenant) as calls:
         response = calls.batch_update_call_records(requests=[
             {"ref": refs[2], "starred": True},
-            {"ref": refs[0], "labels": ["vip"], "set_labels": True},
+            {"ref": refs[0], "labels": ["vip"]},
             {"ref": refs[2], "note": "twice"},  # the same call twice: both apply, in order
         ])
         assert [c.ref for c in response.calls] == [refs[2], refs[0], refs[2]]
@@ -337,7 +363,7 @@ def test_batch_update_is_all_or_nothing(tenant, other_tenant, db):
             calls.batch_update_call_records(requests=[
                 {"ref": refs[0], "starred": True},
                 {"ref": refs[1], "note": "n" * 1001},
-                {"ref": "", "labels": ["x" * 65], "set_labels": True},
+                {"ref": "", "labels": ["x" * 65]},
             ])
         assert violated_fields(caught.value) == {"requests[1].note", "requests[2].ref", "requests[2].labels[0]"}
         for unknown in ("nope", foreign):
@@ -473,7 +499,7 @@ def test_export_writes_every_column(tenant, db, tmp_path):
 
 def test_export_applies_the_filter_and_an_empty_one_is_the_header(tenant, history, tmp_path):
     with calls_client(tenant) as calls:
-        assert calls.export_calls(tmp_path / "a.csv", {"number": "+44 20 7946 0000"}) == 2
+        assert calls.export_calls(tmp_path / "a.csv", {"party": "+44 20 7946 0000"}) == 2
         assert [row[0] for row in read_csv(tmp_path / "a.csv")[1:]] == [history["to_uk"], history["inbound"]]
         assert calls.export_calls(tmp_path / "b.csv", pb.CallFilter(label="vip")) == 1
         assert calls.export_calls(tmp_path / "c.csv", {"label": "nobody"}) == 0
@@ -563,6 +589,6 @@ def test_grpcurl_streams_the_export_as_base64_chunks(server, tenant, db):
     assert [row[0] for row in rows] == refs[::-1]
 
     failed = grpcurl(server.address, "voxplane.calls.v1.Calls/ExportCalls", key=tenant.keys[Role.READER],
-                     data={"filter": {"number": "nope"}})
+                     data={"filter": {"party": "nope"}})
     assert failed.returncode != 0
-    assert "InvalidArgument" in failed.stderr and "filter.number" in failed.stderr
+    assert "InvalidArgument" in failed.stderr and "filter.party" in failed.stderr

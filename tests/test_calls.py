@@ -84,7 +84,7 @@ def calls(tenant):  # type: ignore[no-untyped-def]
 
 
 def answered(calls, agent, to: str = ANSWERS) -> pb.Call:  # type: ignore[no-untyped-def]
-    return wait_for(calls, calls.create_call(from_=agent.ref, to=to).ref, S.CALL_STATUS_IN_PROGRESS)
+    return wait_for(calls, calls.create_call(source=agent.ref, destination=to).ref, S.CALL_STATUS_IN_PROGRESS)
 
 
 # --- CreateCall -------------------------------------------------------------------------------------------
@@ -92,13 +92,13 @@ def answered(calls, agent, to: str = ANSWERS) -> pb.Call:  # type: ignore[no-unt
 
 def test_create_returns_the_call_at_once_queued(calls, agent, network):
     call = calls.create_call(
-        from_=agent.ref, to="+1 500 555 0001", webhook="https://hooks.example.com/calls",
+        source=agent.ref, destination="+1 500 555 0001", webhook="https://hooks.example.com/calls",
         metadata={"crm_id": "42"},
     )
     assert call.status == S.CALL_STATUS_QUEUED
-    assert call.ref and getattr(call, "from") == agent.ref and call.to == ANSWERS
+    assert call.ref and call.source == agent.ref and call.destination == ANSWERS
     assert call.direction == pb.DIRECTION_OUTBOUND
-    assert call.timeout == 30
+    assert call.timeout.seconds == 30
     assert call.webhook == "https://hooks.example.com/calls"
     assert dict(call.metadata) == {"crm_id": "42"}
     assert call.hangup_cause == H.HANGUP_CAUSE_UNSPECIFIED
@@ -124,8 +124,8 @@ def test_create_returns_the_call_at_once_queued(calls, agent, network):
 def test_every_valid_combination_of_sipgates_table(tenant, calls, network, fresh_e164, from_kind, caller_id, device):
     from_number, shown = new_number(tenant, fresh_e164()), new_number(tenant, fresh_e164())
     request = {
-        "from": from_number if from_kind == "number" else new_agent(tenant).ref,
-        "to": ANSWERS,
+        "source": from_number if from_kind == "number" else new_agent(tenant).ref,
+        "destination": ANSWERS,
         "caller_id": shown if caller_id else "",
         "device_id": new_agent(tenant).ref if device else "",
     }
@@ -134,7 +134,7 @@ def test_every_valid_combination_of_sipgates_table(tenant, calls, network, fresh
     expected = shown if caller_id else from_number if from_kind == "number" else ""
     assert call.caller_id == expected
     assert call.device_id == request["device_id"]
-    assert network.orders_of(call.ref) == [("originate", (request["from"], ANSWERS, expected, 30))]
+    assert network.orders_of(call.ref) == [("originate", (request["source"], ANSWERS, expected, 30))]
 
 
 def routed_number(tenant, agent, e164: str) -> str:  # type: ignore[no-untyped-def]
@@ -149,18 +149,18 @@ def test_caller_id_hierarchy_uses_the_device_then_the_from_agents_number(tenant,
     device, caller = new_agent(tenant), new_agent(tenant)
     device_number, caller_number = routed_number(tenant, device, fresh_e164()), routed_number(tenant, caller, fresh_e164())
     shown = new_number(tenant, fresh_e164())
-    assert calls.create_call({"from": caller.ref, "to": ANSWERS}).caller_id == caller_number
-    assert calls.create_call({"from": caller.ref, "to": ANSWERS, "device_id": device.ref}).caller_id == device_number
-    assert calls.create_call({"from": caller.ref, "to": ANSWERS, "device_id": device.ref,
+    assert calls.create_call({"source": caller.ref, "destination": ANSWERS}).caller_id == caller_number
+    assert calls.create_call({"source": caller.ref, "destination": ANSWERS, "device_id": device.ref}).caller_id == device_number
+    assert calls.create_call({"source": caller.ref, "destination": ANSWERS, "device_id": device.ref,
                               "caller_id": shown}).caller_id == shown
     with tenant.numbers() as numbers:  # a suspended number does not show
         numbers.suspend_number(next(n.ref for n in numbers.iter_numbers() if n.e164_number == device_number))
-    assert calls.create_call({"from": caller.ref, "to": ANSWERS, "device_id": device.ref}).caller_id == caller_number
+    assert calls.create_call({"source": caller.ref, "destination": ANSWERS, "device_id": device.ref}).caller_id == caller_number
 
 
 @pytest.mark.parametrize("caller_id", [False, True], ids=["number", "number+callerid"])
 def test_a_number_from_needs_a_device(tenant, calls, fresh_e164, caller_id):
-    request = {"from": new_number(tenant, fresh_e164()), "to": ANSWERS,
+    request = {"source": new_number(tenant, fresh_e164()), "destination": ANSWERS,
                "caller_id": new_number(tenant, fresh_e164()) if caller_id else ""}
     with pytest.raises(InvalidArgumentError) as raised:
         calls.create_call(request)
@@ -168,24 +168,25 @@ def test_a_number_from_needs_a_device(tenant, calls, fresh_e164, caller_id):
 
 
 def test_to_may_be_a_sip_uri(calls, agent):
-    call = calls.create_call(from_=agent.ref, to="sip:bob@sip.example.com")
-    assert call.to == "sip:bob@sip.example.com"
+    call = calls.create_call(source=agent.ref, destination="sip:bob@sip.example.com")
+    assert call.destination == "sip:bob@sip.example.com"
     wait_for(calls, call.ref, S.CALL_STATUS_IN_PROGRESS)
 
 
 @pytest.mark.parametrize(
     ("fields", "bad"),
     [
-        ({"to": "bob"}, "to"),
-        ({"to": ""}, "to"),
-        ({"to": "+1500"}, "to"),
-        ({"from": ""}, "from"),
-        ({"from": "+1500"}, "from"),
+        ({"destination": "bob"}, "destination"),
+        ({"destination": ""}, "destination"),
+        ({"destination": "+1500"}, "destination"),
+        ({"source": ""}, "source"),
+        ({"source": "+1500"}, "source"),
         ({"timeout": 121}, "timeout"),
         ({"timeout": -1}, "timeout"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": 1.5}, "timeout"),
         ({"caller_id": "12"}, "caller_id"),
         ({"webhook": "ftp://example.com/x"}, "webhook"),
-        ({"app_ref": ""}, "app_ref"),
         ({"metadata": {f"k{i}": "v" for i in range(21)}}, "metadata"),
         ({"metadata": {"k" * 65: "v"}}, "metadata"),
         ({"metadata": {"k": "v" * 513}}, "metadata[k]"),
@@ -194,41 +195,41 @@ def test_to_may_be_a_sip_uri(calls, agent):
 )
 def test_malformed_fields_are_invalid_argument_naming_them(calls, agent, fields, bad):
     with pytest.raises(InvalidArgumentError) as raised:
-        calls.create_call({"from": agent.ref, "to": ANSWERS, **fields})
+        calls.create_call({"source": agent.ref, "destination": ANSWERS, **fields})
     assert bad in fields_of(raised.value)
 
 
 def test_limits_are_inclusive(calls, agent, network):
     call = calls.create_call(
-        {"from": agent.ref, "to": ANSWERS, "timeout": 120,
+        {"source": agent.ref, "destination": ANSWERS, "timeout": 120,
          "metadata": {**{f"k{i}": "v" for i in range(19)}, "k" * 64: "v" * 512}}
     )
-    assert call.timeout == 120 and len(call.metadata) == 20
+    assert call.timeout.seconds == 120 and len(call.metadata) == 20
     assert network.orders_of(call.ref) == [("originate", (agent.ref, ANSWERS, "", 120))]
 
 
 def test_every_party_is_checked_against_the_workspace(tenant, calls, fresh_e164):
     unowned = fresh_e164()
     with pytest.raises(InvalidArgumentError) as raised:
-        calls.create_call({"from": unowned, "to": ANSWERS, "caller_id": unowned, "device_id": "0123456789abcdef"})
-    assert fields_of(raised.value) == {"from", "caller_id", "device_id"}
+        calls.create_call({"source": unowned, "destination": ANSWERS, "caller_id": unowned, "device_id": "0123456789abcdef"})
+    assert fields_of(raised.value) == {"source", "caller_id", "device_id"}
     with pytest.raises(InvalidArgumentError) as raised:
-        calls.create_call({"from": "0123456789abcdef", "to": ANSWERS})
-    assert fields_of(raised.value) == {"from"}
+        calls.create_call({"source": "0123456789abcdef", "destination": ANSWERS})
+    assert fields_of(raised.value) == {"source"}
 
 
 def test_a_disabled_agent_cannot_place_a_call(tenant, calls):
     disabled = new_agent(tenant, enabled=False)
     with pytest.raises(InvalidArgumentError) as raised:
-        calls.create_call({"from": disabled.ref, "to": ANSWERS})
-    assert fields_of(raised.value) == {"from"}
+        calls.create_call({"source": disabled.ref, "destination": ANSWERS})
+    assert fields_of(raised.value) == {"source"}
 
 
 def test_what_numbers_and_agents_said_is_reused_for_the_lookup_ttl(tenant, calls, fresh_e164, environment):
     environment.set(VOXPLANE_CALLS_LOOKUP_TTL="0.5")
     device, caller = new_agent(tenant), new_agent(tenant)
     device_number, caller_number = routed_number(tenant, device, fresh_e164()), routed_number(tenant, caller, fresh_e164())
-    request = {"from": caller.ref, "to": ANSWERS, "device_id": device.ref}
+    request = {"source": caller.ref, "destination": ANSWERS, "device_id": device.ref}
     assert calls.create_call(request).caller_id == device_number
     with tenant.numbers() as numbers, tenant.agents() as agents:
         numbers.suspend_number(next(n.ref for n in numbers.iter_numbers() if n.e164_number == device_number))
@@ -238,19 +239,19 @@ def test_what_numbers_and_agents_said_is_reused_for_the_lookup_ttl(tenant, calls
     with pytest.raises(InvalidArgumentError) as raised:  # past it: asked again
         calls.create_call(request)
     assert fields_of(raised.value) == {"device_id"}
-    assert calls.create_call(from_=caller.ref, to=ANSWERS).caller_id == caller_number
+    assert calls.create_call(source=caller.ref, destination=ANSWERS).caller_id == caller_number
 
 
 def test_a_refusal_is_never_reused(tenant, calls, fresh_e164, environment):
     environment.set(VOXPLANE_CALLS_LOOKUP_TTL="60")
     disabled, e164 = new_agent(tenant, enabled=False), fresh_e164()
-    for request in ({"from": disabled.ref}, {"from": new_agent(tenant).ref, "caller_id": e164}):
+    for request in ({"source": disabled.ref}, {"source": new_agent(tenant).ref, "caller_id": e164}):
         with pytest.raises(InvalidArgumentError):
-            calls.create_call({"to": ANSWERS, **request})
+            calls.create_call({"destination": ANSWERS, **request})
     with tenant.agents() as agents:
         agents.update_agent(ref=disabled.ref, enabled=True)
     new_number(tenant, e164)
-    assert calls.create_call(from_=disabled.ref, to=ANSWERS, caller_id=e164).caller_id == e164
+    assert calls.create_call(source=disabled.ref, destination=ANSWERS, caller_id=e164).caller_id == e164
 
 
 def test_a_suspended_number_is_not_owned_for_calls(tenant, calls, fresh_e164, agent):
@@ -259,7 +260,7 @@ def test_a_suspended_number_is_not_owned_for_calls(tenant, calls, fresh_e164, ag
         ref = numbers.create_number(provider_ref="t", e164_number=e164, aor_link="sip:1@sip.local").ref
         numbers.suspend_number(ref)
     with pytest.raises(InvalidArgumentError) as raised:
-        calls.create_call({"from": agent.ref, "to": ANSWERS, "caller_id": e164})
+        calls.create_call({"source": agent.ref, "destination": ANSWERS, "caller_id": e164})
     assert fields_of(raised.value) == {"caller_id"}
 
 
@@ -267,20 +268,20 @@ def test_another_workspaces_numbers_and_agents_are_invalid_argument(tenant, othe
     theirs_number, theirs_agent = new_number(other_tenant, fresh_e164()), new_agent(other_tenant)
     mine = new_agent(tenant)
     for request, field in [
-        ({"from": theirs_number, "device_id": mine.ref}, "from"),
-        ({"from": mine.ref, "caller_id": theirs_number}, "caller_id"),
-        ({"from": theirs_agent.ref}, "from"),
-        ({"from": mine.ref, "device_id": theirs_agent.ref}, "device_id"),
+        ({"source": theirs_number, "device_id": mine.ref}, "source"),
+        ({"source": mine.ref, "caller_id": theirs_number}, "caller_id"),
+        ({"source": theirs_agent.ref}, "source"),
+        ({"source": mine.ref, "device_id": theirs_agent.ref}, "device_id"),
     ]:
         with pytest.raises(InvalidArgumentError) as raised:
-            calls.create_call({"to": ANSWERS, **request})
+            calls.create_call({"destination": ANSWERS, **request})
         assert fields_of(raised.value) == {field}
 
 
 def test_a_retry_with_the_same_request_id_returns_the_first_call(tenant, calls, agent, db, network):
-    first = calls.create_call(from_=agent.ref, to=ANSWERS, request_id="retry-1")
-    again = calls.create_call(from_=agent.ref, to=BUSY, request_id="retry-1")
-    assert again.ref == first.ref and again.to == ANSWERS
+    first = calls.create_call(source=agent.ref, destination=ANSWERS, request_id="retry-1")
+    again = calls.create_call(source=agent.ref, destination=BUSY, request_id="retry-1")
+    assert again.ref == first.ref and again.destination == ANSWERS
     count = db.transaction(
         lambda s: s.scalar(select(func.count()).select_from(Call).where(Call.request_id == "retry-1",
                                                                       Call.ref == first.ref)), write=False)
@@ -293,7 +294,7 @@ def test_concurrent_tries_of_one_create_make_one_call(tenant, agent, db, network
     async def tries() -> list[str]:
         async with tenant.async_calls() as calls:
             made = await asyncio.gather(
-                *(calls.create_call(from_=agent.ref, to=ANSWERS, request_id="race-1") for _ in range(10))
+                *(calls.create_call(source=agent.ref, destination=ANSWERS, request_id="race-1") for _ in range(10))
             )
         return [call.ref for call in made]
 
@@ -308,7 +309,7 @@ def test_concurrent_tries_of_one_create_make_one_call(tenant, agent, db, network
 
 def test_a_reader_key_cannot_place_calls(tenant, agent):
     with tenant.calls(Role.READER) as reader, pytest.raises(PermissionDeniedError):
-        reader.create_call(from_=agent.ref, to=ANSWERS)
+        reader.create_call(source=agent.ref, destination=ANSWERS)
 
 
 # --- the network drives the state machine ------------------------------------------------------------------
@@ -326,7 +327,7 @@ def test_a_reader_key_cannot_place_calls(tenant, agent):
     ],
 )
 def test_the_destination_picks_the_outcome(calls, agent, to, timeout, status, cause):
-    ref = calls.create_call(from_=agent.ref, to=to, timeout=timeout).ref
+    ref = calls.create_call(source=agent.ref, destination=to, **({"timeout": timeout} if timeout else {})).ref
     ended = wait_for(calls, ref, status)
     assert ended.hangup_cause == cause
     assert ended.HasField("end_time")
@@ -334,7 +335,7 @@ def test_the_destination_picks_the_outcome(calls, agent, to, timeout, status, ca
 
 
 def test_a_call_rings_is_answered_and_the_far_end_hangs_up(calls, agent):
-    ref = calls.create_call(from_=agent.ref, to="+15005550061").ref
+    ref = calls.create_call(source=agent.ref, destination="+15005550061").ref
     wait_for(calls, ref, S.CALL_STATUS_RINGING)
     in_progress = wait_for(calls, ref, S.CALL_STATUS_IN_PROGRESS)
     assert in_progress.HasField("answer_time") and not in_progress.HasField("end_time")
@@ -358,9 +359,9 @@ def test_control_rpcs_on_a_call_in_progress(calls, agent):
     assert not calls.record_call(ref, start=False).recording
     assert calls.play_audio(ref, url="https://cdn.example.com/hello.wav").status == S.CALL_STATUS_IN_PROGRESS
     assert calls.send_dtmf(ref, digits="0123456789*#ABCD").status == S.CALL_STATUS_IN_PROGRESS
-    redirected = calls.redirect_call(ref, app_ref="app-2")
-    assert redirected.app_ref == "app-2" and redirected.WhichOneof("handler") == "app_ref"
-    consulted = calls.transfer_call(ref, to="+1 500 555 0001", attended=True)
+    redirected = calls.redirect_call(ref, webhook="https://hooks.example.com/app-2")
+    assert redirected.webhook == "https://hooks.example.com/app-2"
+    consulted = calls.transfer_call(ref, destination="+1 500 555 0001", attended=True)
     assert consulted.status == S.CALL_STATUS_IN_PROGRESS
     assert [p.number for p in consulted.participants][-1] == ANSWERS
     hung_up = calls.hangup_call(ref)
@@ -370,15 +371,15 @@ def test_control_rpcs_on_a_call_in_progress(calls, agent):
 
 def test_a_blind_transfer_ends_the_call_forwarded(calls, agent):
     ref = answered(calls, agent).ref
-    moved = calls.transfer_call(ref, to="sip:carol@sip.example.com")
+    moved = calls.transfer_call(ref, destination="sip:carol@sip.example.com")
     assert moved.status == S.CALL_STATUS_COMPLETED and moved.hangup_cause == H.HANGUP_CAUSE_FORWARDED
     assert moved.participants[-1].number == "sip:carol@sip.example.com"
 
 
 def test_cancel_a_ringing_call_and_a_queued_call(calls, agent):
-    ringing = calls.create_call(from_=agent.ref, to=NO_ANSWER, timeout=60).ref
+    ringing = calls.create_call(source=agent.ref, destination=NO_ANSWER, timeout=60).ref
     wait_for(calls, ringing, S.CALL_STATUS_RINGING)
-    queued = calls.create_call(from_=agent.ref, to=STAYS_QUEUED, timeout=60).ref
+    queued = calls.create_call(source=agent.ref, destination=STAYS_QUEUED, timeout=60).ref
     assert calls.get_call(queued).status == S.CALL_STATUS_QUEUED
     for ref in (ringing, queued):
         canceled = calls.cancel_call(ref)
@@ -405,13 +406,12 @@ CONTROLS = {
     "record": ControlRpc("record_call", {"start": True}, ("record", (True,))),
     "stop recording": ControlRpc("record_call", {"start": False}, ("record", (False,))),
     "play": ControlRpc("play_audio", {"url": PLAYED}, ("play", (PLAYED,))),
-    "transfer": ControlRpc("transfer_call", {"to": SIP_TARGET}, ("transfer", (SIP_TARGET, False))),
-    "attended transfer": ControlRpc("transfer_call", {"to": "+1 500 555 0001", "attended": True},
+    "transfer": ControlRpc("transfer_call", {"destination": SIP_TARGET}, ("transfer", (SIP_TARGET, False))),
+    "attended transfer": ControlRpc("transfer_call", {"destination": "+1 500 555 0001", "attended": True},
                                     ("transfer", (ANSWERS, True))),
     "dtmf": ControlRpc("send_dtmf", {"digits": "0123456789*#ABCD"}, ("send_dtmf", ("0123456789*#ABCD",))),
-    "redirect": ControlRpc("redirect_call", {"app_ref": "app-1"}, ("redirect", ("app-1", None))),
-    "redirect to a webhook": ControlRpc("redirect_call", {"webhook": "https://hooks.example.com/b"},
-                                        ("redirect", (None, "https://hooks.example.com/b"))),
+    "redirect": ControlRpc("redirect_call", {"webhook": "https://hooks.example.com/b"},
+                           ("redirect", ("https://hooks.example.com/b",))),
 }
 
 
@@ -423,7 +423,7 @@ def every_control(calls, ref: str):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("name", list(CONTROLS))
 def test_every_control_gives_the_network_its_order(calls, agent, network, name):
     if name == "cancel":  # CancelCall is for a call not answered yet; the other controls for an answered one
-        ref = calls.create_call(from_=agent.ref, to=STAYS_QUEUED, timeout=60).ref
+        ref = calls.create_call(source=agent.ref, destination=STAYS_QUEUED, timeout=60).ref
     else:
         ref = answered(calls, agent).ref
     every_control(calls, ref)[name]()
@@ -433,7 +433,7 @@ def test_every_control_gives_the_network_its_order(calls, agent, network, name):
 
 
 def test_a_ringing_call_is_cancelled_not_hung_up_and_only_redirected(calls, agent, network):
-    ref = calls.create_call(from_=agent.ref, to=NO_ANSWER, timeout=60).ref
+    ref = calls.create_call(source=agent.ref, destination=NO_ANSWER, timeout=60).ref
     wait_for(calls, ref, S.CALL_STATUS_RINGING)
     with pytest.raises(FailedPreconditionError, match="RINGING.*CancelCall"):
         calls.hangup_call(ref)
@@ -444,7 +444,7 @@ def test_a_ringing_call_is_cancelled_not_hung_up_and_only_redirected(calls, agen
     assert calls.redirect_call(ref, webhook="https://hooks.example.com/b").webhook == "https://hooks.example.com/b"
     calls.cancel_call(ref)
     # After the originate, the network heard of the two controls allowed, and of none refused.
-    assert network.orders_of(ref)[1:] == [("redirect", (None, "https://hooks.example.com/b")), ("cancel", ())]
+    assert network.orders_of(ref)[1:] == [("redirect", ("https://hooks.example.com/b",)), ("cancel", ())]
 
 
 def test_an_answered_call_cannot_be_cancelled(calls, agent, network):
@@ -456,7 +456,7 @@ def test_an_answered_call_cannot_be_cancelled(calls, agent, network):
 
 
 def test_controlling_an_ended_call_is_failed_precondition_naming_its_state(calls, agent, network):
-    ref = calls.create_call(from_=agent.ref, to=BUSY).ref
+    ref = calls.create_call(source=agent.ref, destination=BUSY).ref
     wait_for(calls, ref, S.CALL_STATUS_BUSY)
     for control in every_control(calls, ref).values():
         with pytest.raises(FailedPreconditionError, match=r"has ended \(BUSY\)"):
@@ -473,8 +473,8 @@ def test_controlling_an_ended_call_is_failed_precondition_naming_its_state(calls
         ("send_dtmf", {"digits": ""}, "digits"),
         ("send_dtmf", {"digits": "12E"}, "digits"),
         ("send_dtmf", {"digits": "1" * 65}, "digits"),
-        ("transfer_call", {"to": "nobody"}, "to"),
-        ("redirect_call", {}, "handler"),
+        ("transfer_call", {"destination": "nobody"}, "destination"),
+        ("redirect_call", {}, "webhook"),
         ("redirect_call", {"webhook": "not a url"}, "webhook"),
     ],
 )
@@ -488,12 +488,16 @@ def test_control_arguments_are_checked(calls, agent, network, rpc, fields, bad):
 
 
 def test_list_active_calls_is_the_workspaces_running_calls_oldest_first(tenant, other_tenant, calls, agent):
-    running = calls.create_call(from_=agent.ref, to=NO_ANSWER, timeout=60).ref
-    ended = calls.create_call(from_=agent.ref, to=FAILS).ref
-    answered_ref = calls.create_call(from_=agent.ref, to=ANSWERS).ref
+    running = calls.create_call(source=agent.ref, destination=NO_ANSWER, timeout=60).ref
+    ended = calls.create_call(source=agent.ref, destination=FAILS).ref
+    answered_ref = calls.create_call(source=agent.ref, destination=ANSWERS).ref
     wait_for(calls, ended, S.CALL_STATUS_FAILED)
     wait_for(calls, answered_ref, S.CALL_STATUS_IN_PROGRESS)
     assert [c.ref for c in calls.list_active_calls().calls] == [running, answered_ref]
+    first = calls.list_active_calls(page_size=1)
+    assert [c.ref for c in first.calls] == [running] and first.next_page_token
+    second = calls.list_active_calls(page_size=1, page_token=first.next_page_token)
+    assert [c.ref for c in second.calls] == [answered_ref] and not second.next_page_token
     with other_tenant.calls() as theirs:
         assert list(theirs.list_active_calls().calls) == []
     calls.cancel_call(running)
@@ -502,7 +506,7 @@ def test_list_active_calls_is_the_workspaces_running_calls_oldest_first(tenant, 
 
 
 def test_another_workspaces_call_is_not_found_on_every_rpc(other_tenant, calls, agent, network):
-    ref = calls.create_call(from_=agent.ref, to=NO_ANSWER, timeout=60).ref
+    ref = calls.create_call(source=agent.ref, destination=NO_ANSWER, timeout=60).ref
     with other_tenant.calls() as theirs:
         with pytest.raises(NotFoundError):
             theirs.get_call(ref)
@@ -546,7 +550,7 @@ def test_calls_left_running_by_a_crash_fail_with_service_restart(tenant, databas
                 assert call.HasField("end_time")
             # Served alone, with VOXPLANE_NUMBERS/AGENTS_ENDPOINT unset, Calls asks its own port: no Numbers there.
             with pytest.raises(UnavailableError, match="could not check the call's parties"):
-                calls.create_call({"from": "0123456789abcdef", "to": ANSWERS})
+                calls.create_call({"source": "0123456789abcdef", "destination": ANSWERS})
     finally:
         restarted.stop()
 
@@ -612,10 +616,10 @@ def test_a_stopping_calls_process_ends_the_calls_it_carried(tenant, database_url
 def test_grpcurl_places_a_call(server, tenant, agent):
     key = tenant.keys[Role.MEMBER]
     created = grpcurl(server.address, "voxplane.calls.v1.Calls/CreateCall", key=key,
-                      data={"from": agent.ref, "to": "+15005550001", "metadata": {"source": "cli"}})
+                      data={"source": agent.ref, "destination": "+15005550001", "metadata": {"source": "cli"}})
     assert created.returncode == 0, created.stderr
     call = json.loads(created.stdout)
-    assert call["status"] == "CALL_STATUS_QUEUED" and call["to"] == ANSWERS
+    assert call["status"] == "CALL_STATUS_QUEUED" and call["destination"] == ANSWERS
     with tenant.calls() as calls:
         wait_for(calls, call["ref"], S.CALL_STATUS_IN_PROGRESS)
     hung_up = grpcurl(server.address, "voxplane.calls.v1.Calls/HangupCall", key=key, data={"ref": call["ref"]})
@@ -631,8 +635,8 @@ def stored_calls(db, tenant, count: int, runner: str) -> list[str]:  # type: ign
     workspace = db.transaction(lambda s: s.scalars(select(Workspace).where(Workspace.ref == tenant.ref)).one(),
                                write=False)
     caller = Caller(key_id="test", role=Role.MEMBER, workspace_id=workspace.id, workspace_ref=workspace.ref)
-    new = live.checked_new_call(from_party="+14155550100", to=ANSWERS, caller_id="", device_id="a1", app_ref=None,
-                                webhook=None, timeout=0, metadata={}, request_id="")
+    new = live.checked_new_call(source="+14155550100", destination=ANSWERS, caller_id="", device_id="a1",
+                                webhook="", timeout=None, metadata={}, request_id="")
     return [db.transaction(lambda s: live.insert_call(s, caller, new, "", runner), write=True).ref
             for _ in range(count)]
 
@@ -741,9 +745,9 @@ def test_with_api_key_shares_the_channel_and_caps_the_deadline(tenant, other_ten
     with Numbers(endpoint=tenant.address, timeout=10) as shared:
         mine = shared.with_api_key(tenant.keys[Role.MEMBER], timeout=2.5)
         theirs = shared.with_api_key(other_tenant.keys[Role.MEMBER])
-        assert [n.e164_number for n in mine.list_numbers(e164_prefix=number).numbers] == [number]
-        assert list(theirs.list_numbers(e164_prefix=number).numbers) == []
+        assert [n.e164_number for n in mine.list_numbers(filter={"e164_prefix": number}).numbers] == [number]
+        assert list(theirs.list_numbers(filter={"e164_prefix": number}).numbers) == []
         assert mine._channel is shared._channel is theirs._channel
         assert (mine.options.timeout, theirs.options.timeout) == (2.5, 10)
         mine.close()  # leaves the shared channel open
-        assert len(theirs.list_numbers(e164_prefix=number).numbers) == 0
+        assert len(theirs.list_numbers(filter={"e164_prefix": number}).numbers) == 0

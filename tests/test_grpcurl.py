@@ -41,7 +41,7 @@ def test_lists_and_describes_services_by_reflection(server):
     assert described.returncode == 0, described.stderr
     assert "rpc GetIngressInfo ( .voxplane.numbers.v1.GetIngressInfoRequest )" in described.stdout
     message = grpcurl(server.address, "describe", "voxplane.numbers.v1.Number")
-    assert "string e164_number = 4;" in message.stdout
+    assert "string e164_number = 4 [(.google.api.field_behavior) = IMMUTABLE];" in message.stdout
 
 
 def test_health_check(server):

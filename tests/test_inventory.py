@@ -103,14 +103,14 @@ def test_search_by_e164_or_national_prefix_pages_through(tenant):
     with tenant.numbers() as numbers:
         found, token = [], ""
         while True:
-            page = numbers.search_available_numbers(prefix=e164_prefix, quantity=3, page_token=token)
+            page = numbers.search_available_numbers(prefix=e164_prefix, page_size=3, page_token=token)
             assert len(page.numbers) <= 3
             found += [n.e164_number for n in page.numbers]
             token = page.next_page_token
             if not token:
                 break
         assert found == block
-        first = numbers.search_available_numbers(prefix=national, region_code="GB", quantity=1).numbers[0]
+        first = numbers.search_available_numbers(prefix=national, region_code="GB", page_size=1).numbers[0]
         assert first.e164_number == block[0]
         assert first.description == "Aberdeen"
         assert first.national_format.startswith("01224")
@@ -120,7 +120,7 @@ def test_search_by_e164_or_national_prefix_pages_through(tenant):
         assert violated(caught.value) == {"page_token"}
         for bad, field in (({"prefix": "abc"}, "prefix"), ({"prefix": ""}, "prefix"),
                            ({"prefix": "0122", "region_code": "XX"}, "region_code"),
-                           ({"prefix": "+44", "quantity": -1}, "quantity")):
+                           ({"prefix": "+44", "page_size": -1}, "page_size")):
             with pytest.raises(InvalidArgumentError) as caught:
                 numbers.search_available_numbers(bad)
             assert violated(caught.value) == {field}
@@ -130,9 +130,9 @@ def test_a_token_of_one_prefix_does_not_work_for_another(tenant):
     block = aberdeen_block(4)
     stock(tenant, block)
     with tenant.numbers() as numbers:
-        token = numbers.search_available_numbers(prefix=block[0][:-2], quantity=1).next_page_token
+        token = numbers.search_available_numbers(prefix=block[0][:-2], page_size=1).next_page_token
         with pytest.raises(InvalidArgumentError):
-            numbers.search_available_numbers(prefix="+44", quantity=1, page_token=token)
+            numbers.search_available_numbers(prefix="+44", page_size=1, page_token=token)
 
 
 def test_check_availability_per_number(tenant, other_tenant, fresh_e164):
@@ -363,7 +363,7 @@ def test_list_filters_combine_with_paging(tenant, fresh_e164):
         cut = made[3].create_time
 
         def refs(**filters) -> list[str]:  # type: ignore[no-untyped-def]
-            return [n.ref for n in numbers.iter_numbers(page_size=1, **filters)]
+            return [n.ref for n in numbers.iter_numbers(page_size=1, filter=filters)]
 
         assert refs(provider_ref="trunk-a") == [made[1].ref, made[3].ref, made[5].ref]
         assert refs(state="NUMBER_STATE_SUSPENDED") == [made[1].ref]
@@ -379,14 +379,14 @@ def test_list_filters_combine_with_paging(tenant, fresh_e164):
         routed = numbers.update_number(ref=made[2].ref, aor_link="sip:agent-7@sip.example.com")
         assert refs(aor_link="sip:agent-7@sip.example.com") == [routed.ref]
 
-        token = numbers.list_numbers(page_size=1, provider_ref="trunk-a").next_page_token
+        token = numbers.list_numbers(page_size=1, filter={"provider_ref": "trunk-a"}).next_page_token
         with pytest.raises(InvalidArgumentError) as caught:
-            numbers.list_numbers(page_size=1, provider_ref="trunk-b", page_token=token)
+            numbers.list_numbers(page_size=1, page_token=token, filter={"provider_ref": "trunk-b"})
         assert violated(caught.value) == {"page_token"}
-        for bad, field in (({"e164_prefix": "44"}, "e164_prefix"), ({"state": 42}, "state"),
-                           ({"aor_link": "mailto:x"}, "aor_link")):
+        for bad, field in (({"e164_prefix": "44"}, "filter.e164_prefix"), ({"state": 42}, "filter.state"),
+                           ({"aor_link": "mailto:x"}, "filter.aor_link")):
             with pytest.raises(InvalidArgumentError) as caught:
-                numbers.list_numbers(bad)
+                numbers.list_numbers(filter=bad)
             assert violated(caught.value) == {field}
 
 
@@ -420,7 +420,7 @@ def test_grpcurl_search_and_acquire(server, tenant):
     stock(tenant, [e164])
     key = tenant.keys[Role.MEMBER]
     found = grpcurl(server.address, "voxplane.numbers.v1.Numbers/SearchAvailableNumbers", key=key,
-                    data={"prefix": e164, "quantity": 5})
+                    data={"prefix": e164, "page_size": 5})
     assert found.returncode == 0, found.stderr
     assert e164 in found.stdout
     acquired = grpcurl(server.address, "voxplane.numbers.v1.Numbers/AcquireNumber", key=key,

@@ -14,6 +14,7 @@ from voxplane import (
     InvalidArgumentError,
     NotFoundError,
 )
+from voxplane.numbers.v1 import numbers_pb2 as pb
 from voxplane.services.core.auth import Role
 from voxplane.services.numbers.models import Number
 
@@ -47,11 +48,10 @@ def test_create_with_ingress_info(tenant, fresh_e164):
         number = numbers.create_number(
             provider_ref="trunk-1",
             e164_number=fresh_e164(),
-            ingress_info={"webhook": "https://hooks.example.com/voice", "app_ref": "app-7"},
+            ingress_info={"webhook": "https://hooks.example.com/voice"},
         )
         assert number.WhichOneof("routing") == "ingress_info"
         assert number.ingress_info.webhook == "https://hooks.example.com/voice"
-        assert number.ingress_info.app_ref == "app-7"
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_create_with_ingress_info(tenant, fresh_e164):
         ({"aor_link": "sip:1001@sip.local:99999"}, "aor_link"),
         ({"aor_link": None, "ingress_info": {"webhook": "ftp://x.example.com"}}, "ingress_info.webhook"),
         ({"aor_link": None, "ingress_info": {"webhook": "https://"}}, "ingress_info.webhook"),
-        ({"aor_link": None, "ingress_info": {}}, "ingress_info"),
+        ({"aor_link": None, "ingress_info": {}}, "ingress_info.webhook"),
         ({"aor_link": None}, "routing"),
         ({"request_id": "r" * 129}, "request_id"),
     ],
@@ -182,6 +182,31 @@ def test_update_switches_routing_both_ways(tenant, fresh_e164):
         assert not back.HasField("ingress_info")
 
 
+def test_update_mask_sets_clears_and_leaves_alone_every_kind_of_field(tenant, fresh_e164):
+    """AIP-134: the mask names what changes; a named field at its default is cleared; without a mask, the
+    fields set change. The Python client fills the mask from the fields it is given."""
+    with tenant.numbers() as numbers:
+        number = numbers.create_number(
+            e164_number=fresh_e164(), provider_ref="trunk-1", name="Sales", aor_link="sip:1@sip.local",
+            settings={"recording_enabled": True, "caller_id_prefix": "S:", "context": "NUMBER_CONTEXT_UTILITY"},
+        )
+        cleared = numbers.update_number(ref=number.ref, name="", settings={"recording_enabled": False})
+        assert (cleared.name, cleared.recording_enabled) == ("", False)
+        assert (cleared.caller_id_prefix, cleared.context, cleared.aor_link) == ("S:", pb.NUMBER_CONTEXT_UTILITY,
+                                                                                 "sip:1@sip.local")
+        unrouted = numbers.update_number(ref=number.ref, update_mask="aorLink")  # named, not set: cleared
+        assert unrouted.WhichOneof("routing") is None and unrouted.provider_ref == "trunk-1"
+        defaults = numbers.update_number(ref=number.ref, update_mask="settings")  # all four back to defaults
+        assert (defaults.caller_id_prefix, defaults.context) == ("", pb.NUMBER_CONTEXT_INCOMING)
+        # A raw request without a mask changes what it sets, and nothing else.
+        implicit = numbers.update_number(pb.UpdateNumberRequest(ref=number.ref, name="Support"))
+        assert (implicit.name, implicit.provider_ref) == ("Support", "trunk-1")
+        with pytest.raises(InvalidArgumentError) as caught:
+            numbers.update_number(ref=number.ref, name="x", update_mask="name,e164Number")
+        assert violated_fields(caught.value) == {"update_mask"}
+        assert numbers.get_number(number.ref).name == "Support"
+
+
 def test_update_with_stale_etag_is_aborted_and_changes_nothing(tenant, fresh_e164):
     with tenant.numbers() as numbers:
         number = create(numbers, fresh_e164(), name="first")
@@ -263,12 +288,13 @@ def test_list_rejects_tampered_and_foreign_tokens(tenant, other_tenant, fresh_e1
 def test_ingress_info_of_own_number(tenant, fresh_e164):
     e164 = fresh_e164()
     with tenant.numbers() as numbers:
-        number = numbers.create_number(provider_ref="t", e164_number=e164, ingress_info={"app_ref": "ivr"})
+        number = numbers.create_number(provider_ref="t", e164_number=e164,
+                                       ingress_info={"webhook": "https://hooks.example.com/ivr"})
         info = numbers.get_ingress_info(e164)
         assert info.number_ref == number.ref
         assert info.e164_number == e164
         assert info.workspace_ref == tenant.ref
-        assert info.ingress_info.app_ref == "ivr"
+        assert info.ingress_info.webhook == "https://hooks.example.com/ivr"
         assert numbers.get_ingress_info(e164_number=f"+1 {e164[2:]}").number_ref == number.ref
 
 

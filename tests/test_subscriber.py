@@ -84,7 +84,7 @@ def gb_number(numbers) -> pb.Number:  # type: ignore[no-untyped-def]
 
 def test_a_new_number_has_an_unknown_subscriber_and_no_emergency_address(numbers, us_number):
     got = numbers.get_number(us_number.ref)
-    assert got.subscriber == pb.Subscriber(status=pb.SUBSCRIBER_STATUS_UNKNOWN)
+    assert got.subscriber == pb.Subscriber(status=pb.SUBSCRIBER_STATUS_UNSPECIFIED)
     assert not got.HasField("emergency_address")
     assert got.emergency_enabled is False
 
@@ -114,12 +114,18 @@ def test_update_subscriber_of_a_us_number_takes_a_zip_code(numbers, us_number):
     assert updated.subscriber.first_name == ""  # a company has no first name
 
 
-def test_update_subscriber_replaces_the_whole_block(numbers, gb_number):
-    numbers.update_subscriber(ref=gb_number.ref, address2="Westminster", address4="London", **SUBSCRIBER)
+def test_update_subscriber_changes_the_fields_it_names_and_leaves_the_others(numbers, gb_number):
+    first = numbers.update_subscriber(ref=gb_number.ref, address2="Westminster", address4="London", **SUBSCRIBER)
     again = numbers.update_subscriber(ref=gb_number.ref, name="Babbage", address1="1 Dorset St", postcode="W1U 4EG")
-    assert again.subscriber.first_name == ""
-    assert again.subscriber.address2 == again.subscriber.address4 == ""
+    assert again.subscriber.first_name == first.subscriber.first_name != ""
+    assert (again.subscriber.address2, again.subscriber.address4) == ("Westminster", "London")
     assert (again.subscriber.name, again.subscriber.postcode) == ("Babbage", "W1U 4EG")
+    cleared = numbers.update_subscriber(ref=gb_number.ref, address2="", first_name="")  # named, empty: cleared
+    assert (cleared.subscriber.address2, cleared.subscriber.first_name) == ("", "")
+    assert cleared.subscriber.address4 == "London"
+    with pytest.raises(InvalidArgumentError) as caught:  # the subscriber as changed must be complete
+        numbers.update_subscriber(ref=gb_number.ref, postcode="")
+    assert violated_fields(caught.value) == {"postcode"}
 
 
 def test_update_subscriber_reports_every_missing_field(numbers, gb_number):
@@ -143,7 +149,7 @@ def test_update_subscriber_rejects_bad_fields(numbers, gb_number, fields, bad_fi
     with pytest.raises(InvalidArgumentError) as caught:
         numbers.update_subscriber(ref=gb_number.ref, **{**SUBSCRIBER, **fields})
     assert violated_fields(caught.value) == {bad_field}
-    assert numbers.get_number(gb_number.ref).subscriber.status == pb.SUBSCRIBER_STATUS_UNKNOWN
+    assert numbers.get_number(gb_number.ref).subscriber.status == pb.SUBSCRIBER_STATUS_UNSPECIFIED
 
 
 def test_update_subscriber_checks_the_postcode_against_the_numbers_country(numbers, us_number):
@@ -431,7 +437,7 @@ def test_another_workspaces_number_is_not_found(numbers, us_number, other_tenant
             with pytest.raises(NotFoundError):
                 caller.enable_emergency(ref=us_number.ref, enabled=False)
     got = numbers.get_number(us_number.ref)
-    assert got.subscriber.status == pb.SUBSCRIBER_STATUS_UNKNOWN
+    assert got.subscriber.status == pb.SUBSCRIBER_STATUS_UNSPECIFIED
     assert not got.HasField("emergency_address")
     assert got.etag == us_number.etag
 

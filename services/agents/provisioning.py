@@ -123,7 +123,7 @@ def update_agent(
     username: str | None,
     secret: str | None,
     privacy: str | None,
-    domains: Sequence[str],
+    domains: Sequence[str] | None,
     enabled: bool | None,
     etag: str,
 ) -> Agent:
@@ -136,7 +136,7 @@ def update_agent(
         _secret(v, secret)
     if privacy is not None:
         _privacy(v, privacy)
-    new_domains = _domains(v, domains) if domains else None
+    new_domains = _domains(v, domains) if domains is not None else None
     v.raise_if_any()
 
     agent = get_agent(session, caller, ref, etag)

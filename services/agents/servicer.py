@@ -13,7 +13,7 @@ from ..core.errors import Violations
 from ..core.rpc import rpc
 from ..core.servicer import Servicer
 from . import provisioning
-from .messages import PRIVACY, agent_proto
+from .messages import PRIVACY, agent_proto, agent_update
 
 
 class AgentsServicer(Servicer, agents_pb2_grpc.AgentsServicer):
@@ -43,19 +43,7 @@ class AgentsServicer(Servicer, agents_pb2_grpc.AgentsServicer):
     @rpc(Access.WRITE)
     def UpdateAgent(self, request: pb.UpdateAgentRequest, caller: Caller, session: Session) -> pb.Agent:
         v = Violations()
-        agent = provisioning.update_agent(
-            session,
-            caller,
-            v,
-            request.ref,
-            name=optional(request, "name"),
-            username=optional(request, "username"),
-            secret=optional(request, "secret"),
-            privacy=PRIVACY.name(request.privacy, "privacy", v) if request.HasField("privacy") else None,
-            domains=list(request.domains),
-            enabled=optional(request, "enabled"),
-            etag=request.etag,
-        )
+        agent = provisioning.update_agent(session, caller, v, request.ref, **agent_update(request, v), etag=request.etag)
         return agent_proto(agent)
 
     @rpc(Access.READ)

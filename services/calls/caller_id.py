@@ -12,10 +12,10 @@ from .parties import Agent, Directory
 async def caller_id_of(new: NewCall, directory: Directory) -> str:
     """Checks every number and agent the call names against the workspace, then picks the caller ID.
 
-    Every valid combination of sipgate's table is accepted (an agent `from`
-    with or without caller_id / device_id; a number `from` with device_id,
+    Every valid combination of sipgate's table is accepted (an agent `source`
+    with or without caller_id / device_id; a number `source` with device_id,
     with or without caller_id; `checked_new_call` refused the rest). The
-    caller ID is `caller_id`, else the device agent's number, else `from`'s
+    caller ID is `caller_id`, else the device agent's number, else `source`'s
     number; "" (anonymous) when none applies.
     """
     v = Violations()
@@ -36,9 +36,9 @@ async def caller_id_of(new: NewCall, directory: Directory) -> str:
         return found
 
     _, _, from_agent, device = await asyncio.gather(
-        number("from", new.from_party if new.from_is_number else ""),
+        number("source", new.source if new.source_is_number else ""),
         number("caller_id", new.caller_id),
-        agent("from", "" if new.from_is_number else new.from_party),
+        agent("source", "" if new.source_is_number else new.source),
         agent("device_id", new.device_id),
     )
     v.raise_if_any()
@@ -47,4 +47,4 @@ async def caller_id_of(new: NewCall, directory: Directory) -> str:
     for candidate in (device, from_agent):
         if candidate is not None and (found := await directory.agent_number(candidate)):
             return found
-    return new.from_party if new.from_is_number else ""
+    return new.source if new.source_is_number else ""

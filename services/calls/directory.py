@@ -113,9 +113,9 @@ class CallerDirectory:
 
     async def _owns_number(self, e164: str) -> bool:
         try:
-            page = await self.numbers.list_numbers(
-                e164_prefix=e164, state=numbers_pb2.NUMBER_STATE_ACTIVE, page_size=100
-            )
+            page = await self.numbers.list_numbers(numbers_pb2.ListNumbersRequest(
+                filter=numbers_pb2.NumberFilter(e164_prefix=e164, state=numbers_pb2.NUMBER_STATE_ACTIVE), page_size=100
+            ))
         except VoxplaneError as error:
             raise _unreachable("Numbers", self.numbers.options.endpoint or "", error) from None
         return any(n.e164_number == e164 for n in page.numbers)
@@ -132,9 +132,10 @@ class CallerDirectory:
     async def _agent_number(self, agent: Agent) -> str | None:
         for address in agent.addresses:
             try:
-                page = await self.numbers.list_numbers(
-                    aor_link=address, state=numbers_pb2.NUMBER_STATE_ACTIVE, page_size=1
-                )
+                page = await self.numbers.list_numbers(numbers_pb2.ListNumbersRequest(
+                    filter=numbers_pb2.NumberFilter(aor_link=address, state=numbers_pb2.NUMBER_STATE_ACTIVE),
+                    page_size=1,
+                ))
             except VoxplaneError as error:
                 raise _unreachable("Numbers", self.numbers.options.endpoint or "", error) from None
             if page.numbers:

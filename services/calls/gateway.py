@@ -57,7 +57,7 @@ class CallGateway(abc.ABC):
     async def send_dtmf(self, ref: str, digits: str) -> None: ...
 
     @abc.abstractmethod
-    async def redirect(self, ref: str, app_ref: str | None, webhook: str | None) -> None: ...
+    async def redirect(self, ref: str, webhook: str) -> None: ...
 
     async def close(self) -> None:  # noqa: B027 - optional: most gateways have nothing to stop
         """Stops reporting; calls on the network are left as they are."""
@@ -158,8 +158,8 @@ class SimulatedGateway(CallGateway):
     async def send_dtmf(self, ref: str, digits: str) -> None:
         self.orders.append((ref, "send_dtmf", (digits,)))
 
-    async def redirect(self, ref: str, app_ref: str | None, webhook: str | None) -> None:
-        self.orders.append((ref, "redirect", (app_ref, webhook)))
+    async def redirect(self, ref: str, webhook: str) -> None:
+        self.orders.append((ref, "redirect", (webhook,)))
 
     async def close(self) -> None:
         tasks = list(self._calls.values())

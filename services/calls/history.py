@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from ..core import validation
 from ..core.auth import Caller
-from ..core.errors import FailedPrecondition, NotFound, Violations
-from ..core.resources import get_owned
+from ..core.errors import Aborted, FailedPrecondition, NotFound, Violations
+from ..core.resources import check_etag, get_owned
 from ..persistence import keyset
 from ..persistence.base import utcnow
 from .models import ACTIVE_STATUSES, Call, CallLabel
@@ -31,7 +31,7 @@ LABEL_SEPARATOR = ";"  # joins a call's labels in the CSV export, so no label ma
 EXPORT_CHUNK_ROWS = 1000
 
 EXPORT_COLUMNS = (
-    "ref", "direction", "status", "hangup_cause", "from", "to", "caller_id", "create_time", "answer_time",
+    "ref", "direction", "status", "hangup_cause", "source", "destination", "caller_id", "create_time", "answer_time",
     "end_time", "duration_seconds", "starred", "archived", "read", "note", "labels",
 )
 
@@ -42,9 +42,9 @@ class CallFilter:
 
     direction: str | None = None  # INBOUND or OUTBOUND
     status: str | None = None
-    number: str | None = None  # E.164
-    start_time: datetime | None = None  # created at or after
-    end_time: datetime | None = None  # created before
+    party: str | None = None  # E.164, the source or the destination
+    created_after: datetime | None = None  # at or after
+    created_before: datetime | None = None
     starred: bool | None = None
     archived: bool | None = None
     read: bool | None = None
@@ -53,7 +53,7 @@ class CallFilter:
 
 @dataclass(frozen=True)
 class Marks:
-    """UpdateCallRecord: what to change; None leaves a field alone (labels: None unless set_labels)."""
+    """UpdateCallRecord: what to change; None leaves a field alone."""
 
     starred: bool | None = None
     archived: bool | None = None
@@ -75,13 +75,13 @@ def _label(v: Violations, field: str, value: str) -> str | None:
 
 def checked_filter(v: Violations, raw: CallFilter, prefix: str = "filter") -> CallFilter:
     """`raw` with its number in E.164 and its label trimmed; problems go to `v` as `filter.<field>`."""
-    number = validation.e164(v, f"{prefix}.number", raw.number) if raw.number else None
+    party = validation.e164(v, f"{prefix}.party", raw.party) if raw.party else None
     label = _label(v, f"{prefix}.label", raw.label) if raw.label else None
-    if raw.start_time and raw.end_time and raw.end_time <= raw.start_time:
-        v.add(f"{prefix}.end_time", "must be after filter.start_time")
+    if raw.created_after and raw.created_before and raw.created_before <= raw.created_after:
+        v.add(f"{prefix}.created_before", f"must be after {prefix}.created_after")
     return CallFilter(
-        direction=raw.direction, status=raw.status, number=number, start_time=raw.start_time,
-        end_time=raw.end_time, starred=raw.starred, archived=raw.archived, read=raw.read, label=label,
+        direction=raw.direction, status=raw.status, party=party, created_after=raw.created_after,
+        created_before=raw.created_before, starred=raw.starred, archived=raw.archived, read=raw.read, label=label,
     )
 
 
@@ -96,12 +96,12 @@ def _conditions(caller: Caller, f: CallFilter) -> list[ColumnElement[bool]]:
         where.append(Call.direction == f.direction)
     if f.status:
         where.append(Call.status == f.status)
-    if f.number:
-        where.append(or_(Call.from_party == f.number, Call.to_party == f.number))
-    if f.start_time:
-        where.append(Call.create_time >= f.start_time)
-    if f.end_time:
-        where.append(Call.create_time < f.end_time)
+    if f.party:
+        where.append(or_(Call.from_party == f.party, Call.to_party == f.party))
+    if f.created_after:
+        where.append(Call.create_time >= f.created_after)
+    if f.created_before:
+        where.append(Call.create_time < f.created_before)
     for column, wanted in ((Call.starred, f.starred), (Call.archived, f.archived), (Call.read, f.read)):
         if wanted is not None:
             where.append(column == wanted)
@@ -147,43 +147,49 @@ def _apply(session: Session, call: Call, marks: Marks) -> None:
     call.update_time = utcnow()  # every mark moves update_time and the version (the etag)
 
 
-def update_record(session: Session, caller: Caller, ref: str, marks: Marks) -> Call:
+def update_record(session: Session, caller: Caller, ref: str, marks: Marks, etag: str) -> Call:
     v = Violations()
     if not ref:
         v.add("ref", "is required")
     marks = checked_marks(v, marks)
     v.raise_if_any()
-    call = get_owned(session, Call, caller, ref)
+    call = get_owned(session, Call, caller, ref, etag=etag)
     _apply(session, call, marks)
     session.flush()
     return call
 
 
-def update_records(session: Session, caller: Caller, updates: Sequence[tuple[str, Marks]]) -> list[Call]:
+def update_records(session: Session, caller: Caller, updates: Sequence[tuple[str, Marks, str]]) -> list[Call]:
     """Marks up to 1,000 calls, all or none (the RPC's transaction); returns them in the updates' order.
+    Each update is (ref, marks, etag).
 
-    Violations are named `requests[i].<field>`; the first ref that is not the caller's is NOT_FOUND.
+    Violations are named `requests[i].<field>`; the first ref that is not the caller's is NOT_FOUND, the
+    first stale etag ABORTED (checked as of the batch's start).
     """
     validation.check_batch_size("requests", len(updates), "updates")
     v = Violations()
-    checked: list[tuple[str, Marks]] = []
-    for i, (ref, marks) in enumerate(updates):
+    checked: list[tuple[str, Marks, str]] = []
+    for i, (ref, marks, etag) in enumerate(updates):
         if not ref:
             v.add(f"requests[{i}].ref", "is required")
-        checked.append((ref, checked_marks(v, marks, f"requests[{i}].")))
+        checked.append((ref, checked_marks(v, marks, f"requests[{i}]."), etag))
     v.raise_if_any()
-    refs = list(dict.fromkeys(ref for ref, _ in checked))
+    refs = list(dict.fromkeys(ref for ref, _, _ in checked))
     by_ref = {
         call.ref: call
         for call in session.scalars(select(Call).where(Call.workspace_id == caller.workspace_id, Call.ref.in_(refs)))
     }
-    for i, (ref, _) in enumerate(checked):
+    for i, (ref, _, etag) in enumerate(checked):
         if ref not in by_ref:
             raise NotFound(f"requests[{i}]: No call has the ref {ref!r}.")
-    for ref, marks in checked:  # the same ref twice: its updates apply in order
+        try:
+            check_etag(by_ref[ref], etag)
+        except Aborted as stale:
+            raise Aborted(f"requests[{i}]: {stale}") from None
+    for ref, marks, _ in checked:  # the same ref twice: its updates apply in order
         _apply(session, by_ref[ref], marks)
     session.flush()
-    return [by_ref[ref] for ref, _ in checked]
+    return [by_ref[ref] for ref, _, _ in checked]
 
 
 def delete_records(session: Session, caller: Caller, refs: Sequence[str]) -> None:

@@ -19,6 +19,7 @@ from ..core import validation
 from ..core.auth import Caller
 from ..core.errors import InvalidArgument, Violations
 from ..core.resources import by_request_id, get_owned
+from ..persistence import keyset
 from ..persistence.base import UtcDateTime, new_ref, table_of, utcnow
 from . import states
 from .models import Call, CallParticipant
@@ -26,7 +27,7 @@ from .states import NetworkEvent
 
 DEFAULT_TIMEOUT, MAX_TIMEOUT = 30, 120
 MAX_METADATA, MAX_METADATA_KEY, MAX_METADATA_VALUE = 20, 64, 512
-MAX_REF, MAX_PARTY, MAX_APP_REF = 32, 512, 128
+MAX_REF, MAX_PARTY = 32, 512
 DTMF = re.compile(r"[0-9*#A-D]{1,64}")
 
 
@@ -34,14 +35,13 @@ DTMF = re.compile(r"[0-9*#A-D]{1,64}")
 class NewCall:
     """A CreateCall request whose fields are each well-formed (not yet checked against the workspace)."""
 
-    from_party: str  # E.164 when `from_is_number`, else an agent ref
-    from_is_number: bool
-    to: str  # E.164 or SIP URI
+    source: str  # E.164 when `source_is_number`, else an agent ref
+    source_is_number: bool
+    destination: str  # E.164 or SIP URI
     caller_id: str  # E.164 or ""
     device_id: str  # agent ref or ""
-    app_ref: str | None
     webhook: str | None
-    timeout: int
+    timeout: int  # seconds
     metadata: dict[str, str]
     request_id: str | None
 
@@ -54,36 +54,29 @@ def _party(v: Violations, field: str, value: str) -> str | None:
     return validation.e164(v, field, value)
 
 
-def _handler(v: Violations, app_ref: str | None, webhook: str | None) -> tuple[str | None, str | None]:
-    if webhook is not None:
-        return None, validation.http_url(v, "webhook", webhook)
-    if app_ref is not None:
-        return validation.text(v, "app_ref", app_ref, max_len=MAX_APP_REF, required=True) or None, None
-    return None, None
-
-
 def checked_new_call(
-    *, from_party: str, to: str, caller_id: str, device_id: str, app_ref: str | None, webhook: str | None,
-    timeout: int, metadata: Mapping[str, str], request_id: str,
+    *, source: str, destination: str, caller_id: str, device_id: str, webhook: str, timeout: float | None,
+    metadata: Mapping[str, str], request_id: str,
 ) -> NewCall:
-    """The form of every field, all problems at once. `from` starting with '+' is a number, else an agent ref."""
+    """The form of every field, all problems at once. A `source` starting with '+' is a number, else an
+    agent ref. `timeout` is in seconds; None: the default."""
     v = Violations()
-    from_party = from_party.strip()
-    from_is_number = from_party.startswith("+")
-    if from_is_number:
-        checked_from = validation.e164(v, "from", from_party) or ""
+    source = source.strip()
+    source_is_number = source.startswith("+")
+    if source_is_number:
+        checked_source = validation.e164(v, "source", source) or ""
     else:
-        checked_from = validation.text(v, "from", from_party, max_len=MAX_REF, required=True)
-    checked_to = _party(v, "to", to) or ""
+        checked_source = validation.text(v, "source", source, max_len=MAX_REF, required=True)
+    checked_destination = _party(v, "destination", destination) or ""
     checked_caller_id = validation.e164(v, "caller_id", caller_id) or "" if caller_id.strip() else ""
     device_id = validation.text(v, "device_id", device_id, max_len=MAX_REF)
-    if from_is_number and not device_id:
-        v.add("device_id", "is required when `from` is a number (the agent whose device places the call)")
-    app_ref, webhook = _handler(v, app_ref, webhook)
-    if timeout == 0:
+    if source_is_number and not device_id:
+        v.add("device_id", "is required when `source` is a number (the agent whose device places the call)")
+    checked_webhook = validation.http_url(v, "webhook", webhook) if webhook else None
+    if timeout is None:
         timeout = DEFAULT_TIMEOUT
-    elif not 1 <= timeout <= MAX_TIMEOUT:
-        v.add("timeout", f"must be 1 to {MAX_TIMEOUT} seconds (0 means {DEFAULT_TIMEOUT}), got {timeout}")
+    elif not (1 <= timeout <= MAX_TIMEOUT and float(timeout).is_integer()):
+        v.add("timeout", f"must be 1 to {MAX_TIMEOUT} whole seconds (unset means {DEFAULT_TIMEOUT}), got {timeout:g}s")
     if len(metadata) > MAX_METADATA:
         v.add("metadata", f"must have at most {MAX_METADATA} pairs, got {len(metadata)}")
     for key, value in metadata.items():
@@ -94,8 +87,8 @@ def checked_new_call(
     checked_request_id = validation.request_id(v, request_id)
     v.raise_if_any()
     return NewCall(
-        checked_from, from_is_number, checked_to, checked_caller_id, device_id, app_ref, webhook, timeout,
-        dict(metadata), checked_request_id,
+        checked_source, source_is_number, checked_destination, checked_caller_id, device_id, checked_webhook,
+        int(timeout), dict(metadata), checked_request_id,
     )
 
 
@@ -125,14 +118,14 @@ def insert_call(session: Session, caller: Caller, new: NewCall, caller_id: str, 
     now = utcnow()
     call = Call(
         ref=new_ref(), workspace_id=caller.workspace_id, request_id=new.request_id, create_time=now,
-        update_time=now, version=1, from_party=new.from_party, to_party=new.to, caller_id=caller_id,
+        update_time=now, version=1, from_party=new.source, to_party=new.destination, caller_id=caller_id,
         device_id=new.device_id, direction="OUTBOUND", status=states.QUEUED, hangup_cause=None, muted=False,
-        on_hold=False, recording=False, app_ref=new.app_ref, webhook=new.webhook, timeout_seconds=new.timeout,
+        on_hold=False, recording=False, webhook=new.webhook, timeout_seconds=new.timeout,
         call_metadata=new.metadata, answer_time=None, end_time=None, starred=False, archived=False, read=False,
         note="", runner_id=runner_id, labels=[],
         participants=[
-            CallParticipant(number=new.from_party, owner=True, muted=False, on_hold=False),
-            CallParticipant(number=new.to, owner=False, muted=False, on_hold=False),
+            CallParticipant(number=new.source, owner=True, muted=False, on_hold=False),
+            CallParticipant(number=new.destination, owner=False, muted=False, on_hold=False),
         ],
     )
     calls = _CALLS
@@ -147,12 +140,11 @@ def insert_call(session: Session, caller: Caller, new: NewCall, caller_id: str, 
     return call
 
 
-def list_active(session: Session, caller: Caller) -> Sequence[Call]:
-    return session.scalars(
-        select(Call)
-        .where(Call.workspace_id == caller.workspace_id, Call.status.in_(states.ACTIVE))
-        .order_by(Call.id)
-    ).all()
+def list_active(session: Session, caller: Caller, after_id: int | None, size: int
+                ) -> tuple[Sequence[Call], int | None]:
+    """One page of the calls that have not ended, oldest first, and the last id if more follow."""
+    query = select(Call).where(Call.workspace_id == caller.workspace_id, Call.status.in_(states.ACTIVE))
+    return keyset.page(session, query, Call.id, after_id, size)
 
 
 def _locked(session: Session, query_filter: ColumnElement[bool]) -> Call | None:
@@ -284,9 +276,9 @@ def transferring(to: str, attended: bool) -> Change:
     return change
 
 
-def redirecting(app_ref: str | None, webhook: str | None) -> Change:
+def redirecting(webhook: str) -> Change:
     def change(call: Call) -> None:
-        call.app_ref, call.webhook = app_ref, webhook
+        call.webhook = webhook
 
     return change
 
@@ -295,9 +287,9 @@ def unchanged(call: Call) -> None:
     """For orders that change nothing stored (play audio, DTMF)."""
 
 
-def checked_transfer_target(to: str) -> str:
+def checked_transfer_target(destination: str) -> str:
     v = Violations()
-    target = _party(v, "to", to)
+    target = _party(v, "destination", destination)
     v.raise_if_any()
     return target or ""
 
@@ -315,10 +307,8 @@ def checked_digits(digits: str) -> str:
     return digits
 
 
-def checked_redirect(app_ref: str | None, webhook: str | None) -> tuple[str | None, str | None]:
+def checked_redirect(webhook: str) -> str:
     v = Violations()
-    if app_ref is None and webhook is None:
-        v.add("handler", "set exactly one of app_ref or webhook")
-    handler = _handler(v, app_ref, webhook)
+    checked = validation.http_url(v, "webhook", webhook)
     v.raise_if_any()
-    return handler
+    return checked or ""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta, timezone
-from typing import Any
+
+from google.protobuf.duration_pb2 import Duration
 
 from voxplane.calls.v1 import calls_pb2 as pb
 
-from ..core.convert import ProtoEnum, duration, optional, timestamp
+from ..core.convert import ProtoEnum, changed_fields, duration, optional, timestamp
 from ..core.errors import Violations
 from . import history, live
 from .models import Call
@@ -20,7 +21,8 @@ HANGUP_CAUSE = ProtoEnum(pb.HangupCause)
 def call_proto(call: Call) -> pb.Call:
     message = pb.Call(
         ref=call.ref,
-        to=call.to_party,
+        source=call.from_party,
+        destination=call.to_party,
         caller_id=call.caller_id,
         device_id=call.device_id,
         direction=DIRECTION.number(call.direction),
@@ -36,18 +38,15 @@ def call_proto(call: Call) -> pb.Call:
         create_time=timestamp(call.create_time),
         update_time=timestamp(call.update_time),
         metadata=call.call_metadata or {},
-        timeout=call.timeout_seconds,
+        webhook=call.webhook or "",
+        timeout=Duration(seconds=call.timeout_seconds),
         starred=call.starred,
         archived=call.archived,
         read=call.read,
         note=call.note,
         labels=[label.label for label in call.labels],
+        etag=call.etag,
     )
-    setattr(message, "from", call.from_party)  # `from` is a Python keyword
-    if call.app_ref is not None:
-        message.app_ref = call.app_ref
-    elif call.webhook is not None:
-        message.webhook = call.webhook
     if call.answer_time is not None:
         message.answer_time.CopyFrom(timestamp(call.answer_time))
     if call.end_time is not None:
@@ -57,17 +56,14 @@ def call_proto(call: Call) -> pb.Call:
     return message
 
 
-def handler_of(message: Any) -> tuple[str | None, str | None]:
-    """(app_ref, webhook) of a request's `handler` oneof."""
-    which = message.WhichOneof("handler")
-    return (message.app_ref if which == "app_ref" else None, message.webhook if which == "webhook" else None)
+MARK_FIELDS = ("starred", "archived", "read", "note", "labels")
 
 
 def new_call_from(request: pb.CreateCallRequest) -> live.NewCall:
-    app_ref, webhook = handler_of(request)
+    timeout = request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else None
     return live.checked_new_call(
-        from_party=getattr(request, "from"), to=request.to, caller_id=request.caller_id,
-        device_id=request.device_id, app_ref=app_ref, webhook=webhook, timeout=request.timeout,
+        source=request.source, destination=request.destination, caller_id=request.caller_id,
+        device_id=request.device_id, webhook=request.webhook, timeout=timeout,
         metadata=request.metadata, request_id=request.request_id,
     )
 
@@ -78,9 +74,11 @@ def filter_from(message: pb.CallFilter) -> history.CallFilter:
     raw = history.CallFilter(
         direction=DIRECTION.name(message.direction, "filter.direction", v) if message.direction else None,
         status=STATUS.name(message.status, "filter.status", v) if message.status else None,
-        number=message.number or None,
-        start_time=message.start_time.ToDatetime(timezone.utc) if message.HasField("start_time") else None,
-        end_time=message.end_time.ToDatetime(timezone.utc) if message.HasField("end_time") else None,
+        party=message.party or None,
+        created_after=message.created_after.ToDatetime(timezone.utc) if message.HasField("created_after") else None,
+        created_before=(
+            message.created_before.ToDatetime(timezone.utc) if message.HasField("created_before") else None
+        ),
         starred=optional(message, "starred"),
         archived=optional(message, "archived"),
         read=optional(message, "read"),
@@ -92,10 +90,12 @@ def filter_from(message: pb.CallFilter) -> history.CallFilter:
 
 
 def marks_from(request: pb.UpdateCallRecordRequest) -> history.Marks:
+    """The marks an UpdateCallRecord changes; None for those it leaves alone."""
+    changes = changed_fields(request, MARK_FIELDS)
     return history.Marks(
-        starred=optional(request, "starred"),
-        archived=optional(request, "archived"),
-        read=optional(request, "read"),
-        note=optional(request, "note"),
-        labels=list(request.labels) if request.set_labels else None,
+        starred=request.starred if "starred" in changes else None,
+        archived=request.archived if "archived" in changes else None,
+        read=request.read if "read" in changes else None,
+        note=request.note if "note" in changes else None,
+        labels=list(request.labels) if "labels" in changes else None,
     )

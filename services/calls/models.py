@@ -37,7 +37,6 @@ class Call(WorkspaceResource, Base):
     muted: Mapped[bool] = mapped_column(Boolean, default=False)
     on_hold: Mapped[bool] = mapped_column(Boolean, default=False)
     recording: Mapped[bool] = mapped_column(Boolean, default=False)
-    app_ref: Mapped[str | None] = mapped_column(String(128))
     webhook: Mapped[str | None] = mapped_column(String(2048))
     timeout_seconds: Mapped[int] = mapped_column(Integer, default=30)
     call_metadata: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)

@@ -17,7 +17,7 @@ from ..core.rpc import Incoming, rpc
 from ..core.servicer import Servicer
 from ..persistence.db import Database
 from . import live, states
-from .messages import call_proto, handler_of, new_call_from
+from .messages import call_proto, new_call_from
 from .models import Call
 from .runner import Runner
 from .servicer_history import HistoryRpcs
@@ -46,7 +46,12 @@ class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
     def ListActiveCalls(
         self, request: pb.ListActiveCallsRequest, caller: Caller, session: Session
     ) -> pb.ListActiveCallsResponse:
-        return pb.ListActiveCallsResponse(calls=[call_proto(c) for c in live.list_active(session, caller)])
+        calls, next_token = self.tokens.page(
+            f"active-calls/{caller.workspace_id}",
+            request,
+            lambda after, size: live.list_active(session, caller, after, size),
+        )
+        return pb.ListActiveCallsResponse(calls=[call_proto(c) for c in calls], next_page_token=next_token)
 
     @rpc(Access.WRITE)
     async def HangupCall(self, request: pb.HangupCallRequest, caller: Caller, incoming: Incoming) -> pb.Call:
@@ -91,7 +96,7 @@ class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
 
     @rpc(Access.WRITE)
     async def TransferCall(self, request: pb.TransferCallRequest, caller: Caller, incoming: Incoming) -> pb.Call:
-        to = live.checked_transfer_target(request.to)
+        to = live.checked_transfer_target(request.destination)
         return call_proto(await self.runner.control(
             caller, request.ref, Control.TRANSFER, lambda network, ref: network.transfer(ref, to, request.attended),
             live.transferring(to, request.attended),
@@ -106,8 +111,8 @@ class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
 
     @rpc(Access.WRITE)
     async def RedirectCall(self, request: pb.RedirectCallRequest, caller: Caller, incoming: Incoming) -> pb.Call:
-        app_ref, webhook = live.checked_redirect(*handler_of(request))
+        webhook = live.checked_redirect(request.webhook)
         return call_proto(await self.runner.control(
-            caller, request.ref, Control.REDIRECT, lambda network, ref: network.redirect(ref, app_ref, webhook),
-            live.redirecting(app_ref, webhook),
+            caller, request.ref, Control.REDIRECT, lambda network, ref: network.redirect(ref, webhook),
+            live.redirecting(webhook),
         ))

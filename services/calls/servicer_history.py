@@ -31,13 +31,15 @@ class HistoryRpcs(Servicer):
 
     @rpc(Access.WRITE)
     def UpdateCallRecord(self, request: pb.UpdateCallRecordRequest, caller: Caller, session: Session) -> pb.Call:
-        return call_proto(history.update_record(session, caller, request.ref, marks_from(request)))
+        return call_proto(history.update_record(session, caller, request.ref, marks_from(request), request.etag))
 
     @rpc(Access.WRITE)
     def BatchUpdateCallRecords(
         self, request: pb.BatchUpdateCallRecordsRequest, caller: Caller, session: Session
     ) -> pb.BatchUpdateCallRecordsResponse:
-        calls = history.update_records(session, caller, [(item.ref, marks_from(item)) for item in request.requests])
+        calls = history.update_records(
+            session, caller, [(item.ref, marks_from(item), item.etag) for item in request.requests]
+        )
         return pb.BatchUpdateCallRecordsResponse(calls=[call_proto(c) for c in calls])
 
     @rpc(Access.WRITE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -71,3 +72,33 @@ class ProtoEnum(Generic[V]):
             raise InvalidArgument.of(field, problem)
         v.add(field, problem)
         return ""
+
+
+def changed_fields(request: Any, allowed: Collection[str]) -> frozenset[str]:
+    """The fields an Update request changes (AIP-134): the paths of its `update_mask`, each one of
+    `allowed` (else INVALID_ARGUMENT naming `update_mask`), or, without a mask, the allowed fields set
+    to a non-default value. A path naming a message ("settings") stands for its allowed subfields too.
+    """
+    paths = list(request.update_mask.paths)
+    if paths:
+        unknown = [path for path in paths if path not in allowed]
+        if unknown:
+            raise InvalidArgument.of(
+                "update_mask", f"{unknown[0]!r} is not a field this update changes; it changes {', '.join(allowed)}"
+            )
+    else:
+        paths = [path for path in _populated(request) if path in allowed]
+    return frozenset(
+        [*paths, *(field for field in allowed for path in paths if field.startswith(path + "."))]
+    )
+
+
+def _populated(message: Any, prefix: str = "") -> list[str]:
+    """The paths of the fields set to a non-default value, nested messages' fields as `outer.inner`."""
+    found: list[str] = []
+    for field, value in message.ListFields():
+        path = prefix + field.name
+        found.append(path)
+        if field.message_type is not None and field.label != field.LABEL_REPEATED:
+            found += _populated(value, path + ".")
+    return found

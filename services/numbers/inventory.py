@@ -145,22 +145,30 @@ def _available(now: datetime) -> AnySelect:
     return select(InventoryNumber).outerjoin(Number, holder).where(Number.id.is_(None))
 
 
-def available_prefixes(session: Session, region_code: str) -> list[AvailablePrefix]:
+def checked_region(region_code: str) -> str:
+    """ListAvailablePrefixes' region: ISO 3166-1, upper case; "" for every region."""
     region = region_code.strip().upper()
     if region and region not in phonenumbers.SUPPORTED_REGIONS:
         raise InvalidArgument.of("region_code", f"{region_code!r} is not an ISO 3166-1 region code, e.g. 'GB'")
+    return region
+
+
+def available_prefixes(session: Session, region: str, after: str | None, size: int
+                       ) -> tuple[list[AvailablePrefix], str | None]:
+    """One page of the prefixes with available numbers (of `region`, a `checked_region`), after the
+    prefix `after`, and the last prefix served if more follow."""
     available = _available(utcnow()).subquery()
     query = select(available.c.prefix, available.c.region_code, func.count(), func.min(available.c.e164_number))
     if region:
         query = query.where(available.c.region_code == region)
+    query = keyset.window(query.group_by(available.c.prefix, available.c.region_code), available.c.prefix, after, size)
+    rows, last = keyset.cut(session.execute(query).all(), size, lambda row: row[0])
     prefixes = []
-    for prefix, region_of, count, sample in session.execute(
-        query.group_by(available.c.prefix, available.c.region_code).order_by(available.c.prefix)
-    ):
+    for prefix, region_of, count, sample in rows:
         number = phonenumbers.parse(sample)
         national = _national_prefix(number, prefix)
         prefixes.append(AvailablePrefix(prefix, national, f"{_where(number)} ({national})", region_of, count))
-    return prefixes
+    return prefixes, last
 
 
 def e164_prefix(v: Violations, prefix: str, region_code: str) -> str:

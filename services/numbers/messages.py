@@ -7,11 +7,11 @@ from typing import Any
 
 from voxplane.numbers.v1 import numbers_pb2 as pb
 
-from ..core.convert import ProtoEnum, optional, timestamp
+from ..core.convert import ProtoEnum, changed_fields, optional, timestamp
 from . import catalog
 from . import subscriber as rules
 from .models import EmergencyAddress, Number, Subscriber
-from .provisioning import Routing, Settings, routing_of
+from .provisioning import NO_ROUTING, Routing, Settings, routing_of
 
 STATE = ProtoEnum(pb.NumberState)
 CONTEXT = ProtoEnum(pb.NumberContext)
@@ -22,11 +22,18 @@ EMERGENCY_ADDRESS_STATUS = ProtoEnum(pb.EmergencyAddressStatus)
 AVAILABILITY = ProtoEnum(pb.Availability)
 
 
+# What UpdateNumber's update_mask may name.
+ROUTING_FIELDS = ("aor_link", "ingress_info", "forward_sip_to")
+SETTINGS_FIELDS = tuple(f"settings.{name}" for name in pb.NumberSettings.DESCRIPTOR.fields_by_name)
+UPDATE_NUMBER_FIELDS = ("name", "provider_ref", *ROUTING_FIELDS, "settings", *SETTINGS_FIELDS)
+UPDATE_SUBSCRIBER_FIELDS = ("first_name", "name", "address1", "address2", "address3", "address4", "postcode")
+
+
 def routing_from(message: Any) -> Routing | None:
     """The routing oneof of a request, or None when it is not set."""
     which = message.WhichOneof("routing")
     if which == "ingress_info":
-        return Routing(webhook=message.ingress_info.webhook, app_ref=message.ingress_info.app_ref)
+        return Routing(webhook=message.ingress_info.webhook)
     return Routing(**{which: getattr(message, which)}) if which else None
 
 
@@ -35,13 +42,12 @@ def set_routing(message: Any, routing: Routing) -> None:
         message.aor_link = routing.aor_link
     elif routing.forward_sip_to is not None:
         message.forward_sip_to = routing.forward_sip_to
-    elif routing.webhook or routing.app_ref:
-        message.ingress_info.webhook = routing.webhook or ""
-        message.ingress_info.app_ref = routing.app_ref or ""
+    elif routing.webhook:
+        message.ingress_info.webhook = routing.webhook
 
 
 def settings_from(message: Any) -> Settings:
-    """The NumberSettings of a request; fields the caller did not set are None."""
+    """The NumberSettings of a create; fields the caller did not set are None (their defaults)."""
     settings = message.settings
     context = optional(settings, "context")
     return Settings(
@@ -50,6 +56,24 @@ def settings_from(message: Any) -> Settings:
         caller_id_passthrough=optional(settings, "caller_id_passthrough"),
         context=CONTEXT.name(context, "settings.context") if context is not None else None,
     )
+
+
+def number_update(request: pb.UpdateNumberRequest) -> tuple[dict[str, str | None], Routing | None, Settings]:
+    """UpdateNumber's changes: (name and provider_ref, each None when left alone), the new routing
+    (NO_ROUTING clears it; None leaves it), and the settings (None fields left alone; a context
+    cleared is the default, INCOMING)."""
+    changes = changed_fields(request, UPDATE_NUMBER_FIELDS)
+    fields = {name: getattr(request, name) if name in changes else None for name in ("name", "provider_ref")}
+    routing = (routing_from(request) or NO_ROUTING) if changes.intersection(ROUTING_FIELDS) else None
+    s = request.settings
+    settings = Settings(
+        recording_enabled=s.recording_enabled if "settings.recording_enabled" in changes else None,
+        caller_id_prefix=s.caller_id_prefix if "settings.caller_id_prefix" in changes else None,
+        caller_id_passthrough=s.caller_id_passthrough if "settings.caller_id_passthrough" in changes else None,
+        context=(CONTEXT.name(s.context, "settings.context") if s.context else "INCOMING")
+        if "settings.context" in changes else None,
+    )
+    return fields, routing, settings
 
 
 # Numbers share a few dozen classifications; a message each is copied into every Number that has it.
@@ -66,7 +90,7 @@ def classification_message(found: catalog.Classification) -> pb.Classification:
 
 def subscriber_proto(subscriber: Subscriber | None) -> pb.Subscriber:
     if subscriber is None:
-        return pb.Subscriber(status=pb.SUBSCRIBER_STATUS_UNKNOWN)
+        return pb.Subscriber(status=pb.SUBSCRIBER_STATUS_UNSPECIFIED)
     return pb.Subscriber(
         first_name=subscriber.first_name,
         name=subscriber.name,
@@ -131,14 +155,10 @@ def number_proto(number: Number) -> pb.Number:
 
 
 def subscriber_details(request: pb.UpdateSubscriberRequest) -> rules.SubscriberDetails:
+    """The fields UpdateSubscriber changes; None for those it leaves alone."""
+    changes = changed_fields(request, UPDATE_SUBSCRIBER_FIELDS)
     return rules.SubscriberDetails(
-        first_name=request.first_name,
-        name=request.name,
-        address1=request.address1,
-        address2=request.address2,
-        address3=request.address3,
-        address4=request.address4,
-        postcode=request.postcode,
+        **{name: getattr(request, name) if name in changes else None for name in UPDATE_SUBSCRIBER_FIELDS}
     )
 
 

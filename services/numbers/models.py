@@ -18,10 +18,10 @@ class Number(WorkspaceResource, Base):
     kind = "number"
     __table_args__ = (
         UniqueConstraint("workspace_id", "request_id"),
-        # At most one routing: an AOR, an application (webhook and/or app ref), or a SIP forward.
+        # At most one routing: an AOR, an application's webhook, or a SIP forward.
         CheckConstraint(
             "(CASE WHEN aor_link IS NULL THEN 0 ELSE 1 END)"
-            " + (CASE WHEN ingress_webhook IS NULL AND ingress_app_ref IS NULL THEN 0 ELSE 1 END)"
+            " + (CASE WHEN ingress_webhook IS NULL THEN 0 ELSE 1 END)"
             " + (CASE WHEN forward_sip_to IS NULL THEN 0 ELSE 1 END) <= 1",
             name="one_routing",
         ),
@@ -36,7 +36,6 @@ class Number(WorkspaceResource, Base):
     provider_ref: Mapped[str] = mapped_column(String(128))
     aor_link: Mapped[str | None] = mapped_column(String(512))
     ingress_webhook: Mapped[str | None] = mapped_column(String(2048))
-    ingress_app_ref: Mapped[str | None] = mapped_column(String(128))
     forward_sip_to: Mapped[str | None] = mapped_column(String(512))
     state: Mapped[str] = mapped_column(String(16), default="ACTIVE", server_default="ACTIVE")
     reserve_expire_time: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -21,7 +21,6 @@ from .models import Number
 
 MAX_NAME = 255
 MAX_PROVIDER_REF = 128
-MAX_APP_REF = 128
 
 
 MAX_CALLER_ID_PREFIX = 16
@@ -30,19 +29,19 @@ CONTEXTS = ("INCOMING", "UTILITY")
 
 @dataclass(frozen=True)
 class Routing:
-    """Where inbound calls go: an AOR, an application (webhook and/or app ref), or a SIP forward.
+    """Where inbound calls go: an AOR, an application's webhook, or a SIP forward.
 
-    All None: the number has no routing yet (an acquired or reserved number).
+    All None: the number has no routing (an acquired or reserved number, or one whose routing was
+    cleared); it routes no call.
     """
 
     aor_link: str | None = None
     webhook: str | None = None
-    app_ref: str | None = None
     forward_sip_to: str | None = None
 
     @property
     def is_set(self) -> bool:
-        return any((self.aor_link, self.webhook, self.app_ref, self.forward_sip_to))
+        return any((self.aor_link, self.webhook, self.forward_sip_to))
 
 
 @dataclass(frozen=True)
@@ -77,20 +76,21 @@ class IngressRoute:
     settings: Settings
 
 
+NO_ROUTING = Routing()
+
+
 def _checked_routing(v: Violations, routing: Routing) -> Routing:
+    if routing == NO_ROUTING:  # an update clearing it
+        return routing
     if routing.aor_link is not None:
         return Routing(aor_link=validation.sip_uri(v, "aor_link", routing.aor_link))
     if routing.forward_sip_to is not None:
         return Routing(forward_sip_to=validation.sip_uri(v, "forward_sip_to", routing.forward_sip_to))
     webhook = routing.webhook or ""
-    app_ref = validation.text(v, "ingress_info.app_ref", routing.app_ref or "", max_len=MAX_APP_REF)
-    if not webhook.strip() and not app_ref:
-        v.add("ingress_info", "set webhook, app_ref or both")
+    if not webhook.strip():
+        v.add("ingress_info.webhook", "is required")
         return routing
-    return Routing(
-        webhook=validation.http_url(v, "ingress_info.webhook", webhook) if webhook.strip() else None,
-        app_ref=app_ref or None,
-    )
+    return Routing(webhook=validation.http_url(v, "ingress_info.webhook", webhook))
 
 
 def _checked_settings(v: Violations, settings: Settings) -> Settings:
@@ -106,7 +106,6 @@ def _checked_settings(v: Violations, settings: Settings) -> Settings:
 def apply_routing(number: Number, routing: Routing) -> None:
     number.aor_link = routing.aor_link
     number.ingress_webhook = routing.webhook
-    number.ingress_app_ref = routing.app_ref
     number.forward_sip_to = routing.forward_sip_to
 
 
@@ -117,7 +116,7 @@ def apply_settings(number: Number, settings: Settings) -> None:
 
 
 def routing_of(number: Number) -> Routing:
-    return Routing(number.aor_link, number.ingress_webhook, number.ingress_app_ref, number.forward_sip_to)
+    return Routing(number.aor_link, number.ingress_webhook, number.forward_sip_to)
 
 
 def checked_routing_and_settings(
@@ -259,15 +258,15 @@ def checked_filter(
     v = Violations()
     e164_prefix = e164_prefix.strip()
     if e164_prefix and not (e164_prefix.startswith("+") and e164_prefix[1:].isdigit() and len(e164_prefix) <= 16):
-        v.add("e164_prefix", f"{e164_prefix!r} is not the start of an E.164 number, e.g. '+44' or '+1415'")
+        v.add("filter.e164_prefix", f"{e164_prefix!r} is not the start of an E.164 number, e.g. '+44' or '+1415'")
     number_filter = NumberFilter(
         state=state,
         e164_prefix=e164_prefix,
-        provider_ref=validation.text(v, "provider_ref", provider_ref, max_len=MAX_PROVIDER_REF),
+        provider_ref=validation.text(v, "filter.provider_ref", provider_ref, max_len=MAX_PROVIDER_REF),
         created_after=created_after,
         created_before=created_before,
-        name_contains=validation.text(v, "name_contains", name_contains, max_len=MAX_NAME),
-        aor_link=(validation.sip_uri(v, "aor_link", aor_link) or "") if aor_link.strip() else "",
+        name_contains=validation.text(v, "filter.name_contains", name_contains, max_len=MAX_NAME),
+        aor_link=(validation.sip_uri(v, "filter.aor_link", aor_link) or "") if aor_link.strip() else "",
     )
     v.raise_if_any()
     return number_filter
@@ -303,7 +302,6 @@ _INGRESS_LOOKUP = (
         Workspace.ref,
         Number.aor_link,
         Number.ingress_webhook,
-        Number.ingress_app_ref,
         Number.forward_sip_to,
         Number.recording_enabled,
         Number.caller_id_prefix,
@@ -329,8 +327,8 @@ async def ingress_route(db: Database, caller: Caller, e164_number: str) -> Ingre
         row = await db.lookup(_INGRESS_LOOKUP, e164=e164) if e164 != e164_number else None
     if row is None or (row[2] != caller.workspace_id and not caller.sees_every_workspace_routing):
         raise NotFound(f"No number routes {e164_number}.")
-    routing = Routing(*row[4:8])
+    routing = Routing(*row[4:7])
     if not routing.is_set:
         raise NotFound(f"The number {e164_number} has no routing yet.")
-    settings = Settings(recording_enabled=bool(row[8]), caller_id_prefix=row[9], caller_id_passthrough=bool(row[10]))
+    settings = Settings(recording_enabled=bool(row[7]), caller_id_prefix=row[8], caller_id_passthrough=bool(row[9]))
     return IngressRoute(row[0], row[1], row[3], routing, settings)

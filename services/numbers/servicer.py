@@ -10,13 +10,12 @@ from voxplane.numbers.v1 import numbers_pb2 as pb
 from voxplane.numbers.v1 import numbers_pb2_grpc
 
 from ..core.auth import Access, Caller
-from ..core.convert import optional
 from ..core.paging import PageTokens
 from ..core.rpc import Incoming, rpc
 from ..core.servicer import Servicer
 from ..persistence.db import Database
 from . import catalog, provisioning
-from .messages import STATE, number_proto, routing_from, set_routing, settings_from
+from .messages import STATE, number_proto, number_update, routing_from, set_routing, settings_from
 from .servicer_batch import BatchRpcs
 from .servicer_catalog import CatalogRpcs
 from .servicer_inventory import InventoryRpcs, LifecycleRpcs
@@ -58,28 +57,23 @@ class NumbersServicer(
 
     @rpc(Access.WRITE)
     def UpdateNumber(self, request: pb.UpdateNumberRequest, caller: Caller, session: Session) -> pb.Number:
+        fields, routing, settings = number_update(request)
         number = provisioning.update_number(
-            session,
-            caller,
-            request.ref,
-            name=optional(request, "name"),
-            provider_ref=optional(request, "provider_ref"),
-            routing=routing_from(request),
-            settings=settings_from(request),
-            etag=request.etag,
+            session, caller, request.ref, **fields, routing=routing, settings=settings, etag=request.etag
         )
         return number_proto(number)
 
     @rpc(Access.READ)
     def ListNumbers(self, request: pb.ListNumbersRequest, caller: Caller, session: Session) -> pb.ListNumbersResponse:
+        f = request.filter
         number_filter = provisioning.checked_filter(
-            state=STATE.name(request.state, "state") if request.state else None,
-            e164_prefix=request.e164_prefix,
-            provider_ref=request.provider_ref,
-            created_after=request.created_after.ToDatetime(timezone.utc) if request.HasField("created_after") else None,
-            created_before=request.created_before.ToDatetime(timezone.utc) if request.HasField("created_before") else None,
-            name_contains=request.name_contains,
-            aor_link=request.aor_link,
+            state=STATE.name(f.state, "filter.state") if f.state else None,
+            e164_prefix=f.e164_prefix,
+            provider_ref=f.provider_ref,
+            created_after=f.created_after.ToDatetime(timezone.utc) if f.HasField("created_after") else None,
+            created_before=f.created_before.ToDatetime(timezone.utc) if f.HasField("created_before") else None,
+            name_contains=f.name_contains,
+            aor_link=f.aor_link,
         )
         numbers, next_token = self.tokens.page(
             f"numbers/{caller.workspace_id}/{number_filter}",

@@ -27,8 +27,16 @@ class InventoryRpcs(Servicer):
     def ListAvailablePrefixes(
         self, request: pb.ListAvailablePrefixesRequest, caller: Caller, session: Session
     ) -> pb.ListAvailablePrefixesResponse:
-        prefixes = inventory.available_prefixes(session, request.region_code)
-        return pb.ListAvailablePrefixesResponse(prefixes=[pb.AvailablePrefix(**vars(p)) for p in prefixes])
+        region = inventory.checked_region(request.region_code)
+        prefixes, next_token = self.tokens.page(
+            f"prefixes/{region}",
+            request,
+            lambda after, size: inventory.available_prefixes(session, region, after, size),
+            key=str,
+        )
+        return pb.ListAvailablePrefixesResponse(
+            prefixes=[pb.AvailablePrefix(**vars(p)) for p in prefixes], next_page_token=next_token
+        )
 
     @rpc(Access.READ)
     def SearchAvailableNumbers(
@@ -42,7 +50,6 @@ class InventoryRpcs(Servicer):
             request,
             lambda after, size: inventory.search(session, prefix, after, size),
             key=str,
-            size_field="quantity",
         )
         return pb.SearchAvailableNumbersResponse(
             numbers=[pb.AvailableNumber(**vars(n)) for n in numbers], next_page_token=next_token

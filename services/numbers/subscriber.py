@@ -182,15 +182,15 @@ def _in_country_of(number_region: str, country: str) -> bool:
 
 @dataclass(frozen=True)
 class SubscriberDetails:
-    """The subscriber block as a caller sends it (UK PBX API)."""
+    """What UpdateSubscriber changes (UK PBX API's subscriber block); None leaves a field as it is."""
 
-    first_name: str = ""
-    name: str = ""
-    address1: str = ""
-    address2: str = ""
-    address3: str = ""
-    address4: str = ""
-    postcode: str = ""
+    first_name: str | None = None
+    name: str | None = None
+    address1: str | None = None
+    address2: str | None = None
+    address3: str | None = None
+    address4: str | None = None
+    postcode: str | None = None
 
 
 _SUBSCRIBER_LIMITS = {"first_name": MAX_FIRST_NAME, "postcode": MAX_POSTCODE}
@@ -200,20 +200,23 @@ _SUBSCRIBER_REQUIRED = ("name", "address1", "postcode")
 def update_subscriber(
     session: Session, caller: Caller, ref: str, details: SubscriberDetails, etag: str
 ) -> Number:
-    """Replaces the number's subscriber and submits it for validation (VALIDATION_PENDING)."""
+    """Changes the fields of the number's subscriber that `details` sets (None leaves one as it is) and
+    submits it for validation (VALIDATION_PENDING). The subscriber as changed must be complete."""
     number = get_number(session, caller, ref)  # first: the postcode is checked against its country
+    current = number.subscriber
     v = Violations()
-    values = {
-        f.name: validation.text(
-            v, f.name, getattr(details, f.name),
-            max_len=_SUBSCRIBER_LIMITS.get(f.name, MAX_LINE), required=f.name in _SUBSCRIBER_REQUIRED,
+    values = {}
+    for f in fields(SubscriberDetails):
+        given = getattr(details, f.name)
+        value = given if given is not None else (getattr(current, f.name) if current is not None else "")
+        values[f.name] = validation.text(
+            v, f.name, value, max_len=_SUBSCRIBER_LIMITS.get(f.name, MAX_LINE), required=f.name in _SUBSCRIBER_REQUIRED
         )
-        for f in fields(SubscriberDetails)
-    }
     if values["postcode"] and len(values["postcode"]) <= MAX_POSTCODE:
-        values["postcode"], problem = check_postal_code(number_country(number), values["postcode"])
+        given_postcode = values["postcode"]
+        values["postcode"], problem = check_postal_code(number_country(number), given_postcode)
         if problem:
-            v.add("postcode", f"{details.postcode.strip()!r} {problem}")
+            v.add("postcode", f"{given_postcode!r} {problem}")
     v.raise_if_any()
     check_etag(number, etag)
     now = utcnow()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from .db import AnySelect
@@ -17,7 +18,7 @@ K = TypeVar("K")
 Row = TypeVar("Row")
 
 
-def window(query: AnySelect, column: InstrumentedAttribute[K], after: K | None, size: int, *,
+def window(query: AnySelect, column: InstrumentedAttribute[K] | ColumnElement[K], after: K | None, size: int, *,
            newest_first: bool = False) -> AnySelect:
     """`query` limited to the page after `after` (None: from the start), in `column`'s order (descending
     with `newest_first`), with one row more than `size`."""

@@ -61,19 +61,9 @@ export type DeepPartial<T> = T extends Builtin
 type Message<F> = F extends { decode(input: Uint8Array): infer T } ? T : never;
 type Request<M extends MethodDefinition> = Message<M["requestType"]>;
 type Response<M extends MethodDefinition> = Message<M["responseType"]>;
-// An AIP-134 update may also be given the resource's fields alone (see withUpdateMask).
-type ResourceOf<K, R> = K extends `update${infer X}`
-  ? R extends { updateMask?: unknown }
-    ? Uncapitalize<X> extends keyof R
-      ? DeepPartial<NonNullable<R[Uncapitalize<X>]>>
-      : never
-    : never
-  : never;
-type Input<K, M extends MethodDefinition> = DeepPartial<Request<M>> | ResourceOf<K, Request<M>>;
-
-type Rpc<K, M extends MethodDefinition> = M["responseStream"] extends true
-  ? (request?: Input<K, M>, options?: CallOptions) => AsyncIterable<Response<M>>
-  : (request?: Input<K, M>, options?: CallOptions) => Promise<Response<M>>;
+type Rpc<M extends MethodDefinition> = M["responseStream"] extends true
+  ? (request?: DeepPartial<Request<M>>, options?: CallOptions) => AsyncIterable<Response<M>>
+  : (request?: DeepPartial<Request<M>>, options?: CallOptions) => Promise<Response<M>>;
 
 type Element<T> = T extends readonly (infer E)[] ? E : never;
 type Item<K, R> = K extends `list${infer X}`
@@ -88,7 +78,7 @@ type Paged<M extends MethodDefinition> = Request<M> extends { pageToken: string 
   : false;
 
 type Methods<D extends ServiceDefinition> = {
-  [K in keyof D["methods"]]: Rpc<K, D["methods"][K]>;
+  [K in keyof D["methods"]]: Rpc<D["methods"][K]>;
 };
 /** `iterNumbers` for `listNumbers`: every item of every page, for each List RPC that pages. */
 type Iterators<D extends ServiceDefinition> = {
@@ -177,10 +167,15 @@ export class BaseClient {
     return metadata;
   }
 
+  /** The method's full name: "voxplane.numbers.v1.Numbers/CreateNumber". */
+  private fullName(method: MethodDefinition): string {
+    return `${this.definition.fullName}/${method.name}`;
+  }
+
   /** What grpc-js's generic calls take before the request: the method's path and its (de)serializers. */
   private wire<T>(method: MethodDefinition) {
     return [
-      `/${this.definition.fullName}/${method.name}`,
+      `/${this.fullName(method)}`,
       (value: unknown) => Buffer.from(method.requestType.encode(value).finish()),
       (bytes: Buffer) => method.responseType.decode(bytes) as T,
     ] as const;
@@ -205,7 +200,7 @@ export class BaseClient {
    */
   protected async unary<T>(rpc: string, request: unknown, options: CallOptions = {}): Promise<T> {
     const method = this.definition.methods[rpc];
-    const { message, idempotent } = buildRequest(rpc, method.requestType, request);
+    const { message, idempotent } = buildRequest(this.fullName(method), method.requestType, request);
     const deadline = Date.now() + (options.timeoutMs ?? this.options.timeoutMs);
     const attempts = idempotent ? this.options.maxAttempts : 1;
     for (let made = 1; ; made++) {
@@ -225,7 +220,7 @@ export class BaseClient {
   /** A server stream as an async iterable; breaking out of the loop cancels the call. */
   protected async *stream<T>(rpc: string, request: unknown, options: CallOptions = {}): AsyncGenerator<T> {
     const method = this.definition.methods[rpc];
-    const { message } = buildRequest(rpc, method.requestType, request);
+    const { message } = buildRequest(this.fullName(method), method.requestType, request);
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
     const call = this.channel.makeServerStreamRequest<unknown, T>(...this.wire<T>(method), message, this.metadata(), {
       deadline,

@@ -1,9 +1,11 @@
 // Requests from plain objects: what the wrapper adds to the generated message types, for any RPC.
 //
-// Everything here reads the request's shape from the generated type (`create()` has every field),
-// never from a list of RPCs, so a renamed field or RPC needs no change here.
+// Everything here reads the request's shape from the generated code (`create()` has every field; the
+// mask paths of updates come from update_masks.json), never from a list of RPCs, so a renamed field
+// or RPC needs no change here.
 
 import { randomUUID } from "node:crypto";
+import updateMasks from "./gen/update_masks.json";
 
 /** What ts-proto generates for each message type (`MessageFns<T>`), as far as the wrapper uses it. */
 export interface MessageType<T = any> {
@@ -18,47 +20,52 @@ export type Fields = Record<string, unknown>;
 const REQUEST_ID = "requestId";
 const BATCH = "requests"; // a batch create's items, each with its own request_id
 const UPDATE_MASK = "updateMask";
-// The resource's identity and concurrency token travel with an update but are not fields it changes.
-const NOT_MASKED = new Set(["ref", "etag"]);
+// What identifies or guards an update rather than being changed by it: never in its mask.
+const NOT_CHANGES = new Set(["ref", "etag", UPDATE_MASK]);
 
 function newRequestId(): string {
   return randomUUID().replace(/-/g, ""); // 32 hex digits, as the Python clients make them
-}
-
-/** The proto (snake_case) name of a field the generated code spells in camelCase. */
-export function protoName(field: string): string {
-  return field.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
 }
 
 function fieldsOf(type: MessageType): Fields {
   return type.create() as Fields;
 }
 
+/** An update's fields by camelCase name: each its mask path, or a sub-message's path and fields. */
+export interface MaskPaths {
+  [field: string]: string | { path: string; fields: MaskPaths };
+}
+
+function isMessage(value: unknown): value is Fields {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array) && !(value instanceof Date);
+}
+
+/** The mask paths of the fields given: a sub-message given as an object names its fields, one path each. */
+export function maskPaths(paths: MaskPaths, request: Fields, prefix = ""): string[] {
+  return Object.entries(request).flatMap(([name, value]) => {
+    const field = paths[name];
+    if (field === undefined || value === undefined || (!prefix && NOT_CHANGES.has(name))) {
+      return [];
+    }
+    if (typeof field === "string") {
+      return [prefix + field];
+    }
+    return isMessage(value) ? maskPaths(field.fields, value, `${prefix}${field.path}.`) : [prefix + field.path];
+  });
+}
+
 /**
- * An AIP-134 update (`UpdateXRequest { X x; google.protobuf.FieldMask update_mask; }`) from the fields
- * of X alone: `updateNumber({ ref, name, etag })` sends `{ number: { ref, name, etag }, updateMask:
- * ["name"] }`. A request given with its own `updateMask` is sent as it is; so is every request whose
- * type has no `update_mask`. Mask paths are the given fields' proto names, derived from their camelCase
- * (a name with a digit after an underscore, like `line_1`, needs an explicit `updateMask`).
+ * An update (AIP-134: its request has a google.protobuf.FieldMask `update_mask`) changes the fields it
+ * is given, as in the Python clients: `updateNumber({ ref, name: "", etag })` sends `updateMask:
+ * ["name"]`, so a field given its default is cleared and the others are left alone. A request with
+ * its own `updateMask`, and every request without that field (`paths` undefined), is sent as it is.
+ * `paths` is the RPC's entry in update_masks.json, which `make proto` derives from the protos.
  */
-export function withUpdateMask(rpc: string, type: MessageType, request: Fields): Fields {
-  const fields = fieldsOf(type);
-  const resource = /^update(.)(.*)$/.exec(rpc);
-  const key = resource && resource[1].toLowerCase() + resource[2];
-  if (!key || !(UPDATE_MASK in fields) || !(key in fields) || UPDATE_MASK in request) {
+export function withUpdateMask(paths: MaskPaths | undefined, request: Fields): Fields {
+  if (paths === undefined || UPDATE_MASK in request) {
     return request;
   }
-  let sent: Fields = request;
-  if (!(key in request)) {
-    // The resource's fields, given flat: those that are not the request's own go into the resource.
-    const own = Object.entries(request).filter(([name]) => name in fields);
-    const its = Object.entries(request).filter(([name]) => !(name in fields));
-    sent = { ...Object.fromEntries(own), [key]: Object.fromEntries(its) };
-  }
-  const changed = Object.entries((sent[key] ?? {}) as Fields)
-    .filter(([name, value]) => value !== undefined && !NOT_MASKED.has(name))
-    .map(([name]) => protoName(name));
-  return { ...sent, [UPDATE_MASK]: changed };
+  return { ...request, [UPDATE_MASK]: maskPaths(paths, request) };
 }
 
 /** Throws on a field the request type does not have: a misspelt or renamed field is never dropped silently. */
@@ -90,12 +97,15 @@ function fillRequestIds(message: Fields): boolean {
   return false;
 }
 
-/** The request message of `rpc` (the method's camelCase name) from a plain object, and whether it may be retried. */
+/**
+ * The request message of `rpc` from a plain object, and whether it may be retried. `rpc` names the
+ * method as its path does ("voxplane.numbers.v1.Numbers/UpdateNumber").
+ */
 export function buildRequest<T>(rpc: string, type: MessageType<T>, request: unknown): { message: T; idempotent: boolean } {
   if (request !== undefined && (typeof request !== "object" || request === null || Array.isArray(request))) {
     throw new TypeError(`${rpc} takes an object of its request's fields`);
   }
-  const fields = withUpdateMask(rpc, type, (request ?? {}) as Fields);
+  const fields = withUpdateMask((updateMasks as Record<string, MaskPaths>)[rpc], (request ?? {}) as Fields);
   checkFields(rpc, type, fields);
   const message = type.fromPartial(fields);
   return { message, idempotent: fillRequestIds(message as Fields) };

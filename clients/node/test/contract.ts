@@ -1,6 +1,6 @@
-// The contract's field names, as today's protos spell them, for the tests against a real server:
-// the one place to change when the protos do (CreateCallRequest's `from`/`to` may become
-// `source`/`destination`; ListNumbers' filters may move under a nested `filter`).
+// The contract's field names, as the protos spell them, for the tests against a real server: the
+// one place to change when the protos do (v1 renamed CreateCallRequest's `from`/`to` to
+// `source`/`destination`: this file and nothing else changed; tsc names each field that no longer is).
 
 import { randomBytes } from "node:crypto";
 import { calls, DeepPartial, numbers } from "../src";
@@ -26,6 +26,8 @@ export const newNumber = (e164: string, name = "node") => ({
 export const badNumber = { providerRef: "trunk-node", e164Number: "+1785", aorLink: "sip:1@sip.local" };
 export const badNumberField = "e164_number"; // the violation's path names the proto field
 export const renamed = (number: numbers.Number, name: string, etag = number.etag) => ({ ref: number.ref, name, etag });
+export const recording = (number: numbers.Number) => ({ ref: number.ref, settings: { recordingEnabled: true } });
+export const isRecording = (number: numbers.Number) => number.recordingEnabled;
 export const stale = (number: numbers.Number, etag: string) => ({ ref: number.ref, etag });
 export const byRef = (ref: string) => ({ ref });
 export const firstPage = (pageSize: number): DeepPartial<numbers.ListNumbersRequest> => ({ pageSize });
@@ -39,7 +41,7 @@ export const newAgent = (username: string) => ({
   domains: [domain],
 });
 
-export const newCall = (agentRef: string) => ({ from: agentRef, to: "+15005550001" });
-export const caller = (call: calls.Call) => call.from;
+export const newCall = (agentRef: string) => ({ source: agentRef, destination: "+15005550001" });
+export const caller = (call: calls.Call) => call.source;
 export const everyCall = {}; // ExportCalls' request: no filter
-export const csvHeader = "ref,direction,status,hangup_cause,from,to";
+export const csvHeader = "ref,direction,status,hangup_cause,source,destination";

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { serviceConfig } from "../src/client";
 import { numbers } from "../src";
-import { buildRequest, itemsField, MessageType, withUpdateMask } from "../src/requests";
+import { buildRequest, itemsField, maskPaths, MessageType, withUpdateMask } from "../src/requests";
 
 /** A message type with these fields (as ts-proto's `create()` lists them), its messages plain objects. */
 function type(fields: Record<string, unknown>): MessageType {
@@ -16,29 +16,34 @@ function type(fields: Record<string, unknown>): MessageType {
   };
 }
 
-const aip134 = type({ thing: undefined, updateMask: undefined, validateOnly: false });
+const UPDATE_NUMBER = "voxplane.numbers.v1.Numbers/UpdateNumber";
 
-test("an AIP-134 update takes the resource's fields and masks those given", () => {
-  assert.deepEqual(withUpdateMask("updateThing", aip134, { ref: "t1", displayName: "x", etag: "e", validateOnly: true }), {
-    validateOnly: true,
-    thing: { ref: "t1", displayName: "x", etag: "e" },
-    updateMask: ["display_name"],
+test("an update's mask names the fields given, a sub-message's one by one, a oneof's whole", () => {
+  const { message } = buildRequest(UPDATE_NUMBER, numbers.UpdateNumberRequest, {
+    ref: "n1",
+    name: "", // given its default: cleared, which only the mask can say
+    etag: "e1",
+    settings: { recordingEnabled: false, callerIdPrefix: "ABZ:" },
+    ingressInfo: { webhook: "https://hooks.example.com/voice" },
+    providerRef: undefined, // not given
   });
-  assert.deepEqual(withUpdateMask("updateThing", aip134, { thing: { ref: "t1", aorLink: "sip:1@x" } }), {
-    thing: { ref: "t1", aorLink: "sip:1@x" },
-    updateMask: ["aor_link"],
-  });
-  const explicit = { thing: { ref: "t1", addressLine1: "x" }, updateMask: ["address_line_1"] };
-  assert.deepEqual(withUpdateMask("updateThing", aip134, explicit), explicit);
+  assert.deepEqual(message.updateMask, [
+    "name",
+    "settings.recording_enabled",
+    "settings.caller_id_prefix",
+    "ingress_info",
+  ]);
+  assert.equal(message.etag, "e1");
 });
 
-test("a request type without update_mask is sent as given (every Update of today's contract)", () => {
-  const request = { ref: "n1", name: "x", etag: "e" };
-  assert.deepEqual(withUpdateMask("updateNumber", numbers.UpdateNumberRequest, request), request);
-  assert.deepEqual(withUpdateMask("getThing", aip134, { thing: {} }), { thing: {} });
-  const { message } = buildRequest("updateNumber", numbers.UpdateNumberRequest, request);
-  assert.equal(message.name, "x");
-  assert.equal(message.etag, "e");
+test("a mask given is sent as it is; a request without update_mask gets none", () => {
+  const given = buildRequest(UPDATE_NUMBER, numbers.UpdateNumberRequest, { ref: "n1", name: "x", updateMask: [] });
+  assert.deepEqual(given.message.updateMask, []);
+  const paths = { ref: "ref", line1: "address_line_1", part: { path: "part", fields: { aB: "a_b" } } };
+  assert.deepEqual(maskPaths(paths, { ref: "r", line1: "x", part: { aB: 1 } }), ["address_line_1", "part.a_b"]);
+  const request = { ref: "n1", reason: "x" };
+  assert.deepEqual(withUpdateMask(undefined, request), request);
+  assert.ok(!("updateMask" in buildRequest("voxplane.numbers.v1.Numbers/GetNumber", numbers.GetNumberRequest, { ref: "n1" }).message));
 });
 
 test("a request_id is filled in when empty, and makes the request safe to repeat", () => {
@@ -53,7 +58,7 @@ test("a request_id is filled in when empty, and makes the request safe to repeat
   assert.equal(batch.message.requests[0].requestId, "a");
   assert.match(batch.message.requests[1].requestId, /^[0-9a-f]{32}$/);
   assert.equal(batch.idempotent, true);
-  assert.equal(buildRequest("updateNumber", numbers.UpdateNumberRequest, {}).idempotent, false);
+  assert.equal(buildRequest(UPDATE_NUMBER, numbers.UpdateNumberRequest, {}).idempotent, false);
 });
 
 test("an unknown field is a TypeError naming it", () => {

@@ -48,7 +48,7 @@ describe("Numbers", { skip: contract.skip }, () => {
     });
   });
 
-  test("a stale etag is ABORTED", async () => {
+  test("an update changes the fields given; a stale etag is ABORTED", async () => {
     const number = await numbers.createNumber(contract.newNumber(e164s.pop() as string));
     const renamed = await numbers.updateNumber(contract.renamed(number, "renamed"));
     assert.equal(renamed.name, "renamed");
@@ -59,7 +59,14 @@ describe("Numbers", { skip: contract.skip }, () => {
     ]) {
       await assert.rejects(call(), (error: VoxplaneError) => error.code === status.ABORTED);
     }
-    await numbers.deleteNumber(contract.stale(renamed, renamed.etag));
+    // The mask names the fields given: one setting changes and the name stays; a name given "" is cleared.
+    const recording = await numbers.updateNumber(contract.recording(renamed));
+    assert.ok(contract.isRecording(recording));
+    assert.equal(recording.name, "renamed");
+    const unnamed = await numbers.updateNumber(contract.renamed(recording, ""));
+    assert.equal(unnamed.name, "");
+    assert.ok(contract.isRecording(unnamed));
+    await numbers.deleteNumber(contract.stale(unnamed, unnamed.etag));
     await assert.rejects(numbers.getNumber(contract.byRef(number.ref)), { code: status.NOT_FOUND });
   });
 
@@ -104,7 +111,7 @@ describe("Calls", { skip: contract.skip }, () => {
     for await (const chunk of calls.exportCalls(contract.everyCall)) {
       chunks.push(chunk.data);
     }
-    const [header, ...rows] = Buffer.concat(chunks).toString("utf8").trim().split("\n");
+    const [header, ...rows] = Buffer.concat(chunks).toString("utf8").trim().split(/\r?\n/);
     assert.ok(header.startsWith(contract.csvHeader), header);
     assert.ok(rows.some((row) => row.startsWith(`${call.ref},`)), rows.join("\n"));
 

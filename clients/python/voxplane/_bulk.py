@@ -27,12 +27,12 @@ from tqdm import tqdm
 from ._errors import FieldViolation, InvalidArgumentError, VoxplaneError
 from .numbers.v1 import numbers_pb2 as pb
 
-COLUMNS = ("e164_number", "provider_ref", "name", "aor_link", "webhook", "app_ref", "forward_sip_to")
+COLUMNS = ("e164_number", "provider_ref", "name", "aor_link", "webhook", "forward_sip_to")
 REQUIRED = ("e164_number", "provider_ref")
 MAX_BATCH_SIZE = 1000  # BatchCreateNumbers takes up to 1,000 creates
 
 # The server names fields of CreateNumberRequest; the file has columns.
-_COLUMN_OF_FIELD = {"ingress_info.webhook": "webhook", "ingress_info.app_ref": "app_ref", "ingress_info": "webhook"}
+_COLUMN_OF_FIELD = {"ingress_info.webhook": "webhook", "ingress_info": "webhook"}
 _ITEM = re.compile(r"requests\[(\d+)\](?:\.([A-Za-z_][\w.]*))?")
 # Statuses of a batch the server refused as a whole; after others (a deadline, a lost connection) it
 # may have been committed or not.
@@ -168,23 +168,20 @@ class CsvImport:
             batch.request.requests.add()
             return
         values = [row[i].strip() if i >= 0 else "" for i in indexes]
-        e164, provider_ref, name, aor_link, webhook, app_ref, forward_sip_to = values
+        e164, provider_ref, name, aor_link, webhook, forward_sip_to = values
         # The same row on the same line always gets the same request_id: a rerun creates nothing twice.
         digest = hashlib.blake2b("\x1f".join(values).encode(), digest_size=12).hexdigest()
         item = batch.request.requests.add(
             e164_number=e164, provider_ref=provider_ref, name=name, request_id=f"csv-{line}-{digest}"
         )
-        if bool(aor_link) + bool(webhook or app_ref) + bool(forward_sip_to) > 1:
-            batch.problems.append(
-                FieldViolation(f"line {line}", "set one of aor_link, webhook and/or app_ref, or forward_sip_to")
-            )
+        if bool(aor_link) + bool(webhook) + bool(forward_sip_to) > 1:
+            batch.problems.append(FieldViolation(f"line {line}", "set one of aor_link, webhook or forward_sip_to"))
         elif aor_link:
             item.aor_link = aor_link
         elif forward_sip_to:
             item.forward_sip_to = forward_sip_to
-        elif webhook or app_ref:
+        elif webhook:
             item.ingress_info.webhook = webhook
-            item.ingress_info.app_ref = app_ref
 
     # --- sending -----------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib import resources
 from typing import Any, Generic, Self, TypeVar
 
@@ -92,6 +93,36 @@ def _request_ids(message: Any) -> list[Any]:
     return []
 
 
+_NOT_CHANGES = frozenset({"ref", "etag", "update_mask"})  # what identifies or guards an update
+
+
+def _mask_paths(descriptor: Any, values: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The update_mask paths of the fields `values` gives; a message given as a dict (settings) names
+    its fields, one path each, unless it is one of a oneof (a routing), which is replaced whole."""
+    paths: list[str] = []
+    for key, value in values.items():
+        field = descriptor.fields_by_name.get(key) or descriptor.fields_by_camelcase_name.get(key)
+        if field is None or (not prefix and field.name in _NOT_CHANGES):
+            continue
+        if isinstance(value, Mapping) and field.message_type is not None and field.containing_oneof is None:
+            paths += _mask_paths(field.message_type, value, f"{prefix}{field.name}.")
+        else:
+            paths.append(prefix + field.name)
+    return paths
+
+
+def _duration_json(descriptor: Any, name: str, value: Any) -> Any:
+    """A number of seconds, or a timedelta, given for a Duration field, in the JSON form ParseDict reads."""
+    field = descriptor.fields_by_name.get(name) or descriptor.fields_by_camelcase_name.get(name)
+    if field is None or field.message_type is None or field.message_type.full_name != "google.protobuf.Duration":
+        return value
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.9f}".rstrip("0").rstrip(".") + "s"
+    return value
+
+
 def _field_name(argument: str) -> str:
     stripped = argument.removesuffix("_")
     return stripped if stripped != argument and keyword.iskeyword(stripped) else argument
@@ -126,10 +157,16 @@ class Method(Generic[M]):
             # `from_=...` sets the field `from`: a keyword cannot be a Python argument name.
             values.update({_field_name(name): value for name, value in fields.items()})
             message = self.request_type()
+            descriptor = message.DESCRIPTOR
+            values = {name: _duration_json(descriptor, name, value) for name, value in values.items()}
             try:
                 json_format.ParseDict(values, message)
             except json_format.ParseError as error:
                 raise ValueError(f"{self.rpc}: {error}") from None
+            # An update given as fields changes those fields (AIP-134): the mask names them, so that a
+            # field given its default (False, "", []) is changed too, and the others are left alone.
+            if "update_mask" in descriptor.fields_by_name and not ({"update_mask", "updateMask"} & set(values)):
+                message.update_mask.paths.extend(_mask_paths(descriptor, values))  # type: ignore[attr-defined]
         for item in _request_ids(message):
             if not item.request_id:
                 item.request_id = uuid.uuid4().hex  # makes retries safe

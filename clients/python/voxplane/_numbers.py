@@ -62,7 +62,7 @@ class Numbers(_NumbersMethods, SyncClient):
         """Creates the numbers of a CSV file of any size, `batch_size` rows per BatchCreateNumbers call.
 
         Columns (header on line 1): e164_number, provider_ref, and optionally name and one routing:
-        aor_link, webhook and/or app_ref, or forward_sip_to. The file is streamed, never loaded whole.
+        aor_link, webhook or forward_sip_to. The file is streamed, never loaded whole.
         A progress bar is drawn on stderr when it is a terminal (`progress=True` forces it, False
         silences it). A refused batch raises the server's error (e.g. InvalidArgumentError) naming the
         file's lines; every batch before it is imported. Running the same file again is safe: rows

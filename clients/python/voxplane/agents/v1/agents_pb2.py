@@ -22,35 +22,59 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fvoxplane/agents/v1/agents.proto\x12\x12voxplane.agents.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf4\x01\n\x05\x41gent\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12,\n\x07privacy\x18\x04 \x01(\x0e\x32\x1b.voxplane.agents.v1.Privacy\x12\x0f\n\x07\x64omains\x18\x05 \x03(\t\x12\x0f\n\x07\x65nabled\x18\x06 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\t \x01(\t\"\xb9\x01\n\x12\x43reateAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x0e\n\x06secret\x18\x03 \x01(\t\x12,\n\x07privacy\x18\x04 \x01(\x0e\x32\x1b.voxplane.agents.v1.Privacy\x12\x0f\n\x07\x64omains\x18\x05 \x03(\t\x12\x14\n\x07\x65nabled\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\nrequest_id\x18\x07 \x01(\tB\n\n\x08_enabled\"\x1e\n\x0fGetAgentRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\"\x81\x02\n\x12UpdateAgentRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08username\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x06secret\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x31\n\x07privacy\x18\x05 \x01(\x0e\x32\x1b.voxplane.agents.v1.PrivacyH\x03\x88\x01\x01\x12\x0f\n\x07\x64omains\x18\x06 \x03(\t\x12\x14\n\x07\x65nabled\x18\x07 \x01(\x08H\x04\x88\x01\x01\x12\x0c\n\x04\x65tag\x18\x08 \x01(\tB\x07\n\x05_nameB\x0b\n\t_usernameB\t\n\x07_secretB\n\n\x08_privacyB\n\n\x08_enabled\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x12ListAgentsResponse\x12)\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x19.voxplane.agents.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"/\n\x12\x44\x65leteAgentRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"\x15\n\x13\x44\x65leteAgentResponse*I\n\x07Privacy\x12\x17\n\x13PRIVACY_UNSPECIFIED\x10\x00\x12\x10\n\x0cPRIVACY_NONE\x10\x01\x12\x13\n\x0fPRIVACY_PRIVATE\x10\x02\x32\xb5\x03\n\x06\x41gents\x12P\n\x0b\x43reateAgent\x12&.voxplane.agents.v1.CreateAgentRequest\x1a\x19.voxplane.agents.v1.Agent\x12J\n\x08GetAgent\x12#.voxplane.agents.v1.GetAgentRequest\x1a\x19.voxplane.agents.v1.Agent\x12P\n\x0bUpdateAgent\x12&.voxplane.agents.v1.UpdateAgentRequest\x1a\x19.voxplane.agents.v1.Agent\x12[\n\nListAgents\x12%.voxplane.agents.v1.ListAgentsRequest\x1a&.voxplane.agents.v1.ListAgentsResponse\x12^\n\x0b\x44\x65leteAgent\x12&.voxplane.agents.v1.DeleteAgentRequest\x1a\'.voxplane.agents.v1.DeleteAgentResponseBZ\n\x15io.voxplane.agents.v1P\x01Z?github.com/voxplane/voxplane/gen/go/voxplane/agents/v1;agentsv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fvoxplane/agents/v1/agents.proto\x12\x12voxplane.agents.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x02\n\x05\x41gent\x12\x11\n\x03ref\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12,\n\x07privacy\x18\x04 \x01(\x0e\x32\x1b.voxplane.agents.v1.Privacy\x12\x0f\n\x07\x64omains\x18\x05 \x03(\t\x12\x0f\n\x07\x65nabled\x18\x06 \x01(\x08\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x12\n\x04\x65tag\x18\t \x01(\tB\x04\xe2\x41\x01\x03\"\xcc\x01\n\x12\x43reateAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x08username\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x06secret\x18\x03 \x01(\tB\x05\xe2\x41\x02\x02\x04\x12,\n\x07privacy\x18\x04 \x01(\x0e\x32\x1b.voxplane.agents.v1.Privacy\x12\x15\n\x07\x64omains\x18\x05 \x03(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x07\x65nabled\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\nrequest_id\x18\x07 \x01(\tB\n\n\x08_enabled\"$\n\x0fGetAgentRequest\x12\x11\n\x03ref\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xec\x01\n\x12UpdateAgentRequest\x12\x11\n\x03ref\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x14\n\x06secret\x18\x04 \x01(\tB\x04\xe2\x41\x01\x04\x12,\n\x07privacy\x18\x05 \x01(\x0e\x32\x1b.voxplane.agents.v1.Privacy\x12\x0f\n\x07\x64omains\x18\x06 \x03(\t\x12\x0f\n\x07\x65nabled\x18\x07 \x01(\x08\x12\x0c\n\x04\x65tag\x18\x08 \x01(\t\x12/\n\x0bupdate_mask\x18\t \x01(\x0b\x32\x1a.google.protobuf.FieldMask\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x12ListAgentsResponse\x12)\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x19.voxplane.agents.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x12\x44\x65leteAgentRequest\x12\x11\n\x03ref\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"\x15\n\x13\x44\x65leteAgentResponse*I\n\x07Privacy\x12\x17\n\x13PRIVACY_UNSPECIFIED\x10\x00\x12\x10\n\x0cPRIVACY_NONE\x10\x01\x12\x13\n\x0fPRIVACY_PRIVATE\x10\x02\x32\xb5\x03\n\x06\x41gents\x12P\n\x0b\x43reateAgent\x12&.voxplane.agents.v1.CreateAgentRequest\x1a\x19.voxplane.agents.v1.Agent\x12J\n\x08GetAgent\x12#.voxplane.agents.v1.GetAgentRequest\x1a\x19.voxplane.agents.v1.Agent\x12P\n\x0bUpdateAgent\x12&.voxplane.agents.v1.UpdateAgentRequest\x1a\x19.voxplane.agents.v1.Agent\x12[\n\nListAgents\x12%.voxplane.agents.v1.ListAgentsRequest\x1a&.voxplane.agents.v1.ListAgentsResponse\x12^\n\x0b\x44\x65leteAgent\x12&.voxplane.agents.v1.DeleteAgentRequest\x1a\'.voxplane.agents.v1.DeleteAgentResponseB\x19\n\x15io.voxplane.agents.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voxplane.agents.v1.agents_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'\n\025io.voxplane.agents.v1P\001Z?github.com/voxplane/voxplane/gen/go/voxplane/agents/v1;agentsv1'
-  _globals['_PRIVACY']._serialized_start=1037
-  _globals['_PRIVACY']._serialized_end=1110
-  _globals['_AGENT']._serialized_start=89
-  _globals['_AGENT']._serialized_end=333
-  _globals['_CREATEAGENTREQUEST']._serialized_start=336
-  _globals['_CREATEAGENTREQUEST']._serialized_end=521
-  _globals['_GETAGENTREQUEST']._serialized_start=523
-  _globals['_GETAGENTREQUEST']._serialized_end=553
-  _globals['_UPDATEAGENTREQUEST']._serialized_start=556
-  _globals['_UPDATEAGENTREQUEST']._serialized_end=813
-  _globals['_LISTAGENTSREQUEST']._serialized_start=815
-  _globals['_LISTAGENTSREQUEST']._serialized_end=873
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=875
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=963
-  _globals['_DELETEAGENTREQUEST']._serialized_start=965
-  _globals['_DELETEAGENTREQUEST']._serialized_end=1012
-  _globals['_DELETEAGENTRESPONSE']._serialized_start=1014
-  _globals['_DELETEAGENTRESPONSE']._serialized_end=1035
-  _globals['_AGENTS']._serialized_start=1113
-  _globals['_AGENTS']._serialized_end=1550
+  _globals['DESCRIPTOR']._serialized_options = b'\n\025io.voxplane.agents.v1P\001'
+  _globals['_AGENT'].fields_by_name['ref']._loaded_options = None
+  _globals['_AGENT'].fields_by_name['ref']._serialized_options = b'\342A\001\003'
+  _globals['_AGENT'].fields_by_name['create_time']._loaded_options = None
+  _globals['_AGENT'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_AGENT'].fields_by_name['update_time']._loaded_options = None
+  _globals['_AGENT'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_AGENT'].fields_by_name['etag']._loaded_options = None
+  _globals['_AGENT'].fields_by_name['etag']._serialized_options = b'\342A\001\003'
+  _globals['_CREATEAGENTREQUEST'].fields_by_name['username']._loaded_options = None
+  _globals['_CREATEAGENTREQUEST'].fields_by_name['username']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEAGENTREQUEST'].fields_by_name['secret']._loaded_options = None
+  _globals['_CREATEAGENTREQUEST'].fields_by_name['secret']._serialized_options = b'\342A\002\002\004'
+  _globals['_CREATEAGENTREQUEST'].fields_by_name['domains']._loaded_options = None
+  _globals['_CREATEAGENTREQUEST'].fields_by_name['domains']._serialized_options = b'\342A\001\002'
+  _globals['_GETAGENTREQUEST'].fields_by_name['ref']._loaded_options = None
+  _globals['_GETAGENTREQUEST'].fields_by_name['ref']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEAGENTREQUEST'].fields_by_name['ref']._loaded_options = None
+  _globals['_UPDATEAGENTREQUEST'].fields_by_name['ref']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEAGENTREQUEST'].fields_by_name['secret']._loaded_options = None
+  _globals['_UPDATEAGENTREQUEST'].fields_by_name['secret']._serialized_options = b'\342A\001\004'
+  _globals['_DELETEAGENTREQUEST'].fields_by_name['ref']._loaded_options = None
+  _globals['_DELETEAGENTREQUEST'].fields_by_name['ref']._serialized_options = b'\342A\001\002'
+  _globals['_PRIVACY']._serialized_start=1138
+  _globals['_PRIVACY']._serialized_end=1211
+  _globals['_AGENT']._serialized_start=156
+  _globals['_AGENT']._serialized_end=424
+  _globals['_CREATEAGENTREQUEST']._serialized_start=427
+  _globals['_CREATEAGENTREQUEST']._serialized_end=631
+  _globals['_GETAGENTREQUEST']._serialized_start=633
+  _globals['_GETAGENTREQUEST']._serialized_end=669
+  _globals['_UPDATEAGENTREQUEST']._serialized_start=672
+  _globals['_UPDATEAGENTREQUEST']._serialized_end=908
+  _globals['_LISTAGENTSREQUEST']._serialized_start=910
+  _globals['_LISTAGENTSREQUEST']._serialized_end=968
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=970
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=1058
+  _globals['_DELETEAGENTREQUEST']._serialized_start=1060
+  _globals['_DELETEAGENTREQUEST']._serialized_end=1113
+  _globals['_DELETEAGENTRESPONSE']._serialized_start=1115
+  _globals['_DELETEAGENTRESPONSE']._serialized_end=1136
+  _globals['_AGENTS']._serialized_start=1214
+  _globals['_AGENTS']._serialized_end=1651
 # @@protoc_insertion_point(module_scope)

@@ -18,6 +18,7 @@ database cannot be reached). INVALID_ARGUMENT carries a
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -135,11 +136,11 @@ class CreateAgentRequest(_message.Message):
     name: _builtins.str
     """Friendly name; optional, up to 255 characters."""
     username: _builtins.str
-    """Required SIP user part: 1 to 64 of the characters RFC 3261 allows in a
-    user part (letters, digits and - _ . ! ~ * ' ( ) & = + $ , ; ? /).
+    """SIP user part: 1 to 64 of the characters RFC 3261 allows in a user part
+    (letters, digits and - _ . ! ~ * ' ( ) & = + $ , ; ? /).
     """
     secret: _builtins.str
-    """Required SIP digest secret, 8 to 128 characters. Write-only."""
+    """SIP digest secret, 8 to 128 characters. Write-only."""
     privacy: Global___Privacy.ValueType
     """Defaults to PRIVACY_NONE."""
     enabled: _builtins.bool
@@ -150,7 +151,7 @@ class CreateAgentRequest(_message.Message):
     """
     @_builtins.property
     def domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Required: one to 20 SIP domains (host names, e.g. "sip.local")."""
+        """One to 20 SIP domains (host names, e.g. "sip.local")."""
 
     def __init__(
         self,
@@ -197,7 +198,7 @@ Global___GetAgentRequest: _TypeAlias = GetAgentRequest  # noqa: Y015
 
 @_typing.final
 class UpdateAgentRequest(_message.Message):
-    """Request of UpdateAgent. Fields left unset keep their current value."""
+    """Request of UpdateAgent: the new values of the fields `update_mask` names."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -209,6 +210,7 @@ class UpdateAgentRequest(_message.Message):
     DOMAINS_FIELD_NUMBER: _builtins.int
     ENABLED_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """The Agent to change."""
     name: _builtins.str
@@ -225,46 +227,36 @@ class UpdateAgentRequest(_message.Message):
     """If set, the update applies only while this is still the Agent's etag."""
     @_builtins.property
     def domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """New domains, replacing the current ones; empty leaves them alone (an
-        agent always has at least one). Needs `secret` as well.
+        """New domains, replacing the current ones (an agent always has at least
+        one). Needs `secret` as well.
+        """
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The fields to change, of: name, username, secret, privacy, domains,
+        enabled. A named field left at its default clears it (or is refused,
+        where it cannot be empty). Without a mask, the fields set to a
+        non-default value are changed.
         """
 
     def __init__(
         self,
         *,
         ref: _builtins.str = ...,
-        name: _builtins.str | None = ...,
-        username: _builtins.str | None = ...,
-        secret: _builtins.str | None = ...,
-        privacy: Global___Privacy.ValueType | None = ...,
+        name: _builtins.str = ...,
+        username: _builtins.str = ...,
+        secret: _builtins.str = ...,
+        privacy: Global___Privacy.ValueType = ...,
         domains: _abc.Iterable[_builtins.str] | None = ...,
-        enabled: _builtins.bool | None = ...,
+        enabled: _builtins.bool = ...,
         etag: _builtins.str = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_name", b"_name", "_privacy", b"_privacy", "_secret", b"_secret", "_username", b"_username", "enabled", b"enabled", "name", b"name", "privacy", b"privacy", "secret", b"secret", "username", b"username"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_name", b"_name", "_privacy", b"_privacy", "_secret", b"_secret", "_username", b"_username", "domains", b"domains", "enabled", b"enabled", "etag", b"etag", "name", b"name", "privacy", b"privacy", "ref", b"ref", "secret", b"secret", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["domains", b"domains", "enabled", b"enabled", "etag", b"etag", "name", b"name", "privacy", b"privacy", "ref", b"ref", "secret", b"secret", "update_mask", b"update_mask", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
-    _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    _WhichOneofReturnType__privacy: _TypeAlias = _typing.Literal["privacy"]  # noqa: Y015
-    _WhichOneofArgType__privacy: _TypeAlias = _typing.Literal["_privacy", b"_privacy"]  # noqa: Y015
-    _WhichOneofReturnType__secret: _TypeAlias = _typing.Literal["secret"]  # noqa: Y015
-    _WhichOneofArgType__secret: _TypeAlias = _typing.Literal["_secret", b"_secret"]  # noqa: Y015
-    _WhichOneofReturnType__username: _TypeAlias = _typing.Literal["username"]  # noqa: Y015
-    _WhichOneofArgType__username: _TypeAlias = _typing.Literal["_username", b"_username"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__enabled) -> _WhichOneofReturnType__enabled | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__privacy) -> _WhichOneofReturnType__privacy | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__secret) -> _WhichOneofReturnType__secret | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__username) -> _WhichOneofReturnType__username | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateAgentRequest: _TypeAlias = UpdateAgentRequest  # noqa: Y015
 

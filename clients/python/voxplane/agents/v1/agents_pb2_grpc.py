@@ -86,11 +86,13 @@ class AgentsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateAgent(self, request, context):
-        """Changes the fields that are set in the request and leaves the others
-        alone. Changing `username` or `domains` needs `secret` too, because only
-        digests of it are stored and they depend on both.
-        Errors: INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS (new username or
-        domain collides), ABORTED (stale `etag`).
+        """Changes the fields `update_mask` names (or, without one, those set in the
+        request) and leaves the others alone. Changing `username` or `domains`
+        needs `secret` too, because only digests of it are stored and they
+        depend on both.
+        Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+        NOT_FOUND, ALREADY_EXISTS (new username or domain collides), ABORTED
+        (stale `etag`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -58,11 +58,13 @@ class AgentsStub:
     Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND.
     """
     UpdateAgent: _grpc.UnaryUnaryMultiCallable[_agents_pb2.UpdateAgentRequest, _agents_pb2.Agent]
-    """Changes the fields that are set in the request and leaves the others
-    alone. Changing `username` or `domains` needs `secret` too, because only
-    digests of it are stored and they depend on both.
-    Errors: INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS (new username or
-    domain collides), ABORTED (stale `etag`).
+    """Changes the fields `update_mask` names (or, without one, those set in the
+    request) and leaves the others alone. Changing `username` or `domains`
+    needs `secret` too, because only digests of it are stored and they
+    depend on both.
+    Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+    NOT_FOUND, ALREADY_EXISTS (new username or domain collides), ABORTED
+    (stale `etag`).
     """
     ListAgents: _grpc.UnaryUnaryMultiCallable[_agents_pb2.ListAgentsRequest, _agents_pb2.ListAgentsResponse]
     """Lists the caller's Agents, oldest first, one page at a time.
@@ -90,11 +92,13 @@ class AgentsAsyncStub(AgentsStub):
     Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND.
     """
     UpdateAgent: _aio.UnaryUnaryMultiCallable[_agents_pb2.UpdateAgentRequest, _agents_pb2.Agent]  # type: ignore[assignment]
-    """Changes the fields that are set in the request and leaves the others
-    alone. Changing `username` or `domains` needs `secret` too, because only
-    digests of it are stored and they depend on both.
-    Errors: INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS (new username or
-    domain collides), ABORTED (stale `etag`).
+    """Changes the fields `update_mask` names (or, without one, those set in the
+    request) and leaves the others alone. Changing `username` or `domains`
+    needs `secret` too, because only digests of it are stored and they
+    depend on both.
+    Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+    NOT_FOUND, ALREADY_EXISTS (new username or domain collides), ABORTED
+    (stale `etag`).
     """
     ListAgents: _aio.UnaryUnaryMultiCallable[_agents_pb2.ListAgentsRequest, _agents_pb2.ListAgentsResponse]  # type: ignore[assignment]
     """Lists the caller's Agents, oldest first, one page at a time.
@@ -137,11 +141,13 @@ class AgentsServicer(metaclass=_abc_1.ABCMeta):
         request: _agents_pb2.UpdateAgentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agents_pb2.Agent, _abc.Awaitable[_agents_pb2.Agent]]:
-        """Changes the fields that are set in the request and leaves the others
-        alone. Changing `username` or `domains` needs `secret` too, because only
-        digests of it are stored and they depend on both.
-        Errors: INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS (new username or
-        domain collides), ABORTED (stale `etag`).
+        """Changes the fields `update_mask` names (or, without one, those set in the
+        request) and leaves the others alone. Changing `username` or `domains`
+        needs `secret` too, because only digests of it are stored and they
+        depend on both.
+        Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+        NOT_FOUND, ALREADY_EXISTS (new username or domain collides), ABORTED
+        (stale `etag`).
         """
 
     @_abc_1.abstractmethod

@@ -4,7 +4,7 @@ isort:skip_file
 Calls: placing calls, controlling them while they run, and their history.
 
 Resource model: a workspace owns Calls. CreateCall places an outbound call
-(click-to-call: the `from` agent's phone rings first, then the callee) and
+(click-to-call: the `source` agent's phone rings first, then the callee) and
 returns at once, QUEUED; the network then drives the call through its
 states (RINGING, IN_PROGRESS, and one final state) and reports why it
 ended (`hangup_cause`). While a call runs it can be controlled (hang up,
@@ -26,6 +26,7 @@ not allow it is FAILED_PRECONDITION naming the state.
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -197,7 +198,9 @@ Global___Participant: _TypeAlias = Participant  # noqa: Y015
 
 @_typing.final
 class Call(_message.Message):
-    """A call, running or ended."""
+    """A call, running or ended. Every field is output only, but for the
+    history marks (starred, archived, read, note, labels: UpdateCallRecord).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -222,8 +225,8 @@ class Call(_message.Message):
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     REF_FIELD_NUMBER: _builtins.int
-    FROM_FIELD_NUMBER: _builtins.int
-    TO_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
     CALLER_ID_FIELD_NUMBER: _builtins.int
     DEVICE_ID_FIELD_NUMBER: _builtins.int
     DIRECTION_FIELD_NUMBER: _builtins.int
@@ -238,7 +241,6 @@ class Call(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     DURATION_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
-    APP_REF_FIELD_NUMBER: _builtins.int
     WEBHOOK_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
     STARRED_FIELD_NUMBER: _builtins.int
@@ -247,14 +249,17 @@ class Call(_message.Message):
     NOTE_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """Opaque identifier, assigned by the server."""
-    to: _builtins.str
+    source: _builtins.str
+    """The calling party: an agent ref or an E.164 number of the workspace."""
+    destination: _builtins.str
     """The called party: E.164 number or SIP URI."""
     caller_id: _builtins.str
     """The number shown to the called party, chosen by the caller-ID hierarchy
-    (`caller_id`, else the device's number, else `from`'s number); empty when
-    none applies (the call is anonymous).
+    (`caller_id`, else the device's number, else `source`'s number); empty
+    when none applies (the call is anonymous).
     """
     device_id: _builtins.str
     """The agent whose device places the call, when given."""
@@ -270,12 +275,8 @@ class Call(_message.Message):
     """Whether the call is on hold."""
     recording: _builtins.bool
     """Whether the call is being recorded."""
-    app_ref: _builtins.str
-    """An application of the platform."""
     webhook: _builtins.str
-    """An http(s) URL told of the call's events."""
-    timeout: _builtins.int
-    """Ring timeout in seconds."""
+    """An http(s) URL told of the call's events; empty when none was given."""
     starred: _builtins.bool
     """History: marked as important."""
     archived: _builtins.bool
@@ -284,6 +285,10 @@ class Call(_message.Message):
     """History: seen."""
     note: _builtins.str
     """History: a free-text note, up to 1,000 characters."""
+    etag: _builtins.str
+    """Changes whenever the call changes (the network's progress included); send
+    it back on UpdateCallRecord to fail with ABORTED if it changed meanwhile.
+    """
     @_builtins.property
     def participants(self) -> _containers.RepeatedCompositeFieldContainer[Global___Participant]:
         """The parties."""
@@ -309,6 +314,10 @@ class Call(_message.Message):
         """The caller's own key/value pairs, as given to CreateCall."""
 
     @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """How long the callee's phone may ring before the call ends NO_ANSWER."""
+
+    @_builtins.property
     def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """History: labels, each up to 64 characters, at most 20."""
 
@@ -320,7 +329,8 @@ class Call(_message.Message):
         self,
         *,
         ref: _builtins.str = ...,
-        to: _builtins.str = ...,
+        source: _builtins.str = ...,
+        destination: _builtins.str = ...,
         caller_id: _builtins.str = ...,
         device_id: _builtins.str = ...,
         direction: Global___Direction.ValueType = ...,
@@ -335,23 +345,21 @@ class Call(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         duration: _duration_pb2.Duration | None = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
-        app_ref: _builtins.str = ...,
         webhook: _builtins.str = ...,
-        timeout: _builtins.int = ...,
+        timeout: _duration_pb2.Duration | None = ...,
         starred: _builtins.bool = ...,
         archived: _builtins.bool = ...,
         read: _builtins.bool = ...,
         note: _builtins.str = ...,
         labels: _abc.Iterable[_builtins.str] | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time", "app_ref", b"app_ref", "create_time", b"create_time", "duration", b"duration", "end_time", b"end_time", "handler", b"handler", "update_time", b"update_time", "webhook", b"webhook"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time", "create_time", b"create_time", "duration", b"duration", "end_time", b"end_time", "timeout", b"timeout", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time", "app_ref", b"app_ref", "archived", b"archived", "caller_id", b"caller_id", "create_time", b"create_time", "device_id", b"device_id", "direction", b"direction", "duration", b"duration", "end_time", b"end_time", "from", b"from", "handler", b"handler", "hangup_cause", b"hangup_cause", "labels", b"labels", "metadata", b"metadata", "muted", b"muted", "note", b"note", "on_hold", b"on_hold", "participants", b"participants", "read", b"read", "recording", b"recording", "ref", b"ref", "starred", b"starred", "status", b"status", "timeout", b"timeout", "to", b"to", "update_time", b"update_time", "webhook", b"webhook"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time", "archived", b"archived", "caller_id", b"caller_id", "create_time", b"create_time", "destination", b"destination", "device_id", b"device_id", "direction", b"direction", "duration", b"duration", "end_time", b"end_time", "etag", b"etag", "hangup_cause", b"hangup_cause", "labels", b"labels", "metadata", b"metadata", "muted", b"muted", "note", b"note", "on_hold", b"on_hold", "participants", b"participants", "read", b"read", "recording", b"recording", "ref", b"ref", "source", b"source", "starred", b"starred", "status", b"status", "timeout", b"timeout", "update_time", b"update_time", "webhook", b"webhook"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_handler: _TypeAlias = _typing.Literal["app_ref", "webhook"]  # noqa: Y015
-    _WhichOneofArgType_handler: _TypeAlias = _typing.Literal["handler", b"handler"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_handler) -> _WhichOneofReturnType_handler | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Call: _TypeAlias = Call  # noqa: Y015
 
@@ -381,29 +389,36 @@ class CreateCallRequest(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-    FROM_FIELD_NUMBER: _builtins.int
-    TO_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
     CALLER_ID_FIELD_NUMBER: _builtins.int
     DEVICE_ID_FIELD_NUMBER: _builtins.int
-    APP_REF_FIELD_NUMBER: _builtins.int
     WEBHOOK_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
-    to: _builtins.str
-    """Required: the callee, E.164 (any form with a country code) or a SIP URI."""
+    source: _builtins.str
+    """An agent ref of the workspace (its phone rings first), or an E.164
+    number the workspace owns (then `device_id` is required).
+    """
+    destination: _builtins.str
+    """The callee, E.164 (any form with a country code) or a SIP URI."""
     caller_id: _builtins.str
     """Optional: an E.164 number the workspace owns, shown to the callee."""
     device_id: _builtins.str
-    """The agent ref whose device places the call; required when `from` is a number."""
-    app_ref: _builtins.str
-    """An application of the platform."""
+    """The agent ref whose device places the call; required when `source` is a
+    number.
+    """
     webhook: _builtins.str
-    """An http(s) URL told of the call's events."""
-    timeout: _builtins.int
-    """Ring timeout in seconds: 0 means 30; 1 to 120."""
+    """Optional: an http(s) URL told of the call's events."""
     request_id: _builtins.str
     """Optional idempotency key: a retry with the same value returns the first call."""
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """How long the callee's phone may ring: 1 to 120 seconds, whole seconds;
+        unset means 30 seconds.
+        """
+
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Up to 20 key/value pairs kept with the call (keys up to 64, values up to
@@ -413,22 +428,20 @@ class CreateCallRequest(_message.Message):
     def __init__(
         self,
         *,
-        to: _builtins.str = ...,
+        source: _builtins.str = ...,
+        destination: _builtins.str = ...,
         caller_id: _builtins.str = ...,
         device_id: _builtins.str = ...,
-        app_ref: _builtins.str = ...,
         webhook: _builtins.str = ...,
-        timeout: _builtins.int = ...,
+        timeout: _duration_pb2.Duration | None = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         request_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["app_ref", b"app_ref", "handler", b"handler", "webhook", b"webhook"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_ref", b"app_ref", "caller_id", b"caller_id", "device_id", b"device_id", "from", b"from", "handler", b"handler", "metadata", b"metadata", "request_id", b"request_id", "timeout", b"timeout", "to", b"to", "webhook", b"webhook"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id", "destination", b"destination", "device_id", b"device_id", "metadata", b"metadata", "request_id", b"request_id", "source", b"source", "timeout", b"timeout", "webhook", b"webhook"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_handler: _TypeAlias = _typing.Literal["app_ref", "webhook"]  # noqa: Y015
-    _WhichOneofArgType_handler: _TypeAlias = _typing.Literal["handler", b"handler"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_handler) -> _WhichOneofReturnType_handler | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateCallRequest: _TypeAlias = CreateCallRequest  # noqa: Y015
 
@@ -460,12 +473,23 @@ class ListActiveCallsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Page size: 0 means 20; values above 1000 are read as 1000; negative is
+    INVALID_ARGUMENT.
+    """
+    page_token: _builtins.str
+    """`next_page_token` of the previous page; empty for the first page."""
     def __init__(
         self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -473,23 +497,27 @@ Global___ListActiveCallsRequest: _TypeAlias = ListActiveCallsRequest  # noqa: Y0
 
 @_typing.final
 class ListActiveCallsResponse(_message.Message):
-    """Response of ListActiveCalls."""
+    """A page of the calls that have not ended."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     CALLS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token of the next page; empty on the last page."""
     @_builtins.property
     def calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___Call]:
-        """The calls that have not ended, oldest first."""
+        """The calls of this page, oldest first."""
 
     def __init__(
         self,
         *,
         calls: _abc.Iterable[Global___Call] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -650,11 +678,11 @@ class TransferCallRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REF_FIELD_NUMBER: _builtins.int
-    TO_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
     ATTENDED_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """The call."""
-    to: _builtins.str
+    destination: _builtins.str
     """Where to: E.164 or SIP URI."""
     attended: _builtins.bool
     """Attended: the new party is consulted first and this call goes on;
@@ -664,12 +692,12 @@ class TransferCallRequest(_message.Message):
         self,
         *,
         ref: _builtins.str = ...,
-        to: _builtins.str = ...,
+        destination: _builtins.str = ...,
         attended: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attended", b"attended", "ref", b"ref", "to", b"to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attended", b"attended", "destination", b"destination", "ref", b"ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -708,28 +736,22 @@ class RedirectCallRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REF_FIELD_NUMBER: _builtins.int
-    APP_REF_FIELD_NUMBER: _builtins.int
     WEBHOOK_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """The call."""
-    app_ref: _builtins.str
-    """An application of the platform."""
     webhook: _builtins.str
-    """An http(s) URL."""
+    """The http(s) URL told of the call's events from now on."""
     def __init__(
         self,
         *,
         ref: _builtins.str = ...,
-        app_ref: _builtins.str = ...,
         webhook: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["app_ref", b"app_ref", "handler", b"handler", "webhook", b"webhook"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_ref", b"app_ref", "handler", b"handler", "ref", b"ref", "webhook", b"webhook"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref", "webhook", b"webhook"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_handler: _TypeAlias = _typing.Literal["app_ref", "webhook"]  # noqa: Y015
-    _WhichOneofArgType_handler: _TypeAlias = _typing.Literal["handler", b"handler"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_handler) -> _WhichOneofReturnType_handler | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RedirectCallRequest: _TypeAlias = RedirectCallRequest  # noqa: Y015
 
@@ -741,9 +763,9 @@ class CallFilter(_message.Message):
 
     DIRECTION_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
-    NUMBER_FIELD_NUMBER: _builtins.int
-    START_TIME_FIELD_NUMBER: _builtins.int
-    END_TIME_FIELD_NUMBER: _builtins.int
+    PARTY_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     STARRED_FIELD_NUMBER: _builtins.int
     ARCHIVED_FIELD_NUMBER: _builtins.int
     READ_FIELD_NUMBER: _builtins.int
@@ -752,8 +774,10 @@ class CallFilter(_message.Message):
     """Only calls of this direction."""
     status: Global___CallStatus.ValueType
     """Only calls in this status."""
-    number: _builtins.str
-    """Only calls from or to this number (E.164, any form with a country code)."""
+    party: _builtins.str
+    """Only calls whose source or destination is this number (E.164, any form
+    with a country code).
+    """
     starred: _builtins.bool
     """Only starred (true) or unstarred (false) calls."""
     archived: _builtins.bool
@@ -763,11 +787,11 @@ class CallFilter(_message.Message):
     label: _builtins.str
     """Only calls with this label."""
     @_builtins.property
-    def start_time(self) -> _timestamp_pb2.Timestamp:
+    def created_after(self) -> _timestamp_pb2.Timestamp:
         """Only calls created at or after this time."""
 
     @_builtins.property
-    def end_time(self) -> _timestamp_pb2.Timestamp:
+    def created_before(self) -> _timestamp_pb2.Timestamp:
         """Only calls created before this time."""
 
     def __init__(
@@ -775,17 +799,17 @@ class CallFilter(_message.Message):
         *,
         direction: Global___Direction.ValueType = ...,
         status: Global___CallStatus.ValueType = ...,
-        number: _builtins.str = ...,
-        start_time: _timestamp_pb2.Timestamp | None = ...,
-        end_time: _timestamp_pb2.Timestamp | None = ...,
+        party: _builtins.str = ...,
+        created_after: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
         starred: _builtins.bool | None = ...,
         archived: _builtins.bool | None = ...,
         read: _builtins.bool | None = ...,
         label: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_archived", b"_archived", "_read", b"_read", "_starred", b"_starred", "archived", b"archived", "end_time", b"end_time", "read", b"read", "starred", b"starred", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_archived", b"_archived", "_read", b"_read", "_starred", b"_starred", "archived", b"archived", "created_after", b"created_after", "created_before", b"created_before", "read", b"read", "starred", b"starred"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_archived", b"_archived", "_read", b"_read", "_starred", b"_starred", "archived", b"archived", "direction", b"direction", "end_time", b"end_time", "label", b"label", "number", b"number", "read", b"read", "starred", b"starred", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_archived", b"_archived", "_read", b"_read", "_starred", b"_starred", "archived", b"archived", "created_after", b"created_after", "created_before", b"created_before", "direction", b"direction", "label", b"label", "party", b"party", "read", b"read", "starred", b"starred", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__archived: _TypeAlias = _typing.Literal["archived"]  # noqa: Y015
     _WhichOneofArgType__archived: _TypeAlias = _typing.Literal["_archived", b"_archived"]  # noqa: Y015
@@ -866,7 +890,9 @@ Global___ListCallsResponse: _TypeAlias = ListCallsResponse  # noqa: Y015
 
 @_typing.final
 class UpdateCallRecordRequest(_message.Message):
-    """Request of UpdateCallRecord. Unset fields are left alone."""
+    """Request of UpdateCallRecord: the new values of the marks `update_mask`
+    names.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -876,7 +902,8 @@ class UpdateCallRecordRequest(_message.Message):
     READ_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
-    SET_LABELS_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """The call."""
     starred: _builtins.bool
@@ -886,44 +913,37 @@ class UpdateCallRecordRequest(_message.Message):
     read: _builtins.bool
     """Mark read or unread."""
     note: _builtins.str
-    """Replace the note (empty clears it)."""
-    set_labels: _builtins.bool
-    """Whether `labels` replaces the call's labels (so they can be cleared)."""
+    """The note; empty clears it."""
+    etag: _builtins.str
+    """If set, the update applies only while this is still the call's etag."""
     @_builtins.property
     def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Replace the labels, when `set_labels` is true."""
+        """The labels, replacing the call's; empty clears them."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The marks to change, of: starred, archived, read, note, labels. A named
+        mark left at its default clears it. Without a mask, the marks set to a
+        non-default value are changed.
+        """
 
     def __init__(
         self,
         *,
         ref: _builtins.str = ...,
-        starred: _builtins.bool | None = ...,
-        archived: _builtins.bool | None = ...,
-        read: _builtins.bool | None = ...,
-        note: _builtins.str | None = ...,
+        starred: _builtins.bool = ...,
+        archived: _builtins.bool = ...,
+        read: _builtins.bool = ...,
+        note: _builtins.str = ...,
         labels: _abc.Iterable[_builtins.str] | None = ...,
-        set_labels: _builtins.bool = ...,
+        etag: _builtins.str = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_archived", b"_archived", "_note", b"_note", "_read", b"_read", "_starred", b"_starred", "archived", b"archived", "note", b"note", "read", b"read", "starred", b"starred"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_archived", b"_archived", "_note", b"_note", "_read", b"_read", "_starred", b"_starred", "archived", b"archived", "labels", b"labels", "note", b"note", "read", b"read", "ref", b"ref", "set_labels", b"set_labels", "starred", b"starred"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived", "etag", b"etag", "labels", b"labels", "note", b"note", "read", b"read", "ref", b"ref", "starred", b"starred", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__archived: _TypeAlias = _typing.Literal["archived"]  # noqa: Y015
-    _WhichOneofArgType__archived: _TypeAlias = _typing.Literal["_archived", b"_archived"]  # noqa: Y015
-    _WhichOneofReturnType__note: _TypeAlias = _typing.Literal["note"]  # noqa: Y015
-    _WhichOneofArgType__note: _TypeAlias = _typing.Literal["_note", b"_note"]  # noqa: Y015
-    _WhichOneofReturnType__read: _TypeAlias = _typing.Literal["read"]  # noqa: Y015
-    _WhichOneofArgType__read: _TypeAlias = _typing.Literal["_read", b"_read"]  # noqa: Y015
-    _WhichOneofReturnType__starred: _TypeAlias = _typing.Literal["starred"]  # noqa: Y015
-    _WhichOneofArgType__starred: _TypeAlias = _typing.Literal["_starred", b"_starred"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__archived) -> _WhichOneofReturnType__archived | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__note) -> _WhichOneofReturnType__note | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__read) -> _WhichOneofReturnType__read | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__starred) -> _WhichOneofReturnType__starred | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateCallRecordRequest: _TypeAlias = UpdateCallRecordRequest  # noqa: Y015
 

@@ -136,24 +136,28 @@ class CallsServicer:
 
     def CreateCall(self, request, context):
         """Places an outbound call and returns it at once, QUEUED.
-        Errors: INVALID_ARGUMENT (a combination of from / caller_id / device_id
-        that is not allowed, a `from`, `caller_id` or `device_id` that is not the
-        workspace's, a `to` that is neither E.164 nor a SIP URI, a timeout out of
-        range). A retry with the same `request_id` returns the first call.
+        Errors: INVALID_ARGUMENT (a combination of source / caller_id /
+        device_id that is not allowed, a `source`, `caller_id` or `device_id`
+        that is not the workspace's, a `destination` that is neither E.164 nor a
+        SIP URI, a timeout out of range). A retry with the same `request_id`
+        returns the first call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetCall(self, request, context):
-        """Returns one call of the caller's workspace. Errors: NOT_FOUND.
+        """Returns one call of the caller's workspace.
+        Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListActiveCalls(self, request, context):
-        """The workspace's calls that have not ended (QUEUED, RINGING, IN_PROGRESS).
+        """The workspace's calls that have not ended (QUEUED, RINGING,
+        IN_PROGRESS), oldest first, a page at a time.
+        Errors: INVALID_ARGUMENT (negative page_size, bad page_token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -161,8 +165,9 @@ class CallsServicer:
 
     def HangupCall(self, request, context):
         """Ends a call that is in progress (NORMAL_CLEARING).
-        Errors: NOT_FOUND, FAILED_PRECONDITION (not IN_PROGRESS: use CancelCall
-        before it is answered; an ended call cannot be hung up).
+        Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND, FAILED_PRECONDITION (not
+        IN_PROGRESS: use CancelCall before it is answered; an ended call cannot
+        be hung up).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,7 +175,7 @@ class CallsServicer:
 
     def CancelCall(self, request, context):
         """Cancels a call that is QUEUED or RINGING (CANCELED, cause CANCEL).
-        Errors: NOT_FOUND, FAILED_PRECONDITION.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -178,7 +183,7 @@ class CallsServicer:
 
     def MuteCall(self, request, context):
         """Mutes or unmutes the caller's side of a call in progress.
-        Errors: NOT_FOUND, FAILED_PRECONDITION.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -186,7 +191,7 @@ class CallsServicer:
 
     def HoldCall(self, request, context):
         """Puts a call in progress on hold, or takes it off hold.
-        Errors: NOT_FOUND, FAILED_PRECONDITION.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -194,7 +199,7 @@ class CallsServicer:
 
     def RecordCall(self, request, context):
         """Starts or stops recording a call in progress.
-        Errors: NOT_FOUND, FAILED_PRECONDITION.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -226,7 +231,7 @@ class CallsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RedirectCall(self, request, context):
-        """Hands a call that has not ended to another application or webhook.
+        """Hands a call that has not ended to another webhook.
         Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -242,8 +247,10 @@ class CallsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateCallRecord(self, request, context):
-        """Marks one call of the history: starred, archived, read, note, labels.
-        Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """Marks one call of the history: the fields of starred, archived, read,
+        note and labels that `update_mask` names (or, without one, those set).
+        Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+        NOT_FOUND, ABORTED (stale `etag`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -252,7 +259,7 @@ class CallsServicer:
     def BatchUpdateCallRecords(self, request, context):
         """Marks up to 1,000 calls in one transaction: all of them or none.
         Errors: INVALID_ARGUMENT naming each bad item, NOT_FOUND naming the first
-        ref that is not the caller's.
+        ref that is not the caller's, ABORTED naming the first stale `etag`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -260,8 +267,8 @@ class CallsServicer:
 
     def DeleteCallRecords(self, request, context):
         """Deletes up to 1,000 ended calls from the history: all of them or none.
-        Errors: NOT_FOUND naming the first unknown ref, FAILED_PRECONDITION
-        naming a call that has not ended.
+        Errors: INVALID_ARGUMENT (empty or too many refs), NOT_FOUND naming the
+        first unknown ref, FAILED_PRECONDITION naming a call that has not ended.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -4,7 +4,7 @@ isort:skip_file
 Calls: placing calls, controlling them while they run, and their history.
 
 Resource model: a workspace owns Calls. CreateCall places an outbound call
-(click-to-call: the `from` agent's phone rings first, then the callee) and
+(click-to-call: the `source` agent's phone rings first, then the callee) and
 returns at once, QUEUED; the network then drives the call through its
 states (RINGING, IN_PROGRESS, and one final state) and reports why it
 ended (`hangup_cause`). While a call runs it can be controlled (hang up,
@@ -60,35 +60,42 @@ class CallsStub:
     def __new__(cls, channel: _aio.Channel) -> CallsAsyncStub: ...
     CreateCall: _grpc.UnaryUnaryMultiCallable[_calls_pb2.CreateCallRequest, _calls_pb2.Call]
     """Places an outbound call and returns it at once, QUEUED.
-    Errors: INVALID_ARGUMENT (a combination of from / caller_id / device_id
-    that is not allowed, a `from`, `caller_id` or `device_id` that is not the
-    workspace's, a `to` that is neither E.164 nor a SIP URI, a timeout out of
-    range). A retry with the same `request_id` returns the first call.
+    Errors: INVALID_ARGUMENT (a combination of source / caller_id /
+    device_id that is not allowed, a `source`, `caller_id` or `device_id`
+    that is not the workspace's, a `destination` that is neither E.164 nor a
+    SIP URI, a timeout out of range). A retry with the same `request_id`
+    returns the first call.
     """
     GetCall: _grpc.UnaryUnaryMultiCallable[_calls_pb2.GetCallRequest, _calls_pb2.Call]
-    """Returns one call of the caller's workspace. Errors: NOT_FOUND."""
+    """Returns one call of the caller's workspace.
+    Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND.
+    """
     ListActiveCalls: _grpc.UnaryUnaryMultiCallable[_calls_pb2.ListActiveCallsRequest, _calls_pb2.ListActiveCallsResponse]
-    """The workspace's calls that have not ended (QUEUED, RINGING, IN_PROGRESS)."""
+    """The workspace's calls that have not ended (QUEUED, RINGING,
+    IN_PROGRESS), oldest first, a page at a time.
+    Errors: INVALID_ARGUMENT (negative page_size, bad page_token).
+    """
     HangupCall: _grpc.UnaryUnaryMultiCallable[_calls_pb2.HangupCallRequest, _calls_pb2.Call]
     """Ends a call that is in progress (NORMAL_CLEARING).
-    Errors: NOT_FOUND, FAILED_PRECONDITION (not IN_PROGRESS: use CancelCall
-    before it is answered; an ended call cannot be hung up).
+    Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND, FAILED_PRECONDITION (not
+    IN_PROGRESS: use CancelCall before it is answered; an ended call cannot
+    be hung up).
     """
     CancelCall: _grpc.UnaryUnaryMultiCallable[_calls_pb2.CancelCallRequest, _calls_pb2.Call]
     """Cancels a call that is QUEUED or RINGING (CANCELED, cause CANCEL).
-    Errors: NOT_FOUND, FAILED_PRECONDITION.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
     """
     MuteCall: _grpc.UnaryUnaryMultiCallable[_calls_pb2.MuteCallRequest, _calls_pb2.Call]
     """Mutes or unmutes the caller's side of a call in progress.
-    Errors: NOT_FOUND, FAILED_PRECONDITION.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
     """
     HoldCall: _grpc.UnaryUnaryMultiCallable[_calls_pb2.HoldCallRequest, _calls_pb2.Call]
     """Puts a call in progress on hold, or takes it off hold.
-    Errors: NOT_FOUND, FAILED_PRECONDITION.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
     """
     RecordCall: _grpc.UnaryUnaryMultiCallable[_calls_pb2.RecordCallRequest, _calls_pb2.Call]
     """Starts or stops recording a call in progress.
-    Errors: NOT_FOUND, FAILED_PRECONDITION.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
     """
     PlayAudio: _grpc.UnaryUnaryMultiCallable[_calls_pb2.PlayAudioRequest, _calls_pb2.Call]
     """Plays an announcement (an http(s) audio URL) into a call in progress.
@@ -104,7 +111,7 @@ class CallsStub:
     Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
     """
     RedirectCall: _grpc.UnaryUnaryMultiCallable[_calls_pb2.RedirectCallRequest, _calls_pb2.Call]
-    """Hands a call that has not ended to another application or webhook.
+    """Hands a call that has not ended to another webhook.
     Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
     """
     ListCalls: _grpc.UnaryUnaryMultiCallable[_calls_pb2.ListCallsRequest, _calls_pb2.ListCallsResponse]
@@ -112,18 +119,20 @@ class CallsStub:
     Errors: INVALID_ARGUMENT (bad filter, page_size or page_token).
     """
     UpdateCallRecord: _grpc.UnaryUnaryMultiCallable[_calls_pb2.UpdateCallRecordRequest, _calls_pb2.Call]
-    """Marks one call of the history: starred, archived, read, note, labels.
-    Errors: INVALID_ARGUMENT, NOT_FOUND.
+    """Marks one call of the history: the fields of starred, archived, read,
+    note and labels that `update_mask` names (or, without one, those set).
+    Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+    NOT_FOUND, ABORTED (stale `etag`).
     """
     BatchUpdateCallRecords: _grpc.UnaryUnaryMultiCallable[_calls_pb2.BatchUpdateCallRecordsRequest, _calls_pb2.BatchUpdateCallRecordsResponse]
     """Marks up to 1,000 calls in one transaction: all of them or none.
     Errors: INVALID_ARGUMENT naming each bad item, NOT_FOUND naming the first
-    ref that is not the caller's.
+    ref that is not the caller's, ABORTED naming the first stale `etag`.
     """
     DeleteCallRecords: _grpc.UnaryUnaryMultiCallable[_calls_pb2.DeleteCallRecordsRequest, _calls_pb2.DeleteCallRecordsResponse]
     """Deletes up to 1,000 ended calls from the history: all of them or none.
-    Errors: NOT_FOUND naming the first unknown ref, FAILED_PRECONDITION
-    naming a call that has not ended.
+    Errors: INVALID_ARGUMENT (empty or too many refs), NOT_FOUND naming the
+    first unknown ref, FAILED_PRECONDITION naming a call that has not ended.
     """
     ExportCalls: _grpc.UnaryStreamMultiCallable[_calls_pb2.ExportCallsRequest, _calls_pb2.ExportCallsChunk]
     """Streams the history matching a filter as CSV, in chunks; the first chunk
@@ -143,35 +152,42 @@ class CallsAsyncStub(CallsStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateCall: _aio.UnaryUnaryMultiCallable[_calls_pb2.CreateCallRequest, _calls_pb2.Call]  # type: ignore[assignment]
     """Places an outbound call and returns it at once, QUEUED.
-    Errors: INVALID_ARGUMENT (a combination of from / caller_id / device_id
-    that is not allowed, a `from`, `caller_id` or `device_id` that is not the
-    workspace's, a `to` that is neither E.164 nor a SIP URI, a timeout out of
-    range). A retry with the same `request_id` returns the first call.
+    Errors: INVALID_ARGUMENT (a combination of source / caller_id /
+    device_id that is not allowed, a `source`, `caller_id` or `device_id`
+    that is not the workspace's, a `destination` that is neither E.164 nor a
+    SIP URI, a timeout out of range). A retry with the same `request_id`
+    returns the first call.
     """
     GetCall: _aio.UnaryUnaryMultiCallable[_calls_pb2.GetCallRequest, _calls_pb2.Call]  # type: ignore[assignment]
-    """Returns one call of the caller's workspace. Errors: NOT_FOUND."""
+    """Returns one call of the caller's workspace.
+    Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND.
+    """
     ListActiveCalls: _aio.UnaryUnaryMultiCallable[_calls_pb2.ListActiveCallsRequest, _calls_pb2.ListActiveCallsResponse]  # type: ignore[assignment]
-    """The workspace's calls that have not ended (QUEUED, RINGING, IN_PROGRESS)."""
+    """The workspace's calls that have not ended (QUEUED, RINGING,
+    IN_PROGRESS), oldest first, a page at a time.
+    Errors: INVALID_ARGUMENT (negative page_size, bad page_token).
+    """
     HangupCall: _aio.UnaryUnaryMultiCallable[_calls_pb2.HangupCallRequest, _calls_pb2.Call]  # type: ignore[assignment]
     """Ends a call that is in progress (NORMAL_CLEARING).
-    Errors: NOT_FOUND, FAILED_PRECONDITION (not IN_PROGRESS: use CancelCall
-    before it is answered; an ended call cannot be hung up).
+    Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND, FAILED_PRECONDITION (not
+    IN_PROGRESS: use CancelCall before it is answered; an ended call cannot
+    be hung up).
     """
     CancelCall: _aio.UnaryUnaryMultiCallable[_calls_pb2.CancelCallRequest, _calls_pb2.Call]  # type: ignore[assignment]
     """Cancels a call that is QUEUED or RINGING (CANCELED, cause CANCEL).
-    Errors: NOT_FOUND, FAILED_PRECONDITION.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
     """
     MuteCall: _aio.UnaryUnaryMultiCallable[_calls_pb2.MuteCallRequest, _calls_pb2.Call]  # type: ignore[assignment]
     """Mutes or unmutes the caller's side of a call in progress.
-    Errors: NOT_FOUND, FAILED_PRECONDITION.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
     """
     HoldCall: _aio.UnaryUnaryMultiCallable[_calls_pb2.HoldCallRequest, _calls_pb2.Call]  # type: ignore[assignment]
     """Puts a call in progress on hold, or takes it off hold.
-    Errors: NOT_FOUND, FAILED_PRECONDITION.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
     """
     RecordCall: _aio.UnaryUnaryMultiCallable[_calls_pb2.RecordCallRequest, _calls_pb2.Call]  # type: ignore[assignment]
     """Starts or stops recording a call in progress.
-    Errors: NOT_FOUND, FAILED_PRECONDITION.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
     """
     PlayAudio: _aio.UnaryUnaryMultiCallable[_calls_pb2.PlayAudioRequest, _calls_pb2.Call]  # type: ignore[assignment]
     """Plays an announcement (an http(s) audio URL) into a call in progress.
@@ -187,7 +203,7 @@ class CallsAsyncStub(CallsStub):
     Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
     """
     RedirectCall: _aio.UnaryUnaryMultiCallable[_calls_pb2.RedirectCallRequest, _calls_pb2.Call]  # type: ignore[assignment]
-    """Hands a call that has not ended to another application or webhook.
+    """Hands a call that has not ended to another webhook.
     Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
     """
     ListCalls: _aio.UnaryUnaryMultiCallable[_calls_pb2.ListCallsRequest, _calls_pb2.ListCallsResponse]  # type: ignore[assignment]
@@ -195,18 +211,20 @@ class CallsAsyncStub(CallsStub):
     Errors: INVALID_ARGUMENT (bad filter, page_size or page_token).
     """
     UpdateCallRecord: _aio.UnaryUnaryMultiCallable[_calls_pb2.UpdateCallRecordRequest, _calls_pb2.Call]  # type: ignore[assignment]
-    """Marks one call of the history: starred, archived, read, note, labels.
-    Errors: INVALID_ARGUMENT, NOT_FOUND.
+    """Marks one call of the history: the fields of starred, archived, read,
+    note and labels that `update_mask` names (or, without one, those set).
+    Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+    NOT_FOUND, ABORTED (stale `etag`).
     """
     BatchUpdateCallRecords: _aio.UnaryUnaryMultiCallable[_calls_pb2.BatchUpdateCallRecordsRequest, _calls_pb2.BatchUpdateCallRecordsResponse]  # type: ignore[assignment]
     """Marks up to 1,000 calls in one transaction: all of them or none.
     Errors: INVALID_ARGUMENT naming each bad item, NOT_FOUND naming the first
-    ref that is not the caller's.
+    ref that is not the caller's, ABORTED naming the first stale `etag`.
     """
     DeleteCallRecords: _aio.UnaryUnaryMultiCallable[_calls_pb2.DeleteCallRecordsRequest, _calls_pb2.DeleteCallRecordsResponse]  # type: ignore[assignment]
     """Deletes up to 1,000 ended calls from the history: all of them or none.
-    Errors: NOT_FOUND naming the first unknown ref, FAILED_PRECONDITION
-    naming a call that has not ended.
+    Errors: INVALID_ARGUMENT (empty or too many refs), NOT_FOUND naming the
+    first unknown ref, FAILED_PRECONDITION naming a call that has not ended.
     """
     ExportCalls: _aio.UnaryStreamMultiCallable[_calls_pb2.ExportCallsRequest, _calls_pb2.ExportCallsChunk]  # type: ignore[assignment]
     """Streams the history matching a filter as CSV, in chunks; the first chunk
@@ -229,10 +247,11 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_calls_pb2.Call, _abc.Awaitable[_calls_pb2.Call]]:
         """Places an outbound call and returns it at once, QUEUED.
-        Errors: INVALID_ARGUMENT (a combination of from / caller_id / device_id
-        that is not allowed, a `from`, `caller_id` or `device_id` that is not the
-        workspace's, a `to` that is neither E.164 nor a SIP URI, a timeout out of
-        range). A retry with the same `request_id` returns the first call.
+        Errors: INVALID_ARGUMENT (a combination of source / caller_id /
+        device_id that is not allowed, a `source`, `caller_id` or `device_id`
+        that is not the workspace's, a `destination` that is neither E.164 nor a
+        SIP URI, a timeout out of range). A retry with the same `request_id`
+        returns the first call.
         """
 
     @_abc_1.abstractmethod
@@ -241,7 +260,9 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
         request: _calls_pb2.GetCallRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_calls_pb2.Call, _abc.Awaitable[_calls_pb2.Call]]:
-        """Returns one call of the caller's workspace. Errors: NOT_FOUND."""
+        """Returns one call of the caller's workspace.
+        Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ListActiveCalls(
@@ -249,7 +270,10 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
         request: _calls_pb2.ListActiveCallsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_calls_pb2.ListActiveCallsResponse, _abc.Awaitable[_calls_pb2.ListActiveCallsResponse]]:
-        """The workspace's calls that have not ended (QUEUED, RINGING, IN_PROGRESS)."""
+        """The workspace's calls that have not ended (QUEUED, RINGING,
+        IN_PROGRESS), oldest first, a page at a time.
+        Errors: INVALID_ARGUMENT (negative page_size, bad page_token).
+        """
 
     @_abc_1.abstractmethod
     def HangupCall(
@@ -258,8 +282,9 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_calls_pb2.Call, _abc.Awaitable[_calls_pb2.Call]]:
         """Ends a call that is in progress (NORMAL_CLEARING).
-        Errors: NOT_FOUND, FAILED_PRECONDITION (not IN_PROGRESS: use CancelCall
-        before it is answered; an ended call cannot be hung up).
+        Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND, FAILED_PRECONDITION (not
+        IN_PROGRESS: use CancelCall before it is answered; an ended call cannot
+        be hung up).
         """
 
     @_abc_1.abstractmethod
@@ -269,7 +294,7 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_calls_pb2.Call, _abc.Awaitable[_calls_pb2.Call]]:
         """Cancels a call that is QUEUED or RINGING (CANCELED, cause CANCEL).
-        Errors: NOT_FOUND, FAILED_PRECONDITION.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
         """
 
     @_abc_1.abstractmethod
@@ -279,7 +304,7 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_calls_pb2.Call, _abc.Awaitable[_calls_pb2.Call]]:
         """Mutes or unmutes the caller's side of a call in progress.
-        Errors: NOT_FOUND, FAILED_PRECONDITION.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
         """
 
     @_abc_1.abstractmethod
@@ -289,7 +314,7 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_calls_pb2.Call, _abc.Awaitable[_calls_pb2.Call]]:
         """Puts a call in progress on hold, or takes it off hold.
-        Errors: NOT_FOUND, FAILED_PRECONDITION.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
         """
 
     @_abc_1.abstractmethod
@@ -299,7 +324,7 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_calls_pb2.Call, _abc.Awaitable[_calls_pb2.Call]]:
         """Starts or stops recording a call in progress.
-        Errors: NOT_FOUND, FAILED_PRECONDITION.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
         """
 
     @_abc_1.abstractmethod
@@ -339,7 +364,7 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
         request: _calls_pb2.RedirectCallRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_calls_pb2.Call, _abc.Awaitable[_calls_pb2.Call]]:
-        """Hands a call that has not ended to another application or webhook.
+        """Hands a call that has not ended to another webhook.
         Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
         """
 
@@ -359,8 +384,10 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
         request: _calls_pb2.UpdateCallRecordRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_calls_pb2.Call, _abc.Awaitable[_calls_pb2.Call]]:
-        """Marks one call of the history: starred, archived, read, note, labels.
-        Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """Marks one call of the history: the fields of starred, archived, read,
+        note and labels that `update_mask` names (or, without one, those set).
+        Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+        NOT_FOUND, ABORTED (stale `etag`).
         """
 
     @_abc_1.abstractmethod
@@ -371,7 +398,7 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_calls_pb2.BatchUpdateCallRecordsResponse, _abc.Awaitable[_calls_pb2.BatchUpdateCallRecordsResponse]]:
         """Marks up to 1,000 calls in one transaction: all of them or none.
         Errors: INVALID_ARGUMENT naming each bad item, NOT_FOUND naming the first
-        ref that is not the caller's.
+        ref that is not the caller's, ABORTED naming the first stale `etag`.
         """
 
     @_abc_1.abstractmethod
@@ -381,8 +408,8 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_calls_pb2.DeleteCallRecordsResponse, _abc.Awaitable[_calls_pb2.DeleteCallRecordsResponse]]:
         """Deletes up to 1,000 ended calls from the history: all of them or none.
-        Errors: NOT_FOUND naming the first unknown ref, FAILED_PRECONDITION
-        naming a call that has not ended.
+        Errors: INVALID_ARGUMENT (empty or too many refs), NOT_FOUND naming the
+        first unknown ref, FAILED_PRECONDITION naming a call that has not ended.
         """
 
     @_abc_1.abstractmethod

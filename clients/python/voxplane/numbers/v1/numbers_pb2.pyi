@@ -8,8 +8,9 @@ Resource model: a workspace owns Numbers. Each Number is one E.164 phone
 number, held by exactly one workspace at a time across the whole
 deployment, in a lifecycle `state` (reserved, active, suspended, porting
 in, released). An active Number routes inbound calls to one of a SIP
-address of record (`aor_link`), an application (`ingress_info`) or a SIP
-forward target (`forward_sip_to`). Numbers come either from the caller
+address of record (`aor_link`), an application's webhook (`ingress_info`)
+or a SIP forward target (`forward_sip_to`); a Number taken from the
+inventory without one routes no call until one is set. Numbers come either from the caller
 (CreateNumber: bring your own) or from the deployment's inventory
 (SearchAvailableNumbers, then ReserveNumber and/or AcquireNumber); a
 released inventory number returns to the inventory after an aging period.
@@ -26,6 +27,7 @@ Inventory management needs a key with the `operator` role.
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -136,7 +138,7 @@ class _NumberType:
 class _NumberTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NumberType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     NUMBER_TYPE_UNSPECIFIED: _NumberType.ValueType  # 0
-    """Not classified."""
+    """Not classified: not a valid number, or of a type the metadata does not name."""
     NUMBER_TYPE_FIXED_LINE: _NumberType.ValueType  # 1
     """A geographic landline."""
     NUMBER_TYPE_MOBILE: _NumberType.ValueType  # 2
@@ -163,14 +165,12 @@ class _NumberTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NumberType
     """An emergency service (911, 112, 999…)."""
     NUMBER_TYPE_SHORT_CODE: _NumberType.ValueType  # 13
     """A short code other than emergency (e.g. directory enquiries)."""
-    NUMBER_TYPE_UNKNOWN: _NumberType.ValueType  # 14
-    """A valid number of a type the metadata does not name."""
 
 class NumberType(_NumberType, metaclass=_NumberTypeEnumTypeWrapper):
     """What kind of number it is, from libphonenumber's metadata."""
 
 NUMBER_TYPE_UNSPECIFIED: NumberType.ValueType  # 0
-"""Not classified."""
+"""Not classified: not a valid number, or of a type the metadata does not name."""
 NUMBER_TYPE_FIXED_LINE: NumberType.ValueType  # 1
 """A geographic landline."""
 NUMBER_TYPE_MOBILE: NumberType.ValueType  # 2
@@ -197,8 +197,6 @@ NUMBER_TYPE_EMERGENCY: NumberType.ValueType  # 12
 """An emergency service (911, 112, 999…)."""
 NUMBER_TYPE_SHORT_CODE: NumberType.ValueType  # 13
 """A short code other than emergency (e.g. directory enquiries)."""
-NUMBER_TYPE_UNKNOWN: NumberType.ValueType  # 14
-"""A valid number of a type the metadata does not name."""
 Global___NumberType: _TypeAlias = NumberType  # noqa: Y015
 
 class _SubscriberStatus:
@@ -208,8 +206,6 @@ class _SubscriberStatus:
 class _SubscriberStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SubscriberStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     SUBSCRIBER_STATUS_UNSPECIFIED: _SubscriberStatus.ValueType  # 0
-    """Not set."""
-    SUBSCRIBER_STATUS_UNKNOWN: _SubscriberStatus.ValueType  # 1
     """No subscriber given yet."""
     SUBSCRIBER_STATUS_VALIDATION_PENDING: _SubscriberStatus.ValueType  # 2
     """Given and waiting for review."""
@@ -222,8 +218,6 @@ class SubscriberStatus(_SubscriberStatus, metaclass=_SubscriberStatusEnumTypeWra
     """Where a subscriber's validation stands."""
 
 SUBSCRIBER_STATUS_UNSPECIFIED: SubscriberStatus.ValueType  # 0
-"""Not set."""
-SUBSCRIBER_STATUS_UNKNOWN: SubscriberStatus.ValueType  # 1
 """No subscriber given yet."""
 SUBSCRIBER_STATUS_VALIDATION_PENDING: SubscriberStatus.ValueType  # 2
 """Given and waiting for review."""
@@ -419,10 +413,10 @@ class EmergencyAddress(_message.Message):
     country: _builtins.str
     """ISO 3166-1 alpha-2 country; must be the number's country."""
     status: Global___EmergencyAddressStatus.ValueType
-    """Output only: VALID when every local check passed."""
+    """VALID when every local check passed."""
     @_builtins.property
     def problems(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Output only: what made the address INVALID, one sentence each."""
+        """What made the address INVALID, one sentence each."""
 
     def __init__(
         self,
@@ -479,7 +473,7 @@ class Number(_message.Message):
     provider_ref: _builtins.str
     """Reference to the carrier or trunk the number is provided by."""
     e164_number: _builtins.str
-    """The number in E.164 form, e.g. "+17853177343"."""
+    """The number in E.164 form, e.g. "+17853177343"; fixed at creation."""
     aor_link: _builtins.str
     """A SIP address of record, e.g. "sip:1001@sip.local"."""
     forward_sip_to: _builtins.str
@@ -489,7 +483,9 @@ class Number(_message.Message):
     make the write fail with ABORTED if someone else changed it meanwhile.
     """
     state: Global___NumberState.ValueType
-    """Where the Number is in its lifecycle."""
+    """Where the Number is in its lifecycle (changed by Activate, Suspend and
+    ReleaseNumber).
+    """
     recording_enabled: _builtins.bool
     """Whether inbound calls are recorded."""
     caller_id_prefix: _builtins.str
@@ -501,12 +497,14 @@ class Number(_message.Message):
     context: Global___NumberContext.ValueType
     """The kind of destination the number is."""
     emergency_enabled: _builtins.bool
-    """Whether emergency calling is enabled (needs a VALID emergency address)."""
+    """Whether emergency calling is enabled (EnableEmergency; needs a VALID
+    emergency address).
+    """
     from_inventory: _builtins.bool
     """True when the number came from the deployment's inventory."""
     @_builtins.property
     def ingress_info(self) -> Global___IngressInfo:
-        """An application that takes the call."""
+        """An application, told of the call at its webhook."""
 
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
@@ -530,11 +528,13 @@ class Number(_message.Message):
 
     @_builtins.property
     def subscriber(self) -> Global___Subscriber:
-        """The subscriber the number is registered to; status UNKNOWN until set."""
+        """The subscriber the number is registered to (UpdateSubscriber); status
+        UNSPECIFIED until one is given.
+        """
 
     @_builtins.property
     def emergency_address(self) -> Global___EmergencyAddress:
-        """The emergency address; unset until one is given."""
+        """The emergency address (SetEmergencyAddress); unset until one is given."""
 
     def __init__(
         self,
@@ -574,25 +574,21 @@ Global___Number: _TypeAlias = Number  # noqa: Y015
 
 @_typing.final
 class IngressInfo(_message.Message):
-    """An application that takes inbound calls. At least one field is set."""
+    """An application that takes inbound calls."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     WEBHOOK_FIELD_NUMBER: _builtins.int
-    APP_REF_FIELD_NUMBER: _builtins.int
     webhook: _builtins.str
     """An http(s) URL that is told of the call and answers with what to do."""
-    app_ref: _builtins.str
-    """Reference to an application hosted by the platform."""
     def __init__(
         self,
         *,
         webhook: _builtins.str = ...,
-        app_ref: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_ref", b"app_ref", "webhook", b"webhook"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -616,12 +612,10 @@ class CreateNumberRequest(_message.Message):
     name: _builtins.str
     """Friendly name; optional, up to 255 characters."""
     provider_ref: _builtins.str
-    """Required: the carrier or trunk that provides the number (up to 128
-    characters).
-    """
+    """The carrier or trunk that provides the number (up to 128 characters)."""
     e164_number: _builtins.str
-    """Required: the phone number. Any form `phonenumbers` understands with a
-    country code is accepted ("+1 (785) 317-7343") and stored as E.164.
+    """The phone number. Any form `phonenumbers` understands with a country
+    code is accepted ("+1 (785) 317-7343") and stored as E.164.
     """
     aor_link: _builtins.str
     """A `sip:` or `sips:` URI."""
@@ -667,7 +661,7 @@ Global___CreateNumberRequest: _TypeAlias = CreateNumberRequest  # noqa: Y015
 @_typing.final
 class NumberSettings(_message.Message):
     """The settings of a number (UK PBX API); on Create and Acquire an unset
-    field takes its default, on Update an unset field is left alone.
+    field takes its default (on Update, `update_mask` says what changes).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -739,7 +733,7 @@ Global___GetNumberRequest: _TypeAlias = GetNumberRequest  # noqa: Y015
 
 @_typing.final
 class UpdateNumberRequest(_message.Message):
-    """Request of UpdateNumber. Fields left unset keep their current value."""
+    """Request of UpdateNumber: the new values of the fields `update_mask` names."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -751,12 +745,13 @@ class UpdateNumberRequest(_message.Message):
     FORWARD_SIP_TO_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     SETTINGS_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """The Number to change."""
     name: _builtins.str
     """New friendly name."""
     provider_ref: _builtins.str
-    """New provider reference."""
+    """New provider reference (cannot be empty)."""
     aor_link: _builtins.str
     """Route inbound calls to this SIP AOR."""
     forward_sip_to: _builtins.str
@@ -769,47 +764,47 @@ class UpdateNumberRequest(_message.Message):
 
     @_builtins.property
     def settings(self) -> Global___NumberSettings:
-        """Settings to change; unset fields are left alone."""
+        """New settings."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The fields to change, of: name, provider_ref, aor_link, ingress_info,
+        forward_sip_to (any of the three: the routing), settings (all four) or
+        settings.recording_enabled, settings.caller_id_prefix,
+        settings.caller_id_passthrough, settings.context. A named field left at
+        its default clears it (a routing field not set clears the routing).
+        Without a mask, the fields set to a non-default value are changed.
+        """
 
     def __init__(
         self,
         *,
         ref: _builtins.str = ...,
-        name: _builtins.str | None = ...,
-        provider_ref: _builtins.str | None = ...,
+        name: _builtins.str = ...,
+        provider_ref: _builtins.str = ...,
         aor_link: _builtins.str = ...,
         ingress_info: Global___IngressInfo | None = ...,
         forward_sip_to: _builtins.str = ...,
         etag: _builtins.str = ...,
         settings: Global___NumberSettings | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_provider_ref", b"_provider_ref", "aor_link", b"aor_link", "forward_sip_to", b"forward_sip_to", "ingress_info", b"ingress_info", "name", b"name", "provider_ref", b"provider_ref", "routing", b"routing", "settings", b"settings"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["aor_link", b"aor_link", "forward_sip_to", b"forward_sip_to", "ingress_info", b"ingress_info", "routing", b"routing", "settings", b"settings", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_provider_ref", b"_provider_ref", "aor_link", b"aor_link", "etag", b"etag", "forward_sip_to", b"forward_sip_to", "ingress_info", b"ingress_info", "name", b"name", "provider_ref", b"provider_ref", "ref", b"ref", "routing", b"routing", "settings", b"settings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aor_link", b"aor_link", "etag", b"etag", "forward_sip_to", b"forward_sip_to", "ingress_info", b"ingress_info", "name", b"name", "provider_ref", b"provider_ref", "ref", b"ref", "routing", b"routing", "settings", b"settings", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    _WhichOneofReturnType__provider_ref: _TypeAlias = _typing.Literal["provider_ref"]  # noqa: Y015
-    _WhichOneofArgType__provider_ref: _TypeAlias = _typing.Literal["_provider_ref", b"_provider_ref"]  # noqa: Y015
     _WhichOneofReturnType_routing: _TypeAlias = _typing.Literal["aor_link", "ingress_info", "forward_sip_to"]  # noqa: Y015
     _WhichOneofArgType_routing: _TypeAlias = _typing.Literal["routing", b"routing"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__provider_ref) -> _WhichOneofReturnType__provider_ref | None: ...
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType_routing) -> _WhichOneofReturnType_routing | None: ...
 
 Global___UpdateNumberRequest: _TypeAlias = UpdateNumberRequest  # noqa: Y015
 
 @_typing.final
-class ListNumbersRequest(_message.Message):
-    """Request of ListNumbers."""
+class NumberFilter(_message.Message):
+    """Which Numbers of the workspace; unset fields match every Number."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    PAGE_SIZE_FIELD_NUMBER: _builtins.int
-    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     E164_PREFIX_FIELD_NUMBER: _builtins.int
     PROVIDER_REF_FIELD_NUMBER: _builtins.int
@@ -817,14 +812,6 @@ class ListNumbersRequest(_message.Message):
     CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     NAME_CONTAINS_FIELD_NUMBER: _builtins.int
     AOR_LINK_FIELD_NUMBER: _builtins.int
-    page_size: _builtins.int
-    """Page size: 0 means 20; values above 1000 are read as 1000; negative is
-    INVALID_ARGUMENT.
-    """
-    page_token: _builtins.str
-    """`next_page_token` of the previous page; empty for the first page. A
-    token works only with the filters it was issued for.
-    """
     state: Global___NumberState.ValueType
     """Only Numbers in this state; NUMBER_STATE_UNSPECIFIED means any."""
     e164_prefix: _builtins.str
@@ -848,8 +835,6 @@ class ListNumbersRequest(_message.Message):
     def __init__(
         self,
         *,
-        page_size: _builtins.int = ...,
-        page_token: _builtins.str = ...,
         state: Global___NumberState.ValueType = ...,
         e164_prefix: _builtins.str = ...,
         provider_ref: _builtins.str = ...,
@@ -860,7 +845,43 @@ class ListNumbersRequest(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aor_link", b"aor_link", "created_after", b"created_after", "created_before", b"created_before", "e164_prefix", b"e164_prefix", "name_contains", b"name_contains", "page_size", b"page_size", "page_token", b"page_token", "provider_ref", b"provider_ref", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aor_link", b"aor_link", "created_after", b"created_after", "created_before", b"created_before", "e164_prefix", b"e164_prefix", "name_contains", b"name_contains", "provider_ref", b"provider_ref", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NumberFilter: _TypeAlias = NumberFilter  # noqa: Y015
+
+@_typing.final
+class ListNumbersRequest(_message.Message):
+    """Request of ListNumbers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Page size: 0 means 20; values above 1000 are read as 1000; negative is
+    INVALID_ARGUMENT.
+    """
+    page_token: _builtins.str
+    """`next_page_token` of the previous page; empty for the first page. A
+    token works only with the filter it was issued for.
+    """
+    @_builtins.property
+    def filter(self) -> Global___NumberFilter:
+        """Which Numbers."""
+
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        filter: Global___NumberFilter | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1273,16 +1294,26 @@ class ListAvailablePrefixesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REGION_CODE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     region_code: _builtins.str
     """Only prefixes of this ISO 3166-1 region, e.g. "GB"; empty means all."""
+    page_size: _builtins.int
+    """Page size: 0 means 20; values above 1000 are read as 1000; negative is
+    INVALID_ARGUMENT.
+    """
+    page_token: _builtins.str
+    """`next_page_token` of the previous page, for the same region_code."""
     def __init__(
         self,
         *,
         region_code: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["region_code", b"region_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "region_code", b"region_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1333,18 +1364,22 @@ class ListAvailablePrefixesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PREFIXES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token of the next page; empty on the last page."""
     @_builtins.property
     def prefixes(self) -> _containers.RepeatedCompositeFieldContainer[Global___AvailablePrefix]:
-        """The prefixes, in E.164 order."""
+        """The prefixes of this page, in E.164 order."""
 
     def __init__(
         self,
         *,
         prefixes: _abc.Iterable[Global___AvailablePrefix] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["prefixes", b"prefixes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "prefixes", b"prefixes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1358,16 +1393,18 @@ class SearchAvailableNumbersRequest(_message.Message):
 
     PREFIX_FIELD_NUMBER: _builtins.int
     REGION_CODE_FIELD_NUMBER: _builtins.int
-    QUANTITY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     prefix: _builtins.str
-    """Required: the start of the numbers, in E.164 digits ("+44122", "+1415")
-    or in national form ("01224", "415") read in `region_code`.
+    """The start of the numbers, in E.164 digits ("+44122", "+1415") or in
+    national form ("01224", "415") read in `region_code`.
     """
     region_code: _builtins.str
     """Region a national-form prefix is read in; default VOXPLANE_HOME_REGION."""
-    quantity: _builtins.int
-    """How many numbers per page: 0 means 20, above 1000 is read as 1000."""
+    page_size: _builtins.int
+    """Page size: 0 means 20; values above 1000 are read as 1000; negative is
+    INVALID_ARGUMENT.
+    """
     page_token: _builtins.str
     """`next_page_token` of the previous page, for the same prefix."""
     def __init__(
@@ -1375,12 +1412,12 @@ class SearchAvailableNumbersRequest(_message.Message):
         *,
         prefix: _builtins.str = ...,
         region_code: _builtins.str = ...,
-        quantity: _builtins.int = ...,
+        page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_token", b"page_token", "prefix", b"prefix", "quantity", b"quantity", "region_code", b"region_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "prefix", b"prefix", "region_code", b"region_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1900,7 +1937,10 @@ Global___ListAccessCodesResponse: _TypeAlias = ListAccessCodesResponse  # noqa: 
 
 @_typing.final
 class UpdateSubscriberRequest(_message.Message):
-    """Request of UpdateSubscriber: the subscriber block, replaced whole."""
+    """Request of UpdateSubscriber: the new values of the subscriber fields
+    `update_mask` names. Once changed, the subscriber must have a name, a first
+    address line and a postcode.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1913,24 +1953,32 @@ class UpdateSubscriberRequest(_message.Message):
     ADDRESS4_FIELD_NUMBER: _builtins.int
     POSTCODE_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """The Number."""
     first_name: _builtins.str
-    """First name of a person; optional."""
+    """First name of a person."""
     name: _builtins.str
-    """Required: surname or company name."""
+    """Surname or company name."""
     address1: _builtins.str
-    """Required: first line of the address."""
+    """First line of the address."""
     address2: _builtins.str
-    """Second line; optional."""
+    """Second line."""
     address3: _builtins.str
-    """Third line; optional."""
+    """Third line."""
     address4: _builtins.str
-    """Fourth line (often the town); optional."""
+    """Fourth line (often the town)."""
     postcode: _builtins.str
-    """Required: postcode, checked against the number's country."""
+    """Postcode, checked against the number's country."""
     etag: _builtins.str
     """If set, applies only while this is still the Number's etag."""
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The fields to change, of: first_name, name, address1, address2,
+        address3, address4, postcode. A named field left empty clears it.
+        Without a mask, the fields set to a non-empty value are changed.
+        """
+
     def __init__(
         self,
         *,
@@ -1943,10 +1991,11 @@ class UpdateSubscriberRequest(_message.Message):
         address4: _builtins.str = ...,
         postcode: _builtins.str = ...,
         etag: _builtins.str = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address1", b"address1", "address2", b"address2", "address3", b"address3", "address4", b"address4", "etag", b"etag", "first_name", b"first_name", "name", b"name", "postcode", b"postcode", "ref", b"ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address1", b"address1", "address2", b"address2", "address3", b"address3", "address4", b"address4", "etag", b"etag", "first_name", b"first_name", "name", b"name", "postcode", b"postcode", "ref", b"ref", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1997,7 +2046,9 @@ class SetEmergencyAddressRequest(_message.Message):
     """If set, applies only while this is still the Number's etag."""
     @_builtins.property
     def address(self) -> Global___EmergencyAddress:
-        """The address; `status` and `problems` are ignored here."""
+        """The address, replacing the current one; `status` and `problems` are
+        ignored here.
+        """
 
     def __init__(
         self,

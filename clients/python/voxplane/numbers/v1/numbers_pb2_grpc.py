@@ -188,10 +188,12 @@ class NumbersServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateNumber(self, request, context):
-        """Changes the fields that are set in the request and leaves the others
-        alone; setting either routing field replaces the current routing.
-        Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED (`etag` given and no longer
-        current: someone else changed the Number; get it again and retry).
+        """Changes the fields `update_mask` names (or, without one, those set in the
+        request) and leaves the others alone; naming a routing field replaces
+        the current routing, and naming one that is not set clears it.
+        Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+        NOT_FOUND, ABORTED (`etag` given and no longer current: someone else
+        changed the Number; get it again and retry).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -249,7 +251,7 @@ class NumbersServicer:
     def ActivateNumber(self, request, context):
         """Moves a Number from its current state to ACTIVE (in service): completes a
         reservation, ends a suspension, or finishes a port-in.
-        Errors: NOT_FOUND, ABORTED (stale etag), FAILED_PRECONDITION (the state
+        Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND, ABORTED (stale etag), FAILED_PRECONDITION (the state
         does not allow it, e.g. RELEASED; the message names the current state).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -258,7 +260,8 @@ class NumbersServicer:
 
     def SuspendNumber(self, request, context):
         """Takes an ACTIVE Number out of service without giving it up; inbound calls
-        are no longer routed. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION.
+        are no longer routed. Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED,
+        FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -267,8 +270,8 @@ class NumbersServicer:
     def ReleaseNumber(self, request, context):
         """Gives a Number up. It stays RELEASED, unroutable and unavailable, for the
         deployment's aging period; then an inventory number becomes available to
-        acquire again. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION (already
-        RELEASED).
+        acquire again. Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED,
+        FAILED_PRECONDITION (already RELEASED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -286,8 +289,10 @@ class NumbersServicer:
 
     def ListAvailablePrefixes(self, request, context):
         """The number prefixes the inventory has numbers available in, with a
-        description (e.g. "Aberdeen (01224)") and how many are available.
-        Errors: INVALID_ARGUMENT (unknown region_code).
+        description (e.g. "Aberdeen (01224)") and how many are available, in
+        E.164 order, a page at a time.
+        Errors: INVALID_ARGUMENT (unknown region_code, negative page_size, bad
+        page_token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -296,7 +301,7 @@ class NumbersServicer:
     def SearchAvailableNumbers(self, request, context):
         """Numbers free to acquire that start with a prefix, in E.164 order, a page
         at a time. Errors: INVALID_ARGUMENT (prefix not digits, unknown
-        region_code, negative quantity, bad page_token).
+        region_code, negative page_size, bad page_token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -343,7 +348,8 @@ class NumbersServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListClassifiers(self, request, context):
-        """The deployment's classifiers, in the order they are tried.
+        """The deployment's classifiers, in the order they are tried (a few dozen
+        at most: not paged). Errors: none but the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -359,17 +365,20 @@ class NumbersServicer:
 
     def ListAccessCodes(self, request, context):
         """The platform's feature access codes (`*55` voicemail, `*21*{number}` call
-        forwarding, …) with what each does.
+        forwarding, …) with what each does (a fixed, short list: not paged).
+        Errors: none but the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateSubscriber(self, request, context):
-        """Sets the subscriber (the person or company the number is registered to)
-        and submits it for validation: its status becomes VALIDATION_PENDING.
-        Errors: INVALID_ARGUMENT (missing name, address or postcode; a postcode
-        of the wrong shape for the number's country), NOT_FOUND, ABORTED.
+        """Changes the subscriber (the person or company the number is registered
+        to): the fields `update_mask` names (or, without one, those set), and
+        submits it for validation: its status becomes VALIDATION_PENDING.
+        Errors: INVALID_ARGUMENT (no name, address or postcode once changed; a
+        postcode of the wrong shape for the number's country; an unknown
+        `update_mask` path), NOT_FOUND, ABORTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -399,8 +408,8 @@ class NumbersServicer:
 
     def EnableEmergency(self, request, context):
         """Turns emergency calling on or off for a number.
-        Errors: FAILED_PRECONDITION (turning it on without a VALID emergency
-        address), NOT_FOUND, ABORTED.
+        Errors: INVALID_ARGUMENT (empty ref), FAILED_PRECONDITION (turning it on
+        without a VALID emergency address), NOT_FOUND, ABORTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

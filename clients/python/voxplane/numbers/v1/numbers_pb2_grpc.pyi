@@ -8,8 +8,9 @@ Resource model: a workspace owns Numbers. Each Number is one E.164 phone
 number, held by exactly one workspace at a time across the whole
 deployment, in a lifecycle `state` (reserved, active, suspended, porting
 in, released). An active Number routes inbound calls to one of a SIP
-address of record (`aor_link`), an application (`ingress_info`) or a SIP
-forward target (`forward_sip_to`). Numbers come either from the caller
+address of record (`aor_link`), an application's webhook (`ingress_info`)
+or a SIP forward target (`forward_sip_to`); a Number taken from the
+inventory without one routes no call until one is set. Numbers come either from the caller
 (CreateNumber: bring your own) or from the deployment's inventory
 (SearchAvailableNumbers, then ReserveNumber and/or AcquireNumber); a
 released inventory number returns to the inventory after an aging period.
@@ -67,10 +68,12 @@ class NumbersStub:
     caller's workspace).
     """
     UpdateNumber: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.UpdateNumberRequest, _numbers_pb2.Number]
-    """Changes the fields that are set in the request and leaves the others
-    alone; setting either routing field replaces the current routing.
-    Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED (`etag` given and no longer
-    current: someone else changed the Number; get it again and retry).
+    """Changes the fields `update_mask` names (or, without one, those set in the
+    request) and leaves the others alone; naming a routing field replaces
+    the current routing, and naming one that is not set clears it.
+    Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+    NOT_FOUND, ABORTED (`etag` given and no longer current: someone else
+    changed the Number; get it again and retry).
     """
     ListNumbers: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.ListNumbersRequest, _numbers_pb2.ListNumbersResponse]
     """Lists the caller's Numbers, oldest first, one page at a time.
@@ -104,18 +107,19 @@ class NumbersStub:
     ActivateNumber: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.ActivateNumberRequest, _numbers_pb2.Number]
     """Moves a Number from its current state to ACTIVE (in service): completes a
     reservation, ends a suspension, or finishes a port-in.
-    Errors: NOT_FOUND, ABORTED (stale etag), FAILED_PRECONDITION (the state
+    Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND, ABORTED (stale etag), FAILED_PRECONDITION (the state
     does not allow it, e.g. RELEASED; the message names the current state).
     """
     SuspendNumber: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.SuspendNumberRequest, _numbers_pb2.Number]
     """Takes an ACTIVE Number out of service without giving it up; inbound calls
-    are no longer routed. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION.
+    are no longer routed. Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED,
+    FAILED_PRECONDITION.
     """
     ReleaseNumber: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.ReleaseNumberRequest, _numbers_pb2.Number]
     """Gives a Number up. It stays RELEASED, unroutable and unavailable, for the
     deployment's aging period; then an inventory number becomes available to
-    acquire again. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION (already
-    RELEASED).
+    acquire again. Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED,
+    FAILED_PRECONDITION (already RELEASED).
     """
     ImportInventory: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.ImportInventoryRequest, _numbers_pb2.ImportInventoryResponse]
     """Adds numbers to the deployment's inventory (operators only), all or none;
@@ -125,13 +129,15 @@ class NumbersStub:
     """
     ListAvailablePrefixes: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.ListAvailablePrefixesRequest, _numbers_pb2.ListAvailablePrefixesResponse]
     """The number prefixes the inventory has numbers available in, with a
-    description (e.g. "Aberdeen (01224)") and how many are available.
-    Errors: INVALID_ARGUMENT (unknown region_code).
+    description (e.g. "Aberdeen (01224)") and how many are available, in
+    E.164 order, a page at a time.
+    Errors: INVALID_ARGUMENT (unknown region_code, negative page_size, bad
+    page_token).
     """
     SearchAvailableNumbers: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.SearchAvailableNumbersRequest, _numbers_pb2.SearchAvailableNumbersResponse]
     """Numbers free to acquire that start with a prefix, in E.164 order, a page
     at a time. Errors: INVALID_ARGUMENT (prefix not digits, unknown
-    region_code, negative quantity, bad page_token).
+    region_code, negative page_size, bad page_token).
     """
     CheckAvailability: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.CheckAvailabilityRequest, _numbers_pb2.CheckAvailabilityResponse]
     """Whether each of up to 1,000 numbers can be acquired right now.
@@ -158,20 +164,25 @@ class NumbersStub:
     inventory or not. Errors: INVALID_ARGUMENT (not a phone number).
     """
     ListClassifiers: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.ListClassifiersRequest, _numbers_pb2.ListClassifiersResponse]
-    """The deployment's classifiers, in the order they are tried."""
+    """The deployment's classifiers, in the order they are tried (a few dozen
+    at most: not paged). Errors: none but the common ones.
+    """
     GetNumberLocality: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.GetNumberLocalityRequest, _numbers_pb2.GetNumberLocalityResponse]
     """Country, region or city, original carrier and time zones of up to 100
     numbers. Errors: INVALID_ARGUMENT naming each invalid number.
     """
     ListAccessCodes: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.ListAccessCodesRequest, _numbers_pb2.ListAccessCodesResponse]
     """The platform's feature access codes (`*55` voicemail, `*21*{number}` call
-    forwarding, …) with what each does.
+    forwarding, …) with what each does (a fixed, short list: not paged).
+    Errors: none but the common ones.
     """
     UpdateSubscriber: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.UpdateSubscriberRequest, _numbers_pb2.Number]
-    """Sets the subscriber (the person or company the number is registered to)
-    and submits it for validation: its status becomes VALIDATION_PENDING.
-    Errors: INVALID_ARGUMENT (missing name, address or postcode; a postcode
-    of the wrong shape for the number's country), NOT_FOUND, ABORTED.
+    """Changes the subscriber (the person or company the number is registered
+    to): the fields `update_mask` names (or, without one, those set), and
+    submits it for validation: its status becomes VALIDATION_PENDING.
+    Errors: INVALID_ARGUMENT (no name, address or postcode once changed; a
+    postcode of the wrong shape for the number's country; an unknown
+    `update_mask` path), NOT_FOUND, ABORTED.
     """
     ReviewSubscriber: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.ReviewSubscriberRequest, _numbers_pb2.Number]
     """Records the outcome of a subscriber validation: VALIDATED or REJECTED
@@ -189,8 +200,8 @@ class NumbersStub:
     """
     EnableEmergency: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.EnableEmergencyRequest, _numbers_pb2.Number]
     """Turns emergency calling on or off for a number.
-    Errors: FAILED_PRECONDITION (turning it on without a VALID emergency
-    address), NOT_FOUND, ABORTED.
+    Errors: INVALID_ARGUMENT (empty ref), FAILED_PRECONDITION (turning it on
+    without a VALID emergency address), NOT_FOUND, ABORTED.
     """
 
 @_typing.type_check_only
@@ -212,10 +223,12 @@ class NumbersAsyncStub(NumbersStub):
     caller's workspace).
     """
     UpdateNumber: _aio.UnaryUnaryMultiCallable[_numbers_pb2.UpdateNumberRequest, _numbers_pb2.Number]  # type: ignore[assignment]
-    """Changes the fields that are set in the request and leaves the others
-    alone; setting either routing field replaces the current routing.
-    Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED (`etag` given and no longer
-    current: someone else changed the Number; get it again and retry).
+    """Changes the fields `update_mask` names (or, without one, those set in the
+    request) and leaves the others alone; naming a routing field replaces
+    the current routing, and naming one that is not set clears it.
+    Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+    NOT_FOUND, ABORTED (`etag` given and no longer current: someone else
+    changed the Number; get it again and retry).
     """
     ListNumbers: _aio.UnaryUnaryMultiCallable[_numbers_pb2.ListNumbersRequest, _numbers_pb2.ListNumbersResponse]  # type: ignore[assignment]
     """Lists the caller's Numbers, oldest first, one page at a time.
@@ -249,18 +262,19 @@ class NumbersAsyncStub(NumbersStub):
     ActivateNumber: _aio.UnaryUnaryMultiCallable[_numbers_pb2.ActivateNumberRequest, _numbers_pb2.Number]  # type: ignore[assignment]
     """Moves a Number from its current state to ACTIVE (in service): completes a
     reservation, ends a suspension, or finishes a port-in.
-    Errors: NOT_FOUND, ABORTED (stale etag), FAILED_PRECONDITION (the state
+    Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND, ABORTED (stale etag), FAILED_PRECONDITION (the state
     does not allow it, e.g. RELEASED; the message names the current state).
     """
     SuspendNumber: _aio.UnaryUnaryMultiCallable[_numbers_pb2.SuspendNumberRequest, _numbers_pb2.Number]  # type: ignore[assignment]
     """Takes an ACTIVE Number out of service without giving it up; inbound calls
-    are no longer routed. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION.
+    are no longer routed. Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED,
+    FAILED_PRECONDITION.
     """
     ReleaseNumber: _aio.UnaryUnaryMultiCallable[_numbers_pb2.ReleaseNumberRequest, _numbers_pb2.Number]  # type: ignore[assignment]
     """Gives a Number up. It stays RELEASED, unroutable and unavailable, for the
     deployment's aging period; then an inventory number becomes available to
-    acquire again. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION (already
-    RELEASED).
+    acquire again. Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED,
+    FAILED_PRECONDITION (already RELEASED).
     """
     ImportInventory: _aio.UnaryUnaryMultiCallable[_numbers_pb2.ImportInventoryRequest, _numbers_pb2.ImportInventoryResponse]  # type: ignore[assignment]
     """Adds numbers to the deployment's inventory (operators only), all or none;
@@ -270,13 +284,15 @@ class NumbersAsyncStub(NumbersStub):
     """
     ListAvailablePrefixes: _aio.UnaryUnaryMultiCallable[_numbers_pb2.ListAvailablePrefixesRequest, _numbers_pb2.ListAvailablePrefixesResponse]  # type: ignore[assignment]
     """The number prefixes the inventory has numbers available in, with a
-    description (e.g. "Aberdeen (01224)") and how many are available.
-    Errors: INVALID_ARGUMENT (unknown region_code).
+    description (e.g. "Aberdeen (01224)") and how many are available, in
+    E.164 order, a page at a time.
+    Errors: INVALID_ARGUMENT (unknown region_code, negative page_size, bad
+    page_token).
     """
     SearchAvailableNumbers: _aio.UnaryUnaryMultiCallable[_numbers_pb2.SearchAvailableNumbersRequest, _numbers_pb2.SearchAvailableNumbersResponse]  # type: ignore[assignment]
     """Numbers free to acquire that start with a prefix, in E.164 order, a page
     at a time. Errors: INVALID_ARGUMENT (prefix not digits, unknown
-    region_code, negative quantity, bad page_token).
+    region_code, negative page_size, bad page_token).
     """
     CheckAvailability: _aio.UnaryUnaryMultiCallable[_numbers_pb2.CheckAvailabilityRequest, _numbers_pb2.CheckAvailabilityResponse]  # type: ignore[assignment]
     """Whether each of up to 1,000 numbers can be acquired right now.
@@ -303,20 +319,25 @@ class NumbersAsyncStub(NumbersStub):
     inventory or not. Errors: INVALID_ARGUMENT (not a phone number).
     """
     ListClassifiers: _aio.UnaryUnaryMultiCallable[_numbers_pb2.ListClassifiersRequest, _numbers_pb2.ListClassifiersResponse]  # type: ignore[assignment]
-    """The deployment's classifiers, in the order they are tried."""
+    """The deployment's classifiers, in the order they are tried (a few dozen
+    at most: not paged). Errors: none but the common ones.
+    """
     GetNumberLocality: _aio.UnaryUnaryMultiCallable[_numbers_pb2.GetNumberLocalityRequest, _numbers_pb2.GetNumberLocalityResponse]  # type: ignore[assignment]
     """Country, region or city, original carrier and time zones of up to 100
     numbers. Errors: INVALID_ARGUMENT naming each invalid number.
     """
     ListAccessCodes: _aio.UnaryUnaryMultiCallable[_numbers_pb2.ListAccessCodesRequest, _numbers_pb2.ListAccessCodesResponse]  # type: ignore[assignment]
     """The platform's feature access codes (`*55` voicemail, `*21*{number}` call
-    forwarding, …) with what each does.
+    forwarding, …) with what each does (a fixed, short list: not paged).
+    Errors: none but the common ones.
     """
     UpdateSubscriber: _aio.UnaryUnaryMultiCallable[_numbers_pb2.UpdateSubscriberRequest, _numbers_pb2.Number]  # type: ignore[assignment]
-    """Sets the subscriber (the person or company the number is registered to)
-    and submits it for validation: its status becomes VALIDATION_PENDING.
-    Errors: INVALID_ARGUMENT (missing name, address or postcode; a postcode
-    of the wrong shape for the number's country), NOT_FOUND, ABORTED.
+    """Changes the subscriber (the person or company the number is registered
+    to): the fields `update_mask` names (or, without one, those set), and
+    submits it for validation: its status becomes VALIDATION_PENDING.
+    Errors: INVALID_ARGUMENT (no name, address or postcode once changed; a
+    postcode of the wrong shape for the number's country; an unknown
+    `update_mask` path), NOT_FOUND, ABORTED.
     """
     ReviewSubscriber: _aio.UnaryUnaryMultiCallable[_numbers_pb2.ReviewSubscriberRequest, _numbers_pb2.Number]  # type: ignore[assignment]
     """Records the outcome of a subscriber validation: VALIDATED or REJECTED
@@ -334,8 +355,8 @@ class NumbersAsyncStub(NumbersStub):
     """
     EnableEmergency: _aio.UnaryUnaryMultiCallable[_numbers_pb2.EnableEmergencyRequest, _numbers_pb2.Number]  # type: ignore[assignment]
     """Turns emergency calling on or off for a number.
-    Errors: FAILED_PRECONDITION (turning it on without a VALID emergency
-    address), NOT_FOUND, ABORTED.
+    Errors: INVALID_ARGUMENT (empty ref), FAILED_PRECONDITION (turning it on
+    without a VALID emergency address), NOT_FOUND, ABORTED.
     """
 
 class NumbersServicer(metaclass=_abc_1.ABCMeta):
@@ -372,10 +393,12 @@ class NumbersServicer(metaclass=_abc_1.ABCMeta):
         request: _numbers_pb2.UpdateNumberRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_numbers_pb2.Number, _abc.Awaitable[_numbers_pb2.Number]]:
-        """Changes the fields that are set in the request and leaves the others
-        alone; setting either routing field replaces the current routing.
-        Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED (`etag` given and no longer
-        current: someone else changed the Number; get it again and retry).
+        """Changes the fields `update_mask` names (or, without one, those set in the
+        request) and leaves the others alone; naming a routing field replaces
+        the current routing, and naming one that is not set clears it.
+        Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+        NOT_FOUND, ABORTED (`etag` given and no longer current: someone else
+        changed the Number; get it again and retry).
         """
 
     @_abc_1.abstractmethod
@@ -445,7 +468,7 @@ class NumbersServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_numbers_pb2.Number, _abc.Awaitable[_numbers_pb2.Number]]:
         """Moves a Number from its current state to ACTIVE (in service): completes a
         reservation, ends a suspension, or finishes a port-in.
-        Errors: NOT_FOUND, ABORTED (stale etag), FAILED_PRECONDITION (the state
+        Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND, ABORTED (stale etag), FAILED_PRECONDITION (the state
         does not allow it, e.g. RELEASED; the message names the current state).
         """
 
@@ -456,7 +479,8 @@ class NumbersServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_numbers_pb2.Number, _abc.Awaitable[_numbers_pb2.Number]]:
         """Takes an ACTIVE Number out of service without giving it up; inbound calls
-        are no longer routed. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION.
+        are no longer routed. Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED,
+        FAILED_PRECONDITION.
         """
 
     @_abc_1.abstractmethod
@@ -467,8 +491,8 @@ class NumbersServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_numbers_pb2.Number, _abc.Awaitable[_numbers_pb2.Number]]:
         """Gives a Number up. It stays RELEASED, unroutable and unavailable, for the
         deployment's aging period; then an inventory number becomes available to
-        acquire again. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION (already
-        RELEASED).
+        acquire again. Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED,
+        FAILED_PRECONDITION (already RELEASED).
         """
 
     @_abc_1.abstractmethod
@@ -490,8 +514,10 @@ class NumbersServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_numbers_pb2.ListAvailablePrefixesResponse, _abc.Awaitable[_numbers_pb2.ListAvailablePrefixesResponse]]:
         """The number prefixes the inventory has numbers available in, with a
-        description (e.g. "Aberdeen (01224)") and how many are available.
-        Errors: INVALID_ARGUMENT (unknown region_code).
+        description (e.g. "Aberdeen (01224)") and how many are available, in
+        E.164 order, a page at a time.
+        Errors: INVALID_ARGUMENT (unknown region_code, negative page_size, bad
+        page_token).
         """
 
     @_abc_1.abstractmethod
@@ -502,7 +528,7 @@ class NumbersServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_numbers_pb2.SearchAvailableNumbersResponse, _abc.Awaitable[_numbers_pb2.SearchAvailableNumbersResponse]]:
         """Numbers free to acquire that start with a prefix, in E.164 order, a page
         at a time. Errors: INVALID_ARGUMENT (prefix not digits, unknown
-        region_code, negative quantity, bad page_token).
+        region_code, negative page_size, bad page_token).
         """
 
     @_abc_1.abstractmethod
@@ -559,7 +585,9 @@ class NumbersServicer(metaclass=_abc_1.ABCMeta):
         request: _numbers_pb2.ListClassifiersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_numbers_pb2.ListClassifiersResponse, _abc.Awaitable[_numbers_pb2.ListClassifiersResponse]]:
-        """The deployment's classifiers, in the order they are tried."""
+        """The deployment's classifiers, in the order they are tried (a few dozen
+        at most: not paged). Errors: none but the common ones.
+        """
 
     @_abc_1.abstractmethod
     def GetNumberLocality(
@@ -578,7 +606,8 @@ class NumbersServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_numbers_pb2.ListAccessCodesResponse, _abc.Awaitable[_numbers_pb2.ListAccessCodesResponse]]:
         """The platform's feature access codes (`*55` voicemail, `*21*{number}` call
-        forwarding, …) with what each does.
+        forwarding, …) with what each does (a fixed, short list: not paged).
+        Errors: none but the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -587,10 +616,12 @@ class NumbersServicer(metaclass=_abc_1.ABCMeta):
         request: _numbers_pb2.UpdateSubscriberRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_numbers_pb2.Number, _abc.Awaitable[_numbers_pb2.Number]]:
-        """Sets the subscriber (the person or company the number is registered to)
-        and submits it for validation: its status becomes VALIDATION_PENDING.
-        Errors: INVALID_ARGUMENT (missing name, address or postcode; a postcode
-        of the wrong shape for the number's country), NOT_FOUND, ABORTED.
+        """Changes the subscriber (the person or company the number is registered
+        to): the fields `update_mask` names (or, without one, those set), and
+        submits it for validation: its status becomes VALIDATION_PENDING.
+        Errors: INVALID_ARGUMENT (no name, address or postcode once changed; a
+        postcode of the wrong shape for the number's country; an unknown
+        `update_mask` path), NOT_FOUND, ABORTED.
         """
 
     @_abc_1.abstractmethod
@@ -626,8 +657,8 @@ class NumbersServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_numbers_pb2.Number, _abc.Awaitable[_numbers_pb2.Number]]:
         """Turns emergency calling on or off for a number.
-        Errors: FAILED_PRECONDITION (turning it on without a VALID emergency
-        address), NOT_FOUND, ABORTED.
+        Errors: INVALID_ARGUMENT (empty ref), FAILED_PRECONDITION (turning it on
+        without a VALID emergency address), NOT_FOUND, ABORTED.
         """
 
 def add_NumbersServicer_to_server(servicer: NumbersServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -18,6 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { FieldMask } from "../../../google/protobuf/field_mask";
 import { Timestamp } from "../../../google/protobuf/timestamp";
 
 export const protobufPackage = "voxplane.agents.v1";
@@ -140,15 +141,15 @@ export interface CreateAgentRequest {
   /** Friendly name; optional, up to 255 characters. */
   name: string;
   /**
-   * Required SIP user part: 1 to 64 of the characters RFC 3261 allows in a
-   * user part (letters, digits and - _ . ! ~ * ' ( ) & = + $ , ; ? /).
+   * SIP user part: 1 to 64 of the characters RFC 3261 allows in a user part
+   * (letters, digits and - _ . ! ~ * ' ( ) & = + $ , ; ? /).
    */
   username: string;
-  /** Required SIP digest secret, 8 to 128 characters. Write-only. */
+  /** SIP digest secret, 8 to 128 characters. Write-only. */
   secret: string;
   /** Defaults to PRIVACY_NONE. */
   privacy: Privacy;
-  /** Required: one to 20 SIP domains (host names, e.g. "sip.local"). */
+  /** One to 20 SIP domains (host names, e.g. "sip.local"). */
   domains: string[];
   /** Whether the agent may authenticate; defaults to true. */
   enabled?:
@@ -167,37 +168,34 @@ export interface GetAgentRequest {
   ref: string;
 }
 
-/** Request of UpdateAgent. Fields left unset keep their current value. */
+/** Request of UpdateAgent: the new values of the fields `update_mask` names. */
 export interface UpdateAgentRequest {
   /** The Agent to change. */
   ref: string;
   /** New friendly name. */
-  name?:
-    | string
-    | undefined;
+  name: string;
   /** New SIP user part; needs `secret` as well. */
-  username?:
-    | string
-    | undefined;
+  username: string;
   /** New secret; the stored digests are recomputed from it. */
-  secret?:
-    | string
-    | undefined;
+  secret: string;
   /** New privacy setting (PRIVACY_UNSPECIFIED is INVALID_ARGUMENT). */
-  privacy?:
-    | Privacy
-    | undefined;
+  privacy: Privacy;
   /**
-   * New domains, replacing the current ones; empty leaves them alone (an
-   * agent always has at least one). Needs `secret` as well.
+   * New domains, replacing the current ones (an agent always has at least
+   * one). Needs `secret` as well.
    */
   domains: string[];
   /** Enable or disable the agent. */
-  enabled?:
-    | boolean
-    | undefined;
+  enabled: boolean;
   /** If set, the update applies only while this is still the Agent's etag. */
   etag: string;
+  /**
+   * The fields to change, of: name, username, secret, privacy, domains,
+   * enabled. A named field left at its default clears it (or is refused,
+   * where it cannot be empty). Without a mask, the fields set to a
+   * non-default value are changed.
+   */
+  updateMask?: string[] | undefined;
 }
 
 /** Request of ListAgents. */
@@ -693,13 +691,14 @@ export const GetAgentRequest: MessageFns<GetAgentRequest> = {
 function createBaseUpdateAgentRequest(): UpdateAgentRequest {
   return {
     ref: "",
-    name: undefined,
-    username: undefined,
-    secret: undefined,
-    privacy: undefined,
+    name: "",
+    username: "",
+    secret: "",
+    privacy: Privacy.PRIVACY_UNSPECIFIED,
     domains: [],
-    enabled: undefined,
+    enabled: false,
     etag: "",
+    updateMask: undefined,
   };
 }
 
@@ -708,26 +707,29 @@ export const UpdateAgentRequest: MessageFns<UpdateAgentRequest> = {
     if (message.ref !== "") {
       writer.uint32(10).string(message.ref);
     }
-    if (message.name !== undefined) {
+    if (message.name !== "") {
       writer.uint32(18).string(message.name);
     }
-    if (message.username !== undefined) {
+    if (message.username !== "") {
       writer.uint32(26).string(message.username);
     }
-    if (message.secret !== undefined) {
+    if (message.secret !== "") {
       writer.uint32(34).string(message.secret);
     }
-    if (message.privacy !== undefined) {
+    if (message.privacy !== Privacy.PRIVACY_UNSPECIFIED) {
       writer.uint32(40).int32(privacyToNumber(message.privacy));
     }
     for (const v of message.domains) {
       writer.uint32(50).string(v!);
     }
-    if (message.enabled !== undefined) {
+    if (message.enabled !== false) {
       writer.uint32(56).bool(message.enabled);
     }
     if (message.etag !== "") {
       writer.uint32(66).string(message.etag);
+    }
+    if (message.updateMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.updateMask), writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -809,6 +811,14 @@ export const UpdateAgentRequest: MessageFns<UpdateAgentRequest> = {
             message.etag = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.updateMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -824,13 +834,18 @@ export const UpdateAgentRequest: MessageFns<UpdateAgentRequest> = {
   fromJSON(object: any): UpdateAgentRequest {
     return {
       ref: isSet(object.ref) ? globalThis.String(object.ref) : "",
-      name: isSet(object.name) ? globalThis.String(object.name) : undefined,
-      username: isSet(object.username) ? globalThis.String(object.username) : undefined,
-      secret: isSet(object.secret) ? globalThis.String(object.secret) : undefined,
-      privacy: isSet(object.privacy) ? privacyFromJSON(object.privacy) : undefined,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      username: isSet(object.username) ? globalThis.String(object.username) : "",
+      secret: isSet(object.secret) ? globalThis.String(object.secret) : "",
+      privacy: isSet(object.privacy) ? privacyFromJSON(object.privacy) : Privacy.PRIVACY_UNSPECIFIED,
       domains: globalThis.Array.isArray(object?.domains) ? object.domains.map((e: any) => globalThis.String(e)) : [],
-      enabled: isSet(object.enabled) ? globalThis.Boolean(object.enabled) : undefined,
+      enabled: isSet(object.enabled) ? globalThis.Boolean(object.enabled) : false,
       etag: isSet(object.etag) ? globalThis.String(object.etag) : "",
+      updateMask: isSet(object.updateMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.updateMask))
+        : isSet(object.update_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.update_mask))
+        : undefined,
     };
   },
 
@@ -839,26 +854,29 @@ export const UpdateAgentRequest: MessageFns<UpdateAgentRequest> = {
     if (message.ref !== "") {
       obj.ref = message.ref;
     }
-    if (message.name !== undefined) {
+    if (message.name !== "") {
       obj.name = message.name;
     }
-    if (message.username !== undefined) {
+    if (message.username !== "") {
       obj.username = message.username;
     }
-    if (message.secret !== undefined) {
+    if (message.secret !== "") {
       obj.secret = message.secret;
     }
-    if (message.privacy !== undefined) {
+    if (message.privacy !== Privacy.PRIVACY_UNSPECIFIED) {
       obj.privacy = privacyToJSON(message.privacy);
     }
     if (message.domains?.length) {
       obj.domains = message.domains;
     }
-    if (message.enabled !== undefined) {
+    if (message.enabled !== false) {
       obj.enabled = message.enabled;
     }
     if (message.etag !== "") {
       obj.etag = message.etag;
+    }
+    if (message.updateMask !== undefined) {
+      obj.updateMask = FieldMask.toJSON(FieldMask.wrap(message.updateMask));
     }
     return obj;
   },
@@ -869,13 +887,14 @@ export const UpdateAgentRequest: MessageFns<UpdateAgentRequest> = {
   fromPartial<I extends Exact<DeepPartial<UpdateAgentRequest>, I>>(object: I): UpdateAgentRequest {
     const message = createBaseUpdateAgentRequest();
     message.ref = object.ref ?? "";
-    message.name = object.name ?? undefined;
-    message.username = object.username ?? undefined;
-    message.secret = object.secret ?? undefined;
-    message.privacy = object.privacy ?? undefined;
+    message.name = object.name ?? "";
+    message.username = object.username ?? "";
+    message.secret = object.secret ?? "";
+    message.privacy = object.privacy ?? Privacy.PRIVACY_UNSPECIFIED;
     message.domains = object.domains?.map((e) => e) || [];
-    message.enabled = object.enabled ?? undefined;
+    message.enabled = object.enabled ?? false;
     message.etag = object.etag ?? "";
+    message.updateMask = object.updateMask ?? undefined;
     return message;
   },
 };
@@ -1233,11 +1252,13 @@ export const AgentsDefinition = {
       options: {},
     },
     /**
-     * Changes the fields that are set in the request and leaves the others
-     * alone. Changing `username` or `domains` needs `secret` too, because only
-     * digests of it are stored and they depend on both.
-     * Errors: INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS (new username or
-     * domain collides), ABORTED (stale `etag`).
+     * Changes the fields `update_mask` names (or, without one, those set in the
+     * request) and leaves the others alone. Changing `username` or `domains`
+     * needs `secret` too, because only digests of it are stored and they
+     * depend on both.
+     * Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+     * NOT_FOUND, ALREADY_EXISTS (new username or domain collides), ABORTED
+     * (stale `etag`).
      */
     updateAgent: {
       name: "UpdateAgent",
@@ -1307,11 +1328,13 @@ export const AgentsService = {
     responseDeserialize: (value: Buffer): Agent => Agent.decode(value),
   },
   /**
-   * Changes the fields that are set in the request and leaves the others
-   * alone. Changing `username` or `domains` needs `secret` too, because only
-   * digests of it are stored and they depend on both.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS (new username or
-   * domain collides), ABORTED (stale `etag`).
+   * Changes the fields `update_mask` names (or, without one, those set in the
+   * request) and leaves the others alone. Changing `username` or `domains`
+   * needs `secret` too, because only digests of it are stored and they
+   * depend on both.
+   * Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+   * NOT_FOUND, ALREADY_EXISTS (new username or domain collides), ABORTED
+   * (stale `etag`).
    */
   updateAgent: {
     path: "/voxplane.agents.v1.Agents/UpdateAgent" as const,
@@ -1365,11 +1388,13 @@ export interface AgentsServer extends UntypedServiceImplementation {
    */
   getAgent: handleUnaryCall<GetAgentRequest, Agent>;
   /**
-   * Changes the fields that are set in the request and leaves the others
-   * alone. Changing `username` or `domains` needs `secret` too, because only
-   * digests of it are stored and they depend on both.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS (new username or
-   * domain collides), ABORTED (stale `etag`).
+   * Changes the fields `update_mask` names (or, without one, those set in the
+   * request) and leaves the others alone. Changing `username` or `domains`
+   * needs `secret` too, because only digests of it are stored and they
+   * depend on both.
+   * Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+   * NOT_FOUND, ALREADY_EXISTS (new username or domain collides), ABORTED
+   * (stale `etag`).
    */
   updateAgent: handleUnaryCall<UpdateAgentRequest, Agent>;
   /**
@@ -1424,11 +1449,13 @@ export interface AgentsClient extends Client {
     callback: (error: ServiceError | null, response: Agent) => void,
   ): ClientUnaryCall;
   /**
-   * Changes the fields that are set in the request and leaves the others
-   * alone. Changing `username` or `domains` needs `secret` too, because only
-   * digests of it are stored and they depend on both.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS (new username or
-   * domain collides), ABORTED (stale `etag`).
+   * Changes the fields `update_mask` names (or, without one, those set in the
+   * request) and leaves the others alone. Changing `username` or `domains`
+   * needs `secret` too, because only digests of it are stored and they
+   * depend on both.
+   * Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+   * NOT_FOUND, ALREADY_EXISTS (new username or domain collides), ABORTED
+   * (stale `etag`).
    */
   updateAgent(
     request: UpdateAgentRequest,

@@ -21,6 +21,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Duration } from "../../../google/protobuf/duration";
+import { FieldMask } from "../../../google/protobuf/field_mask";
 import { Timestamp } from "../../../google/protobuf/timestamp";
 
 export const protobufPackage = "voxplane.calls.v1";
@@ -31,7 +32,7 @@ export const protobufFileName = "voxplane/calls/v1/calls.proto";
  * Calls: placing calls, controlling them while they run, and their history.
  *
  * Resource model: a workspace owns Calls. CreateCall places an outbound call
- * (click-to-call: the `from` agent's phone rings first, then the callee) and
+ * (click-to-call: the `source` agent's phone rings first, then the callee) and
  * returns at once, QUEUED; the network then drives the call through its
  * states (RINGING, IN_PROGRESS, and one final state) and reports why it
  * ended (`hangup_cause`). While a call runs it can be controlled (hang up,
@@ -380,18 +381,21 @@ export interface Participant {
   owner: boolean;
 }
 
-/** A call, running or ended. */
+/**
+ * A call, running or ended. Every field is output only, but for the
+ * history marks (starred, archived, read, note, labels: UpdateCallRecord).
+ */
 export interface Call {
   /** Opaque identifier, assigned by the server. */
   ref: string;
   /** The calling party: an agent ref or an E.164 number of the workspace. */
-  from: string;
+  source: string;
   /** The called party: E.164 number or SIP URI. */
-  to: string;
+  destination: string;
   /**
    * The number shown to the called party, chosen by the caller-ID hierarchy
-   * (`caller_id`, else the device's number, else `from`'s number); empty when
-   * none applies (the call is anonymous).
+   * (`caller_id`, else the device's number, else `source`'s number); empty
+   * when none applies (the call is anonymous).
    */
   callerId: string;
   /** The agent whose device places the call, when given. */
@@ -428,16 +432,12 @@ export interface Call {
     | undefined;
   /** The caller's own key/value pairs, as given to CreateCall. */
   metadata: { [key: string]: string };
-  /** An application of the platform. */
-  appRef?:
-    | string
+  /** An http(s) URL told of the call's events; empty when none was given. */
+  webhook: string;
+  /** How long the callee's phone may ring before the call ends NO_ANSWER. */
+  timeout?:
+    | Duration
     | undefined;
-  /** An http(s) URL told of the call's events. */
-  webhook?:
-    | string
-    | undefined;
-  /** Ring timeout in seconds. */
-  timeout: number;
   /** History: marked as important. */
   starred: boolean;
   /** History: archived. */
@@ -449,7 +449,14 @@ export interface Call {
   /** History: labels, each up to 64 characters, at most 20. */
   labels: string[];
   /** When the call last changed. */
-  updateTime?: Date | undefined;
+  updateTime?:
+    | Date
+    | undefined;
+  /**
+   * Changes whenever the call changes (the network's progress included); send
+   * it back on UpdateCallRecord to fail with ABORTED if it changed meanwhile.
+   */
+  etag: string;
 }
 
 export interface Call_MetadataEntry {
@@ -460,26 +467,28 @@ export interface Call_MetadataEntry {
 /** Request of CreateCall. */
 export interface CreateCallRequest {
   /**
-   * Required: an agent ref of the workspace (its phone rings first), or an
-   * E.164 number the workspace owns (then `device_id` is required).
+   * An agent ref of the workspace (its phone rings first), or an E.164
+   * number the workspace owns (then `device_id` is required).
    */
-  from: string;
-  /** Required: the callee, E.164 (any form with a country code) or a SIP URI. */
-  to: string;
+  source: string;
+  /** The callee, E.164 (any form with a country code) or a SIP URI. */
+  destination: string;
   /** Optional: an E.164 number the workspace owns, shown to the callee. */
   callerId: string;
-  /** The agent ref whose device places the call; required when `from` is a number. */
+  /**
+   * The agent ref whose device places the call; required when `source` is a
+   * number.
+   */
   deviceId: string;
-  /** An application of the platform. */
-  appRef?:
-    | string
+  /** Optional: an http(s) URL told of the call's events. */
+  webhook: string;
+  /**
+   * How long the callee's phone may ring: 1 to 120 seconds, whole seconds;
+   * unset means 30 seconds.
+   */
+  timeout?:
+    | Duration
     | undefined;
-  /** An http(s) URL told of the call's events. */
-  webhook?:
-    | string
-    | undefined;
-  /** Ring timeout in seconds: 0 means 30; 1 to 120. */
-  timeout: number;
   /**
    * Up to 20 key/value pairs kept with the call (keys up to 64, values up to
    * 512 characters).
@@ -502,12 +511,21 @@ export interface GetCallRequest {
 
 /** Request of ListActiveCalls. */
 export interface ListActiveCallsRequest {
+  /**
+   * Page size: 0 means 20; values above 1000 are read as 1000; negative is
+   * INVALID_ARGUMENT.
+   */
+  pageSize: number;
+  /** `next_page_token` of the previous page; empty for the first page. */
+  pageToken: string;
 }
 
-/** Response of ListActiveCalls. */
+/** A page of the calls that have not ended. */
 export interface ListActiveCallsResponse {
-  /** The calls that have not ended, oldest first. */
+  /** The calls of this page, oldest first. */
   calls: Call[];
+  /** Token of the next page; empty on the last page. */
+  nextPageToken: string;
 }
 
 /** Request of HangupCall. */
@@ -559,7 +577,7 @@ export interface TransferCallRequest {
   /** The call. */
   ref: string;
   /** Where to: E.164 or SIP URI. */
-  to: string;
+  destination: string;
   /**
    * Attended: the new party is consulted first and this call goes on;
    * blind: this call ends (FORWARDED) as the new party is connected.
@@ -579,12 +597,8 @@ export interface SendDtmfRequest {
 export interface RedirectCallRequest {
   /** The call. */
   ref: string;
-  /** An application of the platform. */
-  appRef?:
-    | string
-    | undefined;
-  /** An http(s) URL. */
-  webhook?: string | undefined;
+  /** The http(s) URL told of the call's events from now on. */
+  webhook: string;
 }
 
 /** Which calls of the history; unset fields match every call. */
@@ -593,14 +607,17 @@ export interface CallFilter {
   direction: Direction;
   /** Only calls in this status. */
   status: CallStatus;
-  /** Only calls from or to this number (E.164, any form with a country code). */
-  number: string;
+  /**
+   * Only calls whose source or destination is this number (E.164, any form
+   * with a country code).
+   */
+  party: string;
   /** Only calls created at or after this time. */
-  startTime?:
+  createdAfter?:
     | Date
     | undefined;
   /** Only calls created before this time. */
-  endTime?:
+  createdBefore?:
     | Date
     | undefined;
   /** Only starred (true) or unstarred (false) calls. */
@@ -642,30 +659,31 @@ export interface ListCallsResponse {
   nextPageToken: string;
 }
 
-/** Request of UpdateCallRecord. Unset fields are left alone. */
+/**
+ * Request of UpdateCallRecord: the new values of the marks `update_mask`
+ * names.
+ */
 export interface UpdateCallRecordRequest {
   /** The call. */
   ref: string;
   /** Star or unstar. */
-  starred?:
-    | boolean
-    | undefined;
+  starred: boolean;
   /** Archive or unarchive. */
-  archived?:
-    | boolean
-    | undefined;
+  archived: boolean;
   /** Mark read or unread. */
-  read?:
-    | boolean
-    | undefined;
-  /** Replace the note (empty clears it). */
-  note?:
-    | string
-    | undefined;
-  /** Replace the labels, when `set_labels` is true. */
+  read: boolean;
+  /** The note; empty clears it. */
+  note: string;
+  /** The labels, replacing the call's; empty clears them. */
   labels: string[];
-  /** Whether `labels` replaces the call's labels (so they can be cleared). */
-  setLabels: boolean;
+  /** If set, the update applies only while this is still the call's etag. */
+  etag: string;
+  /**
+   * The marks to change, of: starred, archived, read, note, labels. A named
+   * mark left at its default clears it. Without a mask, the marks set to a
+   * non-default value are changed.
+   */
+  updateMask?: string[] | undefined;
 }
 
 /** Request of BatchUpdateCallRecords. */
@@ -826,8 +844,8 @@ export const Participant: MessageFns<Participant> = {
 function createBaseCall(): Call {
   return {
     ref: "",
-    from: "",
-    to: "",
+    source: "",
+    destination: "",
     callerId: "",
     deviceId: "",
     direction: Direction.DIRECTION_UNSPECIFIED,
@@ -842,15 +860,15 @@ function createBaseCall(): Call {
     endTime: undefined,
     duration: undefined,
     metadata: {},
-    appRef: undefined,
-    webhook: undefined,
-    timeout: 0,
+    webhook: "",
+    timeout: undefined,
     starred: false,
     archived: false,
     read: false,
     note: "",
     labels: [],
     updateTime: undefined,
+    etag: "",
   };
 }
 
@@ -859,11 +877,11 @@ export const Call: MessageFns<Call> = {
     if (message.ref !== "") {
       writer.uint32(10).string(message.ref);
     }
-    if (message.from !== "") {
-      writer.uint32(18).string(message.from);
+    if (message.source !== "") {
+      writer.uint32(18).string(message.source);
     }
-    if (message.to !== "") {
-      writer.uint32(26).string(message.to);
+    if (message.destination !== "") {
+      writer.uint32(26).string(message.destination);
     }
     if (message.callerId !== "") {
       writer.uint32(34).string(message.callerId);
@@ -907,14 +925,11 @@ export const Call: MessageFns<Call> = {
     globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
       Call_MetadataEntry.encode({ key: key as any, value }, writer.uint32(138).fork()).join();
     });
-    if (message.appRef !== undefined) {
-      writer.uint32(146).string(message.appRef);
-    }
-    if (message.webhook !== undefined) {
+    if (message.webhook !== "") {
       writer.uint32(154).string(message.webhook);
     }
-    if (message.timeout !== 0) {
-      writer.uint32(160).int32(message.timeout);
+    if (message.timeout !== undefined) {
+      Duration.encode(message.timeout, writer.uint32(162).fork()).join();
     }
     if (message.starred !== false) {
       writer.uint32(168).bool(message.starred);
@@ -933,6 +948,9 @@ export const Call: MessageFns<Call> = {
     }
     if (message.updateTime !== undefined) {
       Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(210).fork()).join();
+    }
+    if (message.etag !== "") {
+      writer.uint32(218).string(message.etag);
     }
     return writer;
   },
@@ -963,7 +981,7 @@ export const Call: MessageFns<Call> = {
               break;
             }
 
-            message.from = reader.string();
+            message.source = reader.string();
             continue;
           }
           case 3: {
@@ -971,7 +989,7 @@ export const Call: MessageFns<Call> = {
               break;
             }
 
-            message.to = reader.string();
+            message.destination = reader.string();
             continue;
           }
           case 4: {
@@ -1089,14 +1107,6 @@ export const Call: MessageFns<Call> = {
             }
             continue;
           }
-          case 18: {
-            if (tag !== 146) {
-              break;
-            }
-
-            message.appRef = reader.string();
-            continue;
-          }
           case 19: {
             if (tag !== 154) {
               break;
@@ -1106,11 +1116,11 @@ export const Call: MessageFns<Call> = {
             continue;
           }
           case 20: {
-            if (tag !== 160) {
+            if (tag !== 162) {
               break;
             }
 
-            message.timeout = reader.int32();
+            message.timeout = Duration.decode(reader, reader.uint32());
             continue;
           }
           case 21: {
@@ -1161,6 +1171,14 @@ export const Call: MessageFns<Call> = {
             message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 27: {
+            if (tag !== 218) {
+              break;
+            }
+
+            message.etag = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1176,8 +1194,8 @@ export const Call: MessageFns<Call> = {
   fromJSON(object: any): Call {
     return {
       ref: isSet(object.ref) ? globalThis.String(object.ref) : "",
-      from: isSet(object.from) ? globalThis.String(object.from) : "",
-      to: isSet(object.to) ? globalThis.String(object.to) : "",
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      destination: isSet(object.destination) ? globalThis.String(object.destination) : "",
       callerId: isSet(object.callerId)
         ? globalThis.String(object.callerId)
         : isSet(object.caller_id)
@@ -1235,13 +1253,8 @@ export const Call: MessageFns<Call> = {
           {},
         )
         : {},
-      appRef: isSet(object.appRef)
-        ? globalThis.String(object.appRef)
-        : isSet(object.app_ref)
-        ? globalThis.String(object.app_ref)
-        : undefined,
-      webhook: isSet(object.webhook) ? globalThis.String(object.webhook) : undefined,
-      timeout: isSet(object.timeout) ? globalThis.Number(object.timeout) : 0,
+      webhook: isSet(object.webhook) ? globalThis.String(object.webhook) : "",
+      timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
       starred: isSet(object.starred) ? globalThis.Boolean(object.starred) : false,
       archived: isSet(object.archived) ? globalThis.Boolean(object.archived) : false,
       read: isSet(object.read) ? globalThis.Boolean(object.read) : false,
@@ -1254,6 +1267,7 @@ export const Call: MessageFns<Call> = {
         : isSet(object.update_time)
         ? fromJsonTimestamp(object.update_time)
         : undefined,
+      etag: isSet(object.etag) ? globalThis.String(object.etag) : "",
     };
   },
 
@@ -1262,11 +1276,11 @@ export const Call: MessageFns<Call> = {
     if (message.ref !== "") {
       obj.ref = message.ref;
     }
-    if (message.from !== "") {
-      obj.from = message.from;
+    if (message.source !== "") {
+      obj.source = message.source;
     }
-    if (message.to !== "") {
-      obj.to = message.to;
+    if (message.destination !== "") {
+      obj.destination = message.destination;
     }
     if (message.callerId !== "") {
       obj.callerId = message.callerId;
@@ -1316,14 +1330,11 @@ export const Call: MessageFns<Call> = {
         });
       }
     }
-    if (message.appRef !== undefined) {
-      obj.appRef = message.appRef;
-    }
-    if (message.webhook !== undefined) {
+    if (message.webhook !== "") {
       obj.webhook = message.webhook;
     }
-    if (message.timeout !== 0) {
-      obj.timeout = Math.round(message.timeout);
+    if (message.timeout !== undefined) {
+      obj.timeout = Duration.toJSON(message.timeout);
     }
     if (message.starred !== false) {
       obj.starred = message.starred;
@@ -1343,6 +1354,9 @@ export const Call: MessageFns<Call> = {
     if (message.updateTime !== undefined) {
       obj.updateTime = message.updateTime.toISOString();
     }
+    if (message.etag !== "") {
+      obj.etag = message.etag;
+    }
     return obj;
   },
 
@@ -1352,8 +1366,8 @@ export const Call: MessageFns<Call> = {
   fromPartial<I extends Exact<DeepPartial<Call>, I>>(object: I): Call {
     const message = createBaseCall();
     message.ref = object.ref ?? "";
-    message.from = object.from ?? "";
-    message.to = object.to ?? "";
+    message.source = object.source ?? "";
+    message.destination = object.destination ?? "";
     message.callerId = object.callerId ?? "";
     message.deviceId = object.deviceId ?? "";
     message.direction = object.direction ?? Direction.DIRECTION_UNSPECIFIED;
@@ -1378,15 +1392,17 @@ export const Call: MessageFns<Call> = {
       },
       {},
     );
-    message.appRef = object.appRef ?? undefined;
-    message.webhook = object.webhook ?? undefined;
-    message.timeout = object.timeout ?? 0;
+    message.webhook = object.webhook ?? "";
+    message.timeout = (object.timeout !== undefined && object.timeout !== null)
+      ? Duration.fromPartial(object.timeout)
+      : undefined;
     message.starred = object.starred ?? false;
     message.archived = object.archived ?? false;
     message.read = object.read ?? false;
     message.note = object.note ?? "";
     message.labels = object.labels?.map((e) => e) || [];
     message.updateTime = object.updateTime ?? undefined;
+    message.etag = object.etag ?? "";
     return message;
   },
 };
@@ -1478,13 +1494,12 @@ export const Call_MetadataEntry: MessageFns<Call_MetadataEntry> = {
 
 function createBaseCreateCallRequest(): CreateCallRequest {
   return {
-    from: "",
-    to: "",
+    source: "",
+    destination: "",
     callerId: "",
     deviceId: "",
-    appRef: undefined,
-    webhook: undefined,
-    timeout: 0,
+    webhook: "",
+    timeout: undefined,
     metadata: {},
     requestId: "",
   };
@@ -1492,11 +1507,11 @@ function createBaseCreateCallRequest(): CreateCallRequest {
 
 export const CreateCallRequest: MessageFns<CreateCallRequest> = {
   encode(message: CreateCallRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.from !== "") {
-      writer.uint32(10).string(message.from);
+    if (message.source !== "") {
+      writer.uint32(10).string(message.source);
     }
-    if (message.to !== "") {
-      writer.uint32(18).string(message.to);
+    if (message.destination !== "") {
+      writer.uint32(18).string(message.destination);
     }
     if (message.callerId !== "") {
       writer.uint32(26).string(message.callerId);
@@ -1504,14 +1519,11 @@ export const CreateCallRequest: MessageFns<CreateCallRequest> = {
     if (message.deviceId !== "") {
       writer.uint32(34).string(message.deviceId);
     }
-    if (message.appRef !== undefined) {
-      writer.uint32(42).string(message.appRef);
-    }
-    if (message.webhook !== undefined) {
+    if (message.webhook !== "") {
       writer.uint32(50).string(message.webhook);
     }
-    if (message.timeout !== 0) {
-      writer.uint32(56).int32(message.timeout);
+    if (message.timeout !== undefined) {
+      Duration.encode(message.timeout, writer.uint32(58).fork()).join();
     }
     globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
       CreateCallRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
@@ -1540,7 +1552,7 @@ export const CreateCallRequest: MessageFns<CreateCallRequest> = {
               break;
             }
 
-            message.from = reader.string();
+            message.source = reader.string();
             continue;
           }
           case 2: {
@@ -1548,7 +1560,7 @@ export const CreateCallRequest: MessageFns<CreateCallRequest> = {
               break;
             }
 
-            message.to = reader.string();
+            message.destination = reader.string();
             continue;
           }
           case 3: {
@@ -1567,14 +1579,6 @@ export const CreateCallRequest: MessageFns<CreateCallRequest> = {
             message.deviceId = reader.string();
             continue;
           }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.appRef = reader.string();
-            continue;
-          }
           case 6: {
             if (tag !== 50) {
               break;
@@ -1584,11 +1588,11 @@ export const CreateCallRequest: MessageFns<CreateCallRequest> = {
             continue;
           }
           case 7: {
-            if (tag !== 56) {
+            if (tag !== 58) {
               break;
             }
 
-            message.timeout = reader.int32();
+            message.timeout = Duration.decode(reader, reader.uint32());
             continue;
           }
           case 8: {
@@ -1624,8 +1628,8 @@ export const CreateCallRequest: MessageFns<CreateCallRequest> = {
 
   fromJSON(object: any): CreateCallRequest {
     return {
-      from: isSet(object.from) ? globalThis.String(object.from) : "",
-      to: isSet(object.to) ? globalThis.String(object.to) : "",
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      destination: isSet(object.destination) ? globalThis.String(object.destination) : "",
       callerId: isSet(object.callerId)
         ? globalThis.String(object.callerId)
         : isSet(object.caller_id)
@@ -1636,13 +1640,8 @@ export const CreateCallRequest: MessageFns<CreateCallRequest> = {
         : isSet(object.device_id)
         ? globalThis.String(object.device_id)
         : "",
-      appRef: isSet(object.appRef)
-        ? globalThis.String(object.appRef)
-        : isSet(object.app_ref)
-        ? globalThis.String(object.app_ref)
-        : undefined,
-      webhook: isSet(object.webhook) ? globalThis.String(object.webhook) : undefined,
-      timeout: isSet(object.timeout) ? globalThis.Number(object.timeout) : 0,
+      webhook: isSet(object.webhook) ? globalThis.String(object.webhook) : "",
+      timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
       metadata: isObject(object.metadata)
         ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
           (acc: { [key: string]: string }, [key, value]: [string, any]) => {
@@ -1667,11 +1666,11 @@ export const CreateCallRequest: MessageFns<CreateCallRequest> = {
 
   toJSON(message: CreateCallRequest): unknown {
     const obj: any = {};
-    if (message.from !== "") {
-      obj.from = message.from;
+    if (message.source !== "") {
+      obj.source = message.source;
     }
-    if (message.to !== "") {
-      obj.to = message.to;
+    if (message.destination !== "") {
+      obj.destination = message.destination;
     }
     if (message.callerId !== "") {
       obj.callerId = message.callerId;
@@ -1679,14 +1678,11 @@ export const CreateCallRequest: MessageFns<CreateCallRequest> = {
     if (message.deviceId !== "") {
       obj.deviceId = message.deviceId;
     }
-    if (message.appRef !== undefined) {
-      obj.appRef = message.appRef;
-    }
-    if (message.webhook !== undefined) {
+    if (message.webhook !== "") {
       obj.webhook = message.webhook;
     }
-    if (message.timeout !== 0) {
-      obj.timeout = Math.round(message.timeout);
+    if (message.timeout !== undefined) {
+      obj.timeout = Duration.toJSON(message.timeout);
     }
     if (message.metadata) {
       const entries = globalThis.Object.entries(message.metadata) as [string, string][];
@@ -1708,13 +1704,14 @@ export const CreateCallRequest: MessageFns<CreateCallRequest> = {
   },
   fromPartial<I extends Exact<DeepPartial<CreateCallRequest>, I>>(object: I): CreateCallRequest {
     const message = createBaseCreateCallRequest();
-    message.from = object.from ?? "";
-    message.to = object.to ?? "";
+    message.source = object.source ?? "";
+    message.destination = object.destination ?? "";
     message.callerId = object.callerId ?? "";
     message.deviceId = object.deviceId ?? "";
-    message.appRef = object.appRef ?? undefined;
-    message.webhook = object.webhook ?? undefined;
-    message.timeout = object.timeout ?? 0;
+    message.webhook = object.webhook ?? "";
+    message.timeout = (object.timeout !== undefined && object.timeout !== null)
+      ? Duration.fromPartial(object.timeout)
+      : undefined;
     message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
       (acc: { [key: string]: string }, [key, value]: [string, string]) => {
         if (value !== undefined) {
@@ -1884,11 +1881,17 @@ export const GetCallRequest: MessageFns<GetCallRequest> = {
 };
 
 function createBaseListActiveCallsRequest(): ListActiveCallsRequest {
-  return {};
+  return { pageSize: 0, pageToken: "" };
 }
 
 export const ListActiveCallsRequest: MessageFns<ListActiveCallsRequest> = {
-  encode(_: ListActiveCallsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: ListActiveCallsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pageSize !== 0) {
+      writer.uint32(8).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(18).string(message.pageToken);
+    }
     return writer;
   },
 
@@ -1905,6 +1908,22 @@ export const ListActiveCallsRequest: MessageFns<ListActiveCallsRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1917,32 +1936,54 @@ export const ListActiveCallsRequest: MessageFns<ListActiveCallsRequest> = {
     }
   },
 
-  fromJSON(_: any): ListActiveCallsRequest {
-    return {};
+  fromJSON(object: any): ListActiveCallsRequest {
+    return {
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
   },
 
-  toJSON(_: ListActiveCallsRequest): unknown {
+  toJSON(message: ListActiveCallsRequest): unknown {
     const obj: any = {};
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<ListActiveCallsRequest>, I>>(base?: I): ListActiveCallsRequest {
     return ListActiveCallsRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<ListActiveCallsRequest>, I>>(_: I): ListActiveCallsRequest {
+  fromPartial<I extends Exact<DeepPartial<ListActiveCallsRequest>, I>>(object: I): ListActiveCallsRequest {
     const message = createBaseListActiveCallsRequest();
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
     return message;
   },
 };
 
 function createBaseListActiveCallsResponse(): ListActiveCallsResponse {
-  return { calls: [] };
+  return { calls: [], nextPageToken: "" };
 }
 
 export const ListActiveCallsResponse: MessageFns<ListActiveCallsResponse> = {
   encode(message: ListActiveCallsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.calls) {
       Call.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
     }
     return writer;
   },
@@ -1968,6 +2009,14 @@ export const ListActiveCallsResponse: MessageFns<ListActiveCallsResponse> = {
             message.calls.push(Call.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1981,13 +2030,23 @@ export const ListActiveCallsResponse: MessageFns<ListActiveCallsResponse> = {
   },
 
   fromJSON(object: any): ListActiveCallsResponse {
-    return { calls: globalThis.Array.isArray(object?.calls) ? object.calls.map((e: any) => Call.fromJSON(e)) : [] };
+    return {
+      calls: globalThis.Array.isArray(object?.calls) ? object.calls.map((e: any) => Call.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
   },
 
   toJSON(message: ListActiveCallsResponse): unknown {
     const obj: any = {};
     if (message.calls?.length) {
       obj.calls = message.calls.map((e) => Call.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
     }
     return obj;
   },
@@ -1998,6 +2057,7 @@ export const ListActiveCallsResponse: MessageFns<ListActiveCallsResponse> = {
   fromPartial<I extends Exact<DeepPartial<ListActiveCallsResponse>, I>>(object: I): ListActiveCallsResponse {
     const message = createBaseListActiveCallsResponse();
     message.calls = object.calls?.map((e) => Call.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
@@ -2477,7 +2537,7 @@ export const PlayAudioRequest: MessageFns<PlayAudioRequest> = {
 };
 
 function createBaseTransferCallRequest(): TransferCallRequest {
-  return { ref: "", to: "", attended: false };
+  return { ref: "", destination: "", attended: false };
 }
 
 export const TransferCallRequest: MessageFns<TransferCallRequest> = {
@@ -2485,8 +2545,8 @@ export const TransferCallRequest: MessageFns<TransferCallRequest> = {
     if (message.ref !== "") {
       writer.uint32(10).string(message.ref);
     }
-    if (message.to !== "") {
-      writer.uint32(18).string(message.to);
+    if (message.destination !== "") {
+      writer.uint32(18).string(message.destination);
     }
     if (message.attended !== false) {
       writer.uint32(24).bool(message.attended);
@@ -2520,7 +2580,7 @@ export const TransferCallRequest: MessageFns<TransferCallRequest> = {
               break;
             }
 
-            message.to = reader.string();
+            message.destination = reader.string();
             continue;
           }
           case 3: {
@@ -2546,7 +2606,7 @@ export const TransferCallRequest: MessageFns<TransferCallRequest> = {
   fromJSON(object: any): TransferCallRequest {
     return {
       ref: isSet(object.ref) ? globalThis.String(object.ref) : "",
-      to: isSet(object.to) ? globalThis.String(object.to) : "",
+      destination: isSet(object.destination) ? globalThis.String(object.destination) : "",
       attended: isSet(object.attended) ? globalThis.Boolean(object.attended) : false,
     };
   },
@@ -2556,8 +2616,8 @@ export const TransferCallRequest: MessageFns<TransferCallRequest> = {
     if (message.ref !== "") {
       obj.ref = message.ref;
     }
-    if (message.to !== "") {
-      obj.to = message.to;
+    if (message.destination !== "") {
+      obj.destination = message.destination;
     }
     if (message.attended !== false) {
       obj.attended = message.attended;
@@ -2571,7 +2631,7 @@ export const TransferCallRequest: MessageFns<TransferCallRequest> = {
   fromPartial<I extends Exact<DeepPartial<TransferCallRequest>, I>>(object: I): TransferCallRequest {
     const message = createBaseTransferCallRequest();
     message.ref = object.ref ?? "";
-    message.to = object.to ?? "";
+    message.destination = object.destination ?? "";
     message.attended = object.attended ?? false;
     return message;
   },
@@ -2663,7 +2723,7 @@ export const SendDtmfRequest: MessageFns<SendDtmfRequest> = {
 };
 
 function createBaseRedirectCallRequest(): RedirectCallRequest {
-  return { ref: "", appRef: undefined, webhook: undefined };
+  return { ref: "", webhook: "" };
 }
 
 export const RedirectCallRequest: MessageFns<RedirectCallRequest> = {
@@ -2671,10 +2731,7 @@ export const RedirectCallRequest: MessageFns<RedirectCallRequest> = {
     if (message.ref !== "") {
       writer.uint32(10).string(message.ref);
     }
-    if (message.appRef !== undefined) {
-      writer.uint32(18).string(message.appRef);
-    }
-    if (message.webhook !== undefined) {
+    if (message.webhook !== "") {
       writer.uint32(26).string(message.webhook);
     }
     return writer;
@@ -2701,14 +2758,6 @@ export const RedirectCallRequest: MessageFns<RedirectCallRequest> = {
             message.ref = reader.string();
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.appRef = reader.string();
-            continue;
-          }
           case 3: {
             if (tag !== 26) {
               break;
@@ -2732,12 +2781,7 @@ export const RedirectCallRequest: MessageFns<RedirectCallRequest> = {
   fromJSON(object: any): RedirectCallRequest {
     return {
       ref: isSet(object.ref) ? globalThis.String(object.ref) : "",
-      appRef: isSet(object.appRef)
-        ? globalThis.String(object.appRef)
-        : isSet(object.app_ref)
-        ? globalThis.String(object.app_ref)
-        : undefined,
-      webhook: isSet(object.webhook) ? globalThis.String(object.webhook) : undefined,
+      webhook: isSet(object.webhook) ? globalThis.String(object.webhook) : "",
     };
   },
 
@@ -2746,10 +2790,7 @@ export const RedirectCallRequest: MessageFns<RedirectCallRequest> = {
     if (message.ref !== "") {
       obj.ref = message.ref;
     }
-    if (message.appRef !== undefined) {
-      obj.appRef = message.appRef;
-    }
-    if (message.webhook !== undefined) {
+    if (message.webhook !== "") {
       obj.webhook = message.webhook;
     }
     return obj;
@@ -2761,8 +2802,7 @@ export const RedirectCallRequest: MessageFns<RedirectCallRequest> = {
   fromPartial<I extends Exact<DeepPartial<RedirectCallRequest>, I>>(object: I): RedirectCallRequest {
     const message = createBaseRedirectCallRequest();
     message.ref = object.ref ?? "";
-    message.appRef = object.appRef ?? undefined;
-    message.webhook = object.webhook ?? undefined;
+    message.webhook = object.webhook ?? "";
     return message;
   },
 };
@@ -2771,9 +2811,9 @@ function createBaseCallFilter(): CallFilter {
   return {
     direction: Direction.DIRECTION_UNSPECIFIED,
     status: CallStatus.CALL_STATUS_UNSPECIFIED,
-    number: "",
-    startTime: undefined,
-    endTime: undefined,
+    party: "",
+    createdAfter: undefined,
+    createdBefore: undefined,
     starred: undefined,
     archived: undefined,
     read: undefined,
@@ -2789,14 +2829,14 @@ export const CallFilter: MessageFns<CallFilter> = {
     if (message.status !== CallStatus.CALL_STATUS_UNSPECIFIED) {
       writer.uint32(16).int32(callStatusToNumber(message.status));
     }
-    if (message.number !== "") {
-      writer.uint32(26).string(message.number);
+    if (message.party !== "") {
+      writer.uint32(26).string(message.party);
     }
-    if (message.startTime !== undefined) {
-      Timestamp.encode(toTimestamp(message.startTime), writer.uint32(34).fork()).join();
+    if (message.createdAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAfter), writer.uint32(34).fork()).join();
     }
-    if (message.endTime !== undefined) {
-      Timestamp.encode(toTimestamp(message.endTime), writer.uint32(42).fork()).join();
+    if (message.createdBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdBefore), writer.uint32(42).fork()).join();
     }
     if (message.starred !== undefined) {
       writer.uint32(48).bool(message.starred);
@@ -2847,7 +2887,7 @@ export const CallFilter: MessageFns<CallFilter> = {
               break;
             }
 
-            message.number = reader.string();
+            message.party = reader.string();
             continue;
           }
           case 4: {
@@ -2855,7 +2895,7 @@ export const CallFilter: MessageFns<CallFilter> = {
               break;
             }
 
-            message.startTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            message.createdAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
           case 5: {
@@ -2863,7 +2903,7 @@ export const CallFilter: MessageFns<CallFilter> = {
               break;
             }
 
-            message.endTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            message.createdBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
           case 6: {
@@ -2914,16 +2954,16 @@ export const CallFilter: MessageFns<CallFilter> = {
     return {
       direction: isSet(object.direction) ? directionFromJSON(object.direction) : Direction.DIRECTION_UNSPECIFIED,
       status: isSet(object.status) ? callStatusFromJSON(object.status) : CallStatus.CALL_STATUS_UNSPECIFIED,
-      number: isSet(object.number) ? globalThis.String(object.number) : "",
-      startTime: isSet(object.startTime)
-        ? fromJsonTimestamp(object.startTime)
-        : isSet(object.start_time)
-        ? fromJsonTimestamp(object.start_time)
+      party: isSet(object.party) ? globalThis.String(object.party) : "",
+      createdAfter: isSet(object.createdAfter)
+        ? fromJsonTimestamp(object.createdAfter)
+        : isSet(object.created_after)
+        ? fromJsonTimestamp(object.created_after)
         : undefined,
-      endTime: isSet(object.endTime)
-        ? fromJsonTimestamp(object.endTime)
-        : isSet(object.end_time)
-        ? fromJsonTimestamp(object.end_time)
+      createdBefore: isSet(object.createdBefore)
+        ? fromJsonTimestamp(object.createdBefore)
+        : isSet(object.created_before)
+        ? fromJsonTimestamp(object.created_before)
         : undefined,
       starred: isSet(object.starred) ? globalThis.Boolean(object.starred) : undefined,
       archived: isSet(object.archived) ? globalThis.Boolean(object.archived) : undefined,
@@ -2940,14 +2980,14 @@ export const CallFilter: MessageFns<CallFilter> = {
     if (message.status !== CallStatus.CALL_STATUS_UNSPECIFIED) {
       obj.status = callStatusToJSON(message.status);
     }
-    if (message.number !== "") {
-      obj.number = message.number;
+    if (message.party !== "") {
+      obj.party = message.party;
     }
-    if (message.startTime !== undefined) {
-      obj.startTime = message.startTime.toISOString();
+    if (message.createdAfter !== undefined) {
+      obj.createdAfter = message.createdAfter.toISOString();
     }
-    if (message.endTime !== undefined) {
-      obj.endTime = message.endTime.toISOString();
+    if (message.createdBefore !== undefined) {
+      obj.createdBefore = message.createdBefore.toISOString();
     }
     if (message.starred !== undefined) {
       obj.starred = message.starred;
@@ -2971,9 +3011,9 @@ export const CallFilter: MessageFns<CallFilter> = {
     const message = createBaseCallFilter();
     message.direction = object.direction ?? Direction.DIRECTION_UNSPECIFIED;
     message.status = object.status ?? CallStatus.CALL_STATUS_UNSPECIFIED;
-    message.number = object.number ?? "";
-    message.startTime = object.startTime ?? undefined;
-    message.endTime = object.endTime ?? undefined;
+    message.party = object.party ?? "";
+    message.createdAfter = object.createdAfter ?? undefined;
+    message.createdBefore = object.createdBefore ?? undefined;
     message.starred = object.starred ?? undefined;
     message.archived = object.archived ?? undefined;
     message.read = object.read ?? undefined;
@@ -3185,12 +3225,13 @@ export const ListCallsResponse: MessageFns<ListCallsResponse> = {
 function createBaseUpdateCallRecordRequest(): UpdateCallRecordRequest {
   return {
     ref: "",
-    starred: undefined,
-    archived: undefined,
-    read: undefined,
-    note: undefined,
+    starred: false,
+    archived: false,
+    read: false,
+    note: "",
     labels: [],
-    setLabels: false,
+    etag: "",
+    updateMask: undefined,
   };
 }
 
@@ -3199,23 +3240,26 @@ export const UpdateCallRecordRequest: MessageFns<UpdateCallRecordRequest> = {
     if (message.ref !== "") {
       writer.uint32(10).string(message.ref);
     }
-    if (message.starred !== undefined) {
+    if (message.starred !== false) {
       writer.uint32(16).bool(message.starred);
     }
-    if (message.archived !== undefined) {
+    if (message.archived !== false) {
       writer.uint32(24).bool(message.archived);
     }
-    if (message.read !== undefined) {
+    if (message.read !== false) {
       writer.uint32(32).bool(message.read);
     }
-    if (message.note !== undefined) {
+    if (message.note !== "") {
       writer.uint32(42).string(message.note);
     }
     for (const v of message.labels) {
       writer.uint32(50).string(v!);
     }
-    if (message.setLabels !== false) {
-      writer.uint32(56).bool(message.setLabels);
+    if (message.etag !== "") {
+      writer.uint32(66).string(message.etag);
+    }
+    if (message.updateMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.updateMask), writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -3281,12 +3325,20 @@ export const UpdateCallRecordRequest: MessageFns<UpdateCallRecordRequest> = {
             message.labels.push(reader.string());
             continue;
           }
-          case 7: {
-            if (tag !== 56) {
+          case 8: {
+            if (tag !== 66) {
               break;
             }
 
-            message.setLabels = reader.bool();
+            message.etag = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.updateMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -3304,16 +3356,17 @@ export const UpdateCallRecordRequest: MessageFns<UpdateCallRecordRequest> = {
   fromJSON(object: any): UpdateCallRecordRequest {
     return {
       ref: isSet(object.ref) ? globalThis.String(object.ref) : "",
-      starred: isSet(object.starred) ? globalThis.Boolean(object.starred) : undefined,
-      archived: isSet(object.archived) ? globalThis.Boolean(object.archived) : undefined,
-      read: isSet(object.read) ? globalThis.Boolean(object.read) : undefined,
-      note: isSet(object.note) ? globalThis.String(object.note) : undefined,
+      starred: isSet(object.starred) ? globalThis.Boolean(object.starred) : false,
+      archived: isSet(object.archived) ? globalThis.Boolean(object.archived) : false,
+      read: isSet(object.read) ? globalThis.Boolean(object.read) : false,
+      note: isSet(object.note) ? globalThis.String(object.note) : "",
       labels: globalThis.Array.isArray(object?.labels) ? object.labels.map((e: any) => globalThis.String(e)) : [],
-      setLabels: isSet(object.setLabels)
-        ? globalThis.Boolean(object.setLabels)
-        : isSet(object.set_labels)
-        ? globalThis.Boolean(object.set_labels)
-        : false,
+      etag: isSet(object.etag) ? globalThis.String(object.etag) : "",
+      updateMask: isSet(object.updateMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.updateMask))
+        : isSet(object.update_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.update_mask))
+        : undefined,
     };
   },
 
@@ -3322,23 +3375,26 @@ export const UpdateCallRecordRequest: MessageFns<UpdateCallRecordRequest> = {
     if (message.ref !== "") {
       obj.ref = message.ref;
     }
-    if (message.starred !== undefined) {
+    if (message.starred !== false) {
       obj.starred = message.starred;
     }
-    if (message.archived !== undefined) {
+    if (message.archived !== false) {
       obj.archived = message.archived;
     }
-    if (message.read !== undefined) {
+    if (message.read !== false) {
       obj.read = message.read;
     }
-    if (message.note !== undefined) {
+    if (message.note !== "") {
       obj.note = message.note;
     }
     if (message.labels?.length) {
       obj.labels = message.labels;
     }
-    if (message.setLabels !== false) {
-      obj.setLabels = message.setLabels;
+    if (message.etag !== "") {
+      obj.etag = message.etag;
+    }
+    if (message.updateMask !== undefined) {
+      obj.updateMask = FieldMask.toJSON(FieldMask.wrap(message.updateMask));
     }
     return obj;
   },
@@ -3349,12 +3405,13 @@ export const UpdateCallRecordRequest: MessageFns<UpdateCallRecordRequest> = {
   fromPartial<I extends Exact<DeepPartial<UpdateCallRecordRequest>, I>>(object: I): UpdateCallRecordRequest {
     const message = createBaseUpdateCallRecordRequest();
     message.ref = object.ref ?? "";
-    message.starred = object.starred ?? undefined;
-    message.archived = object.archived ?? undefined;
-    message.read = object.read ?? undefined;
-    message.note = object.note ?? undefined;
+    message.starred = object.starred ?? false;
+    message.archived = object.archived ?? false;
+    message.read = object.read ?? false;
+    message.note = object.note ?? "";
     message.labels = object.labels?.map((e) => e) || [];
-    message.setLabels = object.setLabels ?? false;
+    message.etag = object.etag ?? "";
+    message.updateMask = object.updateMask ?? undefined;
     return message;
   },
 };
@@ -3770,10 +3827,11 @@ export const CallsDefinition = {
   methods: {
     /**
      * Places an outbound call and returns it at once, QUEUED.
-     * Errors: INVALID_ARGUMENT (a combination of from / caller_id / device_id
-     * that is not allowed, a `from`, `caller_id` or `device_id` that is not the
-     * workspace's, a `to` that is neither E.164 nor a SIP URI, a timeout out of
-     * range). A retry with the same `request_id` returns the first call.
+     * Errors: INVALID_ARGUMENT (a combination of source / caller_id /
+     * device_id that is not allowed, a `source`, `caller_id` or `device_id`
+     * that is not the workspace's, a `destination` that is neither E.164 nor a
+     * SIP URI, a timeout out of range). A retry with the same `request_id`
+     * returns the first call.
      */
     createCall: {
       name: "CreateCall",
@@ -3783,7 +3841,10 @@ export const CallsDefinition = {
       responseStream: false,
       options: {},
     },
-    /** Returns one call of the caller's workspace. Errors: NOT_FOUND. */
+    /**
+     * Returns one call of the caller's workspace.
+     * Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND.
+     */
     getCall: {
       name: "GetCall",
       requestType: GetCallRequest as typeof GetCallRequest,
@@ -3792,7 +3853,11 @@ export const CallsDefinition = {
       responseStream: false,
       options: {},
     },
-    /** The workspace's calls that have not ended (QUEUED, RINGING, IN_PROGRESS). */
+    /**
+     * The workspace's calls that have not ended (QUEUED, RINGING,
+     * IN_PROGRESS), oldest first, a page at a time.
+     * Errors: INVALID_ARGUMENT (negative page_size, bad page_token).
+     */
     listActiveCalls: {
       name: "ListActiveCalls",
       requestType: ListActiveCallsRequest as typeof ListActiveCallsRequest,
@@ -3803,8 +3868,9 @@ export const CallsDefinition = {
     },
     /**
      * Ends a call that is in progress (NORMAL_CLEARING).
-     * Errors: NOT_FOUND, FAILED_PRECONDITION (not IN_PROGRESS: use CancelCall
-     * before it is answered; an ended call cannot be hung up).
+     * Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND, FAILED_PRECONDITION (not
+     * IN_PROGRESS: use CancelCall before it is answered; an ended call cannot
+     * be hung up).
      */
     hangupCall: {
       name: "HangupCall",
@@ -3816,7 +3882,7 @@ export const CallsDefinition = {
     },
     /**
      * Cancels a call that is QUEUED or RINGING (CANCELED, cause CANCEL).
-     * Errors: NOT_FOUND, FAILED_PRECONDITION.
+     * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
      */
     cancelCall: {
       name: "CancelCall",
@@ -3828,7 +3894,7 @@ export const CallsDefinition = {
     },
     /**
      * Mutes or unmutes the caller's side of a call in progress.
-     * Errors: NOT_FOUND, FAILED_PRECONDITION.
+     * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
      */
     muteCall: {
       name: "MuteCall",
@@ -3840,7 +3906,7 @@ export const CallsDefinition = {
     },
     /**
      * Puts a call in progress on hold, or takes it off hold.
-     * Errors: NOT_FOUND, FAILED_PRECONDITION.
+     * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
      */
     holdCall: {
       name: "HoldCall",
@@ -3852,7 +3918,7 @@ export const CallsDefinition = {
     },
     /**
      * Starts or stops recording a call in progress.
-     * Errors: NOT_FOUND, FAILED_PRECONDITION.
+     * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
      */
     recordCall: {
       name: "RecordCall",
@@ -3900,7 +3966,7 @@ export const CallsDefinition = {
       options: {},
     },
     /**
-     * Hands a call that has not ended to another application or webhook.
+     * Hands a call that has not ended to another webhook.
      * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
      */
     redirectCall: {
@@ -3924,8 +3990,10 @@ export const CallsDefinition = {
       options: {},
     },
     /**
-     * Marks one call of the history: starred, archived, read, note, labels.
-     * Errors: INVALID_ARGUMENT, NOT_FOUND.
+     * Marks one call of the history: the fields of starred, archived, read,
+     * note and labels that `update_mask` names (or, without one, those set).
+     * Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+     * NOT_FOUND, ABORTED (stale `etag`).
      */
     updateCallRecord: {
       name: "UpdateCallRecord",
@@ -3938,7 +4006,7 @@ export const CallsDefinition = {
     /**
      * Marks up to 1,000 calls in one transaction: all of them or none.
      * Errors: INVALID_ARGUMENT naming each bad item, NOT_FOUND naming the first
-     * ref that is not the caller's.
+     * ref that is not the caller's, ABORTED naming the first stale `etag`.
      */
     batchUpdateCallRecords: {
       name: "BatchUpdateCallRecords",
@@ -3950,8 +4018,8 @@ export const CallsDefinition = {
     },
     /**
      * Deletes up to 1,000 ended calls from the history: all of them or none.
-     * Errors: NOT_FOUND naming the first unknown ref, FAILED_PRECONDITION
-     * naming a call that has not ended.
+     * Errors: INVALID_ARGUMENT (empty or too many refs), NOT_FOUND naming the
+     * first unknown ref, FAILED_PRECONDITION naming a call that has not ended.
      */
     deleteCallRecords: {
       name: "DeleteCallRecords",
@@ -3988,10 +4056,11 @@ export type CallsService = typeof CallsService;
 export const CallsService = {
   /**
    * Places an outbound call and returns it at once, QUEUED.
-   * Errors: INVALID_ARGUMENT (a combination of from / caller_id / device_id
-   * that is not allowed, a `from`, `caller_id` or `device_id` that is not the
-   * workspace's, a `to` that is neither E.164 nor a SIP URI, a timeout out of
-   * range). A retry with the same `request_id` returns the first call.
+   * Errors: INVALID_ARGUMENT (a combination of source / caller_id /
+   * device_id that is not allowed, a `source`, `caller_id` or `device_id`
+   * that is not the workspace's, a `destination` that is neither E.164 nor a
+   * SIP URI, a timeout out of range). A retry with the same `request_id`
+   * returns the first call.
    */
   createCall: {
     path: "/voxplane.calls.v1.Calls/CreateCall" as const,
@@ -4002,7 +4071,10 @@ export const CallsService = {
     responseSerialize: (value: Call): Buffer => Buffer.from(Call.encode(value).finish()),
     responseDeserialize: (value: Buffer): Call => Call.decode(value),
   },
-  /** Returns one call of the caller's workspace. Errors: NOT_FOUND. */
+  /**
+   * Returns one call of the caller's workspace.
+   * Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND.
+   */
   getCall: {
     path: "/voxplane.calls.v1.Calls/GetCall" as const,
     requestStream: false as const,
@@ -4012,7 +4084,11 @@ export const CallsService = {
     responseSerialize: (value: Call): Buffer => Buffer.from(Call.encode(value).finish()),
     responseDeserialize: (value: Buffer): Call => Call.decode(value),
   },
-  /** The workspace's calls that have not ended (QUEUED, RINGING, IN_PROGRESS). */
+  /**
+   * The workspace's calls that have not ended (QUEUED, RINGING,
+   * IN_PROGRESS), oldest first, a page at a time.
+   * Errors: INVALID_ARGUMENT (negative page_size, bad page_token).
+   */
   listActiveCalls: {
     path: "/voxplane.calls.v1.Calls/ListActiveCalls" as const,
     requestStream: false as const,
@@ -4026,8 +4102,9 @@ export const CallsService = {
   },
   /**
    * Ends a call that is in progress (NORMAL_CLEARING).
-   * Errors: NOT_FOUND, FAILED_PRECONDITION (not IN_PROGRESS: use CancelCall
-   * before it is answered; an ended call cannot be hung up).
+   * Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND, FAILED_PRECONDITION (not
+   * IN_PROGRESS: use CancelCall before it is answered; an ended call cannot
+   * be hung up).
    */
   hangupCall: {
     path: "/voxplane.calls.v1.Calls/HangupCall" as const,
@@ -4040,7 +4117,7 @@ export const CallsService = {
   },
   /**
    * Cancels a call that is QUEUED or RINGING (CANCELED, cause CANCEL).
-   * Errors: NOT_FOUND, FAILED_PRECONDITION.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
    */
   cancelCall: {
     path: "/voxplane.calls.v1.Calls/CancelCall" as const,
@@ -4053,7 +4130,7 @@ export const CallsService = {
   },
   /**
    * Mutes or unmutes the caller's side of a call in progress.
-   * Errors: NOT_FOUND, FAILED_PRECONDITION.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
    */
   muteCall: {
     path: "/voxplane.calls.v1.Calls/MuteCall" as const,
@@ -4066,7 +4143,7 @@ export const CallsService = {
   },
   /**
    * Puts a call in progress on hold, or takes it off hold.
-   * Errors: NOT_FOUND, FAILED_PRECONDITION.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
    */
   holdCall: {
     path: "/voxplane.calls.v1.Calls/HoldCall" as const,
@@ -4079,7 +4156,7 @@ export const CallsService = {
   },
   /**
    * Starts or stops recording a call in progress.
-   * Errors: NOT_FOUND, FAILED_PRECONDITION.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
    */
   recordCall: {
     path: "/voxplane.calls.v1.Calls/RecordCall" as const,
@@ -4131,7 +4208,7 @@ export const CallsService = {
     responseDeserialize: (value: Buffer): Call => Call.decode(value),
   },
   /**
-   * Hands a call that has not ended to another application or webhook.
+   * Hands a call that has not ended to another webhook.
    * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
    */
   redirectCall: {
@@ -4157,8 +4234,10 @@ export const CallsService = {
     responseDeserialize: (value: Buffer): ListCallsResponse => ListCallsResponse.decode(value),
   },
   /**
-   * Marks one call of the history: starred, archived, read, note, labels.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND.
+   * Marks one call of the history: the fields of starred, archived, read,
+   * note and labels that `update_mask` names (or, without one, those set).
+   * Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+   * NOT_FOUND, ABORTED (stale `etag`).
    */
   updateCallRecord: {
     path: "/voxplane.calls.v1.Calls/UpdateCallRecord" as const,
@@ -4173,7 +4252,7 @@ export const CallsService = {
   /**
    * Marks up to 1,000 calls in one transaction: all of them or none.
    * Errors: INVALID_ARGUMENT naming each bad item, NOT_FOUND naming the first
-   * ref that is not the caller's.
+   * ref that is not the caller's, ABORTED naming the first stale `etag`.
    */
   batchUpdateCallRecords: {
     path: "/voxplane.calls.v1.Calls/BatchUpdateCallRecords" as const,
@@ -4189,8 +4268,8 @@ export const CallsService = {
   },
   /**
    * Deletes up to 1,000 ended calls from the history: all of them or none.
-   * Errors: NOT_FOUND naming the first unknown ref, FAILED_PRECONDITION
-   * naming a call that has not ended.
+   * Errors: INVALID_ARGUMENT (empty or too many refs), NOT_FOUND naming the
+   * first unknown ref, FAILED_PRECONDITION naming a call that has not ended.
    */
   deleteCallRecords: {
     path: "/voxplane.calls.v1.Calls/DeleteCallRecords" as const,
@@ -4222,40 +4301,49 @@ export const CallsService = {
 export interface CallsServer extends UntypedServiceImplementation {
   /**
    * Places an outbound call and returns it at once, QUEUED.
-   * Errors: INVALID_ARGUMENT (a combination of from / caller_id / device_id
-   * that is not allowed, a `from`, `caller_id` or `device_id` that is not the
-   * workspace's, a `to` that is neither E.164 nor a SIP URI, a timeout out of
-   * range). A retry with the same `request_id` returns the first call.
+   * Errors: INVALID_ARGUMENT (a combination of source / caller_id /
+   * device_id that is not allowed, a `source`, `caller_id` or `device_id`
+   * that is not the workspace's, a `destination` that is neither E.164 nor a
+   * SIP URI, a timeout out of range). A retry with the same `request_id`
+   * returns the first call.
    */
   createCall: handleUnaryCall<CreateCallRequest, Call>;
-  /** Returns one call of the caller's workspace. Errors: NOT_FOUND. */
+  /**
+   * Returns one call of the caller's workspace.
+   * Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND.
+   */
   getCall: handleUnaryCall<GetCallRequest, Call>;
-  /** The workspace's calls that have not ended (QUEUED, RINGING, IN_PROGRESS). */
+  /**
+   * The workspace's calls that have not ended (QUEUED, RINGING,
+   * IN_PROGRESS), oldest first, a page at a time.
+   * Errors: INVALID_ARGUMENT (negative page_size, bad page_token).
+   */
   listActiveCalls: handleUnaryCall<ListActiveCallsRequest, ListActiveCallsResponse>;
   /**
    * Ends a call that is in progress (NORMAL_CLEARING).
-   * Errors: NOT_FOUND, FAILED_PRECONDITION (not IN_PROGRESS: use CancelCall
-   * before it is answered; an ended call cannot be hung up).
+   * Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND, FAILED_PRECONDITION (not
+   * IN_PROGRESS: use CancelCall before it is answered; an ended call cannot
+   * be hung up).
    */
   hangupCall: handleUnaryCall<HangupCallRequest, Call>;
   /**
    * Cancels a call that is QUEUED or RINGING (CANCELED, cause CANCEL).
-   * Errors: NOT_FOUND, FAILED_PRECONDITION.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
    */
   cancelCall: handleUnaryCall<CancelCallRequest, Call>;
   /**
    * Mutes or unmutes the caller's side of a call in progress.
-   * Errors: NOT_FOUND, FAILED_PRECONDITION.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
    */
   muteCall: handleUnaryCall<MuteCallRequest, Call>;
   /**
    * Puts a call in progress on hold, or takes it off hold.
-   * Errors: NOT_FOUND, FAILED_PRECONDITION.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
    */
   holdCall: handleUnaryCall<HoldCallRequest, Call>;
   /**
    * Starts or stops recording a call in progress.
-   * Errors: NOT_FOUND, FAILED_PRECONDITION.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
    */
   recordCall: handleUnaryCall<RecordCallRequest, Call>;
   /**
@@ -4275,7 +4363,7 @@ export interface CallsServer extends UntypedServiceImplementation {
    */
   sendDtmf: handleUnaryCall<SendDtmfRequest, Call>;
   /**
-   * Hands a call that has not ended to another application or webhook.
+   * Hands a call that has not ended to another webhook.
    * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
    */
   redirectCall: handleUnaryCall<RedirectCallRequest, Call>;
@@ -4285,20 +4373,22 @@ export interface CallsServer extends UntypedServiceImplementation {
    */
   listCalls: handleUnaryCall<ListCallsRequest, ListCallsResponse>;
   /**
-   * Marks one call of the history: starred, archived, read, note, labels.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND.
+   * Marks one call of the history: the fields of starred, archived, read,
+   * note and labels that `update_mask` names (or, without one, those set).
+   * Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+   * NOT_FOUND, ABORTED (stale `etag`).
    */
   updateCallRecord: handleUnaryCall<UpdateCallRecordRequest, Call>;
   /**
    * Marks up to 1,000 calls in one transaction: all of them or none.
    * Errors: INVALID_ARGUMENT naming each bad item, NOT_FOUND naming the first
-   * ref that is not the caller's.
+   * ref that is not the caller's, ABORTED naming the first stale `etag`.
    */
   batchUpdateCallRecords: handleUnaryCall<BatchUpdateCallRecordsRequest, BatchUpdateCallRecordsResponse>;
   /**
    * Deletes up to 1,000 ended calls from the history: all of them or none.
-   * Errors: NOT_FOUND naming the first unknown ref, FAILED_PRECONDITION
-   * naming a call that has not ended.
+   * Errors: INVALID_ARGUMENT (empty or too many refs), NOT_FOUND naming the
+   * first unknown ref, FAILED_PRECONDITION naming a call that has not ended.
    */
   deleteCallRecords: handleUnaryCall<DeleteCallRecordsRequest, DeleteCallRecordsResponse>;
   /**
@@ -4312,10 +4402,11 @@ export interface CallsServer extends UntypedServiceImplementation {
 export interface CallsClient extends Client {
   /**
    * Places an outbound call and returns it at once, QUEUED.
-   * Errors: INVALID_ARGUMENT (a combination of from / caller_id / device_id
-   * that is not allowed, a `from`, `caller_id` or `device_id` that is not the
-   * workspace's, a `to` that is neither E.164 nor a SIP URI, a timeout out of
-   * range). A retry with the same `request_id` returns the first call.
+   * Errors: INVALID_ARGUMENT (a combination of source / caller_id /
+   * device_id that is not allowed, a `source`, `caller_id` or `device_id`
+   * that is not the workspace's, a `destination` that is neither E.164 nor a
+   * SIP URI, a timeout out of range). A retry with the same `request_id`
+   * returns the first call.
    */
   createCall(
     request: CreateCallRequest,
@@ -4332,7 +4423,10 @@ export interface CallsClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Call) => void,
   ): ClientUnaryCall;
-  /** Returns one call of the caller's workspace. Errors: NOT_FOUND. */
+  /**
+   * Returns one call of the caller's workspace.
+   * Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND.
+   */
   getCall(request: GetCallRequest, callback: (error: ServiceError | null, response: Call) => void): ClientUnaryCall;
   getCall(
     request: GetCallRequest,
@@ -4345,7 +4439,11 @@ export interface CallsClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Call) => void,
   ): ClientUnaryCall;
-  /** The workspace's calls that have not ended (QUEUED, RINGING, IN_PROGRESS). */
+  /**
+   * The workspace's calls that have not ended (QUEUED, RINGING,
+   * IN_PROGRESS), oldest first, a page at a time.
+   * Errors: INVALID_ARGUMENT (negative page_size, bad page_token).
+   */
   listActiveCalls(
     request: ListActiveCallsRequest,
     callback: (error: ServiceError | null, response: ListActiveCallsResponse) => void,
@@ -4363,8 +4461,9 @@ export interface CallsClient extends Client {
   ): ClientUnaryCall;
   /**
    * Ends a call that is in progress (NORMAL_CLEARING).
-   * Errors: NOT_FOUND, FAILED_PRECONDITION (not IN_PROGRESS: use CancelCall
-   * before it is answered; an ended call cannot be hung up).
+   * Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND, FAILED_PRECONDITION (not
+   * IN_PROGRESS: use CancelCall before it is answered; an ended call cannot
+   * be hung up).
    */
   hangupCall(
     request: HangupCallRequest,
@@ -4383,7 +4482,7 @@ export interface CallsClient extends Client {
   ): ClientUnaryCall;
   /**
    * Cancels a call that is QUEUED or RINGING (CANCELED, cause CANCEL).
-   * Errors: NOT_FOUND, FAILED_PRECONDITION.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
    */
   cancelCall(
     request: CancelCallRequest,
@@ -4402,7 +4501,7 @@ export interface CallsClient extends Client {
   ): ClientUnaryCall;
   /**
    * Mutes or unmutes the caller's side of a call in progress.
-   * Errors: NOT_FOUND, FAILED_PRECONDITION.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
    */
   muteCall(request: MuteCallRequest, callback: (error: ServiceError | null, response: Call) => void): ClientUnaryCall;
   muteCall(
@@ -4418,7 +4517,7 @@ export interface CallsClient extends Client {
   ): ClientUnaryCall;
   /**
    * Puts a call in progress on hold, or takes it off hold.
-   * Errors: NOT_FOUND, FAILED_PRECONDITION.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
    */
   holdCall(request: HoldCallRequest, callback: (error: ServiceError | null, response: Call) => void): ClientUnaryCall;
   holdCall(
@@ -4434,7 +4533,7 @@ export interface CallsClient extends Client {
   ): ClientUnaryCall;
   /**
    * Starts or stops recording a call in progress.
-   * Errors: NOT_FOUND, FAILED_PRECONDITION.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
    */
   recordCall(
     request: RecordCallRequest,
@@ -4504,7 +4603,7 @@ export interface CallsClient extends Client {
     callback: (error: ServiceError | null, response: Call) => void,
   ): ClientUnaryCall;
   /**
-   * Hands a call that has not ended to another application or webhook.
+   * Hands a call that has not ended to another webhook.
    * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
    */
   redirectCall(
@@ -4542,8 +4641,10 @@ export interface CallsClient extends Client {
     callback: (error: ServiceError | null, response: ListCallsResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Marks one call of the history: starred, archived, read, note, labels.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND.
+   * Marks one call of the history: the fields of starred, archived, read,
+   * note and labels that `update_mask` names (or, without one, those set).
+   * Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+   * NOT_FOUND, ABORTED (stale `etag`).
    */
   updateCallRecord(
     request: UpdateCallRecordRequest,
@@ -4563,7 +4664,7 @@ export interface CallsClient extends Client {
   /**
    * Marks up to 1,000 calls in one transaction: all of them or none.
    * Errors: INVALID_ARGUMENT naming each bad item, NOT_FOUND naming the first
-   * ref that is not the caller's.
+   * ref that is not the caller's, ABORTED naming the first stale `etag`.
    */
   batchUpdateCallRecords(
     request: BatchUpdateCallRecordsRequest,
@@ -4582,8 +4683,8 @@ export interface CallsClient extends Client {
   ): ClientUnaryCall;
   /**
    * Deletes up to 1,000 ended calls from the history: all of them or none.
-   * Errors: NOT_FOUND naming the first unknown ref, FAILED_PRECONDITION
-   * naming a call that has not ended.
+   * Errors: INVALID_ARGUMENT (empty or too many refs), NOT_FOUND naming the
+   * first unknown ref, FAILED_PRECONDITION naming a call that has not ended.
    */
   deleteCallRecords(
     request: DeleteCallRecordsRequest,

@@ -19,6 +19,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Duration } from "../../../google/protobuf/duration";
+import { FieldMask } from "../../../google/protobuf/field_mask";
 import { Timestamp } from "../../../google/protobuf/timestamp";
 
 export const protobufPackage = "voxplane.numbers.v1";
@@ -33,8 +34,9 @@ export const protobufFileName = "voxplane/numbers/v1/numbers.proto";
  * number, held by exactly one workspace at a time across the whole
  * deployment, in a lifecycle `state` (reserved, active, suspended, porting
  * in, released). An active Number routes inbound calls to one of a SIP
- * address of record (`aor_link`), an application (`ingress_info`) or a SIP
- * forward target (`forward_sip_to`). Numbers come either from the caller
+ * address of record (`aor_link`), an application's webhook (`ingress_info`)
+ * or a SIP forward target (`forward_sip_to`); a Number taken from the
+ * inventory without one routes no call until one is set. Numbers come either from the caller
  * (CreateNumber: bring your own) or from the deployment's inventory
  * (SearchAvailableNumbers, then ReserveNumber and/or AcquireNumber); a
  * released inventory number returns to the inventory after an aging period.
@@ -281,7 +283,7 @@ export function numberContextToNumber(object: NumberContext): number {
 
 /** What kind of number it is, from libphonenumber's metadata. */
 export const NumberType = {
-  /** NUMBER_TYPE_UNSPECIFIED - Not classified. */
+  /** NUMBER_TYPE_UNSPECIFIED - Not classified: not a valid number, or of a type the metadata does not name. */
   NUMBER_TYPE_UNSPECIFIED: "NUMBER_TYPE_UNSPECIFIED",
   /** NUMBER_TYPE_FIXED_LINE - A geographic landline. */
   NUMBER_TYPE_FIXED_LINE: "NUMBER_TYPE_FIXED_LINE",
@@ -309,8 +311,6 @@ export const NumberType = {
   NUMBER_TYPE_EMERGENCY: "NUMBER_TYPE_EMERGENCY",
   /** NUMBER_TYPE_SHORT_CODE - A short code other than emergency (e.g. directory enquiries). */
   NUMBER_TYPE_SHORT_CODE: "NUMBER_TYPE_SHORT_CODE",
-  /** NUMBER_TYPE_UNKNOWN - A valid number of a type the metadata does not name. */
-  NUMBER_TYPE_UNKNOWN: "NUMBER_TYPE_UNKNOWN",
   UNRECOGNIZED: "UNRECOGNIZED",
 } as const;
 
@@ -331,7 +331,6 @@ export namespace NumberType {
   export type NUMBER_TYPE_VOICEMAIL = typeof NumberType.NUMBER_TYPE_VOICEMAIL;
   export type NUMBER_TYPE_EMERGENCY = typeof NumberType.NUMBER_TYPE_EMERGENCY;
   export type NUMBER_TYPE_SHORT_CODE = typeof NumberType.NUMBER_TYPE_SHORT_CODE;
-  export type NUMBER_TYPE_UNKNOWN = typeof NumberType.NUMBER_TYPE_UNKNOWN;
   export type UNRECOGNIZED = typeof NumberType.UNRECOGNIZED;
 }
 
@@ -379,9 +378,6 @@ export function numberTypeFromJSON(object: any): NumberType {
     case 13:
     case "NUMBER_TYPE_SHORT_CODE":
       return NumberType.NUMBER_TYPE_SHORT_CODE;
-    case 14:
-    case "NUMBER_TYPE_UNKNOWN":
-      return NumberType.NUMBER_TYPE_UNKNOWN;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -419,8 +415,6 @@ export function numberTypeToJSON(object: NumberType): string {
       return "NUMBER_TYPE_EMERGENCY";
     case NumberType.NUMBER_TYPE_SHORT_CODE:
       return "NUMBER_TYPE_SHORT_CODE";
-    case NumberType.NUMBER_TYPE_UNKNOWN:
-      return "NUMBER_TYPE_UNKNOWN";
     case NumberType.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -457,8 +451,6 @@ export function numberTypeToNumber(object: NumberType): number {
       return 12;
     case NumberType.NUMBER_TYPE_SHORT_CODE:
       return 13;
-    case NumberType.NUMBER_TYPE_UNKNOWN:
-      return 14;
     case NumberType.UNRECOGNIZED:
     default:
       return -1;
@@ -467,10 +459,8 @@ export function numberTypeToNumber(object: NumberType): number {
 
 /** Where a subscriber's validation stands. */
 export const SubscriberStatus = {
-  /** SUBSCRIBER_STATUS_UNSPECIFIED - Not set. */
+  /** SUBSCRIBER_STATUS_UNSPECIFIED - No subscriber given yet. */
   SUBSCRIBER_STATUS_UNSPECIFIED: "SUBSCRIBER_STATUS_UNSPECIFIED",
-  /** SUBSCRIBER_STATUS_UNKNOWN - No subscriber given yet. */
-  SUBSCRIBER_STATUS_UNKNOWN: "SUBSCRIBER_STATUS_UNKNOWN",
   /** SUBSCRIBER_STATUS_VALIDATION_PENDING - Given and waiting for review. */
   SUBSCRIBER_STATUS_VALIDATION_PENDING: "SUBSCRIBER_STATUS_VALIDATION_PENDING",
   /** SUBSCRIBER_STATUS_VALIDATED - Reviewed and accepted. */
@@ -484,7 +474,6 @@ export type SubscriberStatus = typeof SubscriberStatus[keyof typeof SubscriberSt
 
 export namespace SubscriberStatus {
   export type SUBSCRIBER_STATUS_UNSPECIFIED = typeof SubscriberStatus.SUBSCRIBER_STATUS_UNSPECIFIED;
-  export type SUBSCRIBER_STATUS_UNKNOWN = typeof SubscriberStatus.SUBSCRIBER_STATUS_UNKNOWN;
   export type SUBSCRIBER_STATUS_VALIDATION_PENDING = typeof SubscriberStatus.SUBSCRIBER_STATUS_VALIDATION_PENDING;
   export type SUBSCRIBER_STATUS_VALIDATED = typeof SubscriberStatus.SUBSCRIBER_STATUS_VALIDATED;
   export type SUBSCRIBER_STATUS_REJECTED = typeof SubscriberStatus.SUBSCRIBER_STATUS_REJECTED;
@@ -496,9 +485,6 @@ export function subscriberStatusFromJSON(object: any): SubscriberStatus {
     case 0:
     case "SUBSCRIBER_STATUS_UNSPECIFIED":
       return SubscriberStatus.SUBSCRIBER_STATUS_UNSPECIFIED;
-    case 1:
-    case "SUBSCRIBER_STATUS_UNKNOWN":
-      return SubscriberStatus.SUBSCRIBER_STATUS_UNKNOWN;
     case 2:
     case "SUBSCRIBER_STATUS_VALIDATION_PENDING":
       return SubscriberStatus.SUBSCRIBER_STATUS_VALIDATION_PENDING;
@@ -519,8 +505,6 @@ export function subscriberStatusToJSON(object: SubscriberStatus): string {
   switch (object) {
     case SubscriberStatus.SUBSCRIBER_STATUS_UNSPECIFIED:
       return "SUBSCRIBER_STATUS_UNSPECIFIED";
-    case SubscriberStatus.SUBSCRIBER_STATUS_UNKNOWN:
-      return "SUBSCRIBER_STATUS_UNKNOWN";
     case SubscriberStatus.SUBSCRIBER_STATUS_VALIDATION_PENDING:
       return "SUBSCRIBER_STATUS_VALIDATION_PENDING";
     case SubscriberStatus.SUBSCRIBER_STATUS_VALIDATED:
@@ -537,8 +521,6 @@ export function subscriberStatusToNumber(object: SubscriberStatus): number {
   switch (object) {
     case SubscriberStatus.SUBSCRIBER_STATUS_UNSPECIFIED:
       return 0;
-    case SubscriberStatus.SUBSCRIBER_STATUS_UNKNOWN:
-      return 1;
     case SubscriberStatus.SUBSCRIBER_STATUS_VALIDATION_PENDING:
       return 2;
     case SubscriberStatus.SUBSCRIBER_STATUS_VALIDATED:
@@ -755,9 +737,9 @@ export interface EmergencyAddress {
   postalCode: string;
   /** ISO 3166-1 alpha-2 country; must be the number's country. */
   country: string;
-  /** Output only: VALID when every local check passed. */
+  /** VALID when every local check passed. */
   status: EmergencyAddressStatus;
-  /** Output only: what made the address INVALID, one sentence each. */
+  /** What made the address INVALID, one sentence each. */
   problems: string[];
 }
 
@@ -769,13 +751,13 @@ export interface Number {
   name: string;
   /** Reference to the carrier or trunk the number is provided by. */
   providerRef: string;
-  /** The number in E.164 form, e.g. "+17853177343". */
+  /** The number in E.164 form, e.g. "+17853177343"; fixed at creation. */
   e164Number: string;
   /** A SIP address of record, e.g. "sip:1001@sip.local". */
   aorLink?:
     | string
     | undefined;
-  /** An application that takes the call. */
+  /** An application, told of the call at its webhook. */
   ingressInfo?:
     | IngressInfo
     | undefined;
@@ -796,7 +778,10 @@ export interface Number {
    * make the write fail with ABORTED if someone else changed it meanwhile.
    */
   etag: string;
-  /** Where the Number is in its lifecycle. */
+  /**
+   * Where the Number is in its lifecycle (changed by Activate, Suspend and
+   * ReleaseNumber).
+   */
   state: NumberState;
   /** While RESERVED: when the reservation lapses. */
   reserveExpireTime?:
@@ -821,40 +806,41 @@ export interface Number {
   callerIdPassthrough: boolean;
   /** The kind of destination the number is. */
   context: NumberContext;
-  /** The subscriber the number is registered to; status UNKNOWN until set. */
+  /**
+   * The subscriber the number is registered to (UpdateSubscriber); status
+   * UNSPECIFIED until one is given.
+   */
   subscriber?:
     | Subscriber
     | undefined;
-  /** The emergency address; unset until one is given. */
+  /** The emergency address (SetEmergencyAddress); unset until one is given. */
   emergencyAddress?:
     | EmergencyAddress
     | undefined;
-  /** Whether emergency calling is enabled (needs a VALID emergency address). */
+  /**
+   * Whether emergency calling is enabled (EnableEmergency; needs a VALID
+   * emergency address).
+   */
   emergencyEnabled: boolean;
   /** True when the number came from the deployment's inventory. */
   fromInventory: boolean;
 }
 
-/** An application that takes inbound calls. At least one field is set. */
+/** An application that takes inbound calls. */
 export interface IngressInfo {
   /** An http(s) URL that is told of the call and answers with what to do. */
   webhook: string;
-  /** Reference to an application hosted by the platform. */
-  appRef: string;
 }
 
 /** Request of CreateNumber. */
 export interface CreateNumberRequest {
   /** Friendly name; optional, up to 255 characters. */
   name: string;
-  /**
-   * Required: the carrier or trunk that provides the number (up to 128
-   * characters).
-   */
+  /** The carrier or trunk that provides the number (up to 128 characters). */
   providerRef: string;
   /**
-   * Required: the phone number. Any form `phonenumbers` understands with a
-   * country code is accepted ("+1 (785) 317-7343") and stored as E.164.
+   * The phone number. Any form `phonenumbers` understands with a country
+   * code is accepted ("+1 (785) 317-7343") and stored as E.164.
    */
   e164Number: string;
   /** A `sip:` or `sips:` URI. */
@@ -884,7 +870,7 @@ export interface CreateNumberRequest {
 
 /**
  * The settings of a number (UK PBX API); on Create and Acquire an unset
- * field takes its default, on Update an unset field is left alone.
+ * field takes its default (on Update, `update_mask` says what changes).
  */
 export interface NumberSettings {
   /** Record inbound calls; default false. */
@@ -909,18 +895,14 @@ export interface GetNumberRequest {
   ref: string;
 }
 
-/** Request of UpdateNumber. Fields left unset keep their current value. */
+/** Request of UpdateNumber: the new values of the fields `update_mask` names. */
 export interface UpdateNumberRequest {
   /** The Number to change. */
   ref: string;
   /** New friendly name. */
-  name?:
-    | string
-    | undefined;
-  /** New provider reference. */
-  providerRef?:
-    | string
-    | undefined;
+  name: string;
+  /** New provider reference (cannot be empty). */
+  providerRef: string;
   /** Route inbound calls to this SIP AOR. */
   aorLink?:
     | string
@@ -935,22 +917,23 @@ export interface UpdateNumberRequest {
     | undefined;
   /** If set, the update applies only while this is still the Number's etag. */
   etag: string;
-  /** Settings to change; unset fields are left alone. */
-  settings?: NumberSettings | undefined;
+  /** New settings. */
+  settings?:
+    | NumberSettings
+    | undefined;
+  /**
+   * The fields to change, of: name, provider_ref, aor_link, ingress_info,
+   * forward_sip_to (any of the three: the routing), settings (all four) or
+   * settings.recording_enabled, settings.caller_id_prefix,
+   * settings.caller_id_passthrough, settings.context. A named field left at
+   * its default clears it (a routing field not set clears the routing).
+   * Without a mask, the fields set to a non-default value are changed.
+   */
+  updateMask?: string[] | undefined;
 }
 
-/** Request of ListNumbers. */
-export interface ListNumbersRequest {
-  /**
-   * Page size: 0 means 20; values above 1000 are read as 1000; negative is
-   * INVALID_ARGUMENT.
-   */
-  pageSize: number;
-  /**
-   * `next_page_token` of the previous page; empty for the first page. A
-   * token works only with the filters it was issued for.
-   */
-  pageToken: string;
+/** Which Numbers of the workspace; unset fields match every Number. */
+export interface NumberFilter {
   /** Only Numbers in this state; NUMBER_STATE_UNSPECIFIED means any. */
   state: NumberState;
   /** Only Numbers whose E.164 starts with this, e.g. "+44" or "+1415". */
@@ -972,6 +955,22 @@ export interface ListNumbersRequest {
    * numbers that ring an agent).
    */
   aorLink: string;
+}
+
+/** Request of ListNumbers. */
+export interface ListNumbersRequest {
+  /**
+   * Page size: 0 means 20; values above 1000 are read as 1000; negative is
+   * INVALID_ARGUMENT.
+   */
+  pageSize: number;
+  /**
+   * `next_page_token` of the previous page; empty for the first page. A
+   * token works only with the filter it was issued for.
+   */
+  pageToken: string;
+  /** Which Numbers. */
+  filter?: NumberFilter | undefined;
 }
 
 /** A page of Numbers. */
@@ -1105,6 +1104,13 @@ export interface ImportInventoryResponse {
 export interface ListAvailablePrefixesRequest {
   /** Only prefixes of this ISO 3166-1 region, e.g. "GB"; empty means all. */
   regionCode: string;
+  /**
+   * Page size: 0 means 20; values above 1000 are read as 1000; negative is
+   * INVALID_ARGUMENT.
+   */
+  pageSize: number;
+  /** `next_page_token` of the previous page, for the same region_code. */
+  pageToken: string;
 }
 
 /** A prefix the inventory has available numbers in. */
@@ -1123,21 +1129,26 @@ export interface AvailablePrefix {
 
 /** Response of ListAvailablePrefixes. */
 export interface ListAvailablePrefixesResponse {
-  /** The prefixes, in E.164 order. */
+  /** The prefixes of this page, in E.164 order. */
   prefixes: AvailablePrefix[];
+  /** Token of the next page; empty on the last page. */
+  nextPageToken: string;
 }
 
 /** Request of SearchAvailableNumbers. */
 export interface SearchAvailableNumbersRequest {
   /**
-   * Required: the start of the numbers, in E.164 digits ("+44122", "+1415")
-   * or in national form ("01224", "415") read in `region_code`.
+   * The start of the numbers, in E.164 digits ("+44122", "+1415") or in
+   * national form ("01224", "415") read in `region_code`.
    */
   prefix: string;
   /** Region a national-form prefix is read in; default VOXPLANE_HOME_REGION. */
   regionCode: string;
-  /** How many numbers per page: 0 means 20, above 1000 is read as 1000. */
-  quantity: number;
+  /**
+   * Page size: 0 means 20; values above 1000 are read as 1000; negative is
+   * INVALID_ARGUMENT.
+   */
+  pageSize: number;
   /** `next_page_token` of the previous page, for the same prefix. */
   pageToken: string;
 }
@@ -1314,26 +1325,36 @@ export interface ListAccessCodesResponse {
   accessCodes: AccessCode[];
 }
 
-/** Request of UpdateSubscriber: the subscriber block, replaced whole. */
+/**
+ * Request of UpdateSubscriber: the new values of the subscriber fields
+ * `update_mask` names. Once changed, the subscriber must have a name, a first
+ * address line and a postcode.
+ */
 export interface UpdateSubscriberRequest {
   /** The Number. */
   ref: string;
-  /** First name of a person; optional. */
+  /** First name of a person. */
   firstName: string;
-  /** Required: surname or company name. */
+  /** Surname or company name. */
   name: string;
-  /** Required: first line of the address. */
+  /** First line of the address. */
   address1: string;
-  /** Second line; optional. */
+  /** Second line. */
   address2: string;
-  /** Third line; optional. */
+  /** Third line. */
   address3: string;
-  /** Fourth line (often the town); optional. */
+  /** Fourth line (often the town). */
   address4: string;
-  /** Required: postcode, checked against the number's country. */
+  /** Postcode, checked against the number's country. */
   postcode: string;
   /** If set, applies only while this is still the Number's etag. */
   etag: string;
+  /**
+   * The fields to change, of: first_name, name, address1, address2,
+   * address3, address4, postcode. A named field left empty clears it.
+   * Without a mask, the fields set to a non-empty value are changed.
+   */
+  updateMask?: string[] | undefined;
 }
 
 /** Request of ReviewSubscriber. */
@@ -1350,7 +1371,10 @@ export interface ReviewSubscriberRequest {
 export interface SetEmergencyAddressRequest {
   /** The Number. */
   ref: string;
-  /** The address; `status` and `problems` are ignored here. */
+  /**
+   * The address, replacing the current one; `status` and `problems` are
+   * ignored here.
+   */
   address?:
     | EmergencyAddress
     | undefined;
@@ -2458,16 +2482,13 @@ export const Number: MessageFns<Number> = {
 };
 
 function createBaseIngressInfo(): IngressInfo {
-  return { webhook: "", appRef: "" };
+  return { webhook: "" };
 }
 
 export const IngressInfo: MessageFns<IngressInfo> = {
   encode(message: IngressInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.webhook !== "") {
       writer.uint32(10).string(message.webhook);
-    }
-    if (message.appRef !== "") {
-      writer.uint32(18).string(message.appRef);
     }
     return writer;
   },
@@ -2493,14 +2514,6 @@ export const IngressInfo: MessageFns<IngressInfo> = {
             message.webhook = reader.string();
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.appRef = reader.string();
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2514,23 +2527,13 @@ export const IngressInfo: MessageFns<IngressInfo> = {
   },
 
   fromJSON(object: any): IngressInfo {
-    return {
-      webhook: isSet(object.webhook) ? globalThis.String(object.webhook) : "",
-      appRef: isSet(object.appRef)
-        ? globalThis.String(object.appRef)
-        : isSet(object.app_ref)
-        ? globalThis.String(object.app_ref)
-        : "",
-    };
+    return { webhook: isSet(object.webhook) ? globalThis.String(object.webhook) : "" };
   },
 
   toJSON(message: IngressInfo): unknown {
     const obj: any = {};
     if (message.webhook !== "") {
       obj.webhook = message.webhook;
-    }
-    if (message.appRef !== "") {
-      obj.appRef = message.appRef;
     }
     return obj;
   },
@@ -2541,7 +2544,6 @@ export const IngressInfo: MessageFns<IngressInfo> = {
   fromPartial<I extends Exact<DeepPartial<IngressInfo>, I>>(object: I): IngressInfo {
     const message = createBaseIngressInfo();
     message.webhook = object.webhook ?? "";
-    message.appRef = object.appRef ?? "";
     return message;
   },
 };
@@ -2984,13 +2986,14 @@ export const GetNumberRequest: MessageFns<GetNumberRequest> = {
 function createBaseUpdateNumberRequest(): UpdateNumberRequest {
   return {
     ref: "",
-    name: undefined,
-    providerRef: undefined,
+    name: "",
+    providerRef: "",
     aorLink: undefined,
     ingressInfo: undefined,
     forwardSipTo: undefined,
     etag: "",
     settings: undefined,
+    updateMask: undefined,
   };
 }
 
@@ -2999,10 +3002,10 @@ export const UpdateNumberRequest: MessageFns<UpdateNumberRequest> = {
     if (message.ref !== "") {
       writer.uint32(10).string(message.ref);
     }
-    if (message.name !== undefined) {
+    if (message.name !== "") {
       writer.uint32(18).string(message.name);
     }
-    if (message.providerRef !== undefined) {
+    if (message.providerRef !== "") {
       writer.uint32(26).string(message.providerRef);
     }
     if (message.aorLink !== undefined) {
@@ -3019,6 +3022,9 @@ export const UpdateNumberRequest: MessageFns<UpdateNumberRequest> = {
     }
     if (message.settings !== undefined) {
       NumberSettings.encode(message.settings, writer.uint32(66).fork()).join();
+    }
+    if (message.updateMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.updateMask), writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -3100,6 +3106,14 @@ export const UpdateNumberRequest: MessageFns<UpdateNumberRequest> = {
             message.settings = NumberSettings.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.updateMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3115,12 +3129,12 @@ export const UpdateNumberRequest: MessageFns<UpdateNumberRequest> = {
   fromJSON(object: any): UpdateNumberRequest {
     return {
       ref: isSet(object.ref) ? globalThis.String(object.ref) : "",
-      name: isSet(object.name) ? globalThis.String(object.name) : undefined,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
       providerRef: isSet(object.providerRef)
         ? globalThis.String(object.providerRef)
         : isSet(object.provider_ref)
         ? globalThis.String(object.provider_ref)
-        : undefined,
+        : "",
       aorLink: isSet(object.aorLink)
         ? globalThis.String(object.aorLink)
         : isSet(object.aor_link)
@@ -3138,6 +3152,11 @@ export const UpdateNumberRequest: MessageFns<UpdateNumberRequest> = {
         : undefined,
       etag: isSet(object.etag) ? globalThis.String(object.etag) : "",
       settings: isSet(object.settings) ? NumberSettings.fromJSON(object.settings) : undefined,
+      updateMask: isSet(object.updateMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.updateMask))
+        : isSet(object.update_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.update_mask))
+        : undefined,
     };
   },
 
@@ -3146,10 +3165,10 @@ export const UpdateNumberRequest: MessageFns<UpdateNumberRequest> = {
     if (message.ref !== "") {
       obj.ref = message.ref;
     }
-    if (message.name !== undefined) {
+    if (message.name !== "") {
       obj.name = message.name;
     }
-    if (message.providerRef !== undefined) {
+    if (message.providerRef !== "") {
       obj.providerRef = message.providerRef;
     }
     if (message.aorLink !== undefined) {
@@ -3167,6 +3186,9 @@ export const UpdateNumberRequest: MessageFns<UpdateNumberRequest> = {
     if (message.settings !== undefined) {
       obj.settings = NumberSettings.toJSON(message.settings);
     }
+    if (message.updateMask !== undefined) {
+      obj.updateMask = FieldMask.toJSON(FieldMask.wrap(message.updateMask));
+    }
     return obj;
   },
 
@@ -3176,8 +3198,8 @@ export const UpdateNumberRequest: MessageFns<UpdateNumberRequest> = {
   fromPartial<I extends Exact<DeepPartial<UpdateNumberRequest>, I>>(object: I): UpdateNumberRequest {
     const message = createBaseUpdateNumberRequest();
     message.ref = object.ref ?? "";
-    message.name = object.name ?? undefined;
-    message.providerRef = object.providerRef ?? undefined;
+    message.name = object.name ?? "";
+    message.providerRef = object.providerRef ?? "";
     message.aorLink = object.aorLink ?? undefined;
     message.ingressInfo = (object.ingressInfo !== undefined && object.ingressInfo !== null)
       ? IngressInfo.fromPartial(object.ingressInfo)
@@ -3187,14 +3209,13 @@ export const UpdateNumberRequest: MessageFns<UpdateNumberRequest> = {
     message.settings = (object.settings !== undefined && object.settings !== null)
       ? NumberSettings.fromPartial(object.settings)
       : undefined;
+    message.updateMask = object.updateMask ?? undefined;
     return message;
   },
 };
 
-function createBaseListNumbersRequest(): ListNumbersRequest {
+function createBaseNumberFilter(): NumberFilter {
   return {
-    pageSize: 0,
-    pageToken: "",
     state: NumberState.NUMBER_STATE_UNSPECIFIED,
     e164Prefix: "",
     providerRef: "",
@@ -3205,39 +3226,33 @@ function createBaseListNumbersRequest(): ListNumbersRequest {
   };
 }
 
-export const ListNumbersRequest: MessageFns<ListNumbersRequest> = {
-  encode(message: ListNumbersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.pageSize !== 0) {
-      writer.uint32(8).int32(message.pageSize);
-    }
-    if (message.pageToken !== "") {
-      writer.uint32(18).string(message.pageToken);
-    }
+export const NumberFilter: MessageFns<NumberFilter> = {
+  encode(message: NumberFilter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.state !== NumberState.NUMBER_STATE_UNSPECIFIED) {
-      writer.uint32(24).int32(numberStateToNumber(message.state));
+      writer.uint32(8).int32(numberStateToNumber(message.state));
     }
     if (message.e164Prefix !== "") {
-      writer.uint32(34).string(message.e164Prefix);
+      writer.uint32(18).string(message.e164Prefix);
     }
     if (message.providerRef !== "") {
-      writer.uint32(42).string(message.providerRef);
+      writer.uint32(26).string(message.providerRef);
     }
     if (message.createdAfter !== undefined) {
-      Timestamp.encode(toTimestamp(message.createdAfter), writer.uint32(50).fork()).join();
+      Timestamp.encode(toTimestamp(message.createdAfter), writer.uint32(34).fork()).join();
     }
     if (message.createdBefore !== undefined) {
-      Timestamp.encode(toTimestamp(message.createdBefore), writer.uint32(58).fork()).join();
+      Timestamp.encode(toTimestamp(message.createdBefore), writer.uint32(42).fork()).join();
     }
     if (message.nameContains !== "") {
-      writer.uint32(66).string(message.nameContains);
+      writer.uint32(50).string(message.nameContains);
     }
     if (message.aorLink !== "") {
-      writer.uint32(74).string(message.aorLink);
+      writer.uint32(58).string(message.aorLink);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ListNumbersRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): NumberFilter {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -3246,7 +3261,7 @@ export const ListNumbersRequest: MessageFns<ListNumbersRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseListNumbersRequest();
+      const message = createBaseNumberFilter();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -3255,7 +3270,7 @@ export const ListNumbersRequest: MessageFns<ListNumbersRequest> = {
               break;
             }
 
-            message.pageSize = reader.int32();
+            message.state = numberStateFromJSON(reader.int32());
             continue;
           }
           case 2: {
@@ -3263,15 +3278,15 @@ export const ListNumbersRequest: MessageFns<ListNumbersRequest> = {
               break;
             }
 
-            message.pageToken = reader.string();
+            message.e164Prefix = reader.string();
             continue;
           }
           case 3: {
-            if (tag !== 24) {
+            if (tag !== 26) {
               break;
             }
 
-            message.state = numberStateFromJSON(reader.int32());
+            message.providerRef = reader.string();
             continue;
           }
           case 4: {
@@ -3279,7 +3294,7 @@ export const ListNumbersRequest: MessageFns<ListNumbersRequest> = {
               break;
             }
 
-            message.e164Prefix = reader.string();
+            message.createdAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
           case 5: {
@@ -3287,7 +3302,7 @@ export const ListNumbersRequest: MessageFns<ListNumbersRequest> = {
               break;
             }
 
-            message.providerRef = reader.string();
+            message.createdBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
           case 6: {
@@ -3295,27 +3310,11 @@ export const ListNumbersRequest: MessageFns<ListNumbersRequest> = {
               break;
             }
 
-            message.createdAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            message.nameContains = reader.string();
             continue;
           }
           case 7: {
             if (tag !== 58) {
-              break;
-            }
-
-            message.createdBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 8: {
-            if (tag !== 66) {
-              break;
-            }
-
-            message.nameContains = reader.string();
-            continue;
-          }
-          case 9: {
-            if (tag !== 74) {
               break;
             }
 
@@ -3334,18 +3333,8 @@ export const ListNumbersRequest: MessageFns<ListNumbersRequest> = {
     }
   },
 
-  fromJSON(object: any): ListNumbersRequest {
+  fromJSON(object: any): NumberFilter {
     return {
-      pageSize: isSet(object.pageSize)
-        ? globalThis.Number(object.pageSize)
-        : isSet(object.page_size)
-        ? globalThis.Number(object.page_size)
-        : 0,
-      pageToken: isSet(object.pageToken)
-        ? globalThis.String(object.pageToken)
-        : isSet(object.page_token)
-        ? globalThis.String(object.page_token)
-        : "",
       state: isSet(object.state) ? numberStateFromJSON(object.state) : NumberState.NUMBER_STATE_UNSPECIFIED,
       e164Prefix: isSet(object.e164Prefix)
         ? globalThis.String(object.e164Prefix)
@@ -3380,14 +3369,8 @@ export const ListNumbersRequest: MessageFns<ListNumbersRequest> = {
     };
   },
 
-  toJSON(message: ListNumbersRequest): unknown {
+  toJSON(message: NumberFilter): unknown {
     const obj: any = {};
-    if (message.pageSize !== 0) {
-      obj.pageSize = Math.round(message.pageSize);
-    }
-    if (message.pageToken !== "") {
-      obj.pageToken = message.pageToken;
-    }
     if (message.state !== NumberState.NUMBER_STATE_UNSPECIFIED) {
       obj.state = numberStateToJSON(message.state);
     }
@@ -3412,13 +3395,11 @@ export const ListNumbersRequest: MessageFns<ListNumbersRequest> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<ListNumbersRequest>, I>>(base?: I): ListNumbersRequest {
-    return ListNumbersRequest.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<NumberFilter>, I>>(base?: I): NumberFilter {
+    return NumberFilter.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<ListNumbersRequest>, I>>(object: I): ListNumbersRequest {
-    const message = createBaseListNumbersRequest();
-    message.pageSize = object.pageSize ?? 0;
-    message.pageToken = object.pageToken ?? "";
+  fromPartial<I extends Exact<DeepPartial<NumberFilter>, I>>(object: I): NumberFilter {
+    const message = createBaseNumberFilter();
     message.state = object.state ?? NumberState.NUMBER_STATE_UNSPECIFIED;
     message.e164Prefix = object.e164Prefix ?? "";
     message.providerRef = object.providerRef ?? "";
@@ -3426,6 +3407,117 @@ export const ListNumbersRequest: MessageFns<ListNumbersRequest> = {
     message.createdBefore = object.createdBefore ?? undefined;
     message.nameContains = object.nameContains ?? "";
     message.aorLink = object.aorLink ?? "";
+    return message;
+  },
+};
+
+function createBaseListNumbersRequest(): ListNumbersRequest {
+  return { pageSize: 0, pageToken: "", filter: undefined };
+}
+
+export const ListNumbersRequest: MessageFns<ListNumbersRequest> = {
+  encode(message: ListNumbersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pageSize !== 0) {
+      writer.uint32(8).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(18).string(message.pageToken);
+    }
+    if (message.filter !== undefined) {
+      NumberFilter.encode(message.filter, writer.uint32(82).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListNumbersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListNumbersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.filter = NumberFilter.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListNumbersRequest {
+    return {
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+      filter: isSet(object.filter) ? NumberFilter.fromJSON(object.filter) : undefined,
+    };
+  },
+
+  toJSON(message: ListNumbersRequest): unknown {
+    const obj: any = {};
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    if (message.filter !== undefined) {
+      obj.filter = NumberFilter.toJSON(message.filter);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListNumbersRequest>, I>>(base?: I): ListNumbersRequest {
+    return ListNumbersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListNumbersRequest>, I>>(object: I): ListNumbersRequest {
+    const message = createBaseListNumbersRequest();
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    message.filter = (object.filter !== undefined && object.filter !== null)
+      ? NumberFilter.fromPartial(object.filter)
+      : undefined;
     return message;
   },
 };
@@ -4758,13 +4850,19 @@ export const ImportInventoryResponse: MessageFns<ImportInventoryResponse> = {
 };
 
 function createBaseListAvailablePrefixesRequest(): ListAvailablePrefixesRequest {
-  return { regionCode: "" };
+  return { regionCode: "", pageSize: 0, pageToken: "" };
 }
 
 export const ListAvailablePrefixesRequest: MessageFns<ListAvailablePrefixesRequest> = {
   encode(message: ListAvailablePrefixesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.regionCode !== "") {
       writer.uint32(10).string(message.regionCode);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
     }
     return writer;
   },
@@ -4790,6 +4888,22 @@ export const ListAvailablePrefixesRequest: MessageFns<ListAvailablePrefixesReque
             message.regionCode = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4809,6 +4923,16 @@ export const ListAvailablePrefixesRequest: MessageFns<ListAvailablePrefixesReque
         : isSet(object.region_code)
         ? globalThis.String(object.region_code)
         : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
     };
   },
 
@@ -4816,6 +4940,12 @@ export const ListAvailablePrefixesRequest: MessageFns<ListAvailablePrefixesReque
     const obj: any = {};
     if (message.regionCode !== "") {
       obj.regionCode = message.regionCode;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
     }
     return obj;
   },
@@ -4826,6 +4956,8 @@ export const ListAvailablePrefixesRequest: MessageFns<ListAvailablePrefixesReque
   fromPartial<I extends Exact<DeepPartial<ListAvailablePrefixesRequest>, I>>(object: I): ListAvailablePrefixesRequest {
     const message = createBaseListAvailablePrefixesRequest();
     message.regionCode = object.regionCode ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
     return message;
   },
 };
@@ -4972,13 +5104,16 @@ export const AvailablePrefix: MessageFns<AvailablePrefix> = {
 };
 
 function createBaseListAvailablePrefixesResponse(): ListAvailablePrefixesResponse {
-  return { prefixes: [] };
+  return { prefixes: [], nextPageToken: "" };
 }
 
 export const ListAvailablePrefixesResponse: MessageFns<ListAvailablePrefixesResponse> = {
   encode(message: ListAvailablePrefixesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.prefixes) {
       AvailablePrefix.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
     }
     return writer;
   },
@@ -5004,6 +5139,14 @@ export const ListAvailablePrefixesResponse: MessageFns<ListAvailablePrefixesResp
             message.prefixes.push(AvailablePrefix.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5021,6 +5164,11 @@ export const ListAvailablePrefixesResponse: MessageFns<ListAvailablePrefixesResp
       prefixes: globalThis.Array.isArray(object?.prefixes)
         ? object.prefixes.map((e: any) => AvailablePrefix.fromJSON(e))
         : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -5028,6 +5176,9 @@ export const ListAvailablePrefixesResponse: MessageFns<ListAvailablePrefixesResp
     const obj: any = {};
     if (message.prefixes?.length) {
       obj.prefixes = message.prefixes.map((e) => AvailablePrefix.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
     }
     return obj;
   },
@@ -5040,12 +5191,13 @@ export const ListAvailablePrefixesResponse: MessageFns<ListAvailablePrefixesResp
   ): ListAvailablePrefixesResponse {
     const message = createBaseListAvailablePrefixesResponse();
     message.prefixes = object.prefixes?.map((e) => AvailablePrefix.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
 
 function createBaseSearchAvailableNumbersRequest(): SearchAvailableNumbersRequest {
-  return { prefix: "", regionCode: "", quantity: 0, pageToken: "" };
+  return { prefix: "", regionCode: "", pageSize: 0, pageToken: "" };
 }
 
 export const SearchAvailableNumbersRequest: MessageFns<SearchAvailableNumbersRequest> = {
@@ -5056,8 +5208,8 @@ export const SearchAvailableNumbersRequest: MessageFns<SearchAvailableNumbersReq
     if (message.regionCode !== "") {
       writer.uint32(18).string(message.regionCode);
     }
-    if (message.quantity !== 0) {
-      writer.uint32(24).int32(message.quantity);
+    if (message.pageSize !== 0) {
+      writer.uint32(24).int32(message.pageSize);
     }
     if (message.pageToken !== "") {
       writer.uint32(34).string(message.pageToken);
@@ -5099,7 +5251,7 @@ export const SearchAvailableNumbersRequest: MessageFns<SearchAvailableNumbersReq
               break;
             }
 
-            message.quantity = reader.int32();
+            message.pageSize = reader.int32();
             continue;
           }
           case 4: {
@@ -5130,7 +5282,11 @@ export const SearchAvailableNumbersRequest: MessageFns<SearchAvailableNumbersReq
         : isSet(object.region_code)
         ? globalThis.String(object.region_code)
         : "",
-      quantity: isSet(object.quantity) ? globalThis.Number(object.quantity) : 0,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
       pageToken: isSet(object.pageToken)
         ? globalThis.String(object.pageToken)
         : isSet(object.page_token)
@@ -5147,8 +5303,8 @@ export const SearchAvailableNumbersRequest: MessageFns<SearchAvailableNumbersReq
     if (message.regionCode !== "") {
       obj.regionCode = message.regionCode;
     }
-    if (message.quantity !== 0) {
-      obj.quantity = Math.round(message.quantity);
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
     }
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
@@ -5165,7 +5321,7 @@ export const SearchAvailableNumbersRequest: MessageFns<SearchAvailableNumbersReq
     const message = createBaseSearchAvailableNumbersRequest();
     message.prefix = object.prefix ?? "";
     message.regionCode = object.regionCode ?? "";
-    message.quantity = object.quantity ?? 0;
+    message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
     return message;
   },
@@ -6864,6 +7020,7 @@ function createBaseUpdateSubscriberRequest(): UpdateSubscriberRequest {
     address4: "",
     postcode: "",
     etag: "",
+    updateMask: undefined,
   };
 }
 
@@ -6895,6 +7052,9 @@ export const UpdateSubscriberRequest: MessageFns<UpdateSubscriberRequest> = {
     }
     if (message.etag !== "") {
       writer.uint32(74).string(message.etag);
+    }
+    if (message.updateMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.updateMask), writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -6984,6 +7144,14 @@ export const UpdateSubscriberRequest: MessageFns<UpdateSubscriberRequest> = {
             message.etag = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.updateMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7011,6 +7179,11 @@ export const UpdateSubscriberRequest: MessageFns<UpdateSubscriberRequest> = {
       address4: isSet(object.address4) ? globalThis.String(object.address4) : "",
       postcode: isSet(object.postcode) ? globalThis.String(object.postcode) : "",
       etag: isSet(object.etag) ? globalThis.String(object.etag) : "",
+      updateMask: isSet(object.updateMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.updateMask))
+        : isSet(object.update_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.update_mask))
+        : undefined,
     };
   },
 
@@ -7043,6 +7216,9 @@ export const UpdateSubscriberRequest: MessageFns<UpdateSubscriberRequest> = {
     if (message.etag !== "") {
       obj.etag = message.etag;
     }
+    if (message.updateMask !== undefined) {
+      obj.updateMask = FieldMask.toJSON(FieldMask.wrap(message.updateMask));
+    }
     return obj;
   },
 
@@ -7060,6 +7236,7 @@ export const UpdateSubscriberRequest: MessageFns<UpdateSubscriberRequest> = {
     message.address4 = object.address4 ?? "";
     message.postcode = object.postcode ?? "";
     message.etag = object.etag ?? "";
+    message.updateMask = object.updateMask ?? undefined;
     return message;
   },
 };
@@ -7409,10 +7586,12 @@ export const NumbersDefinition = {
       options: {},
     },
     /**
-     * Changes the fields that are set in the request and leaves the others
-     * alone; setting either routing field replaces the current routing.
-     * Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED (`etag` given and no longer
-     * current: someone else changed the Number; get it again and retry).
+     * Changes the fields `update_mask` names (or, without one, those set in the
+     * request) and leaves the others alone; naming a routing field replaces
+     * the current routing, and naming one that is not set clears it.
+     * Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+     * NOT_FOUND, ABORTED (`etag` given and no longer current: someone else
+     * changed the Number; get it again and retry).
      */
     updateNumber: {
       name: "UpdateNumber",
@@ -7494,7 +7673,7 @@ export const NumbersDefinition = {
     /**
      * Moves a Number from its current state to ACTIVE (in service): completes a
      * reservation, ends a suspension, or finishes a port-in.
-     * Errors: NOT_FOUND, ABORTED (stale etag), FAILED_PRECONDITION (the state
+     * Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND, ABORTED (stale etag), FAILED_PRECONDITION (the state
      * does not allow it, e.g. RELEASED; the message names the current state).
      */
     activateNumber: {
@@ -7507,7 +7686,8 @@ export const NumbersDefinition = {
     },
     /**
      * Takes an ACTIVE Number out of service without giving it up; inbound calls
-     * are no longer routed. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION.
+     * are no longer routed. Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED,
+     * FAILED_PRECONDITION.
      */
     suspendNumber: {
       name: "SuspendNumber",
@@ -7520,8 +7700,8 @@ export const NumbersDefinition = {
     /**
      * Gives a Number up. It stays RELEASED, unroutable and unavailable, for the
      * deployment's aging period; then an inventory number becomes available to
-     * acquire again. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION (already
-     * RELEASED).
+     * acquire again. Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED,
+     * FAILED_PRECONDITION (already RELEASED).
      */
     releaseNumber: {
       name: "ReleaseNumber",
@@ -7547,8 +7727,10 @@ export const NumbersDefinition = {
     },
     /**
      * The number prefixes the inventory has numbers available in, with a
-     * description (e.g. "Aberdeen (01224)") and how many are available.
-     * Errors: INVALID_ARGUMENT (unknown region_code).
+     * description (e.g. "Aberdeen (01224)") and how many are available, in
+     * E.164 order, a page at a time.
+     * Errors: INVALID_ARGUMENT (unknown region_code, negative page_size, bad
+     * page_token).
      */
     listAvailablePrefixes: {
       name: "ListAvailablePrefixes",
@@ -7561,7 +7743,7 @@ export const NumbersDefinition = {
     /**
      * Numbers free to acquire that start with a prefix, in E.164 order, a page
      * at a time. Errors: INVALID_ARGUMENT (prefix not digits, unknown
-     * region_code, negative quantity, bad page_token).
+     * region_code, negative page_size, bad page_token).
      */
     searchAvailableNumbers: {
       name: "SearchAvailableNumbers",
@@ -7627,7 +7809,10 @@ export const NumbersDefinition = {
       responseStream: false,
       options: {},
     },
-    /** The deployment's classifiers, in the order they are tried. */
+    /**
+     * The deployment's classifiers, in the order they are tried (a few dozen
+     * at most: not paged). Errors: none but the common ones.
+     */
     listClassifiers: {
       name: "ListClassifiers",
       requestType: ListClassifiersRequest as typeof ListClassifiersRequest,
@@ -7650,7 +7835,8 @@ export const NumbersDefinition = {
     },
     /**
      * The platform's feature access codes (`*55` voicemail, `*21*{number}` call
-     * forwarding, …) with what each does.
+     * forwarding, …) with what each does (a fixed, short list: not paged).
+     * Errors: none but the common ones.
      */
     listAccessCodes: {
       name: "ListAccessCodes",
@@ -7661,10 +7847,12 @@ export const NumbersDefinition = {
       options: {},
     },
     /**
-     * Sets the subscriber (the person or company the number is registered to)
-     * and submits it for validation: its status becomes VALIDATION_PENDING.
-     * Errors: INVALID_ARGUMENT (missing name, address or postcode; a postcode
-     * of the wrong shape for the number's country), NOT_FOUND, ABORTED.
+     * Changes the subscriber (the person or company the number is registered
+     * to): the fields `update_mask` names (or, without one, those set), and
+     * submits it for validation: its status becomes VALIDATION_PENDING.
+     * Errors: INVALID_ARGUMENT (no name, address or postcode once changed; a
+     * postcode of the wrong shape for the number's country; an unknown
+     * `update_mask` path), NOT_FOUND, ABORTED.
      */
     updateSubscriber: {
       name: "UpdateSubscriber",
@@ -7706,8 +7894,8 @@ export const NumbersDefinition = {
     },
     /**
      * Turns emergency calling on or off for a number.
-     * Errors: FAILED_PRECONDITION (turning it on without a VALID emergency
-     * address), NOT_FOUND, ABORTED.
+     * Errors: INVALID_ARGUMENT (empty ref), FAILED_PRECONDITION (turning it on
+     * without a VALID emergency address), NOT_FOUND, ABORTED.
      */
     enableEmergency: {
       name: "EnableEmergency",
@@ -7755,10 +7943,12 @@ export const NumbersService = {
     responseDeserialize: (value: Buffer): Number => Number.decode(value),
   },
   /**
-   * Changes the fields that are set in the request and leaves the others
-   * alone; setting either routing field replaces the current routing.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED (`etag` given and no longer
-   * current: someone else changed the Number; get it again and retry).
+   * Changes the fields `update_mask` names (or, without one, those set in the
+   * request) and leaves the others alone; naming a routing field replaces
+   * the current routing, and naming one that is not set clears it.
+   * Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+   * NOT_FOUND, ABORTED (`etag` given and no longer current: someone else
+   * changed the Number; get it again and retry).
    */
   updateNumber: {
     path: "/voxplane.numbers.v1.Numbers/UpdateNumber" as const,
@@ -7853,7 +8043,7 @@ export const NumbersService = {
   /**
    * Moves a Number from its current state to ACTIVE (in service): completes a
    * reservation, ends a suspension, or finishes a port-in.
-   * Errors: NOT_FOUND, ABORTED (stale etag), FAILED_PRECONDITION (the state
+   * Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND, ABORTED (stale etag), FAILED_PRECONDITION (the state
    * does not allow it, e.g. RELEASED; the message names the current state).
    */
   activateNumber: {
@@ -7868,7 +8058,8 @@ export const NumbersService = {
   },
   /**
    * Takes an ACTIVE Number out of service without giving it up; inbound calls
-   * are no longer routed. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION.
+   * are no longer routed. Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED,
+   * FAILED_PRECONDITION.
    */
   suspendNumber: {
     path: "/voxplane.numbers.v1.Numbers/SuspendNumber" as const,
@@ -7882,8 +8073,8 @@ export const NumbersService = {
   /**
    * Gives a Number up. It stays RELEASED, unroutable and unavailable, for the
    * deployment's aging period; then an inventory number becomes available to
-   * acquire again. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION (already
-   * RELEASED).
+   * acquire again. Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED,
+   * FAILED_PRECONDITION (already RELEASED).
    */
   releaseNumber: {
     path: "/voxplane.numbers.v1.Numbers/ReleaseNumber" as const,
@@ -7913,8 +8104,10 @@ export const NumbersService = {
   },
   /**
    * The number prefixes the inventory has numbers available in, with a
-   * description (e.g. "Aberdeen (01224)") and how many are available.
-   * Errors: INVALID_ARGUMENT (unknown region_code).
+   * description (e.g. "Aberdeen (01224)") and how many are available, in
+   * E.164 order, a page at a time.
+   * Errors: INVALID_ARGUMENT (unknown region_code, negative page_size, bad
+   * page_token).
    */
   listAvailablePrefixes: {
     path: "/voxplane.numbers.v1.Numbers/ListAvailablePrefixes" as const,
@@ -7930,7 +8123,7 @@ export const NumbersService = {
   /**
    * Numbers free to acquire that start with a prefix, in E.164 order, a page
    * at a time. Errors: INVALID_ARGUMENT (prefix not digits, unknown
-   * region_code, negative quantity, bad page_token).
+   * region_code, negative page_size, bad page_token).
    */
   searchAvailableNumbers: {
     path: "/voxplane.numbers.v1.Numbers/SearchAvailableNumbers" as const,
@@ -8008,7 +8201,10 @@ export const NumbersService = {
       Buffer.from(ClassifyNumberResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ClassifyNumberResponse => ClassifyNumberResponse.decode(value),
   },
-  /** The deployment's classifiers, in the order they are tried. */
+  /**
+   * The deployment's classifiers, in the order they are tried (a few dozen
+   * at most: not paged). Errors: none but the common ones.
+   */
   listClassifiers: {
     path: "/voxplane.numbers.v1.Numbers/ListClassifiers" as const,
     requestStream: false as const,
@@ -8037,7 +8233,8 @@ export const NumbersService = {
   },
   /**
    * The platform's feature access codes (`*55` voicemail, `*21*{number}` call
-   * forwarding, …) with what each does.
+   * forwarding, …) with what each does (a fixed, short list: not paged).
+   * Errors: none but the common ones.
    */
   listAccessCodes: {
     path: "/voxplane.numbers.v1.Numbers/ListAccessCodes" as const,
@@ -8051,10 +8248,12 @@ export const NumbersService = {
     responseDeserialize: (value: Buffer): ListAccessCodesResponse => ListAccessCodesResponse.decode(value),
   },
   /**
-   * Sets the subscriber (the person or company the number is registered to)
-   * and submits it for validation: its status becomes VALIDATION_PENDING.
-   * Errors: INVALID_ARGUMENT (missing name, address or postcode; a postcode
-   * of the wrong shape for the number's country), NOT_FOUND, ABORTED.
+   * Changes the subscriber (the person or company the number is registered
+   * to): the fields `update_mask` names (or, without one, those set), and
+   * submits it for validation: its status becomes VALIDATION_PENDING.
+   * Errors: INVALID_ARGUMENT (no name, address or postcode once changed; a
+   * postcode of the wrong shape for the number's country; an unknown
+   * `update_mask` path), NOT_FOUND, ABORTED.
    */
   updateSubscriber: {
     path: "/voxplane.numbers.v1.Numbers/UpdateSubscriber" as const,
@@ -8102,8 +8301,8 @@ export const NumbersService = {
   },
   /**
    * Turns emergency calling on or off for a number.
-   * Errors: FAILED_PRECONDITION (turning it on without a VALID emergency
-   * address), NOT_FOUND, ABORTED.
+   * Errors: INVALID_ARGUMENT (empty ref), FAILED_PRECONDITION (turning it on
+   * without a VALID emergency address), NOT_FOUND, ABORTED.
    */
   enableEmergency: {
     path: "/voxplane.numbers.v1.Numbers/EnableEmergency" as const,
@@ -8134,10 +8333,12 @@ export interface NumbersServer extends UntypedServiceImplementation {
    */
   getNumber: handleUnaryCall<GetNumberRequest, Number>;
   /**
-   * Changes the fields that are set in the request and leaves the others
-   * alone; setting either routing field replaces the current routing.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED (`etag` given and no longer
-   * current: someone else changed the Number; get it again and retry).
+   * Changes the fields `update_mask` names (or, without one, those set in the
+   * request) and leaves the others alone; naming a routing field replaces
+   * the current routing, and naming one that is not set clears it.
+   * Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+   * NOT_FOUND, ABORTED (`etag` given and no longer current: someone else
+   * changed the Number; get it again and retry).
    */
   updateNumber: handleUnaryCall<UpdateNumberRequest, Number>;
   /**
@@ -8177,20 +8378,21 @@ export interface NumbersServer extends UntypedServiceImplementation {
   /**
    * Moves a Number from its current state to ACTIVE (in service): completes a
    * reservation, ends a suspension, or finishes a port-in.
-   * Errors: NOT_FOUND, ABORTED (stale etag), FAILED_PRECONDITION (the state
+   * Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND, ABORTED (stale etag), FAILED_PRECONDITION (the state
    * does not allow it, e.g. RELEASED; the message names the current state).
    */
   activateNumber: handleUnaryCall<ActivateNumberRequest, Number>;
   /**
    * Takes an ACTIVE Number out of service without giving it up; inbound calls
-   * are no longer routed. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION.
+   * are no longer routed. Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED,
+   * FAILED_PRECONDITION.
    */
   suspendNumber: handleUnaryCall<SuspendNumberRequest, Number>;
   /**
    * Gives a Number up. It stays RELEASED, unroutable and unavailable, for the
    * deployment's aging period; then an inventory number becomes available to
-   * acquire again. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION (already
-   * RELEASED).
+   * acquire again. Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED,
+   * FAILED_PRECONDITION (already RELEASED).
    */
   releaseNumber: handleUnaryCall<ReleaseNumberRequest, Number>;
   /**
@@ -8202,14 +8404,16 @@ export interface NumbersServer extends UntypedServiceImplementation {
   importInventory: handleUnaryCall<ImportInventoryRequest, ImportInventoryResponse>;
   /**
    * The number prefixes the inventory has numbers available in, with a
-   * description (e.g. "Aberdeen (01224)") and how many are available.
-   * Errors: INVALID_ARGUMENT (unknown region_code).
+   * description (e.g. "Aberdeen (01224)") and how many are available, in
+   * E.164 order, a page at a time.
+   * Errors: INVALID_ARGUMENT (unknown region_code, negative page_size, bad
+   * page_token).
    */
   listAvailablePrefixes: handleUnaryCall<ListAvailablePrefixesRequest, ListAvailablePrefixesResponse>;
   /**
    * Numbers free to acquire that start with a prefix, in E.164 order, a page
    * at a time. Errors: INVALID_ARGUMENT (prefix not digits, unknown
-   * region_code, negative quantity, bad page_token).
+   * region_code, negative page_size, bad page_token).
    */
   searchAvailableNumbers: handleUnaryCall<SearchAvailableNumbersRequest, SearchAvailableNumbersResponse>;
   /**
@@ -8240,7 +8444,10 @@ export interface NumbersServer extends UntypedServiceImplementation {
    * inventory or not. Errors: INVALID_ARGUMENT (not a phone number).
    */
   classifyNumber: handleUnaryCall<ClassifyNumberRequest, ClassifyNumberResponse>;
-  /** The deployment's classifiers, in the order they are tried. */
+  /**
+   * The deployment's classifiers, in the order they are tried (a few dozen
+   * at most: not paged). Errors: none but the common ones.
+   */
   listClassifiers: handleUnaryCall<ListClassifiersRequest, ListClassifiersResponse>;
   /**
    * Country, region or city, original carrier and time zones of up to 100
@@ -8249,14 +8456,17 @@ export interface NumbersServer extends UntypedServiceImplementation {
   getNumberLocality: handleUnaryCall<GetNumberLocalityRequest, GetNumberLocalityResponse>;
   /**
    * The platform's feature access codes (`*55` voicemail, `*21*{number}` call
-   * forwarding, …) with what each does.
+   * forwarding, …) with what each does (a fixed, short list: not paged).
+   * Errors: none but the common ones.
    */
   listAccessCodes: handleUnaryCall<ListAccessCodesRequest, ListAccessCodesResponse>;
   /**
-   * Sets the subscriber (the person or company the number is registered to)
-   * and submits it for validation: its status becomes VALIDATION_PENDING.
-   * Errors: INVALID_ARGUMENT (missing name, address or postcode; a postcode
-   * of the wrong shape for the number's country), NOT_FOUND, ABORTED.
+   * Changes the subscriber (the person or company the number is registered
+   * to): the fields `update_mask` names (or, without one, those set), and
+   * submits it for validation: its status becomes VALIDATION_PENDING.
+   * Errors: INVALID_ARGUMENT (no name, address or postcode once changed; a
+   * postcode of the wrong shape for the number's country; an unknown
+   * `update_mask` path), NOT_FOUND, ABORTED.
    */
   updateSubscriber: handleUnaryCall<UpdateSubscriberRequest, Number>;
   /**
@@ -8277,8 +8487,8 @@ export interface NumbersServer extends UntypedServiceImplementation {
   setEmergencyAddress: handleUnaryCall<SetEmergencyAddressRequest, Number>;
   /**
    * Turns emergency calling on or off for a number.
-   * Errors: FAILED_PRECONDITION (turning it on without a VALID emergency
-   * address), NOT_FOUND, ABORTED.
+   * Errors: INVALID_ARGUMENT (empty ref), FAILED_PRECONDITION (turning it on
+   * without a VALID emergency address), NOT_FOUND, ABORTED.
    */
   enableEmergency: handleUnaryCall<EnableEmergencyRequest, Number>;
 }
@@ -8328,10 +8538,12 @@ export interface NumbersClient extends Client {
     callback: (error: ServiceError | null, response: Number) => void,
   ): ClientUnaryCall;
   /**
-   * Changes the fields that are set in the request and leaves the others
-   * alone; setting either routing field replaces the current routing.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED (`etag` given and no longer
-   * current: someone else changed the Number; get it again and retry).
+   * Changes the fields `update_mask` names (or, without one, those set in the
+   * request) and leaves the others alone; naming a routing field replaces
+   * the current routing, and naming one that is not set clears it.
+   * Errors: INVALID_ARGUMENT (a bad value, an unknown `update_mask` path),
+   * NOT_FOUND, ABORTED (`etag` given and no longer current: someone else
+   * changed the Number; get it again and retry).
    */
   updateNumber(
     request: UpdateNumberRequest,
@@ -8455,7 +8667,7 @@ export interface NumbersClient extends Client {
   /**
    * Moves a Number from its current state to ACTIVE (in service): completes a
    * reservation, ends a suspension, or finishes a port-in.
-   * Errors: NOT_FOUND, ABORTED (stale etag), FAILED_PRECONDITION (the state
+   * Errors: INVALID_ARGUMENT (empty ref), NOT_FOUND, ABORTED (stale etag), FAILED_PRECONDITION (the state
    * does not allow it, e.g. RELEASED; the message names the current state).
    */
   activateNumber(
@@ -8475,7 +8687,8 @@ export interface NumbersClient extends Client {
   ): ClientUnaryCall;
   /**
    * Takes an ACTIVE Number out of service without giving it up; inbound calls
-   * are no longer routed. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION.
+   * are no longer routed. Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED,
+   * FAILED_PRECONDITION.
    */
   suspendNumber(
     request: SuspendNumberRequest,
@@ -8495,8 +8708,8 @@ export interface NumbersClient extends Client {
   /**
    * Gives a Number up. It stays RELEASED, unroutable and unavailable, for the
    * deployment's aging period; then an inventory number becomes available to
-   * acquire again. Errors: NOT_FOUND, ABORTED, FAILED_PRECONDITION (already
-   * RELEASED).
+   * acquire again. Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED,
+   * FAILED_PRECONDITION (already RELEASED).
    */
   releaseNumber(
     request: ReleaseNumberRequest,
@@ -8536,8 +8749,10 @@ export interface NumbersClient extends Client {
   ): ClientUnaryCall;
   /**
    * The number prefixes the inventory has numbers available in, with a
-   * description (e.g. "Aberdeen (01224)") and how many are available.
-   * Errors: INVALID_ARGUMENT (unknown region_code).
+   * description (e.g. "Aberdeen (01224)") and how many are available, in
+   * E.164 order, a page at a time.
+   * Errors: INVALID_ARGUMENT (unknown region_code, negative page_size, bad
+   * page_token).
    */
   listAvailablePrefixes(
     request: ListAvailablePrefixesRequest,
@@ -8557,7 +8772,7 @@ export interface NumbersClient extends Client {
   /**
    * Numbers free to acquire that start with a prefix, in E.164 order, a page
    * at a time. Errors: INVALID_ARGUMENT (prefix not digits, unknown
-   * region_code, negative quantity, bad page_token).
+   * region_code, negative page_size, bad page_token).
    */
   searchAvailableNumbers(
     request: SearchAvailableNumbersRequest,
@@ -8658,7 +8873,10 @@ export interface NumbersClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ClassifyNumberResponse) => void,
   ): ClientUnaryCall;
-  /** The deployment's classifiers, in the order they are tried. */
+  /**
+   * The deployment's classifiers, in the order they are tried (a few dozen
+   * at most: not paged). Errors: none but the common ones.
+   */
   listClassifiers(
     request: ListClassifiersRequest,
     callback: (error: ServiceError | null, response: ListClassifiersResponse) => void,
@@ -8695,7 +8913,8 @@ export interface NumbersClient extends Client {
   ): ClientUnaryCall;
   /**
    * The platform's feature access codes (`*55` voicemail, `*21*{number}` call
-   * forwarding, …) with what each does.
+   * forwarding, …) with what each does (a fixed, short list: not paged).
+   * Errors: none but the common ones.
    */
   listAccessCodes(
     request: ListAccessCodesRequest,
@@ -8713,10 +8932,12 @@ export interface NumbersClient extends Client {
     callback: (error: ServiceError | null, response: ListAccessCodesResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Sets the subscriber (the person or company the number is registered to)
-   * and submits it for validation: its status becomes VALIDATION_PENDING.
-   * Errors: INVALID_ARGUMENT (missing name, address or postcode; a postcode
-   * of the wrong shape for the number's country), NOT_FOUND, ABORTED.
+   * Changes the subscriber (the person or company the number is registered
+   * to): the fields `update_mask` names (or, without one, those set), and
+   * submits it for validation: its status becomes VALIDATION_PENDING.
+   * Errors: INVALID_ARGUMENT (no name, address or postcode once changed; a
+   * postcode of the wrong shape for the number's country; an unknown
+   * `update_mask` path), NOT_FOUND, ABORTED.
    */
   updateSubscriber(
     request: UpdateSubscriberRequest,
@@ -8779,8 +9000,8 @@ export interface NumbersClient extends Client {
   ): ClientUnaryCall;
   /**
    * Turns emergency calling on or off for a number.
-   * Errors: FAILED_PRECONDITION (turning it on without a VALID emergency
-   * address), NOT_FOUND, ABORTED.
+   * Errors: INVALID_ARGUMENT (empty ref), FAILED_PRECONDITION (turning it on
+   * without a VALID emergency address), NOT_FOUND, ABORTED.
    */
   enableEmergency(
     request: EnableEmergencyRequest,
