@@ -1,29 +1,44 @@
 # voxplane: `make run` serves every service on the embedded SQLite database;
-# `make test` lints, type-checks (mypy, set up in pyproject.toml) and runs the
-# whole suite. Both set up .venv first.
+# `make test` lints (ruff, buf), type-checks (mypy, set up in pyproject.toml), checks the contract
+# against v1 (buf breaking) and runs the whole suite, the Node client's tests included.
+# Both set up .venv first; `make test` also installs clients/node's packages (npm ci).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE := clients/node
+NODE_STAMP := $(NODE)/node_modules/.installed
+BUF := $(NODE)/node_modules/.bin/buf
+# The v1 contract as released: what `buf breaking` holds the protos to (see contract-baseline).
+CONTRACT_BASELINE := protos/v1.binpb
 
-.PHONY: run test proto bench install clean
+.PHONY: run test proto bench install clean contract-baseline
 
 run: $(STAMP)
 	$(BIN)/voxplane dev
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BUF) lint protos
+	$(BUF) breaking protos --against $(CONTRACT_BASELINE)
+	cd $(NODE) && npm run --silent build
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
-proto: $(STAMP)
+proto: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python protos/generate.py
+
+# Rebuilt once, when v1 is released (after the contract's rewrite for v1): from then on v1 may only
+# grow compatibly, so the baseline never moves again; a breaking change is a v2 package beside it.
+# An image file rather than a git tag, because a fresh clone may carry no tags.
+contract-baseline: $(NODE_STAMP)
+	$(BUF) build protos --exclude-source-info -o $(CONTRACT_BASELINE)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingress.py
 
-install: $(STAMP)
+install: $(STAMP) $(NODE_STAMP)
 
 # Reinstalled whenever the project's dependencies change. The dev extra includes the server extra.
 $(STAMP): pyproject.toml
@@ -32,5 +47,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The Node client's packages, buf and ts-proto among them, exactly as package-lock.json has them.
+# No install scripts: none is needed (buf's binary comes in a platform package of its own).
+$(NODE_STAMP): $(NODE)/package.json $(NODE)/package-lock.json
+	cd $(NODE) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
 clean:
-	rm -rf $(VENV) data build *.egg-info
+	rm -rf $(VENV) data build *.egg-info $(NODE)/node_modules $(NODE)/dist

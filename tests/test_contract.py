@@ -5,13 +5,11 @@ from __future__ import annotations
 import filecmp
 import sys
 import tomllib
-from importlib import resources
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from google.protobuf import descriptor_pb2
-from grpc_tools import protoc
 
 import voxplane
 from voxplane.services.persistence.db import one_shot_engine
@@ -22,22 +20,38 @@ sys.path.insert(0, str(ROOT / "protos"))
 import generate  # noqa: E402  (protos/generate.py, what `make proto` runs)
 
 
+def _stale(produced_root: Path, committed_root: Path) -> list[str]:
+    """Files of a fresh generation that differ from, or are missing in, the committed copy."""
+    produced = sorted(p.relative_to(produced_root) for p in produced_root.rglob("*") if p.is_file())
+    assert produced, "nothing was generated"
+    return [
+        str(p)
+        for p in produced
+        if not (committed_root / p).is_file() or not filecmp.cmp(produced_root / p, committed_root / p, shallow=False)
+    ]
+
+
 def test_committed_generated_code_is_what_make_proto_produces(tmp_path):
     generate.generate(tmp_path)
-    produced = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
-    assert produced, "nothing was generated"
-    committed = ROOT / "clients" / "python"
-    stale = [str(p) for p in produced if not filecmp.cmp(tmp_path / p, committed / p, shallow=False)]
+    stale = _stale(tmp_path, ROOT / "clients" / "python")
     assert not stale, f"run `make proto` and commit: {stale}"
 
 
-def _descriptor_set(tmp_path: Path) -> descriptor_pb2.FileDescriptorSet:
-    out = tmp_path / "contracts.pb"
-    well_known = resources.files("grpc_tools") / "_proto"
-    files = [str(p.relative_to(generate.PROTOS)) for p in generate.proto_files()]
-    args = ["protoc", f"-I{generate.PROTOS}", f"-I{well_known}", "--include_source_info", f"--descriptor_set_out={out}"]
-    assert protoc.main([*args, *files]) == 0
-    return descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+def test_committed_node_code_is_what_make_proto_produces(tmp_path):
+    """buf generate (ts-proto) into a temporary clients/node: the committed src/gen must be exactly that."""
+    generate.generate_node(tmp_path)
+    fresh, committed = generate.node_generated(tmp_path), generate.node_generated(generate.NODE)
+    stale = _stale(fresh, committed)
+    left_over = sorted(
+        str(p.relative_to(committed))
+        for p in committed.rglob("*")
+        if p.is_file() and not (fresh / p.relative_to(committed)).exists()
+    )
+    assert not stale and not left_over, f"run `make proto` and commit: stale {stale}, no longer generated {left_over}"
+
+
+def test_published_service_config_is_what_make_proto_produces():
+    assert generate.SERVICE_CONFIG.read_text() == generate.service_config(), "run `make proto` and commit"
 
 
 def _elements(file: descriptor_pb2.FileDescriptorProto):  # type: ignore[no-untyped-def]
@@ -68,9 +82,9 @@ def _elements(file: descriptor_pb2.FileDescriptorProto):  # type: ignore[no-unty
             yield (6, i, 2, j), f"{service.name}.{method.name}"
 
 
-def test_every_service_rpc_message_field_and_enum_value_is_commented(tmp_path):
+def test_every_service_rpc_message_field_and_enum_value_is_commented():
     uncommented, checked = [], 0
-    for file in _descriptor_set(tmp_path).file:
+    for file in generate.descriptor_set(source_info=True).file:
         if not file.name.startswith("voxplane/"):
             continue
         commented = {

@@ -7,14 +7,19 @@ import contextlib
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import text
 
 from voxplane import AbortedError, Numbers, UnavailableError
 from voxplane.numbers.v1 import numbers_pb2 as pb
+from voxplane.numbers.v1 import numbers_pb2_grpc
 from voxplane.services.core import workspaces
 from voxplane.services.core.auth import Role
 from voxplane.services.core.server import TlsFiles
@@ -22,12 +27,16 @@ from voxplane.services.persistence.db import Database
 
 from .conftest import PostgresDatabase, ServerThread, postgres_database
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 class FlakyNumbers:
-    """A real gRPC server whose Numbers RPCs fail UNAVAILABLE a set number of times first."""
+    """A real gRPC server whose Numbers RPCs fail UNAVAILABLE a set number of times first (asking for
+    `retry_delay` seconds between tries with a google.rpc.RetryInfo, when given)."""
 
-    def __init__(self, failures: int):
+    def __init__(self, failures: int, retry_delay: float | None = None):
         self.failures = failures
+        self.retry_delay = retry_delay
         self.calls: dict[str, int] = {}
         self.request_ids: list[str] = []  # of every CreateNumber attempt, failed or not
         self.loop = asyncio.new_event_loop()
@@ -40,13 +49,22 @@ class FlakyNumbers:
             if name == "CreateNumber":
                 self.request_ids.append(request.request_id)
             if self.calls[name] <= self.failures:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "try again", self._details())
             return response
 
         request_type = getattr(pb, f"{name}Request")
         return grpc.unary_unary_rpc_method_handler(
             handle, request_deserializer=request_type.FromString, response_serializer=lambda m: m.SerializeToString()
         )
+
+    def _details(self) -> tuple[tuple[str, bytes], ...]:
+        if self.retry_delay is None:
+            return ()
+        info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(nanos=int(self.retry_delay * 1e9)))
+        details = any_pb2.Any()
+        details.Pack(info)
+        status = status_pb2.Status(code=grpc.StatusCode.UNAVAILABLE.value[0], message="try again", details=[details])
+        return (("grpc-status-details-bin", status.SerializeToString()),)
 
     async def _start(self) -> int:
         self.server = grpc.aio.server()
@@ -94,7 +112,34 @@ def test_retries_stop_after_max_attempts(flaky):
     with Numbers(endpoint=f"127.0.0.1:{flaky.port}", api_key="k", max_attempts=2) as numbers:
         with pytest.raises(UnavailableError):
             numbers.get_number("n1")
-    assert flaky.calls == {"GetNumber": 2}
+        with pytest.raises(UnavailableError):
+            numbers.create_number(e164_number="+14155550100")
+    # Each retried once, by the channel (the read) or by the client (the create): never by both.
+    assert flaky.calls == {"GetNumber": 2, "CreateNumber": 2}
+
+
+def test_reads_are_retried_by_the_channel_as_the_published_service_config_says(flaky):
+    """A bare grpc channel given protos/voxplane/service_config.json, as any language's client may be."""
+    config = (ROOT / "protos" / "voxplane" / "service_config.json").read_text()
+    with grpc.insecure_channel(f"127.0.0.1:{flaky.port}", options=[("grpc.service_config", config)]) as channel:
+        stub = numbers_pb2_grpc.NumbersStub(channel)
+        assert stub.GetNumber(pb.GetNumberRequest(ref="n1"), timeout=5).ref == "n1"
+        with pytest.raises(grpc.RpcError) as failed:
+            stub.CreateNumber(pb.CreateNumberRequest(request_id="r1"), timeout=5)
+    assert failed.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert flaky.calls == {"GetNumber": 3, "CreateNumber": 1}  # creates are the SDKs' to retry
+
+
+def test_a_create_waits_as_long_as_the_servers_retry_info_asks():
+    flaky = FlakyNumbers(failures=2, retry_delay=0.3)
+    try:
+        with Numbers(endpoint=f"127.0.0.1:{flaky.port}", api_key="k") as numbers:
+            started = time.monotonic()
+            assert numbers.create_number(e164_number="+14155550100").ref == "n1"
+            waited = time.monotonic() - started
+    finally:
+        flaky.close()
+    assert flaky.calls == {"CreateNumber": 3} and 0.6 <= waited < 5
 
 
 def test_a_closed_port_is_unavailable():

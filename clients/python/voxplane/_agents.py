@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._client import AsyncClient, Method, Pages, Retry, SyncClient
+from ._client import AsyncClient, Method, Pages, SyncClient
 from .agents.v1 import agents_pb2 as pb
 from .agents.v1 import agents_pb2_grpc
 
@@ -10,10 +10,10 @@ from .agents.v1 import agents_pb2_grpc
 class _AgentsMethods:
     stub_type = agents_pb2_grpc.AgentsStub
 
-    create_agent = Method("CreateAgent", pb.CreateAgentRequest, Retry.WITH_REQUEST_ID)
-    get_agent = Method("GetAgent", pb.GetAgentRequest, Retry.ALWAYS, positional="ref")
+    create_agent = Method("CreateAgent", pb.CreateAgentRequest)
+    get_agent = Method("GetAgent", pb.GetAgentRequest, positional="ref")
     update_agent = Method("UpdateAgent", pb.UpdateAgentRequest)
-    list_agents = Method("ListAgents", pb.ListAgentsRequest, Retry.ALWAYS)
+    list_agents = Method("ListAgents", pb.ListAgentsRequest)
     delete_agent = Method("DeleteAgent", pb.DeleteAgentRequest, positional="ref")
     iter_agents = Pages("list_agents", "agents")
 

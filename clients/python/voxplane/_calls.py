@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from ._client import AsyncClient, Method, Pages, Retry, SyncClient
+from ._client import AsyncClient, Method, Pages, SyncClient
 from ._export import AsyncCallExport, CallExport
 from .calls.v1 import calls_pb2 as pb
 from .calls.v1 import calls_pb2_grpc
@@ -14,9 +14,9 @@ from .calls.v1 import calls_pb2_grpc
 class _CallsMethods:
     stub_type = calls_pb2_grpc.CallsStub
 
-    create_call = Method("CreateCall", pb.CreateCallRequest, Retry.WITH_REQUEST_ID)
-    get_call = Method("GetCall", pb.GetCallRequest, Retry.ALWAYS, positional="ref")
-    list_active_calls = Method("ListActiveCalls", pb.ListActiveCallsRequest, Retry.ALWAYS)
+    create_call = Method("CreateCall", pb.CreateCallRequest)
+    get_call = Method("GetCall", pb.GetCallRequest, positional="ref")
+    list_active_calls = Method("ListActiveCalls", pb.ListActiveCallsRequest)
 
     hangup_call = Method("HangupCall", pb.HangupCallRequest, positional="ref")
     cancel_call = Method("CancelCall", pb.CancelCallRequest, positional="ref")
@@ -28,7 +28,7 @@ class _CallsMethods:
     send_dtmf = Method("SendDtmf", pb.SendDtmfRequest, positional="ref")
     redirect_call = Method("RedirectCall", pb.RedirectCallRequest, positional="ref")
 
-    list_calls = Method("ListCalls", pb.ListCallsRequest, Retry.ALWAYS)
+    list_calls = Method("ListCalls", pb.ListCallsRequest)
     update_call_record = Method("UpdateCallRecord", pb.UpdateCallRecordRequest)
     batch_update_call_records = Method("BatchUpdateCallRecords", pb.BatchUpdateCallRecordsRequest)
     delete_call_records = Method("DeleteCallRecords", pb.DeleteCallRecordsRequest)

@@ -3,6 +3,10 @@
 Each service's client declares its RPCs once, as `Method` and `Pages`
 descriptors on a mixin; `SyncClient` and `AsyncClient` give the same
 declarations a blocking and an asyncio implementation.
+
+Retries on UNAVAILABLE are made in two places, never both for one call: the channel retries the
+reads, as the contract's service config (service_config.json, from protos/voxplane) says; the
+client retries a request that carries a request_id (creates), which it fills in when empty.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import json
 import keyword
 import os
 import random
@@ -19,14 +24,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from enum import Enum
+from importlib import resources
 from typing import Any, Generic, Self, TypeVar
 
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from ._errors import FieldViolation, InvalidArgumentError, from_rpc_error
+from ._errors import FieldViolation, InvalidArgumentError, from_rpc_error, retry_delay
 
 DEFAULT_ENDPOINT = "127.0.0.1:50051"
 
@@ -41,7 +46,8 @@ class ClientOptions:
     api_key: the workspace API key (`VOXPLANE_API_KEY`).
     tls: use TLS (`VOXPLANE_TLS=1`); `root_certificates` (PEM) trusts a private CA.
     timeout: seconds each call may take, retries included.
-    max_attempts: tries of a call that is safe to retry when the server is UNAVAILABLE.
+    max_attempts: tries of a call that is safe to retry when the server is UNAVAILABLE (reads: at most 5,
+        gRPC's limit for the channel's retries).
     """
 
     endpoint: str | None = None
@@ -61,11 +67,31 @@ class ClientOptions:
         )
 
 
-class Retry(Enum):
-    NEVER = "never"
-    ALWAYS = "always"  # reads
-    WITH_REQUEST_ID = "with_request_id"  # creates: the request_id makes a retry harmless
-    WITH_REQUEST_IDS = "with_request_ids"  # batch creates: a request_id on every item of `requests`
+def service_config(max_attempts: int) -> str:
+    """The contract's service config with the client's options applied: every call carries the client's
+    own deadline (so the config's default timeout is dropped: it could only cut a longer one short),
+    and `max_attempts` bounds the channel's retries of reads as it bounds the client's of creates."""
+    config = json.loads(resources.files(__package__).joinpath("service_config.json").read_text())
+    for method in config["methodConfig"]:
+        method.pop("timeout", None)
+        if "retryPolicy" in method and max_attempts < 2:
+            del method["retryPolicy"]
+        elif "retryPolicy" in method:
+            method["retryPolicy"]["maxAttempts"] = min(max_attempts, 5)
+    return json.dumps(config)
+
+
+def _request_ids(message: Any) -> list[Any]:
+    """The messages whose `request_id` makes sending `message` again harmless: itself when it has
+    that field (creates), or each item of its `requests` when they have it (batch creates). Any:
+    the descriptor, not the type `Message`, says which fields they have."""
+    fields = message.DESCRIPTOR.fields_by_name
+    if "request_id" in fields:
+        return [message]
+    items = fields.get("requests")
+    if items is not None and items.message_type is not None and "request_id" in items.message_type.fields_by_name:
+        return list(message.requests)
+    return []
 
 
 _NOT_CHANGES = frozenset({"ref", "etag", "update_mask"})  # what identifies or guards an update
@@ -165,7 +191,6 @@ class Method(Generic[M]):
 
     rpc: str
     request_type: type[M]
-    retry: Retry = Retry.NEVER
     positional: str | None = None
 
     def build(self, request: Any, fields: Mapping[str, Any]) -> M:
@@ -193,22 +218,15 @@ class Method(Generic[M]):
             # field given its default (False, "", []) is changed too, and the others are left alone.
             if "update_mask" in descriptor.fields_by_name and not ({"update_mask", "updateMask"} & set(values)):
                 message.update_mask.paths.extend(_mask_paths(descriptor, values))  # type: ignore[attr-defined]
-        # `Message` declares no fields: that the request has these is what its `retry` says.
-        if self.retry is Retry.WITH_REQUEST_ID and not message.request_id:  # type: ignore[attr-defined]
-            message.request_id = uuid.uuid4().hex  # type: ignore[attr-defined]  # makes retries safe
-        elif self.retry is Retry.WITH_REQUEST_IDS:
-            for item in message.requests:  # type: ignore[attr-defined]  # as above
-                if not item.request_id:
-                    item.request_id = uuid.uuid4().hex
+        for item in _request_ids(message):
+            if not item.request_id:
+                item.request_id = uuid.uuid4().hex  # makes retries safe
         return message
 
     def retryable(self, message: Message) -> bool:
-        # As in build: the fields are the ones `retry` says the request has; `Message` declares none.
-        if self.retry is Retry.WITH_REQUEST_IDS:
-            return all(item.request_id for item in message.requests)  # type: ignore[attr-defined]
-        return self.retry is Retry.ALWAYS or (
-            self.retry is Retry.WITH_REQUEST_ID and bool(message.request_id)  # type: ignore[attr-defined]
-        )
+        """Whether the client retries it: reads are the channel's to retry (the service config)."""
+        items = _request_ids(message)
+        return bool(items) and all(item.request_id for item in items)
 
     def __get__(self, client: Any, owner: type | None = None) -> Any:
         if client is None:
@@ -254,11 +272,14 @@ class _Attempts:
         return max(0.0, self.deadline - time.monotonic())
 
     def retry_after(self, error: grpc.RpcError) -> float | None:
-        """Seconds to wait before the next try, or None when the error is final."""
+        """Seconds to wait before the next try (the server's RetryInfo, else a jittered backoff), or None
+        when the error is final, or when waiting would outlast the call's deadline."""
         if error.code() is not grpc.StatusCode.UNAVAILABLE or self.made >= self.allowed:
             return None
-        backoff = 0.05 * 2 ** (self.made - 1) * (0.5 + random.random() / 2)
-        return min(backoff, max(0.0, self.deadline - time.monotonic()))
+        delay = retry_delay(error)
+        if delay is None:
+            delay = 0.05 * 2 ** (self.made - 1) * (0.5 + random.random() / 2)
+        return delay if time.monotonic() + delay < self.deadline else None
 
 
 class _Client:
@@ -301,6 +322,9 @@ class _Client:
     def _open_channel(self) -> Any:
         raise NotImplementedError
 
+    def _channel_options(self) -> list[tuple[str, Any]]:
+        return [("grpc.service_config", service_config(self.options.max_attempts)), ("grpc.enable_retries", 1)]
+
     @property
     def _endpoint(self) -> str:
         # resolved() filled it in, from the options, the environment or the default.
@@ -312,8 +336,8 @@ class SyncClient(_Client):
 
     def _open_channel(self) -> grpc.Channel:
         if self.options.tls:
-            return grpc.secure_channel(self._endpoint, self._credentials())
-        return grpc.insecure_channel(self._endpoint)
+            return grpc.secure_channel(self._endpoint, self._credentials(), self._channel_options())
+        return grpc.insecure_channel(self._endpoint, self._channel_options())
 
     def _invoke(self, method: Method[Any], message: Message) -> Any:
         attempts = _Attempts(self.options, method.retryable(message))
@@ -352,8 +376,8 @@ class AsyncClient(_Client):
 
     def _open_channel(self) -> grpc.aio.Channel:
         if self.options.tls:
-            return grpc.aio.secure_channel(self._endpoint, self._credentials())
-        return grpc.aio.insecure_channel(self._endpoint)
+            return grpc.aio.secure_channel(self._endpoint, self._credentials(), self._channel_options())
+        return grpc.aio.insecure_channel(self._endpoint, self._channel_options())
 
     async def _invoke(self, method: Method[Any], message: Message) -> Any:
         attempts = _Attempts(self.options, method.retryable(message))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import grpc
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 
@@ -77,14 +77,29 @@ _BY_CODE: dict[grpc.StatusCode, type[VoxplaneError]] = {
 }
 
 
+def _status(error: grpc.Call) -> status_pb2.Status | None:
+    """The google.rpc.Status the error carries in grpc-status-details-bin, if any."""
+    if not callable(getattr(error, "trailing_metadata", None)):
+        return None  # not a call (raised before one started, or by an interceptor): no status details
+    try:
+        return rpc_status.from_call(error)  # grpc.RpcError and grpc.aio.AioRpcError alike
+    except ValueError:
+        return None  # details whose code or message differ from the call's: not this error's
+
+
+def retry_delay(error: grpc.RpcError) -> float | None:
+    """Seconds the server asks the caller to wait before a retry (google.rpc.RetryInfo), if it says."""
+    status = _status(cast(grpc.Call, error))
+    for detail in status.details if status else ():
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info) and info.HasField("retry_delay"):
+            return info.retry_delay.ToTimedelta().total_seconds()
+    return None
+
+
 def _field_violations(error: grpc.Call) -> tuple[FieldViolation, ...]:
     """The BadRequest field violations of the error's google.rpc.Status, if it carries one."""
-    if not callable(getattr(error, "trailing_metadata", None)):
-        return ()  # not a call (raised before one started, or by an interceptor): no status details
-    try:
-        status = rpc_status.from_call(error)  # grpc.RpcError and grpc.aio.AioRpcError alike
-    except ValueError:
-        return ()  # details whose code or message differ from the call's: not this error's
+    status = _status(error)
     if status is None:
         return ()
     violations: list[FieldViolation] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ._bulk import ImportSummary, import_csv, import_csv_async
-from ._client import AsyncClient, Method, Pages, Retry, SyncClient
+from ._client import AsyncClient, Method, Pages, SyncClient
 from .numbers.v1 import numbers_pb2 as pb
 from .numbers.v1 import numbers_pb2_grpc
 
@@ -13,12 +13,12 @@ from .numbers.v1 import numbers_pb2_grpc
 class _NumbersMethods:
     stub_type = numbers_pb2_grpc.NumbersStub
 
-    create_number = Method("CreateNumber", pb.CreateNumberRequest, Retry.WITH_REQUEST_ID)
-    get_number = Method("GetNumber", pb.GetNumberRequest, Retry.ALWAYS, positional="ref")
+    create_number = Method("CreateNumber", pb.CreateNumberRequest)
+    get_number = Method("GetNumber", pb.GetNumberRequest, positional="ref")
     update_number = Method("UpdateNumber", pb.UpdateNumberRequest)
-    list_numbers = Method("ListNumbers", pb.ListNumbersRequest, Retry.ALWAYS)
+    list_numbers = Method("ListNumbers", pb.ListNumbersRequest)
     delete_number = Method("DeleteNumber", pb.DeleteNumberRequest, positional="ref")
-    get_ingress_info = Method("GetIngressInfo", pb.GetIngressInfoRequest, Retry.ALWAYS, positional="e164_number")
+    get_ingress_info = Method("GetIngressInfo", pb.GetIngressInfoRequest, positional="e164_number")
     iter_numbers = Pages("list_numbers", "numbers")
 
     activate_number = Method("ActivateNumber", pb.ActivateNumberRequest, positional="ref")
@@ -26,25 +26,23 @@ class _NumbersMethods:
     release_number = Method("ReleaseNumber", pb.ReleaseNumberRequest, positional="ref")
 
     import_inventory = Method("ImportInventory", pb.ImportInventoryRequest)
-    list_available_prefixes = Method("ListAvailablePrefixes", pb.ListAvailablePrefixesRequest, Retry.ALWAYS)
-    search_available_numbers = Method(
-        "SearchAvailableNumbers", pb.SearchAvailableNumbersRequest, Retry.ALWAYS, positional="prefix"
-    )
-    check_availability = Method("CheckAvailability", pb.CheckAvailabilityRequest, Retry.ALWAYS)
-    acquire_number = Method("AcquireNumber", pb.AcquireNumberRequest, Retry.WITH_REQUEST_ID, positional="e164_number")
+    list_available_prefixes = Method("ListAvailablePrefixes", pb.ListAvailablePrefixesRequest)
+    search_available_numbers = Method("SearchAvailableNumbers", pb.SearchAvailableNumbersRequest, positional="prefix")
+    check_availability = Method("CheckAvailability", pb.CheckAvailabilityRequest)
+    acquire_number = Method("AcquireNumber", pb.AcquireNumberRequest, positional="e164_number")
     reserve_number = Method("ReserveNumber", pb.ReserveNumberRequest, positional="e164_number")
 
-    classify_number = Method("ClassifyNumber", pb.ClassifyNumberRequest, Retry.ALWAYS, positional="number")
-    list_classifiers = Method("ListClassifiers", pb.ListClassifiersRequest, Retry.ALWAYS)
-    get_number_locality = Method("GetNumberLocality", pb.GetNumberLocalityRequest, Retry.ALWAYS)
-    list_access_codes = Method("ListAccessCodes", pb.ListAccessCodesRequest, Retry.ALWAYS)
+    classify_number = Method("ClassifyNumber", pb.ClassifyNumberRequest, positional="number")
+    list_classifiers = Method("ListClassifiers", pb.ListClassifiersRequest)
+    get_number_locality = Method("GetNumberLocality", pb.GetNumberLocalityRequest)
+    list_access_codes = Method("ListAccessCodes", pb.ListAccessCodesRequest)
 
     update_subscriber = Method("UpdateSubscriber", pb.UpdateSubscriberRequest)
     review_subscriber = Method("ReviewSubscriber", pb.ReviewSubscriberRequest)
     set_emergency_address = Method("SetEmergencyAddress", pb.SetEmergencyAddressRequest)
     enable_emergency = Method("EnableEmergency", pb.EnableEmergencyRequest)
 
-    batch_create_numbers = Method("BatchCreateNumbers", pb.BatchCreateNumbersRequest, Retry.WITH_REQUEST_IDS)
+    batch_create_numbers = Method("BatchCreateNumbers", pb.BatchCreateNumbersRequest)
     batch_delete_numbers = Method("BatchDeleteNumbers", pb.BatchDeleteNumbersRequest)
 
 

@@ -1,0 +1,22 @@
+// @voxplane/client: the Numbers, Agents and Calls services from Node, as in the Fonoster SDK:
+// `new Numbers({ endpoint, apiKey }).createNumber({ ... })`.
+
+import { AgentsDefinition } from "./gen/voxplane/agents/v1/agents";
+import { CallsDefinition } from "./gen/voxplane/calls/v1/calls";
+import { NumbersDefinition } from "./gen/voxplane/numbers/v1/numbers";
+import { serviceClient, ServiceClient } from "./client";
+
+export const Numbers = serviceClient(NumbersDefinition);
+export type Numbers = ServiceClient<typeof NumbersDefinition>;
+export const Agents = serviceClient(AgentsDefinition);
+export type Agents = ServiceClient<typeof AgentsDefinition>;
+export const Calls = serviceClient(CallsDefinition);
+export type Calls = ServiceClient<typeof CallsDefinition>;
+
+export { ClientOptions, CallOptions, DeepPartial, DEFAULT_ENDPOINT, serviceClient, ServiceClient } from "./client";
+export { FieldViolation, VoxplaneError } from "./errors";
+export { status } from "@grpc/grpc-js";
+// The generated messages, enums and raw @grpc/grpc-js stubs (`new numbers.NumbersClient(...)`).
+export * as numbers from "./gen/voxplane/numbers/v1/numbers";
+export * as agents from "./gen/voxplane/agents/v1/agents";
+export * as calls from "./gen/voxplane/calls/v1/calls";

@@ -1,0 +1,124 @@
+// Every service of a real server, driven from Node through the wrapper (tests/test_node_client.py
+// starts the server and a fresh workspace, and runs these on each database backend).
+
+import assert from "node:assert/strict";
+import { after, describe, test } from "node:test";
+import { Agents, Calls, Numbers, status, VoxplaneError } from "../src";
+import * as contract from "./contract";
+
+const { server } = contract;
+const e164s = [...(server?.e164s ?? [])];
+const options = { endpoint: server?.endpoint, apiKey: server?.apiKey };
+
+describe("Numbers", { skip: contract.skip }, () => {
+  const numbers = new Numbers(options);
+  after(() => numbers.close());
+
+  test("creates, gets, and lists every page", async () => {
+    const made = [];
+    for (let i = 0; i < 5; i++) {
+      made.push(await numbers.createNumber(contract.newNumber(e164s.pop() as string, `node ${i}`)));
+    }
+    const got = await numbers.getNumber(contract.byRef(made[0].ref));
+    assert.equal(got.e164Number, made[0].e164Number);
+    assert.ok(got.createTime instanceof Date);
+
+    const firstPage = await numbers.listNumbers(contract.firstPage(2));
+    assert.equal(firstPage.numbers.length, 2);
+    assert.ok(firstPage.nextPageToken, "5 numbers in pages of 2: there is a next page");
+    const seen = [];
+    for await (const number of numbers.iterNumbers(contract.firstPage(2))) {
+      seen.push(number.ref);
+    }
+    assert.deepEqual(seen.sort(), made.map((n) => n.ref).sort());
+  });
+
+  test("a bad field is INVALID_ARGUMENT naming it", async () => {
+    await assert.rejects(numbers.createNumber(contract.badNumber), (error: unknown) => {
+      assert.ok(error instanceof VoxplaneError);
+      assert.equal(error.code, status.INVALID_ARGUMENT);
+      assert.equal(error.codeName, "INVALID_ARGUMENT");
+      assert.ok(error.message.includes("+1785"), error.message);
+      assert.deepEqual(
+        error.fieldViolations.map((v) => v.field),
+        [contract.badNumberField],
+      );
+      assert.ok(error.fieldViolations[0].description);
+      return true;
+    });
+  });
+
+  test("an update changes the fields given; a stale etag is ABORTED", async () => {
+    const number = await numbers.createNumber(contract.newNumber(e164s.pop() as string));
+    const renamed = await numbers.updateNumber(contract.renamed(number, "renamed"));
+    assert.equal(renamed.name, "renamed");
+    assert.notEqual(renamed.etag, number.etag);
+    for (const call of [
+      () => numbers.updateNumber(contract.renamed(number, "again", number.etag)),
+      () => numbers.deleteNumber(contract.stale(number, number.etag)),
+    ]) {
+      await assert.rejects(call(), (error: VoxplaneError) => error.code === status.ABORTED);
+    }
+    // The mask names the fields given: one setting changes and the name stays; a name given "" is cleared.
+    const recording = await numbers.updateNumber(contract.recording(renamed));
+    assert.ok(contract.isRecording(recording));
+    assert.equal(recording.name, "renamed");
+    const unnamed = await numbers.updateNumber(contract.renamed(recording, ""));
+    assert.equal(unnamed.name, "");
+    assert.ok(contract.isRecording(unnamed));
+    await numbers.deleteNumber(contract.stale(unnamed, unnamed.etag));
+    await assert.rejects(numbers.getNumber(contract.byRef(number.ref)), { code: status.NOT_FOUND });
+  });
+
+  test("a misspelt field is refused before anything is sent", async () => {
+    await assert.rejects(numbers.getNumber({ reff: "x" } as never), TypeError);
+  });
+});
+
+describe("Agents", { skip: contract.skip }, () => {
+  const agents = new Agents(options);
+  after(() => agents.close());
+
+  test("creates, gets, and lists every page", async () => {
+    const made = [];
+    for (const username of ["ann", "bob", "cid"]) {
+      made.push(await agents.createAgent(contract.newAgent(username)));
+    }
+    assert.equal((await agents.getAgent(contract.byRef(made[1].ref))).username, "bob");
+    const seen = [];
+    for await (const agent of agents.iterAgents(contract.firstPage(2))) {
+      seen.push(agent.username);
+    }
+    assert.deepEqual(seen.sort(), ["ann", "bob", "cid"]);
+  });
+});
+
+describe("Calls", { skip: contract.skip }, () => {
+  const agents = new Agents(options);
+  const calls = new Calls(options);
+  after(() => {
+    agents.close();
+    calls.close();
+  });
+
+  test("creates and gets a call, and streams the history as CSV", async () => {
+    const agent = await agents.createAgent(contract.newAgent("caller"));
+    const call = await calls.createCall(contract.newCall(agent.ref));
+    assert.equal(contract.caller(call), agent.ref);
+    assert.equal((await calls.getCall(contract.byRef(call.ref))).ref, call.ref);
+
+    const chunks: Buffer[] = [];
+    for await (const chunk of calls.exportCalls(contract.everyCall)) {
+      chunks.push(chunk.data);
+    }
+    const [header, ...rows] = Buffer.concat(chunks).toString("utf8").trim().split(/\r?\n/);
+    assert.ok(header.startsWith(contract.csvHeader), header);
+    assert.ok(rows.some((row) => row.startsWith(`${call.ref},`)), rows.join("\n"));
+
+    for await (const chunk of calls.exportCalls(contract.everyCall)) {
+      assert.ok(chunk.data.length);
+      break; // cancels the call: nothing may be thrown, now or later
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  });
+});
