@@ -7557,9 +7557,11 @@ export const NumbersDefinition = {
   fullName: "voxplane.numbers.v1.Numbers",
   methods: {
     /**
-     * Creates a Number in the caller's workspace and returns it.
+     * Creates a Number in the caller's workspace and returns it. The routing
+     * is optional: a Number without one routes no calls until UpdateNumber
+     * sets one.
      * Errors: INVALID_ARGUMENT (e164_number not a valid phone number, missing
-     * provider_ref, no routing, a malformed aor_link or webhook),
+     * provider_ref, a malformed aor_link or webhook),
      * ALREADY_EXISTS (the E.164 number is already provisioned, in any
      * workspace). A retry carrying the same `request_id` returns the Number
      * the first call created and creates nothing.
@@ -7912,9 +7914,11 @@ export const NumbersDefinition = {
 export type NumbersService = typeof NumbersService;
 export const NumbersService = {
   /**
-   * Creates a Number in the caller's workspace and returns it.
+   * Creates a Number in the caller's workspace and returns it. The routing
+   * is optional: a Number without one routes no calls until UpdateNumber
+   * sets one.
    * Errors: INVALID_ARGUMENT (e164_number not a valid phone number, missing
-   * provider_ref, no routing, a malformed aor_link or webhook),
+   * provider_ref, a malformed aor_link or webhook),
    * ALREADY_EXISTS (the E.164 number is already provisioned, in any
    * workspace). A retry carrying the same `request_id` returns the Number
    * the first call created and creates nothing.
@@ -8318,9 +8322,11 @@ export const NumbersService = {
 
 export interface NumbersServer extends UntypedServiceImplementation {
   /**
-   * Creates a Number in the caller's workspace and returns it.
+   * Creates a Number in the caller's workspace and returns it. The routing
+   * is optional: a Number without one routes no calls until UpdateNumber
+   * sets one.
    * Errors: INVALID_ARGUMENT (e164_number not a valid phone number, missing
-   * provider_ref, no routing, a malformed aor_link or webhook),
+   * provider_ref, a malformed aor_link or webhook),
    * ALREADY_EXISTS (the E.164 number is already provisioned, in any
    * workspace). A retry carrying the same `request_id` returns the Number
    * the first call created and creates nothing.
@@ -8495,9 +8501,11 @@ export interface NumbersServer extends UntypedServiceImplementation {
 
 export interface NumbersClient extends Client {
   /**
-   * Creates a Number in the caller's workspace and returns it.
+   * Creates a Number in the caller's workspace and returns it. The routing
+   * is optional: a Number without one routes no calls until UpdateNumber
+   * sets one.
    * Errors: INVALID_ARGUMENT (e164_number not a valid phone number, missing
-   * provider_ref, no routing, a malformed aor_link or webhook),
+   * provider_ref, a malformed aor_link or webhook),
    * ALREADY_EXISTS (the E.164 number is already provisioned, in any
    * workspace). A retry carrying the same `request_id` returns the Number
    * the first call created and creates nothing.
