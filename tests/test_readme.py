@@ -60,7 +60,7 @@ import pytest
 README = Path(__file__).resolve().parent.parent / "README.md"
 VENV_BIN = Path(sys.executable).parent  # .venv/bin, of the interpreter running the tests
 README_ADDRESS = "127.0.0.1:50051"
-RUN = {"console", "sh", "python"}
+RUN = {"console", "sh", "python", "js"}
 TEXT = {"", "json", "text", "csv"}
 ELLIPSIS = "…"
 LEARNED = {"ref", "number_ref", "workspace_ref", "etag", "next_page_token"}  # stand for the server's
@@ -490,6 +490,25 @@ def run_python(block: Block, code: str, namespace: dict[str, Any]) -> str:
     return printed.getvalue()
 
 
+NODE_CLIENT = README.parent / "clients" / "node"
+
+
+def run_js(block: Block, code: str, cwd: Path, env: dict[str, str]) -> str:
+    """A `js` block: an ES module run by node in the README's folder. It is written into the Node
+    client's own folder, so that `import ... from "@voxplane/client"` resolves to the built client
+    (a package can import itself by name), as it does in an app that installed it."""
+    script_file = NODE_CLIENT / f".readme-{block.line}.mjs"
+    script_file.write_text(code)
+    try:
+        done = subprocess.run(["node", str(script_file)], cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=60)
+    finally:
+        script_file.unlink()
+    if done.returncode != 0:
+        raise AssertionError(f"{block.name} failed (exit code {done.returncode}):\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
 @pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.not_run], ids=lambda b: f"line {b.line}")
 def test_readme_block_not_run(block: Block) -> None:
     pytest.skip(f"{block.name} not run: {block.not_run}")
@@ -497,7 +516,7 @@ def test_readme_block_not_run(block: Block) -> None:
 
 def test_readme_blocks_are_runnable_or_text() -> None:
     unknown = [b.name for b in ALL_BLOCKS if b.lang not in RUN | TEXT]
-    assert not unknown, f"tag code blocks console, sh or python (run), or json / none (text): {unknown}"
+    assert not unknown, f"tag code blocks console, sh, python or js (run), or json / none (text): {unknown}"
     assert sum(b.lang in RUN and not b.not_run for b in ALL_BLOCKS) >= 10
 
 
@@ -524,6 +543,10 @@ def test_readme_runs_top_to_bottom(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                 unpasteable = pasteable(block)
                 assert not unpasteable, f"{block.name} does not paste into `python`: {unpasteable}"
                 print(f"--- {block.name}\n{run_python(block, story.substituted(text), namespace)}")
+                continue
+            if block.lang == "js":
+                node_env = {**env, **shell.exported()}
+                print(f"--- {block.name}\n{run_js(block, story.substituted(text), tmp_path, node_env)}")
                 continue
             steps = transcript(Block(block.line, block.lang, text, None)) if block.lang == "console" else (
                 script(Block(block.line, block.lang, text, None))
