@@ -20,11 +20,14 @@ class Call(WorkspaceResource, Base):
         UniqueConstraint("workspace_id", "request_id"),
         CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES)})", name="known_status"),
         CheckConstraint("direction IN ('INBOUND', 'OUTBOUND')", name="known_direction"),
-        # History pages are keyset pages over (workspace, id), newest first, whatever the filter.
+        # History pages are keyset pages over (workspace, id), newest first, whatever the filter; each
+        # exact-match filter has an index in that order, so a sparse one costs what a dense one does.
         Index("ix_calls_workspace_id_id", "workspace_id", "id"),
-        Index("ix_calls_workspace_id_from_party", "workspace_id", "from_party"),
-        Index("ix_calls_workspace_id_to_party", "workspace_id", "to_party"),
-        Index("ix_calls_status", "status"),
+        Index("ix_calls_workspace_id_from_party_id", "workspace_id", "from_party", "id"),
+        Index("ix_calls_workspace_id_to_party_id", "workspace_id", "to_party", "id"),
+        Index("ix_calls_workspace_id_status_id", "workspace_id", "status", "id"),
+        Index("ix_calls_workspace_id_direction_id", "workspace_id", "direction", "id"),
+        Index("ix_calls_status", "status"),  # the running calls of every workspace (heartbeats)
     )
 
     from_party: Mapped[str] = mapped_column(String(512))
@@ -72,7 +75,8 @@ class CallLabel(Base):
     """One history label of a call; a table of its own so the label filter is an indexed lookup."""
 
     __tablename__ = "call_labels"
-    __table_args__ = (UniqueConstraint("call_id", "label"), Index("ix_call_labels_label", "label"))
+    # (label, call_id): the label filter walks it newest call first.
+    __table_args__ = (UniqueConstraint("call_id", "label"), Index("ix_call_labels_label_call_id", "label", "call_id"))
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     call_id: Mapped[int] = mapped_column(Id, ForeignKey("calls.id", ondelete="CASCADE"))

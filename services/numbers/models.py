@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..persistence.base import Base, Id, UtcDateTime, WorkspaceResource, utcnow
@@ -28,6 +28,10 @@ class Number(WorkspaceResource, Base):
         CheckConstraint(f"state IN ({', '.join(repr(s) for s in STATES)})", name="known_state"),
         CheckConstraint("state <> 'RESERVED' OR reserve_expire_time IS NOT NULL", name="reservation_expires"),
         CheckConstraint("state <> 'RELEASED' OR release_time IS NOT NULL", name="release_has_time"),
+        # ListNumbers pages by (workspace, id); its exact-match filters each have an index in that order.
+        Index("ix_numbers_workspace_id_state_id", "workspace_id", "state", "id"),
+        Index("ix_numbers_workspace_id_provider_ref_id", "workspace_id", "provider_ref", "id"),
+        Index("ix_numbers_workspace_id_aor_link_id", "workspace_id", "aor_link", "id"),
     )
 
     # One holder at a time across the deployment: unique without the workspace.
