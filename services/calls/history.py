@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import ColumnElement, delete, select, true, union
+from sqlalchemy import ColumnElement, delete, select, true, union_all
 from sqlalchemy.orm import Session
 
 from ..core import validation
@@ -129,7 +129,7 @@ def _matching_ids(caller: Caller, f: CallFilter, before_id: int | None, size: in
                                           newest_first=True))
     if len(branches) == 1:
         return branches[0]
-    merged = union(*(select(branch.subquery().c.id) for branch in branches)).subquery()
+    merged = union_all(*(select(branch.subquery().c.id) for branch in branches)).subquery()  # IN drops repeats
     return select(merged.c.id)
 
 
