@@ -71,19 +71,28 @@ def row(index: int, e164: str) -> tuple[str, ...]:
     return (e164, "bench-trunk", f"Line {index}", *routing)
 
 
-def write_files(workdir: Path, sizes: list[int], taken: set[str]) -> list[Path]:
-    """One CSV file per size, written as generated (the bench too keeps memory flat); numbers unique across files."""
+def punctuated(e164: str) -> str:
+    """A US E.164 number as people write it: '+1 (415) 555-0100' or '+1 415.555.0100', alternately."""
+    area, exchange, line = e164[2:5], e164[5:8], e164[8:]
+    return f"+1 ({area}) {exchange}-{line}" if int(line) % 2 else f"+1 {area}.{exchange}.{line}"
+
+
+def write_files(workdir: Path, sizes: list[int], taken: set[str], formatted: int) -> tuple[list[Path], Path | None]:
+    """One CSV file per size, written as generated (the bench too keeps memory flat), and one of
+    `formatted` rows whose numbers are punctuated rather than E.164; numbers unique across files."""
     fresh = valid_numbers(random.Random(20261125), taken)
     paths = []
-    for size in sizes:
-        path = workdir / f"numbers-{size}.csv"
+    for name, size, spell in [*((f"numbers-{size}", size, str) for size in sizes),
+                              *([("formatted", formatted, punctuated)] if formatted else [])]:
+        path = workdir / f"{name}.csv"
         with path.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(HEADER)
             for i in range(size):
-                writer.writerow(row(i, next(fresh)))
+                e164, *rest = row(i, next(fresh))
+                writer.writerow((spell(e164), *rest))
         paths.append(path)
-    return paths
+    return (paths[:-1], paths[-1]) if formatted else (paths, None)
 
 
 def stored(url: str, workspace_name: str) -> tuple[int, int]:
@@ -227,14 +236,14 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def report(runs: list[Run], rerun: Run | None) -> None:
+def report(runs: list[Run], rerun: Run | None, formatted: Run | None = None) -> None:
     print(
         f"\n{'file':<18} {'numbers':>9} {'seconds':>8} {'numbers/s':>10} {'server CPU':>11} {'client CPU':>11}"
         f" {'other CPU':>10} {'server RSS MB':>14} {'client RSS MB':>14}"
     )
     print(f"{'':<18} {'':>9} {'':>8} {'':>10} {'us/number':>11} {'us/number':>11} {'cores':>10}"
           f" {'start > peak':>14} {'start > peak':>14}")
-    for r in [*runs, *([rerun] if rerun else [])]:
+    for r in [*runs, *([rerun] if rerun else []), *([formatted] if formatted else [])]:
         print(
             f"{r.label:<18} {r.rows:>9,} {r.seconds:>8.2f} {r.rate:>10,.0f} {r.us_per_number(r.server_cpu):>11.0f}"
             f" {r.us_per_number(r.client_cpu):>11.0f} {r.other_cores:>10.2f}"
@@ -248,7 +257,7 @@ def report(runs: list[Run], rerun: Run | None) -> None:
             "the figures are skewed: rerun on a quiet machine"
         )
     print("\ntargets:")
-    for r in runs:
+    for r in [*runs, *([formatted] if formatted else [])]:
         print(
             f"  {r.label:<16} {r.rate:>10,.0f} numbers/s   (target >= {MIN_NUMBERS_PER_SECOND:,})"
             f"   {verdict(r.rate >= MIN_NUMBERS_PER_SECOND)}"
@@ -273,6 +282,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="20000,100000,300000", help="rows per file (default 20000,100000,300000)")
     parser.add_argument("--batch-size", type=int, default=1000, help="rows per BatchCreateNumbers (default 1000)")
+    parser.add_argument("--formatted", type=int, default=20_000,
+                        help="rows of a last file whose numbers are punctuated, '+1 (415) 555-0100' (default 20000; 0: none)")
     parser.add_argument(
         "--database-url",
         help="database to import into (default: a SQLite file in a temporary folder); the bench adds a "
@@ -309,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         workspace_created = True
         api_key = cli(env, "keys", "create", "--workspace", workspace_name, "--role", "member")
         started = time.perf_counter()
-        files = write_files(workdir, args.sizes, taken_numbers(url))
+        files, formatted_file = write_files(workdir, args.sizes, taken_numbers(url), args.formatted)
         backend = url.split(":", 1)[0]
         print(
             f"bulk import into {backend}: files of {', '.join(f'{s:,}' for s in args.sizes)} numbers written in "
@@ -326,7 +337,14 @@ def main(argv: list[str] | None = None) -> int:
         rerun = run_import(f"{args.sizes[0]:,} again", files[0], env, workdir, api_key, args.batch_size)
         if stored(url, workspace_name) != (total, total):
             raise BenchError("importing a file again created numbers")
-        report(runs, rerun)
+        formatted = None
+        if formatted_file is not None:
+            formatted = run_import(f"{args.formatted:,} formatted", formatted_file, env, workdir, api_key,
+                                   args.batch_size)
+            total += args.formatted
+            if stored(url, workspace_name) != (total, total):
+                raise BenchError(f"the formatted file left {stored(url, workspace_name)} numbers, not {total}")
+        report(runs, rerun, formatted)
         return 0
     except BenchError as error:
         print(f"bench: {error}", file=sys.stderr)
