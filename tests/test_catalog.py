@@ -354,8 +354,13 @@ def _sample_numbers() -> list[str]:
     for e164 in sorted(found):
         code = str(phonenumbers.parse(e164).country_code)
         rest = e164[1 + len(code):]
+        parsed = phonenumbers.parse(e164)
+        written = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
         variants |= {e164, e164[:-1], e164 + "5", f"+{code}0{rest}", f"+{code}1{rest}", f"+{code}{rest[1:]}",
-                     e164.replace("+", "+0"), e164 + " ", f"+{code} {rest}"}
+                     e164.replace("+", "+0"), e164 + " ", f"+{code} {rest}",
+                     # as people write them: the INTERNATIONAL format, other punctuation, a trunk "(0)"
+                     written, written.replace(" ", "-"), written.replace(" ", "."), f"+{code} ({rest[:3]}) {rest[3:]}",
+                     f"+{code} (0) {rest}", f"+{code} ({rest[:2]}) {rest[2:]}-", f"+{code}/{rest}"}
     return sorted(variants | {"+", "+1", "+999", "++14155550100", "+1415555010０", "+١٤١٥٥٥٥٠١٠٠", "14155550100"})
 
 
