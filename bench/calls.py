@@ -51,6 +51,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import grpc
 from ingress import (  # bench/ingress.py: the same server process helpers
@@ -74,6 +75,7 @@ from voxplane.services.core.server import page_tokens
 from voxplane.services.persistence.db import Database, one_shot_engine
 from voxplane.services.persistence.migrate import upgrade
 
+STAYS_UP = "+15005550001"  # the simulated network answers it and nobody hangs up
 MAX_SPARSE_PAGE_MS = 5.0  # page 1 of an exact-match filter that matches few calls (issue 10)
 MAX_DEEP_OVER_FIRST = 2.0  # "page cost flat": the deepest page may cost at most twice the first
 # The create part's targets, from the issue.
@@ -208,7 +210,8 @@ class CreateRun:
     max_lag_ms: float = 0.0  # how late the generator sent a request, at worst
     drained: bool = False
     statuses: Counter[str] = field(default_factory=Counter)
-    unstamped: int = 0  # ended calls lacking the answer_time / end_time their status implies
+    unstamped: int = 0  # ended calls whose stored changes do not add up (times, order, version)
+    bridged_up: int = 0  # calls still up when the load had ended: the bridged ones
     completion_seconds: float = 0.0  # first create_time -> last end_time, from the database
     tail_seconds: float = 0.0  # last CreateCall answered -> last call ended (the backlog at the end)
     window_seconds: float = 0.0  # the open loop and the drain: what the CPU figures cover
@@ -235,16 +238,18 @@ class CreateRun:
 
 
 class CallsLoad:
-    """One grpc.aio channel, the generated CallsStub, the workspace's key and its agent as `from`."""
+    """One grpc.aio channel, the generated CallsStub, the workspace's keys and agents: each call is placed
+    with a key and from an agent picked at random, so the directory's answers are rarely reused."""
 
-    def __init__(self, server: ServerProcess, api_key: str, to: str):
+    def __init__(self, server: ServerProcess, api_keys: list[str], to: str):
         self.server = server
         self.channel = grpc.aio.insecure_channel(server.address)
         self.stub = calls_pb2_grpc.CallsStub(self.channel)
-        self.api_key = api_key
-        self.metadata = (("authorization", f"Bearer {api_key}"),)
+        self.api_key = api_keys[0]
+        self.metadata = (("authorization", f"Bearer {self.api_key}"),)
+        self.key_metadata = [(("authorization", f"Bearer {key}"),) for key in api_keys]
         self.to = to
-        self.agent_ref = ""
+        self.agent_refs: list[str] = []
 
     async def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -262,30 +267,34 @@ class CallsLoad:
                 raise BenchError(f"the server did not answer within {timeout:.0f} s:\n{self.server.log_tail()}")
             await asyncio.sleep(0.2)
 
-    async def create_agent(self) -> None:
-        """An agent with one SIP domain, as a real one: CreateCall asks Agents for it, Numbers for its number."""
+    async def create_agents(self, count: int) -> None:
+        """Agents with one SIP domain each, as real ones: CreateCall asks Agents for one, Numbers for its number."""
         async with AsyncAgents(endpoint=self.server.address, api_key=self.api_key) as agents:
-            agent = await agents.create_agent(
-                name="Bench Agent", username=f"bench{secrets.token_hex(3)}", secret=secrets.token_urlsafe(18),
-                domains=["sip.bench.example"],
-            )
-        self.agent_ref = agent.ref
+            for start in range(0, count, 100):
+                made = await asyncio.gather(*(
+                    agents.create_agent(name=f"Bench Agent {i}", username=f"bench{i}-{secrets.token_hex(3)}",
+                                        secret=secrets.token_urlsafe(18), domains=["sip.bench.example"])
+                    for i in range(start, min(count, start + 100))
+                ))
+                self.agent_refs += [agent.ref for agent in made]
 
-    def request(self) -> calls_pb2.CreateCallRequest:
-        request = calls_pb2.CreateCallRequest(source=self.agent_ref, destination=self.to, request_id=uuid.uuid4().hex)
-        return request
+    def request(self, to: str | None = None) -> calls_pb2.CreateCallRequest:
+        return calls_pb2.CreateCallRequest(
+            source=random.choice(self.agent_refs), destination=to or self.to, request_id=uuid.uuid4().hex
+        )
 
-    async def create(self, run: CreateRun | None, due: float) -> None:
+    async def create(self, run: CreateRun | None, due: float, to: str | None = None) -> str:
         try:
-            call = await self.stub.CreateCall(self.request(), metadata=self.metadata, timeout=10)
+            call = await self.stub.CreateCall(self.request(to), metadata=random.choice(self.key_metadata), timeout=10)
         except grpc.aio.AioRpcError as error:
             if run is None:
                 raise BenchError(f"CreateCall: {error.code().name}: {error.details()}") from None
             run.errors[error.code().name] += 1
-            return
+            return ""
         if run is not None:
             run.latencies_ms.append((time.perf_counter() - due) * 1000)
             run.refs.append(call.ref)
+        return call.ref
 
     async def open_loop(self, run: CreateRun) -> None:
         """A request every 1/rate s from a fixed schedule, whatever the answers (none waits for another)."""
@@ -302,20 +311,51 @@ class CallsLoad:
         run.send_seconds = time.perf_counter() - start
 
     async def active(self) -> int:
-        page = await self.stub.ListActiveCalls(calls_pb2.ListActiveCallsRequest(), metadata=self.metadata, timeout=30)
-        return len(page.calls)
+        """How many of the workspace's calls are running (every page of ListActiveCalls)."""
+        count, token = 0, ""
+        while True:
+            page = await self.stub.ListActiveCalls(calls_pb2.ListActiveCallsRequest(page_size=1000, page_token=token),
+                                                   metadata=self.metadata, timeout=30)
+            count += len(page.calls)
+            if not (token := page.next_page_token):
+                return count
 
-    async def drain(self, timeout: float) -> bool:
-        """Polls ListActiveCalls until the workspace has no call left running; False at the timeout."""
+    async def drain(self, timeout: float, staying: int = 0) -> bool:
+        """Polls ListActiveCalls until no more than the `staying` calls are left running; False at the timeout."""
         deadline = time.monotonic() + timeout
-        while await self.active():
+        while await self.active() > staying:
             if time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.25)
         return True
 
+    async def bridge(self, count: int) -> list[str]:
+        """`count` calls answered and left up (their callee never hangs up), in batches of 100."""
+        refs: list[str] = []
+        for start in range(0, count, 100):
+            refs += await asyncio.gather(*(self.create(None, 0.0, STAYS_UP) for _ in range(start, min(count, start + 100))))
+        return refs
+
+    async def hang_up(self, refs: list[str]) -> None:
+        for start in range(0, len(refs), 100):
+            await asyncio.gather(*(
+                self.stub.HangupCall(calls_pb2.HangupCallRequest(ref=ref), metadata=self.metadata, timeout=30)
+                for ref in refs[start : start + 100]
+            ))
+
     async def close(self) -> None:
         await self.channel.close()
+
+
+def member_keys(url: str, workspace: str, count: int) -> list[str]:
+    """`count` member keys of the workspace, made straight in the database (the CLI takes seconds a key)."""
+    db = Database(url, threads=1)
+    try:
+        return db.transaction(lambda s: [
+            workspaces.create_key(s, workspaces.find_workspace(s, workspace), Role.MEMBER) for _ in range(count)
+        ], write=True)
+    finally:
+        db.close()
 
 
 def read_back(url: str, run: CreateRun, last_response: datetime) -> None:
@@ -327,7 +367,7 @@ def read_back(url: str, run: CreateRun, last_response: datetime) -> None:
         with engine.connect() as conn:
             for start in range(0, len(run.refs), 500):
                 rows += conn.execute(
-                    select(table.c.status, table.c.create_time, table.c.answer_time, table.c.end_time)
+                    select(table.c.status, table.c.create_time, table.c.answer_time, table.c.end_time, table.c.version)
                     .where(table.c.ref.in_(run.refs[start : start + 500]))
                 ).all()
     finally:
@@ -339,12 +379,20 @@ def read_back(url: str, run: CreateRun, last_response: datetime) -> None:
         return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
     run.statuses = Counter(row.status for row in rows)
-    # COMPLETED needs ANSWER and END stored; other final statuses END (answer_time only if answered).
-    run.unstamped = sum(
-        1 for row in rows
-        if row.status != "QUEUED" and row.status not in ("RINGING", "IN_PROGRESS") and row.end_time is None
-        or row.status == "COMPLETED" and row.answer_time is None
-    )
+
+    def stored_in_full(row: Any) -> bool:
+        """Every change the call went through stored: a COMPLETED call was created, rang, was answered and
+        ended (version 4, as each change is a new version), in that order; other ends stamp end_time."""
+        if row.status in ("QUEUED", "RINGING", "IN_PROGRESS"):
+            return True
+        if row.end_time is None or utc(row.end_time) < utc(row.create_time):
+            return False
+        if row.status != "COMPLETED":
+            return True
+        return row.answer_time is not None and utc(row.create_time) <= utc(row.answer_time) <= utc(row.end_time) \
+            and row.version == 4
+
+    run.unstamped = sum(1 for row in rows if not stored_in_full(row))
     ends = [utc(row.end_time) for row in rows if row.end_time is not None]
     if ends:
         run.completion_seconds = (max(ends) - min(utc(row.create_time) for row in rows)).total_seconds()
@@ -357,7 +405,7 @@ async def create_run(
     """A workspace, a fresh server process, an agent; warmup, the open loop, the drain, the read-back."""
     workspace = f"bench-calls-{secrets.token_hex(4)}"
     cli(base_env, "workspaces", "create", workspace)
-    api_key = cli(base_env, "keys", "create", "--workspace", workspace, "--role", "member")
+    api_keys = member_keys(url, workspace, args.keys)
     env = {
         **base_env,
         "VOXPLANE_LOG_LEVEL": args.log_level,
@@ -367,7 +415,7 @@ async def create_run(
     for attempt in range(3):
         server = ServerProcess(f"voxplane {rate:g}/s", [*voxplane_command(), "serve", "all"], env,
                                workdir / f"server-{rate:g}.log")
-        load = CallsLoad(server, api_key, args.to)
+        load = CallsLoad(server, api_keys, args.to)
         try:
             try:
                 await load.wait_ready()
@@ -375,12 +423,15 @@ async def create_run(
                 if attempt == 2:
                     raise
                 continue  # the free port we picked was taken before the server bound it: pick another
-            await load.create_agent()
+            await load.create_agents(args.agents)
             # Warmup: the Calls service's own channels to Agents and Numbers, the statement caches.
             for _ in range(3):
                 await asyncio.gather(*(load.create(None, time.perf_counter()) for _ in range(20)))
             if not await load.drain(args.drain_timeout):
                 raise BenchError("the warmup calls never ended")
+            bridged = await load.bridge(args.bridged)
+            print(f"create: {len(bridged):,} calls bridged and left up; {args.agents:,} agents, {args.keys} API keys",
+                  file=sys.stderr, flush=True)
             print(f"create: {rate:g} calls/s for {args.duration:g} s (server pid {server.process.pid}) ...",
                   file=sys.stderr, flush=True)
             run = CreateRun(rate, max(1, round(rate * args.duration)))
@@ -392,11 +443,13 @@ async def create_run(
             client0, window0 = time.process_time(), time.perf_counter()
             await load.open_loop(run)
             last_response = datetime.now(timezone.utc)
-            run.drained = await load.drain(args.drain_timeout)
+            run.drained = await load.drain(args.drain_timeout, staying=len(bridged))
             run.window_seconds = time.perf_counter() - window0
             run.server_cpu = server.cpu_seconds() - server0
             run.other_cpu = max(0.0, busy_cpu_seconds() - busy0 - run.server_cpu - (time.process_time() - client0))
             run.peak_rss_mb = server.peak_rss_mb()
+            run.bridged_up = await load.active()
+            await load.hang_up(bridged)
             if not run.created:
                 raise BenchError(f"no CreateCall succeeded: {dict(run.errors)}")
             read_back(url, run, last_response)
@@ -419,7 +472,8 @@ def create_report(runs: list[CreateRun], args: argparse.Namespace) -> None:
         if not r.drained:
             statuses += f"; still running after {args.drain_timeout:g} s"
         if r.unstamped:
-            statuses += f"; {r.unstamped} ended calls lack answer_time/end_time"
+            statuses += f"; {r.unstamped} ended calls with changes missing (times, order or version)"
+        statuses += f"; {r.bridged_up:,} bridged calls up at the end"
         print(f"{r.rate:>8g} {r.created:>8,} {r.create_rate:>9.1f} {r.completed_rate:>12.1f} {max(0.0, r.tail_seconds):>7.2f}"
               f" {r.percentile(50):>7.2f} {r.percentile(99):>7.2f} {max(r.latencies_ms):>7.1f} {r.max_lag_ms:>8.1f}"
               f" {r.server_cpu / r.created * 1e6:>11,.0f} {r.peak_rss_mb:>9.1f}  {statuses}")
@@ -490,6 +544,10 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--ring-delay", type=float, default=0.01, help="VOXPLANE_SIM_RING_DELAY (default 0.01)")
     group.add_argument("--answer-delay", type=float, default=0.01, help="VOXPLANE_SIM_ANSWER_DELAY (default 0.01)")
     group.add_argument("--log-level", default="INFO", help="the server's VOXPLANE_LOG_LEVEL (default INFO)")
+    group.add_argument("--agents", type=int, default=1000, help="agents the calls are placed from (default 1000)")
+    group.add_argument("--keys", type=int, default=100, help="API keys the calls are placed with (default 100)")
+    group.add_argument("--bridged", type=int, default=2000,
+                       help="calls answered and left up while the load runs (default 2000)")
     group.add_argument("--drain-timeout", type=float, default=120.0, help="seconds to wait for calls to end")
     group.add_argument("--keep", action="store_true", help="keep the temporary folder (server logs, database)")
     group = parser.add_argument_group("pages")
