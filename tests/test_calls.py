@@ -242,6 +242,18 @@ def test_what_numbers_and_agents_said_is_reused_for_the_lookup_ttl(tenant, calls
     assert calls.create_call(source=caller.ref, destination=ANSWERS).caller_id == caller_number
 
 
+def test_the_answers_are_reused_by_every_key_of_the_workspace_and_no_other(tenant, other_tenant, calls, environment):
+    environment.set(VOXPLANE_CALLS_LOOKUP_TTL="60")
+    agent = new_agent(tenant)
+    assert calls.create_call(source=agent.ref, destination=ANSWERS).ref
+    with tenant.agents() as agents:
+        agents.update_agent(ref=agent.ref, enabled=False)
+    with tenant.calls(Role.ADMIN) as admin:  # another key of the workspace: the answer of the first call
+        assert admin.create_call(source=agent.ref, destination=ANSWERS).ref
+    with other_tenant.calls() as theirs, pytest.raises(InvalidArgumentError):  # another workspace: asked anew
+        theirs.create_call(source=agent.ref, destination=ANSWERS)
+
+
 def test_a_refusal_is_never_reused(tenant, calls, fresh_e164, environment):
     environment.set(VOXPLANE_CALLS_LOOKUP_TTL="60")
     disabled, e164 = new_agent(tenant, enabled=False), fresh_e164()

@@ -4,8 +4,9 @@ One pair of clients (one channel each) serves every call; each lookup runs
 with the caller's own API key and within what is left of the caller's deadline.
 
 What they answer about an agent that can place calls, or a number the workspace holds, is reused for
-`VOXPLANE_CALLS_LOOKUP_TTL` seconds (1 by default) by later calls made with the same API key: asking every
-time cost two gRPC calls per call, about half of CreateCall's CPU. So for up to that long after an
+`VOXPLANE_CALLS_LOOKUP_TTL` seconds (1 by default) by later calls of the same workspace, made with any of
+its keys (a key that may place calls may read the workspace's agents and numbers; a revoked one is refused
+before anything is asked): asking every time cost two gRPC calls per call, about half of CreateCall's CPU. So for up to that long after an
 agent is disabled or a number is suspended, calls may still use them. A negative answer (unknown,
 not the workspace's, disabled) is never reused: what was just created works at once.
 """
@@ -43,7 +44,7 @@ def _unreachable(service: str, endpoint: str, error: VoxplaneError) -> Exception
 
 
 class Answers:
-    """Positive answers of the directory, by (API key id, question), each until it expires."""
+    """Positive answers of the directory, by (workspace, question), each until it expires."""
 
     MAX = 10_000  # answers kept; past that the expired ones go, then all
 
@@ -75,13 +76,13 @@ class Services:
         self.agents = AsyncAgents(endpoint=agents_endpoint, max_attempts=2)
         self.answers = Answers()
 
-    def directory(self, api_key: str, key_id: str, time_remaining: float | None) -> CallerDirectory:
-        """The directory of the caller with `api_key` (whose id is `key_id`)."""
+    def directory(self, api_key: str, workspace_ref: str, time_remaining: float | None) -> CallerDirectory:
+        """The directory of the caller with `api_key`, of the workspace `workspace_ref`."""
         return CallerDirectory(
             self.numbers.with_api_key(api_key, timeout=time_remaining),
             self.agents.with_api_key(api_key, timeout=time_remaining),
             self.answers,
-            key_id,
+            workspace_ref,
         )
 
     async def close(self) -> None:
@@ -92,23 +93,23 @@ class Services:
 class CallerDirectory:
     """parties.Directory for one caller."""
 
-    def __init__(self, numbers: AsyncNumbers, agents: AsyncAgents, answers: Answers, key_id: str):
+    def __init__(self, numbers: AsyncNumbers, agents: AsyncAgents, answers: Answers, workspace_ref: str):
         self.numbers = numbers
         self.agents = agents
         self.answers = answers
-        self.key_id = key_id
+        self.workspace = workspace_ref  # what the answers are about, whichever of its keys asked
 
     async def owns_number(self, e164: str) -> bool:
-        return await self.answers.get((self.key_id, "number", e164), lambda: self._owns_number(e164), bool)
+        return await self.answers.get((self.workspace, "number", e164), lambda: self._owns_number(e164), bool)
 
     async def agent(self, ref: str) -> Agent | None:
         return await self.answers.get(
-            (self.key_id, "agent", ref), lambda: self._agent(ref), lambda found: found is not None and found.enabled
+            (self.workspace, "agent", ref), lambda: self._agent(ref), lambda found: found is not None and found.enabled
         )
 
     async def agent_number(self, agent: Agent) -> str | None:
         """The agent's number: the workspace's first ACTIVE number routed to one of its AORs."""
-        key = (self.key_id, "agent number", *agent.addresses)
+        key = (self.workspace, "agent number", *agent.addresses)
         return await self.answers.get(key, lambda: self._agent_number(agent), lambda _: True)
 
     async def _owns_number(self, e164: str) -> bool:

@@ -108,7 +108,7 @@ class Runner:
             if not (numbers and agents):
                 raise Unavailable("The Calls service does not know where Numbers and Agents are; retry shortly.")
             self._services = Services(numbers, agents)
-        return self._services.directory(incoming.api_key, caller.key_id, incoming.time_remaining)
+        return self._services.directory(incoming.api_key, caller.workspace_ref, incoming.time_remaining)
 
     async def create(self, caller: Caller, incoming: Incoming, new: live.NewCall) -> Call:
         """Places `new`: checks its parties, stores it QUEUED, and gives the network the order. A retry of
