@@ -17,15 +17,16 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import text
 
-from voxplane import AbortedError, Numbers, UnavailableError
+from voxplane import AbortedError, Numbers, UnavailableError, VoxplaneError
 from voxplane.numbers.v1 import numbers_pb2 as pb
 from voxplane.numbers.v1 import numbers_pb2_grpc
 from voxplane.services.core import workspaces
 from voxplane.services.core.auth import Role
 from voxplane.services.core.server import TlsFiles
 from voxplane.services.persistence.db import Database
+from voxplane.services.persistence.migrate import upgrade
 
-from .conftest import PostgresDatabase, ServerThread, postgres_database
+from .conftest import PostgresDatabase, ServerThread, backends, postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,17 +157,58 @@ needs_postgres = pytest.mark.skipif(
 def numbers_on_own_database() -> Iterator[tuple[PostgresDatabase, Numbers]]:
     """A PostgreSQL database of its own, a Numbers server on it, and a client with a member key of it."""
     with postgres_database() as database:
-        setup = Database(database.url, threads=1)
-        key = setup.transaction(
-            lambda s: workspaces.create_key(s, workspaces.create_workspace(s, "own"), Role.MEMBER), write=True
-        )
-        setup.close()
+        key = _member_key(database.url)
         served = ServerThread(database.url, ["numbers"])
         try:
             with Numbers(endpoint=served.address, api_key=key, max_attempts=1) as numbers:
                 yield database, numbers
         finally:
             served.stop()
+
+
+@contextlib.contextmanager
+def own_database(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A migrated database of the backend's for one test alone, which it may break: its URL."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'own.db'}"
+        upgrade(url)
+        yield url
+    else:
+        with postgres_database() as database:
+            yield database.url
+
+
+def _member_key(url: str) -> str:
+    setup = Database(url, threads=1)
+    key = setup.transaction(
+        lambda s: workspaces.create_key(s, workspaces.create_workspace(s, "own"), Role.MEMBER), write=True
+    )
+    setup.close()
+    return key
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_a_missing_table_is_internal_and_logged_not_unavailable(backend, tmp_path, caplog):
+    """No retry brings a dropped table back: a client must not be told to retry (SQLite reports it as an
+    OperationalError, as it does a locked database), and the log says what the database said."""
+    with own_database(backend, tmp_path) as url:
+        key = _member_key(url)
+        served = ServerThread(url, ["numbers"])
+        try:
+            with Numbers(endpoint=served.address, api_key=key, max_attempts=1) as numbers:
+                numbers.list_numbers()
+                admin = Database(url, threads=1)
+                admin.transaction(lambda s: s.execute(text("DROP TABLE numbers CASCADE" if backend != "sqlite"
+                                                           else "DROP TABLE numbers")), write=True)
+                admin.close()
+                with pytest.raises(VoxplaneError) as caught:
+                    numbers.list_numbers()
+        finally:
+            served.stop()
+    assert caught.value.code is grpc.StatusCode.INTERNAL
+    assert "numbers" not in caught.value.message  # the database's words stay in our log
+    logged = "\n".join(r.getMessage() + (str(r.exc_info[1]) if r.exc_info else "") for r in caplog.records)
+    assert "numbers" in logged and ("no such table" in logged or "does not exist" in logged)
 
 
 @needs_postgres

@@ -187,8 +187,55 @@ class Database:
         self._lookup_engine.dispose()
 
 
-class LookupUnavailable(Exception):
+class DatabaseUnavailable(Exception):
+    """The database could not be reached, or did not answer in time: a caller may retry shortly."""
+
+
+class LookupUnavailable(DatabaseUnavailable):
     """The database could not answer a lookup."""
+
+
+# PostgreSQL error codes (SQLSTATE) of a database that will likely answer if asked again: its
+# connection exceptions (class 08), an administrator's or a crash's shutdown, too many connections,
+# a missing database (dropped, or not restored yet), and what concurrency and our own timeouts cause.
+_TRANSIENT_SQLSTATES = frozenset(
+    {"57P01", "57P02", "57P03", "53300", "3D000", "40001", "40P01", "55P03", "57014", "25P03"}
+)
+# SQLite's: another connection holds a lock (its busy timeout ran out), or the file cannot be opened.
+_TRANSIENT_SQLITE = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_PROTOCOL"})
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a database error says the database is away or busy for now (retry shortly), rather than
+    that something is wrong with it or with us (a missing table, a full disk: no retry will help)."""
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(error, (DatabaseUnavailable, sa_exc.TimeoutError)):  # our timeouts, the pool's
+        cause = error.__cause__
+        return cause is None or _transient_dbapi(cause)
+    if isinstance(error, sa_exc.DBAPIError):
+        return error.connection_invalidated or _transient_dbapi(error.orig)
+    return False
+
+
+def _transient_dbapi(error: BaseException | None) -> bool:
+    sqlite_name = getattr(error, "sqlite_errorname", None)
+    if sqlite_name is not None:
+        return sqlite_name in _TRANSIENT_SQLITE or "locked" in str(error)
+    if type(error).__module__.startswith("psycopg"):
+        sqlstate = getattr(error, "sqlstate", None)
+        if sqlstate is None:  # no answer from a server: refused, lost, timed out, closed
+            return type(error).__name__ in ("OperationalError", "InterfaceError")
+        return sqlstate.startswith("08") or sqlstate in _TRANSIENT_SQLSTATES
+    return False
+
+
+def error_message(error: BaseException) -> str:
+    """What the database said, without the statement and its parameters (which may hold a caller's data)."""
+    from sqlalchemy import exc as sa_exc
+
+    original = error.orig if isinstance(error, sa_exc.DBAPIError) else (error.__cause__ or error)
+    return " ".join(str(original).split()) or type(original).__name__
 
 
 class AsyncLookups:
