@@ -16,6 +16,7 @@ import pytest
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from voxplane import AbortedError, Numbers, UnavailableError, VoxplaneError
 from voxplane.numbers.v1 import numbers_pb2 as pb
@@ -23,10 +24,11 @@ from voxplane.numbers.v1 import numbers_pb2_grpc
 from voxplane.services.core import workspaces
 from voxplane.services.core.auth import Role
 from voxplane.services.core.server import TlsFiles
-from voxplane.services.persistence.db import Database
+from voxplane.services.persistence.db import Database, is_transient
 from voxplane.services.persistence.migrate import upgrade
 
 from .conftest import PostgresDatabase, ServerThread, backends, postgres_database
+from .tcp_proxy import Proxy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -266,3 +268,83 @@ def test_tls_end_to_end(tmp_path, database_url, tenant):
                 plaintext.list_numbers()
     finally:
         served.stop()
+
+
+@contextlib.contextmanager
+def numbers_behind_a_proxy() -> Iterator[tuple[Proxy, ServerThread, str]]:
+    """A PostgreSQL database of its own, a Numbers server reaching it through a Proxy, and a member key."""
+    with postgres_database() as database:
+        key = _member_key(database.url)
+        url = make_url(database.url)
+        proxy = Proxy(url.host or "127.0.0.1", url.port or 5432)
+        served = ServerThread(url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False),
+                              ["numbers"])
+        try:
+            yield proxy, served, key
+        finally:
+            proxy.blackhole = False
+            served.stop()
+            proxy.close()
+
+
+def _timed(call):  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    try:
+        call()
+    except (VoxplaneError, grpc.RpcError) as error:
+        return error, time.monotonic() - started
+    return None, time.monotonic() - started
+
+
+def _code(error: object) -> object:
+    return error.code if isinstance(error, VoxplaneError) else error.code() if isinstance(error, grpc.RpcError) else None
+
+
+@needs_postgres
+def test_a_partitioned_database_fails_fast_and_is_used_again_once_healed(fresh_e164):
+    """Packets dropped, no reset: requests fail UNAVAILABLE within the database timeout (2 s), not at
+    their deadline (a call without one would hang for as long as the partition lasts), and they do not
+    tie up the database threads; once the network heals, new connections serve again."""
+    with numbers_behind_a_proxy() as (proxy, served, key):
+        assert served.server is not None
+        with Numbers(endpoint=served.address, api_key=key, max_attempts=1, timeout=60) as numbers:
+            made = numbers.create_number(provider_ref="t", e164_number=fresh_e164(), aor_link="sip:1@x.local")
+            assert numbers.get_number(made.ref).ref == made.ref
+            channel = grpc.insecure_channel(served.address)
+            stub = numbers_pb2_grpc.NumbersStub(channel)
+            metadata = (("authorization", f"Bearer {key}"),)
+
+            proxy.blackhole = True
+            # A lookup (the key's, and the number's): with a deadline far off, and with none at all.
+            error, took = _timed(lambda: numbers.get_number(made.ref))
+            assert _code(error) is grpc.StatusCode.UNAVAILABLE and took < 2.5, (error, took)
+            error, took = _timed(lambda: stub.GetNumber(pb.GetNumberRequest(ref=made.ref), metadata=metadata))
+            assert _code(error) is grpc.StatusCode.UNAVAILABLE and took < 2.5, (error, took)
+            error, took = _timed(lambda: numbers.create_number(provider_ref="t", e164_number=fresh_e164(),
+                                                               aor_link="sip:1@x.local"))
+            assert _code(error) is grpc.StatusCode.UNAVAILABLE and took < 2.5, (error, took)
+
+            # Units of work on the database threads: three times as many as there are threads, at once (each
+            # fails as our timeout or libpq's connect_timeout, both of them UNAVAILABLE to a caller).
+            db = served.server.db
+
+            async def units_of_work() -> list[object]:
+                one = lambda: db.run_transaction(lambda s: s.execute(text("SELECT 1")).scalar(), write=True)  # noqa: E731
+                return await asyncio.gather(*(one() for _ in range(12)), return_exceptions=True)
+
+            started = time.monotonic()
+            outcomes = served.run(units_of_work())
+            took = time.monotonic() - started
+            assert all(isinstance(o, Exception) and is_transient(o) for o in outcomes) and took < 2.5, (outcomes, took)
+
+            proxy.blackhole = False
+            healed = time.monotonic()
+            while True:  # a client retries UNAVAILABLE; here, by hand
+                error, _ = _timed(lambda: numbers.get_number(made.ref))
+                if error is None or time.monotonic() - healed > 10:
+                    break
+                time.sleep(0.2)
+            assert error is None
+            assert numbers.create_number(provider_ref="t", e164_number=fresh_e164(), aor_link="sip:1@x.local").ref
+            assert served.run(db.run_transaction(lambda s: s.execute(text("SELECT 1")).scalar(), write=True)) == 1
+            channel.close()
