@@ -15,6 +15,7 @@ import grpc
 import pytest
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -156,14 +157,14 @@ needs_postgres = pytest.mark.skipif(
 
 
 @contextlib.contextmanager
-def numbers_on_own_database() -> Iterator[tuple[PostgresDatabase, Numbers]]:
+def numbers_on_own_database() -> Iterator[tuple[PostgresDatabase, Numbers, str]]:
     """A PostgreSQL database of its own, a Numbers server on it, and a client with a member key of it."""
     with postgres_database() as database:
         key = _member_key(database.url)
         served = ServerThread(database.url, ["numbers"])
         try:
             with Numbers(endpoint=served.address, api_key=key, max_attempts=1) as numbers:
-                yield database, numbers
+                yield database, numbers, served.address
         finally:
             served.stop()
 
@@ -215,17 +216,19 @@ def test_a_missing_table_is_internal_and_logged_not_unavailable(backend, tmp_pat
 
 @needs_postgres
 def test_a_lost_database_is_unavailable_not_internal():
-    with numbers_on_own_database() as (database, numbers):
+    with numbers_on_own_database() as (database, numbers, address):
         numbers.list_numbers()
         database.drop()
         with pytest.raises(UnavailableError) as caught:
             numbers.list_numbers()
         assert "database" in caught.value.message
+        with grpc.insecure_channel(address) as channel:  # and the services are not ready, the process alive
+            assert _health_becomes(health_pb2_grpc.HealthStub(channel), {"": SERVING, NUMBERS: NOT_SERVING}, 5)
 
 
 @needs_postgres
 def test_a_restarted_database_is_used_again_without_an_error(fresh_e164):
-    with numbers_on_own_database() as (database, numbers):
+    with numbers_on_own_database() as (database, numbers, _):
         e164 = numbers.create_number(provider_ref="t", e164_number=fresh_e164(), aor_link="sip:1@x.local").e164_number
         assert numbers.get_ingress_info(e164).e164_number == e164
         # What a database restart does to every connection the server keeps open.
@@ -314,6 +317,9 @@ def test_a_partitioned_database_fails_fast_and_is_used_again_once_healed(fresh_e
             stub = numbers_pb2_grpc.NumbersStub(channel)
             metadata = (("authorization", f"Bearer {key}"),)
 
+            health = health_pb2_grpc.HealthStub(channel)
+            assert _health(health) == {"": SERVING, NUMBERS: SERVING}
+
             proxy.blackhole = True
             # A lookup (the key's, and the number's): with a deadline far off, and with none at all.
             error, took = _timed(lambda: numbers.get_number(made.ref))
@@ -337,6 +343,9 @@ def test_a_partitioned_database_fails_fast_and_is_used_again_once_healed(fresh_e
             took = time.monotonic() - started
             assert all(isinstance(o, Exception) and is_transient(o) for o in outcomes) and took < 2.5, (outcomes, took)
 
+            # Readiness: Numbers is NOT_SERVING; the process itself ('') is alive, so still SERVING.
+            assert _health_becomes(health, {"": SERVING, NUMBERS: NOT_SERVING}, within=5)
+
             proxy.blackhole = False
             healed = time.monotonic()
             while True:  # a client retries UNAVAILABLE; here, by hand
@@ -347,4 +356,22 @@ def test_a_partitioned_database_fails_fast_and_is_used_again_once_healed(fresh_e
             assert error is None
             assert numbers.create_number(provider_ref="t", e164_number=fresh_e164(), aor_link="sip:1@x.local").ref
             assert served.run(db.run_transaction(lambda s: s.execute(text("SELECT 1")).scalar(), write=True)) == 1
+            assert _health_becomes(health, {"": SERVING, NUMBERS: SERVING}, within=5)
             channel.close()
+
+
+SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+NUMBERS = "voxplane.numbers.v1.Numbers"
+
+
+def _health(health: health_pb2_grpc.HealthStub) -> dict[str, int]:
+    return {name: health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status for name in ("", NUMBERS)}
+
+
+def _health_becomes(health: health_pb2_grpc.HealthStub, expected: dict[str, int], within: float) -> bool:
+    deadline = time.monotonic() + within
+    while _health(health) != expected:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
