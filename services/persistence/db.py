@@ -174,6 +174,16 @@ class Database:
         """`transaction(fn)` on the database threads, awaited from the event loop."""
         return await self.run(lambda: self.transaction(fn, write=write))
 
+    def dedicated_connection(self) -> Any:
+        """A DBAPI connection of its own (a pool's wrapper of one; `.dbapi_connection` is the driver's), in
+        autocommit, outside every pool: for what lasts as long as the process, like a session lock."""
+        return self._lookup_engine.raw_connection()
+
+    def watch(self, dbapi_connection: Any) -> None:
+        """Tells the watchdog that the unit of work running on this thread now waits on `dbapi_connection`
+        (one outside the pools, which it does not see): past the timeout, its socket is shut down too."""
+        self._watchdog.using(dbapi_connection)
+
     def fetch_one(self, statement: AnySelect, **values: Any) -> tuple[Any, ...] | None:
         """The first row of `statement` (a module-level constant, compiled once) on this thread's raw
         connection. A lost database raises LookupUnavailable."""
@@ -330,23 +340,23 @@ class Watchdog:
 
         @event.listens_for(engine, "checkout")
         def checked_out(dbapi_connection: Any, *_: Any) -> None:
-            self._using(dbapi_connection)
+            self.using(dbapi_connection)
 
         @event.listens_for(engine, "checkin")
         def checked_in(*_: Any) -> None:
-            self._using(None)
+            self.using(None)
 
         # The pool's pre-ping of a kept connection runs before "checkout", and blocks like any query.
         dialect = engine.dialect
         ping = dialect.do_ping
 
         def do_ping(dbapi_connection: Any) -> bool:
-            self._using(dbapi_connection)
+            self.using(dbapi_connection)
             return ping(dbapi_connection)
 
         setattr(dialect, "do_ping", do_ping)  # noqa: B010 - an instance's method, replaced
 
-    def _using(self, dbapi_connection: Any) -> None:
+    def using(self, dbapi_connection: Any) -> None:
         job = getattr(self._current, "job", None)
         if job is not None:
             with job.lock:
