@@ -25,7 +25,7 @@ from voxplane.numbers.v1 import numbers_pb2_grpc
 from voxplane.services.core import workspaces
 from voxplane.services.core.auth import Role
 from voxplane.services.core.server import TlsFiles
-from voxplane.services.persistence.db import Database, is_transient
+from voxplane.services.persistence.db import Database, DatabaseUnavailable, is_transient
 from voxplane.services.persistence.migrate import upgrade
 
 from .conftest import PostgresDatabase, ServerThread, backends, postgres_database
@@ -375,3 +375,42 @@ def _health_becomes(health: health_pb2_grpc.HealthStub, expected: dict[str, int]
             return False
         time.sleep(0.1)
     return True
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_a_unit_of_work_is_timed_on_its_waits_for_the_database_not_on_its_own_code(backend, tmp_path):
+    with own_database(backend, tmp_path) as url:
+        db = Database(url, threads=2, timeout=0.3)
+        try:
+            def slow_code(session):  # type: ignore[no-untyped-def]
+                session.execute(text("SELECT 1"))
+                time.sleep(0.5)  # ours, not the database's: not counted
+                return session.execute(text("SELECT 2")).scalar()
+
+            assert asyncio.run(db.run_transaction(slow_code, write=True)) == 2
+        finally:
+            db.close()
+
+
+@needs_postgres
+def test_a_statement_unanswered_past_the_timeout_frees_its_thread_and_connection():
+    with postgres_database() as database:
+        db = Database(database.url, threads=1, timeout=0.3)
+        try:
+            async def go() -> tuple[BaseException | None, float, object]:
+                started = time.monotonic()
+                try:
+                    await db.run_transaction(lambda s: s.execute(text("SELECT pg_sleep(5)")), write=False)
+                    error = None
+                except DatabaseUnavailable as unavailable:
+                    error = unavailable
+                took = time.monotonic() - started
+                # The one database thread is free at once, on a new connection.
+                after = await db.run_transaction(lambda s: s.execute(text("SELECT 1")).scalar(), write=False)
+                return error, took, after
+
+            error, took, after = asyncio.run(go())
+            assert isinstance(error, DatabaseUnavailable) and took < 1, (error, took)
+            assert after == 1
+        finally:
+            db.close()

@@ -151,22 +151,22 @@ class Database:
             return fn(session)
 
     async def run(self, fn: Callable[[], T]) -> T:
-        """Runs `fn` on the database threads, awaited from the event loop. When the database gives it no
-        answer for `timeout` seconds (counted from now, then from its last answer: a long import of many
-        statements is fine), it raises DatabaseUnavailable; the watchdog frees the thread."""
-        job = self._watchdog.job()
-        future = asyncio.get_running_loop().run_in_executor(self._pool, self._watchdog.work, job, fn)
+        """Runs `fn` on the database threads, awaited from the event loop. When it has waited for the
+        database (queued, for a connection, or for an answer; not while our own code runs between two
+        answers, so a long import of many statements is fine) for longer than `timeout` seconds, it
+        raises DatabaseUnavailable; the watchdog frees the thread."""
+        watchdog = self._watchdog
+        job = watchdog.job()
+        future = asyncio.get_running_loop().run_in_executor(self._pool, watchdog.work, job, fn)
         try:
-            while True:
-                left = job.progress + self.timeout - time.monotonic()
-                if left <= 0:
-                    break
+            while (left := watchdog.late(job)) > 0:
                 done, _ = await asyncio.wait((future,), timeout=left)
                 if done:
                     return future.result()
         except BaseException:
             future.cancel()  # cancelled by our caller: a job still queued never runs; the watchdog frees one running
             raise
+        job.abandoned = True
         future.cancel()  # a job still queued never runs
         raise DatabaseUnavailable(f"the database gave no answer in {self.timeout:g} s")
 
@@ -290,14 +290,20 @@ def error_message(error: BaseException) -> str:
 class _Job:
     """One unit of work on the database threads, as the watchdog sees it."""
 
-    __slots__ = ("progress", "connection", "running", "freed", "lock")
+    __slots__ = ("waiting_since", "connection", "abandoned", "freed", "lock")
 
     def __init__(self) -> None:
-        self.progress = time.monotonic()  # when the database last answered it (or it was submitted)
-        self.connection: Any = None  # the DBAPI connection it waits on, if any
-        self.running = False
-        self.freed = False
+        # Since when it waits for the database (queued, for a connection, or for an answer); None while
+        # our own code runs between two answers, which no database timeout counts.
+        self.waiting_since: float | None = time.monotonic()
+        self.connection: Any = None  # the DBAPI connection it uses, if any
+        self.abandoned = False  # its caller was told the database is unavailable
+        self.freed = False  # its connection was shut down
         self.lock = threading.Lock()
+
+    def waited(self, now: float) -> float:
+        since = self.waiting_since
+        return 0.0 if since is None else now - since
 
 
 class Watchdog:
@@ -306,10 +312,10 @@ class Watchdog:
     A thread blocked reading a socket whose packets are dropped stays blocked for as long as the
     partition lasts (no reset comes; TCP keepalives do not fire while anything acknowledges), and
     neither libpq's connect_timeout nor the server's statement_timeout help a query the server never
-    received. So every unit of work records the connection it uses and when the database last
-    answered it; a thread waiting longer than `timeout` has its connection's socket shut down (from
-    this thread: the blocked read then returns at once, the call fails as a lost connection, and the
-    pool discards it). On SQLite, whose calls wait only on locks and the disk, it is interrupted.
+    received. So every unit of work records the connection it uses and since when it waits for the
+    database; one waiting longer than `timeout` has its connection's socket shut down (from this
+    thread: the blocked read then returns at once, the call fails as a lost connection, and the pool
+    discards it). On SQLite, whose calls wait only on locks and the disk, it is interrupted.
     """
 
     def __init__(self, timeout: float, engines: Sequence[Engine]):
@@ -323,41 +329,59 @@ class Watchdog:
             self._watch(engine)
 
     def _watch(self, engine: Engine) -> None:
-        current = self._current
-
         @event.listens_for(engine, "before_cursor_execute")
         def asking(*_: Any) -> None:
-            job = getattr(current, "job", None)
-            if job is not None and (job.freed or time.monotonic() - job.progress > self.timeout):
-                # Its caller was told the database is unavailable: what it would write now, nobody expects.
-                raise DatabaseUnavailable(f"the database gave no answer in {self.timeout:g} s")
+            job = self._job()
+            if job is not None:
+                if job.abandoned:  # its caller was told the database is unavailable: nobody expects this now
+                    raise DatabaseUnavailable(f"the database gave no answer in {self.timeout:g} s")
+                if job.waiting_since is None:
+                    job.waiting_since = time.monotonic()
 
         @event.listens_for(engine, "after_cursor_execute")
         def answered(*_: Any) -> None:
-            job = getattr(current, "job", None)
-            if job is not None:
-                job.progress = time.monotonic()
+            self._answered()
 
         @event.listens_for(engine, "checkout")
         def checked_out(dbapi_connection: Any, *_: Any) -> None:
             self.using(dbapi_connection)
+            self._answered()
 
         @event.listens_for(engine, "checkin")
         def checked_in(*_: Any) -> None:
             self.using(None)
 
-        # The pool's pre-ping of a kept connection runs before "checkout", and blocks like any query.
+        # The DBAPI calls that wait for the database outside cursor.execute: the pool's pre-ping of a
+        # kept connection (before "checkout"), commit and rollback.
         dialect = engine.dialect
-        ping = dialect.do_ping
+        for name in ("do_ping", "do_commit", "do_rollback"):
+            setattr(dialect, name, self._waits(getattr(dialect, name)))
 
-        def do_ping(dbapi_connection: Any) -> bool:
+    def _waits(self, call: Callable[[Any], T]) -> Callable[[Any], T]:
+        def waiting(dbapi_connection: Any) -> T:
+            job = self._job()
+            if job is None:
+                return call(dbapi_connection)
             self.using(dbapi_connection)
-            return ping(dbapi_connection)
+            if job.waiting_since is None:
+                job.waiting_since = time.monotonic()
+            result = call(dbapi_connection)
+            job.waiting_since = None
+            return result
 
-        setattr(dialect, "do_ping", do_ping)  # noqa: B010 - an instance's method, replaced
+        return waiting
+
+    def _job(self) -> _Job | None:
+        return getattr(self._current, "job", None)
+
+    def _answered(self) -> None:
+        job = self._job()
+        if job is not None:
+            job.waiting_since = None
 
     def using(self, dbapi_connection: Any) -> None:
-        job = getattr(self._current, "job", None)
+        """Records the connection the unit of work on this thread uses (None: it has none)."""
+        job = self._job()
         if job is not None:
             with job.lock:
                 job.connection = dbapi_connection
@@ -370,18 +394,21 @@ class Watchdog:
                     self._thread.start()
         return _Job()
 
+    def late(self, job: _Job) -> float:
+        """Seconds until `job` has waited for the database for longer than the timeout (<= 0: it has)."""
+        return self.timeout - job.waited(time.monotonic())
+
     def work(self, job: _Job, fn: Callable[[], T]) -> T:
         """Runs `fn` on this database thread, watched."""
-        if time.monotonic() - job.progress > self.timeout:  # queued for too long: its caller has given up
+        if job.abandoned or self.late(job) <= 0:  # queued for too long: its caller has given up
             raise DatabaseUnavailable(f"the database gave no answer in {self.timeout:g} s")
         self._current.job = job
-        job.running = True
         with self._jobs_lock:
             self._jobs.add(job)
         try:
             return fn()
         except Exception as error:
-            if job.freed:
+            if job.freed or job.abandoned:
                 raise DatabaseUnavailable(f"the database gave no answer in {self.timeout:g} s") from error
             raise
         finally:
@@ -394,11 +421,12 @@ class Watchdog:
         while not self._closed.wait(interval):
             now = time.monotonic()
             with self._jobs_lock:
-                late = [job for job in self._jobs if not job.freed and now - job.progress > self.timeout]
+                late = [job for job in self._jobs if not job.freed and job.waited(now) > self.timeout]
             for job in late:
                 with job.lock:  # held by checkin too: the connection is still this job's while we shut it
-                    job.freed = True
+                    job.abandoned = True
                     if job.connection is not None:
+                        job.freed = True
                         unblock(job.connection)
 
     def close(self) -> None:
