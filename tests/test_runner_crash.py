@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from voxplane import Agents, Calls
 from voxplane.calls.v1 import calls_pb2 as pb
+from voxplane.services.calls import liveness
 from voxplane.services.core import workspaces
 from voxplane.services.core.auth import Role
 from voxplane.services.persistence.db import Database
@@ -105,3 +107,38 @@ def test_the_calls_of_a_killed_process_end_as_soon_as_calls_starts_again(backend
             second.stop()
     assert (ended.status, ended.hangup_cause) == (pb.CALL_STATUS_FAILED, pb.HANGUP_CAUSE_SERVICE_RESTART), took
     print(f"the killed process's call ended {took:.2f} s after the new process was started")
+
+
+@pytest.mark.skipif("postgresql" not in backends(), reason="needs a PostgreSQL server")
+def test_a_runner_takes_its_lock_again_once_its_session_is_lost():
+    with postgres_database() as database:
+        db = Database(database.url, threads=1)
+        lock = liveness.RunnerLock(db, "r1")
+        key = liveness.lock_key("r1")
+        try:
+            lock.acquire()
+            other = create_engine(database.url, isolation_level="AUTOCOMMIT")  # advisory locks are per database
+            with other.connect() as admin:
+                def free() -> bool:
+                    taken = admin.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+                    if taken:
+                        admin.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    return bool(taken)
+
+                assert not free()
+                # A restart, for this session: the lock goes with it, until the next beat takes it again.
+                admin.execute(text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                                   "AND ((classid::bigint << 32) | objid::bigint) = (:k)::bigint"), {"k": key})
+                time.sleep(0.2)
+                assert free()
+                # A session lost to a partition that the server still keeps holds it meanwhile: no error.
+                admin.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                lock.keep()
+                admin.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                assert free()  # nobody holds it for a moment...
+                lock.keep()  # ... until the next beat
+                assert not free()
+            other.dispose()
+        finally:
+            lock.release()
+            db.close()

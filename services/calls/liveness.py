@@ -55,8 +55,10 @@ class RunnerLock:
         self.runner_id = runner_id
         self._connection: Any = None  # PostgreSQL: the pooled-outside connection whose session holds it
         self._file: int | None = None  # SQLite: the locked file's descriptor
+        self._holding = False  # PostgreSQL: whether that connection's session holds the lock
 
     def acquire(self) -> None:
+        """Takes the lock, at the runner's start (its id is new: nobody else can hold it)."""
         if self.db.is_sqlite:
             folder = lock_folder(self.db)
             folder.mkdir(exist_ok=True)
@@ -64,36 +66,47 @@ class RunnerLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             self._file = fd
             return
-        connection = self.db.dedicated_connection()
+        if not self._try():
+            raise RuntimeError(f"the lock of Calls runner {self.runner_id} is held by another session")
+
+    def keep(self) -> None:
+        """Takes the lock again if its session was lost (a database restart), before a beat is stamped.
+        After a partition, the server may keep the lost session (and the lock) a while yet: the lock is
+        still held for us then, and every beat tries to take it on the new session until that one ends."""
+        if self.db.is_sqlite:
+            return
+        if self._connection is not None and self._holding:
+            try:
+                self.db.watch(self._connection.dbapi_connection)
+                cursor = self._connection.cursor()
+                cursor.execute("SELECT 1")
+                cursor.close()
+                return
+            except Exception:  # noqa: BLE001 - the session is gone, and the lock with it
+                self._drop()
+        self._try()
+
+    def _try(self) -> bool:
+        """pg_try_advisory_lock on this runner's key, on the lock's connection (made if missing)."""
+        if self._connection is None:
+            self._connection = self.db.dedicated_connection()
         try:
-            self.db.watch(connection.dbapi_connection)
-            cursor = connection.cursor()
+            self.db.watch(self._connection.dbapi_connection)
+            cursor = self._connection.cursor()
             cursor.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(self.runner_id),))
             (taken,) = cursor.fetchone()
             cursor.close()
         except BaseException:
-            connection.close()
+            self._drop()
             raise
-        if not taken:
-            connection.close()
-            raise RuntimeError(f"the lock of Calls runner {self.runner_id} is held by another session")
-        self._connection = connection
+        self._holding = bool(taken)
+        return self._holding
 
-    def keep(self) -> None:
-        """Takes the lock again if its session was lost (a database restart), before a beat is stamped."""
-        if self.db.is_sqlite or self._connection is None:
-            return
-        try:
-            self.db.watch(self._connection.dbapi_connection)
-            cursor = self._connection.cursor()
-            cursor.execute("SELECT 1")
-            cursor.close()
-            return
-        except Exception:  # noqa: BLE001 - the session is gone, and the lock with it
-            with contextlib.suppress(Exception):
-                self._connection.close()
-            self._connection = None
-        self.acquire()
+    def _drop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._connection.close()
+        self._connection = None
+        self._holding = False
 
     def release(self) -> None:
         if self._file is not None:
@@ -102,9 +115,7 @@ class RunnerLock:
             os.close(self._file)  # closing the descriptor releases the flock
             self._file = None
         if self._connection is not None:
-            with contextlib.suppress(Exception):
-                self._connection.close()  # the session's end releases the advisory lock
-            self._connection = None
+            self._drop()  # the session's end releases the advisory lock
 
 
 def dead_runners(session: Session, db: Database, runner_id: str) -> set[str]:
