@@ -219,11 +219,13 @@ def test_a_lost_database_is_unavailable_not_internal():
     with numbers_on_own_database() as (database, numbers, address):
         numbers.list_numbers()
         database.drop()
+        dropped = time.monotonic()
         with pytest.raises(UnavailableError) as caught:
             numbers.list_numbers()
         assert "database" in caught.value.message
         with grpc.insecure_channel(address) as channel:  # and the services are not ready, the process alive
             assert _health_becomes(health_pb2_grpc.HealthStub(channel), {"": SERVING, NUMBERS: NOT_SERVING}, 5)
+        print(f"lost database: Numbers NOT_SERVING {time.monotonic() - dropped:.2f} s after the drop")
 
 
 @needs_postgres
@@ -321,14 +323,17 @@ def test_a_partitioned_database_fails_fast_and_is_used_again_once_healed(fresh_e
             assert _health(health) == {"": SERVING, NUMBERS: SERVING}
 
             proxy.blackhole = True
+            partitioned = time.monotonic()
             # A lookup (the key's, and the number's): with a deadline far off, and with none at all.
             error, took = _timed(lambda: numbers.get_number(made.ref))
             assert _code(error) is grpc.StatusCode.UNAVAILABLE and took < 2.5, (error, took)
+            print(f"partition: GetNumber UNAVAILABLE in {took:.2f} s")
             error, took = _timed(lambda: stub.GetNumber(pb.GetNumberRequest(ref=made.ref), metadata=metadata))
             assert _code(error) is grpc.StatusCode.UNAVAILABLE and took < 2.5, (error, took)
             error, took = _timed(lambda: numbers.create_number(provider_ref="t", e164_number=fresh_e164(),
                                                                aor_link="sip:1@x.local"))
             assert _code(error) is grpc.StatusCode.UNAVAILABLE and took < 2.5, (error, took)
+            print(f"partition: CreateNumber UNAVAILABLE in {took:.2f} s")
 
             # Units of work on the database threads: three times as many as there are threads, at once (each
             # fails as our timeout or libpq's connect_timeout, both of them UNAVAILABLE to a caller).
@@ -342,9 +347,11 @@ def test_a_partitioned_database_fails_fast_and_is_used_again_once_healed(fresh_e
             outcomes = served.run(units_of_work())
             took = time.monotonic() - started
             assert all(isinstance(o, Exception) and is_transient(o) for o in outcomes) and took < 2.5, (outcomes, took)
+            print(f"partition: 12 units of work on 4 threads all UNAVAILABLE in {took:.2f} s")
 
             # Readiness: Numbers is NOT_SERVING; the process itself ('') is alive, so still SERVING.
             assert _health_becomes(health, {"": SERVING, NUMBERS: NOT_SERVING}, within=5)
+            print(f"partition: Numbers NOT_SERVING, checked {time.monotonic() - partitioned:.2f} s into the partition")
 
             proxy.blackhole = False
             healed = time.monotonic()
@@ -354,6 +361,7 @@ def test_a_partitioned_database_fails_fast_and_is_used_again_once_healed(fresh_e
                     break
                 time.sleep(0.2)
             assert error is None
+            print(f"partition healed: GetNumber OK again {time.monotonic() - healed:.2f} s later")
             assert numbers.create_number(provider_ref="t", e164_number=fresh_e164(), aor_link="sip:1@x.local").ref
             assert served.run(db.run_transaction(lambda s: s.execute(text("SELECT 1")).scalar(), write=True)) == 1
             assert _health_becomes(health, {"": SERVING, NUMBERS: SERVING}, within=5)
