@@ -422,3 +422,22 @@ def test_a_statement_unanswered_past_the_timeout_frees_its_thread_and_connection
             assert after == 1
         finally:
             db.close()
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_a_database_error_is_logged_without_the_statements_parameters(backend, tmp_path, caplog):
+    from voxplane.services.core.rpc import status_of
+
+    secret = "-".join(("s3cret", "v4lue"))  # not in the traceback's lines of source
+    with own_database(backend, tmp_path) as url:
+        db = Database(url, threads=1)
+        try:
+            with pytest.raises(Exception) as caught:  # noqa: PT011 - whichever the driver's
+                db.transaction(lambda s: s.execute(text("SELECT * FROM nowhere WHERE x = :v"), {"v": secret}),
+                               write=False)
+        finally:
+            db.close()
+    status = status_of(caught.value, "/test/Method")
+    assert status.code is grpc.StatusCode.INTERNAL
+    logged = "\n".join(caplog.text.splitlines())
+    assert "nowhere" in logged and secret not in logged

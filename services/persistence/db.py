@@ -84,6 +84,8 @@ def connect_timeout(timeout: float) -> int:
 
 
 def make_engine(url: str, *, writer: bool = True, pool_size: int = 8, timeout: float = 2.0) -> Engine:
+    """An engine whose errors never show a statement's parameters (they may hold a caller's data, and
+    an error's text goes to the log)."""
     url = normalise_url(url)
     if not url.startswith("sqlite"):
         return create_engine(
@@ -92,6 +94,7 @@ def make_engine(url: str, *, writer: bool = True, pool_size: int = 8, timeout: f
             max_overflow=pool_size,
             pool_pre_ping=True,
             connect_args={"connect_timeout": connect_timeout(timeout)},
+            hide_parameters=True,
         )
     if url in ("sqlite://", "sqlite:///:memory:"):
         raise ValueError("an in-memory SQLite database cannot be shared; use a file")
@@ -101,6 +104,7 @@ def make_engine(url: str, *, writer: bool = True, pool_size: int = 8, timeout: f
         # One writer connection: in-process writers queue on the pool, not on SQLite's busy loop.
         pool_size=1 if writer else pool_size,
         max_overflow=0,
+        hide_parameters=True,
     )
     _tune_sqlite(engine, "BEGIN IMMEDIATE" if writer else "BEGIN")
     return engine
@@ -559,7 +563,11 @@ def one_shot_engine(url: str, *, autocommit: bool = False) -> Engine:
     """An engine without a pool: for commands that connect once, and for long-held lookup connections."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, poolclass=NullPool, connect_args={"check_same_thread": False})
+        engine = create_engine(
+            url, poolclass=NullPool, connect_args={"check_same_thread": False}, hide_parameters=True
+        )
         _tune_sqlite(engine, "BEGIN IMMEDIATE")  # lookups never BEGIN: their connection stays in autocommit
         return engine
-    return create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT" if autocommit else None)
+    return create_engine(
+        url, poolclass=NullPool, isolation_level="AUTOCOMMIT" if autocommit else None, hide_parameters=True
+    )
