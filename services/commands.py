@@ -50,7 +50,7 @@ def _serve(names: list[str], host: str | None, port: int | None, announce: Calla
     settings = config.settings()
     host = settings.host if host is None else host
     port = settings.port if port is None else port
-    db = Database(config.database_url(), threads=settings.db_threads)
+    db = Database(config.database_url(), threads=settings.db_threads, timeout=settings.db_timeout)
     tls = _tls(settings)
 
     async def main() -> None:

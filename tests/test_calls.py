@@ -26,7 +26,7 @@ from voxplane import (
     UnavailableError,
 )
 from voxplane.calls.v1 import calls_pb2 as pb
-from voxplane.services.calls import gateway, live, states
+from voxplane.services.calls import gateway, live, liveness, states
 from voxplane.services.calls.models import Call, CallParticipant, CallRunner
 from voxplane.services.calls.recorder import EventRecorder
 from voxplane.services.calls.states import NetworkEvent
@@ -592,7 +592,11 @@ def runner_with_call(db, tenant, runner: str, heartbeat_age: timedelta) -> str: 
 
 def test_the_calls_of_a_process_that_stopped_beating_are_ended(tenant, database_url, db, environment):
     crashed = runner_with_call(db, tenant, f"crashed-{secrets.token_hex(4)}", timedelta(hours=1))
-    silent = runner_with_call(db, tenant, f"silent-{secrets.token_hex(4)}", timedelta(0))
+    silent_runner = f"silent-{secrets.token_hex(4)}"
+    silent = runner_with_call(db, tenant, silent_runner, timedelta(0))
+    # A process that still runs (it holds its runner lock) but beats no more: a hung one.
+    hung = liveness.RunnerLock(db, silent_runner)
+    hung.acquire()
     environment.set(VOXPLANE_CALLS_HEARTBEAT="0.2")  # taken for stopped after 1.2 s without a beat
     watcher = ServerThread(database_url, ["calls"])
     try:
@@ -606,6 +610,7 @@ def test_the_calls_of_a_process_that_stopped_beating_are_ended(tenant, database_
         assert not any(r.startswith(("crashed-", "silent-")) for r in runners)
     finally:
         watcher.stop()
+        hung.release()
 
 
 def test_a_stopping_calls_process_ends_the_calls_it_carried(tenant, database_url, db):

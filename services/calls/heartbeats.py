@@ -2,11 +2,13 @@
 
 Every Calls process is a runner and stamps its heartbeat every few seconds. A call records its
 runner; the calls of a runner that stopped stamping can no longer be controlled, so any runner ends
-them (FAILED, cause SERVICE_RESTART) at its start or at its next beat.
+them (FAILED, cause SERVICE_RESTART) at its start or at its next beat. A starting runner also ends at
+once the calls of runners whose process is gone, as their free lock tells (liveness.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, delete, or_, select, update
@@ -18,11 +20,17 @@ from .live import ending
 from .models import Call, CallRunner
 
 
-def start_runner(session: Session, runner_id: str, stale_after: timedelta) -> int:
-    """Records a starting Calls process, and ends the calls of those that stopped; how many it ended."""
+def start_runner(session: Session, runner_id: str, stale_after: timedelta, dead: Collection[str] = ()) -> int:
+    """Records a starting Calls process, and ends the calls of those that stopped: silent ones, and the
+    `dead` whose lock was free (liveness.py), at once. How many calls it ended."""
     now = utcnow()
+    if dead:
+        ended = _end_running(session, Call.runner_id.in_(dead))
+        session.execute(delete(CallRunner).where(CallRunner.id.in_(dead)))
+    else:
+        ended = 0
     session.add(CallRunner(id=runner_id, start_time=now, heartbeat_time=now))
-    return end_orphaned_calls(session, now - stale_after)
+    return ended + end_orphaned_calls(session, now - stale_after)
 
 
 def beat(session: Session, runner_id: str, stale_after: timedelta) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ..core import config
 from ..core.auth import Caller
@@ -20,7 +21,7 @@ from ..core.errors import InvalidArgument, Unavailable
 from ..core.rpc import Incoming
 from ..persistence.base import new_ref
 from ..persistence.db import Database
-from . import heartbeats, live, states
+from . import heartbeats, live, liveness, states
 from .caller_id import caller_id_of
 from .directory import Services
 from .gateway import CallGateway, SimulatedGateway
@@ -52,6 +53,7 @@ class Runner:
         self._endpoint: str | None = None
         self._services: Services | None = None
         self._beating: asyncio.Task[None] | None = None
+        self.lock = liveness.RunnerLock(db, self.id)
 
     async def start(self, endpoint: str) -> None:
         """Records this runner and ends the calls of runners that stopped (a crash, including a previous run
@@ -59,9 +61,13 @@ class Runner:
         if isinstance(self.gateway, SimulatedGateway):
             log.warning("Calls runs on the SIMULATED network: no call reaches a phone (see README, 'Calls')")
         self._endpoint = endpoint
-        ended = await self.db.run_transaction(
-            lambda s: heartbeats.start_runner(s, self.id, self.stale_after), write=True
-        )
+        await self.db.run(self.lock.acquire)
+
+        def start(session: Session) -> int:
+            dead = liveness.dead_runners(session, self.db, self.id)
+            return heartbeats.start_runner(session, self.id, self.stale_after, dead)
+
+        ended = await self.db.run_transaction(start, write=True)
         _log_ended(ended, "call(s) of a Calls process that stopped")
         self._beating = asyncio.get_running_loop().create_task(self._beat())
 
@@ -70,6 +76,7 @@ class Runner:
         while True:
             await asyncio.sleep(self.heartbeat)
             try:
+                await self.db.run(self.lock.keep)  # before the beat: a runner that beat holds its lock
                 ended = await self.db.run_transaction(
                     lambda s: heartbeats.beat(s, self.id, self.stale_after), write=True
                 )
@@ -88,8 +95,11 @@ class Runner:
         await self.events.close()
         if self._services is not None:
             await self._services.close()
-        ended = await self.db.run_transaction(lambda s: heartbeats.stop_runner(s, self.id), write=True)
-        _log_ended(ended, "running call(s) on stopping")
+        try:
+            ended = await self.db.run_transaction(lambda s: heartbeats.stop_runner(s, self.id), write=True)
+            _log_ended(ended, "running call(s) on stopping")
+        finally:
+            await self.db.run(self.lock.release)
 
     async def _on_network_event(self, event: states.NetworkEvent) -> None:
         """What the gateway reports; an event the call's status does not allow is logged and dropped."""

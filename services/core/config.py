@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     shutdown_grace: float = 10
     # Threads that run database work off the event loop.
     db_threads: int = 8
+    # Seconds a request waits for an answer from the database (a connection, a query's result) before
+    # it fails UNAVAILABLE and the connection is discarded: a partitioned database fails fast, not at
+    # the caller's deadline. Well above any one statement's time (a unit of work may take longer, as
+    # long as every statement of it is answered within this).
+    db_timeout: float = 2
     log_level: str = "INFO"
     # PEM files; with both set, the servers speak TLS.
     tls_cert: Path | None = None

@@ -56,6 +56,10 @@ class Unavailable(DomainError):
     pass
 
 
+class Internal(DomainError):
+    """Something on our side (the database's schema, its disk) that no retry of the caller's will fix."""
+
+
 class Violations:
     """Collects every field problem of a request, so the caller learns them all at once."""
 

@@ -18,7 +18,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from ..persistence.db import Database, LookupUnavailable
+from ..persistence.db import Database, DatabaseUnavailable, error_message, is_transient
 from . import errors, logs
 from .auth import Access, Caller, authenticate, bearer_token
 
@@ -33,6 +33,7 @@ _CODES: dict[type[errors.DomainError], int] = {
     errors.Unauthenticated: code_pb2.UNAUTHENTICATED,
     errors.PermissionDenied: code_pb2.PERMISSION_DENIED,
     errors.Unavailable: code_pb2.UNAVAILABLE,
+    errors.Internal: code_pb2.INTERNAL,
 }
 
 
@@ -41,8 +42,16 @@ def _domain_error(error: Exception) -> errors.DomainError | None:
         return error
     if isinstance(error, StaleDataError):
         return errors.Aborted("The resource was changed by another request meanwhile; get it again and retry.")
-    if isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, LookupUnavailable)):
-        return errors.Unavailable("The database is unavailable right now; retry shortly.")
+    if isinstance(error, (sa_exc.DBAPIError, sa_exc.TimeoutError, DatabaseUnavailable)):
+        # Only a database that is away or busy is worth retrying; a missing table or a full disk is not,
+        # and must not look like a blip that clients retry forever. Either way, what it said is logged.
+        message = error_message(error)
+        if is_transient(error):
+            log.warning("database unavailable (%s): %s", type(error).__name__, message)
+            return errors.Unavailable("The database is unavailable right now; retry shortly.")
+        if isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError, DatabaseUnavailable)):
+            log.error("database error (%s): %s", type(error).__name__, message)
+            return errors.Internal("Internal database error; it was logged.")
     return None
 
 

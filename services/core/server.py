@@ -15,14 +15,17 @@ from typing import Any, Protocol
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 
-from ..persistence.db import Database
+from ..persistence.db import Database, error_message
 from ..persistence.tenancy import DeploymentSecret
 from .paging import PageTokens
 from .servicer import Servicer
 
 log = logging.getLogger("voxplane.server")
+
+# Seconds between two probes of the database, for health (each takes up to VOXPLANE_DB_TIMEOUT more).
+PROBE_INTERVAL = 1.0
 
 
 class Runtime(Protocol):
@@ -92,6 +95,7 @@ class Server:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         tokens = page_tokens(db)
         self.runtimes: list[Runtime] = []
+        self._probing: asyncio.Task[None] | None = None
         for service in services:
             if service.runtime is None:
                 servicer = service.servicer(db, tokens)
@@ -127,10 +131,38 @@ class Server:
         await self.grpc.start()
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._probing = asyncio.get_running_loop().create_task(self._probe())
         return bound
+
+    async def _probe(self) -> None:
+        """Health as readiness: every service is NOT_SERVING while the database does not answer (a load
+        balancer sends its calls elsewhere), SERVING again once it does. The server as a whole ('')
+        stays SERVING while the process runs: liveness, so that nothing restarts it for the database's
+        outage. The probe takes the path requests take, database threads and timeout included."""
+        serving = True
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL)
+            try:
+                await self.db.run_transaction(lambda s: s.execute(text("SELECT 1")).scalar(), write=False)
+                answered, why = True, ""
+            except Exception as error:  # noqa: BLE001 - whatever it is, the database cannot serve
+                answered, why = False, error_message(error)
+            if answered == serving:
+                continue
+            serving = answered
+            if serving:
+                log.warning("the database answers again: the services are SERVING")
+            else:
+                log.warning("the database does not answer (%s): the services are NOT_SERVING", why)
+            status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+            for name in self.service_names:
+                await self.health.set(name, status)
 
     async def stop(self, grace: float) -> None:
         """Reports NOT_SERVING, lets in-flight calls finish for up to `grace` seconds, then closes."""
+        if self._probing is not None:
+            self._probing.cancel()
+            await asyncio.gather(self._probing, return_exceptions=True)
         await self.health.enter_graceful_shutdown()
         await self.grpc.stop(grace)
         for runtime in self.runtimes:
