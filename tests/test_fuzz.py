@@ -408,3 +408,18 @@ def test_a_request_larger_than_its_rpc_needs_is_invalid_argument(world):
     request = numbers_pb2.GetNumberLocalityRequest(numbers=["+14155550100" * 10] * 1000)  # 100 KB
     code, details, _ = call_raw(world, "GetNumberLocality", request.SerializeToString())
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "must be at most 65,536 bytes" in details
+
+
+def test_a_string_longer_than_its_column_is_invalid_argument_before_the_database_sees_it(db):
+    """The net under the services' own checks: PostgreSQL refused such a value (INTERNAL) where SQLite
+    stored it; now neither sees it, by an ORM write or a Core one."""
+    from sqlalchemy import insert
+
+    from voxplane.services.core.errors import InvalidArgument
+    from voxplane.services.persistence.tenancy import Workspace
+
+    with pytest.raises(InvalidArgument) as caught:
+        db.transaction(lambda s: s.add(Workspace(name="w" * 129)), write=True)
+    assert [v.field for v in caught.value.violations] == ["name"]
+    with pytest.raises(InvalidArgument):
+        db.transaction(lambda s: s.execute(insert(Workspace), [{"name": "ok"}, {"name": "w" * 200}]), write=True)
