@@ -72,7 +72,10 @@ NASTY = [
     "", " ", "\x00", "a\x00b", "\x01\x1f\x7f", "\n", "\t", "é", "日本語", "\U0001f4de", "\u202e", "\ufeff",
     "+", "+1", "+14155550100", "+1 (785) 317-7343", "sip:", "sip:1001@sip.local", "sips:[::1]:5061",
     "https://example.com/hooks", "http://[::1]:0/", "*", "%", "_", "'", "\"; DROP TABLE numbers; --",
-    "settings", "name", "settings.context", "a,b", "-1", "0", "9" * 40, "\udcff".encode("utf-8", "surrogatepass")
+    "settings", "name", "settings.context", "a,b", "-1", "0", "9" * 40,
+    # Values that pass their checks, so that a request often gets past all but one field.
+    "trunk-1", "sip.example.com", "GB", "US", "01224", "+44", "AB10 1AA", "Secret-0123456789abcdef", "alice",
+    "+15005550001", "+441224901364", "https://hooks.example.com/voice", "sip:1001@sip.example.com", "\udcff".encode("utf-8", "surrogatepass")
     .decode("utf-8", "replace"),
 ]
 HUGE = st.sampled_from(["x" * 513, "é" * 1500, "+1" + "4" * 3000, "sip:" + "a" * 600 + "@h", "\x00" * 4000])
