@@ -2,6 +2,8 @@
 # `make test` lints (ruff, buf), type-checks (mypy, set up in pyproject.toml), checks the contract
 # against v1 (buf breaking) and runs the whole suite, the Node client's tests included.
 # Both set up .venv first; `make test` also installs clients/node's packages (npm ci).
+# `make fuzz` runs the fuzz test (tests/test_fuzz.py) at 1,000 requests per RPC and backend; `make test`
+# runs it at VOXPLANE_FUZZ_EXAMPLES (200 by default).
 
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +15,7 @@ BUF := $(NODE)/node_modules/.bin/buf
 # The v1 contract as released: what `buf breaking` holds the protos to (see contract-baseline).
 CONTRACT_BASELINE := protos/v1.binpb
 
-.PHONY: run test proto bench install clean contract-baseline
+.PHONY: run test fuzz proto bench install clean contract-baseline
 
 run: $(STAMP)
 	$(BIN)/voxplane dev
@@ -25,6 +27,11 @@ test: $(STAMP) $(NODE_STAMP)
 	$(BUF) breaking protos --against $(CONTRACT_BASELINE)
 	cd $(NODE) && npm run --silent build
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+FUZZ_EXAMPLES ?= 1000
+
+fuzz: $(STAMP)
+	VOXPLANE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -n 2 -q tests/test_fuzz.py -k reaches_internal
 
 proto: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python protos/generate.py

@@ -234,3 +234,27 @@ def fresh_e164() -> Iterator:  # type: ignore[type-arg]
             return next(_numbers)
 
     yield take
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    """The fuzz test's figures (tests/test_fuzz.py): requests sent and codes answered, per RPC and backend.
+    Read from the reports' properties, so that they come back from xdist's workers too."""
+    rows = [
+        (report.nodeid, value)
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.stats.get(outcome, [])
+        if report.when == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == "fuzz"
+    ]
+    if not rows:
+        return
+    terminalreporter.section("fuzz: requests per RPC and the codes answered")
+    total = 0
+    for nodeid, (path, codes) in sorted(rows, key=lambda row: row[1][0]):
+        backend = "postgresql" if "postgresql" in nodeid else "sqlite"
+        sent = sum(codes.values())
+        total += sent
+        shown = ", ".join(f"{code} {n}" for code, n in sorted(codes.items(), key=lambda item: -item[1]))
+        terminalreporter.write_line(f"{path} [{backend}]: {sent} requests: {shown}")
+    terminalreporter.write_line(f"{total} requests in all")

@@ -436,3 +436,18 @@ def test_async_import_csv(tenant, fresh_e164, db, tmp_path):
     with pytest.raises(InvalidArgumentError) as caught:
         asyncio.run(fail())
     assert violated_fields(caught.value) == {"line 3, e164_number"}
+
+
+def test_import_csv_of_a_batch_with_a_hundred_bad_rows_names_their_lines(tenant, fresh_e164, tmp_path):
+    """A status names at most 50 fields (gRPC's trailer limit refused one naming each of 60 with
+    RESOURCE_EXHAUSTED): the importer still names the lines of those it got, and says more are bad."""
+    e164s = [fresh_e164() for _ in range(200)]
+    for i in range(50, 150):
+        e164s[i] = "+1555" + "5" * 60  # lines 52-151
+    path = write_csv(tmp_path / "numbers.csv", e164s)
+    with tenant.numbers() as numbers, pytest.raises(InvalidArgumentError) as caught:
+        numbers.import_numbers_csv(path, batch_size=200, progress=False)
+    fields = [v.field for v in caught.value.field_violations]
+    assert fields[0] == "line 52, e164_number" and fields[-1] == "…"
+    assert "more violations not shown" in caught.value.field_violations[-1].description
+    assert "line 52, e164_number: " in caught.value.message and len(fields) > 10

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import select
 
 from voxplane.numbers.v1 import numbers_pb2 as pb
-from voxplane.services.core.convert import ProtoEnum, timestamp
+from voxplane.services.core.convert import ProtoEnum, changed_fields, time_of, timedelta_of, timestamp
 from voxplane.services.core.errors import InvalidArgument, Violations
 from voxplane.services.persistence.tenancy import Workspace
 
@@ -66,3 +67,46 @@ def test_a_value_the_contract_lacks_is_invalid_raised_or_collected():
     ]
     v = Violations()
     assert STATE.name(99, "state", v) == "" and v
+
+
+# --- reading a Timestamp or Duration from a request -------------------------------------------------------
+
+@pytest.mark.parametrize("seconds, nanos", [(253402300800, 0), (-62135596801, 0), (0, -1), (0, 1_000_000_000),
+                                            (2**63 - 1, 0)])
+def test_an_out_of_range_timestamp_is_invalid_argument_on_its_field(seconds, nanos):
+    request = pb.NumberFilter(created_after=Timestamp(seconds=seconds, nanos=nanos))
+    v = Violations()
+    assert time_of(request, "created_after", v, "filter.created_after") is None
+    with pytest.raises(InvalidArgument) as caught:
+        v.raise_if_any()
+    assert [x.field for x in caught.value.violations] == ["filter.created_after"]
+
+
+def test_a_timestamp_in_range_is_read_utc_aware_and_an_unset_one_is_none():
+    v = Violations()
+    request = pb.NumberFilter(created_after=Timestamp(seconds=253402300799, nanos=999_999_999))
+    assert time_of(request, "created_after", v) == datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert time_of(pb.NumberFilter(), "created_after", v) is None
+    assert not v
+
+
+@pytest.mark.parametrize("seconds, nanos", [(100000000000000, 0), (-(2**63), 0), (1, -5), (0, 1_000_000_000)])
+def test_an_out_of_range_duration_is_invalid_argument_on_its_field(seconds, nanos):
+    v = Violations()
+    assert timedelta_of(pb.ReserveNumberRequest(hold=Duration(seconds=seconds, nanos=nanos)), "hold", v) is None
+    assert v
+
+
+def test_a_duration_in_range_is_read():
+    v = Violations()
+    assert timedelta_of(pb.ReserveNumberRequest(hold=Duration(seconds=90, nanos=5000)), "hold", v) == timedelta(
+        seconds=90, microseconds=5)
+    assert timedelta_of(pb.ReserveNumberRequest(), "hold", v) is None
+    assert not v
+
+
+def test_an_update_without_mask_that_sets_a_message_names_its_fields():
+    """Found by the fuzzer: reading `label`, gone from protobuf 7's descriptors, was INTERNAL."""
+    request = pb.UpdateNumberRequest(ref="r", settings=pb.NumberSettings(recording_enabled=True))
+    assert changed_fields(request, ("settings", "settings.recording_enabled")) == {
+        "settings", "settings.recording_enabled"}

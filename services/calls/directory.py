@@ -29,7 +29,7 @@ from voxplane import (
 from voxplane.numbers.v1 import numbers_pb2
 
 from ..core import config
-from ..core.errors import PermissionDenied, Unauthenticated, Unavailable
+from ..core.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
 from .parties import Agent
 
 
@@ -38,6 +38,9 @@ def _unreachable(service: str, endpoint: str, error: VoxplaneError) -> Exception
         return PermissionDenied(error.message)
     if isinstance(error, UnauthenticatedError):
         return Unauthenticated(error.message)
+    if isinstance(error, InvalidArgumentError):
+        # What the service refused is a value of the caller's (a party): the caller's error, not an outage.
+        return InvalidArgument.of("request", f"the {service} service refused a value of it: {error.message}")
     return Unavailable(
         f"The {service} service at {endpoint} could not check the call's parties ({error.code.name}); retry shortly."
     )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta, timezone
+from datetime import timedelta
 
 from google.protobuf.duration_pb2 import Duration
 
 from voxplane.calls.v1 import calls_pb2 as pb
 
-from ..core.convert import ProtoEnum, changed_fields, duration, optional, timestamp
+from ..core.convert import ProtoEnum, changed_fields, duration, optional, time_of, timedelta_of, timestamp
 from ..core.errors import Violations
 from . import history, live
 from .models import Call
@@ -60,7 +60,10 @@ MARK_FIELDS = ("starred", "archived", "read", "note", "labels")
 
 
 def new_call_from(request: pb.CreateCallRequest) -> live.NewCall:
-    timeout = request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else None
+    v = Violations()
+    timeout_delta = timedelta_of(request, "timeout", v)
+    v.raise_if_any()
+    timeout = timeout_delta.total_seconds() if timeout_delta is not None else None
     return live.checked_new_call(
         source=request.source, destination=request.destination, caller_id=request.caller_id,
         device_id=request.device_id, webhook=request.webhook, timeout=timeout,
@@ -75,10 +78,8 @@ def filter_from(message: pb.CallFilter) -> history.CallFilter:
         direction=DIRECTION.name(message.direction, "filter.direction", v) if message.direction else None,
         status=STATUS.name(message.status, "filter.status", v) if message.status else None,
         party=message.party or None,
-        created_after=message.created_after.ToDatetime(timezone.utc) if message.HasField("created_after") else None,
-        created_before=(
-            message.created_before.ToDatetime(timezone.utc) if message.HasField("created_before") else None
-        ),
+        created_after=time_of(message, "created_after", v, "filter.created_after"),
+        created_before=time_of(message, "created_before", v, "filter.created_before"),
         starred=optional(message, "starred"),
         archived=optional(message, "archived"),
         read=optional(message, "read"),

@@ -35,6 +35,43 @@ def duration(value: timedelta) -> Duration:
     return message
 
 
+# What a Timestamp may hold (google/protobuf/timestamp.proto: years 1 to 9999) and a Duration
+# (+-10,000 years); Python's datetime and timedelta take no more either.
+_MIN_SECONDS, _MAX_SECONDS = -62135596800, 253402300799
+_MAX_DURATION_SECONDS = 315576000000
+
+
+def time_of(message: Any, field: str, v: Violations, name: str | None = None) -> datetime | None:
+    """The `field` Timestamp of a request, UTC-aware, or None when it is not set. One out of the
+    contract's range (years 1 to 9999, nanos 0 to 999,999,999) is INVALID_ARGUMENT on `name`
+    (default: `field`), added to `v`."""
+    if not message.HasField(field):
+        return None
+    value: Timestamp = getattr(message, field)
+    if not (_MIN_SECONDS <= value.seconds <= _MAX_SECONDS and 0 <= value.nanos <= 999_999_999):
+        v.add(name or field, f"must be a time from year 1 to 9999 with nanos 0 to 999999999, got seconds "
+                             f"{value.seconds}, nanos {value.nanos}")
+        return None
+    return _EPOCH + timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
+
+
+def timedelta_of(message: Any, field: str, v: Violations, name: str | None = None) -> timedelta | None:
+    """The `field` Duration of a request, or None when it is not set. One out of the contract's range
+    (+-315,576,000,000 seconds, nanos of the seconds' sign below 1e9) is INVALID_ARGUMENT on `name`."""
+    if not message.HasField(field):
+        return None
+    value: Duration = getattr(message, field)
+    if not (
+        abs(value.seconds) <= _MAX_DURATION_SECONDS
+        and abs(value.nanos) <= 999_999_999
+        and (value.seconds == 0 or value.nanos == 0 or (value.seconds > 0) == (value.nanos > 0))
+    ):
+        v.add(name or field, f"must be a duration of at most 315576000000 seconds, got seconds {value.seconds}, "
+                             f"nanos {value.nanos}")
+        return None
+    return timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
+
+
 def optional(message: Any, field: str) -> Any:
     """The value of a proto3 `optional` field, or None when the caller did not set it."""
     return getattr(message, field) if message.HasField(field) else None
@@ -99,6 +136,6 @@ def _populated(message: Any, prefix: str = "") -> list[str]:
     for field, value in message.ListFields():
         path = prefix + field.name
         found.append(path)
-        if field.message_type is not None and field.label != field.LABEL_REPEATED:
+        if field.message_type is not None and not field.is_repeated:
             found += _populated(value, path + ".")
     return found

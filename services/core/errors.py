@@ -5,6 +5,7 @@ Plain Python on purpose: the rules of a service never import grpc.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -26,6 +27,47 @@ class InvalidArgument(DomainError):
     @classmethod
     def of(cls, field: str, description: str) -> InvalidArgument:
         return cls([FieldViolation(field, description)])
+
+
+# What one status may carry. gRPC refuses a trailer over 8 KB (the client reports RESOURCE_EXHAUSTED),
+# and the message and the field violations travel in it, encoded: a value the caller sent is echoed
+# to SHOWN_VALUE characters, a status names at most MAX_VIOLATIONS fields in VIOLATIONS_BYTES.
+SHOWN_VALUE = 80
+MAX_VIOLATIONS = 50
+VIOLATIONS_BYTES = 3000
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+
+
+def _shorter_quote(match: re.Match[str]) -> str:
+    quoted = match.group()
+    return quoted if len(quoted) <= SHOWN_VALUE + 2 else quoted[: SHOWN_VALUE + 1] + "…" + quoted[-1]
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` with each quoted value in it (the caller's, as `{value!r}` shows it) cut to SHOWN_VALUE
+    characters and an ellipsis, then the whole cut to `limit` bytes of UTF-8."""
+    if len(text) <= SHOWN_VALUE:
+        return text
+    text = _QUOTED.sub(_shorter_quote, text)
+    encoded = text.encode()
+    return text if len(encoded) <= limit else encoded[: limit - 3].decode(errors="ignore") + "…"
+
+
+def shown_violations(violations: list[FieldViolation]) -> list[FieldViolation]:
+    """The violations a status shows: each shortened, the first MAX_VIOLATIONS within VIOLATIONS_BYTES,
+    and then one more saying how many were left out."""
+    shown: list[FieldViolation] = []
+    size = 0
+    for v in violations:
+        item = FieldViolation(shorten(v.field, 120), shorten(v.description, 300))
+        size += len(item.field.encode()) + len(item.description.encode()) + 8
+        if len(shown) == MAX_VIOLATIONS or size > VIOLATIONS_BYTES:
+            break
+        shown.append(item)
+    if len(shown) < len(violations):
+        left = len(violations) - len(shown)
+        shown.append(FieldViolation("…", f"and {left:,} more {'violation' if left == 1 else 'violations'} not shown"))
+    return shown
 
 
 class NotFound(DomainError):

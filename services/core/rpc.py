@@ -65,18 +65,22 @@ def status_of(error: Exception, method: str) -> grpc.Status:
         log.warning("%s: %s (%s)", method, domain, type(error).__name__)
     # Subclasses of a domain error (e.g. a service's own FailedPrecondition) map to its code.
     code = next(_CODES[kind] for kind in type(domain).__mro__ if kind in _CODES)
-    status = status_pb2.Status(code=code, message=str(domain))
     if isinstance(domain, errors.InvalidArgument):
+        shown = errors.shown_violations(domain.violations)
+        status = status_pb2.Status(code=code, message=errors.shorten("; ".join(f"{v.field}: {v.description}"
+                                                                               for v in shown), 500))
         detail = any_pb2.Any()
         detail.Pack(
             error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                    for v in domain.violations
+                    for v in shown
                 ]
             )
         )
         status.details.append(detail)
+    else:
+        status = status_pb2.Status(code=code, message=errors.shorten(str(domain), 500))
     return rpc_status.to_status(status)
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import inspect, select, text
 from ..persistence.db import Database, error_message
 from ..persistence.tenancy import DeploymentSecret
 from .paging import PageTokens
+from .requests import BATCH_REQUEST_LIMIT, Guarded
 from .servicer import Servicer
 
 log = logging.getLogger("voxplane.server")
@@ -89,7 +90,10 @@ class Server:
     def __init__(self, services: Sequence[Service], db: Database, *, tls: TlsFiles | None = None):
         self.db = db
         self.tls = tls
-        self.grpc = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        # The largest request an RPC takes (a batch's, see core.requests); grpcio's default is 4 MB.
+        self.grpc = grpc.aio.server(
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", BATCH_REQUEST_LIMIT)]
+        )
         self.service_names: list[str] = []
         self.health = Health(self.service_names)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
@@ -103,7 +107,7 @@ class Server:
                 runtime = service.runtime(db)
                 self.runtimes.append(runtime)
                 servicer = service.servicer(db, tokens, runtime)
-            service.register(servicer, self.grpc)
+            service.register(servicer, Guarded(self.grpc))  # type: ignore[arg-type]  # what register uses of it
             self.service_names.append(servicer.service_name)
         reflection.enable_server_reflection(
             [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],

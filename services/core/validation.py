@@ -15,6 +15,8 @@ from .errors import InvalidArgument, Violations
 
 MAX_REQUEST_ID = 128
 MAX_BATCH = 1000  # items of one batch RPC
+MAX_SIP_URI = 512  # the columns that store one (numbers.aor_link, forward_sip_to; call parties)
+MAX_URL = 2048
 
 
 def check_batch_size(field: str, count: int, what: str) -> None:
@@ -99,6 +101,9 @@ def sip_uri(v: Violations, field: str, value: str) -> str | None:
     host, port = host_port, ""
     if not host_port.endswith("]") and ":" in host_port:
         host, _, port = host_port.rpartition(":")
+    if len(value) > MAX_SIP_URI:
+        v.add(field, f"must be at most {MAX_SIP_URI} characters, got {len(value):,}")
+        return None
     if (
         scheme.lower() not in ("sip", "sips")
         or any(c.isspace() for c in value)
@@ -117,7 +122,10 @@ def http_url(v: Violations, field: str, value: str) -> str | None:
         valid = parts.scheme in ("http", "https") and is_host(parts.hostname or "") and parts.port != 0
     except ValueError:
         valid = False
-    if not valid or any(c.isspace() for c in value) or len(value) > 2048:
+    if len(value) > MAX_URL:
+        v.add(field, f"must be at most {MAX_URL} characters, got {len(value):,}")
+        return None
+    if not valid or any(c.isspace() for c in value):
         v.add(field, f"{value!r} is not an http(s) URL, e.g. 'https://example.com/hooks/voice'")
         return None
     return value

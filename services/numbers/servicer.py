@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timezone
-
 from sqlalchemy.orm import Session
 
 from voxplane.numbers.v1 import numbers_pb2 as pb
 from voxplane.numbers.v1 import numbers_pb2_grpc
 
 from ..core.auth import Access, Caller
+from ..core.convert import time_of
+from ..core.errors import Violations
 from ..core.paging import PageTokens
 from ..core.rpc import Incoming, rpc
 from ..core.servicer import Servicer
@@ -66,12 +66,16 @@ class NumbersServicer(
     @rpc(Access.READ)
     def ListNumbers(self, request: pb.ListNumbersRequest, caller: Caller, session: Session) -> pb.ListNumbersResponse:
         f = request.filter
+        v = Violations()
+        created_after = time_of(f, "created_after", v, "filter.created_after")
+        created_before = time_of(f, "created_before", v, "filter.created_before")
+        v.raise_if_any()
         number_filter = provisioning.checked_filter(
             state=STATE.name(f.state, "filter.state") if f.state else None,
             e164_prefix=f.e164_prefix,
             provider_ref=f.provider_ref,
-            created_after=f.created_after.ToDatetime(timezone.utc) if f.HasField("created_after") else None,
-            created_before=f.created_before.ToDatetime(timezone.utc) if f.HasField("created_before") else None,
+            created_after=created_after,
+            created_before=created_before,
             name_contains=f.name_contains,
             aor_link=f.aor_link,
         )

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from voxplane.numbers.v1 import numbers_pb2 as pb
 
 from ..core.auth import Access, Caller
+from ..core.convert import timedelta_of
 from ..core.errors import Violations
 from ..core.rpc import rpc
 from ..core.servicer import Servicer
@@ -79,7 +80,9 @@ class InventoryRpcs(Servicer):
 
     @rpc(Access.WRITE)
     def ReserveNumber(self, request: pb.ReserveNumberRequest, caller: Caller, session: Session) -> pb.Number:
-        hold = request.hold.ToTimedelta() if request.HasField("hold") else None
+        v = Violations()
+        hold = timedelta_of(request, "hold", v)
+        v.raise_if_any()
         return number_proto(inventory.reserve(session, caller, request.e164_number, hold))
 
 

@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 from sqlalchemy import BigInteger, DateTime, Dialect, ForeignKey, Integer, MetaData, String, Table, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
+from . import limits  # noqa: F401  # registers the check of String(n) lengths, for every engine
+
 # Named constraints, so migrations can refer to them on every backend.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
