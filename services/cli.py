@@ -9,6 +9,7 @@ commands.py's.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import sys
 
@@ -22,6 +23,7 @@ SERVER_MODULES = (
 )
 
 
+@functools.cache  # asked by the parser and again before a command runs
 def missing_server_modules() -> list[str]:
     return [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
 

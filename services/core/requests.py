@@ -22,6 +22,7 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 
 from .errors import FieldViolation, InvalidArgument
+from .rpc import status_of
 
 REQUEST_LIMIT = 64 * 1024  # bytes of one request; the largest legitimate one is a few KB
 BATCH_REQUEST_LIMIT = 4 * 1024 * 1024  # 10,000 inventory entries or 1,000 full creates take about 1.5 MB
@@ -132,8 +133,6 @@ def guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
 
 def _refusing(behaviour: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
-    from .rpc import status_of  # rpc imports the persistence layer; this module is imported by server only
-
     if streaming:
 
         async def stream(request: Any, context: Any) -> Any:

@@ -1,7 +1,4 @@
-"""Calls and AsyncCalls: the Calls service's RPCs, as in the Fonoster SDK.
-
-`from` is a Python keyword: pass it as `from_=` (or in a dict, `{"from": ...}`).
-"""
+"""Calls and AsyncCalls: the Calls service's RPCs, as in the Fonoster SDK."""
 
 from __future__ import annotations
 
@@ -39,7 +36,7 @@ class Calls(CallExport, _CallsMethods, SyncClient):
     """Blocking client of the Calls service.
 
     >>> calls = Calls(endpoint="127.0.0.1:50051", api_key="vxp_...")
-    >>> call = calls.create_call(from_="<agent ref>", to="+15005550001")
+    >>> call = calls.create_call(source="<agent ref>", destination="+15005550001")
     >>> calls.get_call(call.ref).status  # QUEUED, then RINGING, IN_PROGRESS...
     """
 

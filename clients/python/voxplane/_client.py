@@ -15,7 +15,6 @@ import asyncio
 import copy
 import dataclasses
 import json
-import keyword
 import os
 import random
 import re
@@ -124,11 +123,6 @@ def _duration_json(descriptor: Any, name: str, value: Any) -> Any:
     return value
 
 
-def _field_name(argument: str) -> str:
-    stripped = argument.removesuffix("_")
-    return stripped if stripped != argument and keyword.iskeyword(stripped) else argument
-
-
 _PARSING = re.compile(r"Failed to parse (\w+) field: ")
 _LOCATION = re.compile(r"\s+at \"?[\w.]+\"?\.*$")
 
@@ -205,8 +199,7 @@ class Method(Generic[M]):
                 values.update(request)
             elif request is not None:
                 raise TypeError(f"{self.rpc} takes a {self.request_type.__name__}, a dict or keyword arguments")
-            # `from_=...` sets the field `from`: a keyword cannot be a Python argument name.
-            values.update({_field_name(name): value for name, value in fields.items()})
+            values.update(fields)
             message = self.request_type()
             descriptor = message.DESCRIPTOR
             values = {name: _duration_json(descriptor, name, value) for name, value in values.items()}
