@@ -16,6 +16,18 @@ Numbers and agents named in a call are checked with the Numbers and
 Agents services, with the caller's own key: a workspace can only place
 calls from, and show the caller ID of, numbers and agents it owns.
 
+Every change of a call is an event (NEW_CALL, RINGING, ANSWER, HANGUP,
+DATA, and each control change), stored in the same transaction as the
+change. WatchCallEvents streams them from a cursor that can be resumed;
+the Webhooks service (voxplane.webhooks.v1) posts them, signed, to the
+call's or the number's webhook, and a webhook's reply to NEW_CALL or DATA
+steers the call (see the README for the reply forms).
+
+Inbound calls: the network reports a call to a number; Calls asks Numbers
+(GetIngressInfo) how to route it: to its SIP target (`aor_link` or
+`forward_sip_to`), to its webhook (whose reply decides), or, for a number
+that is unknown or suspended, nowhere (cause NOT_FOUND).
+
 Every RPC needs `authorization: Bearer <api key>` metadata. Errors common
 to every RPC: UNAUTHENTICATED, PERMISSION_DENIED (a `reader` key calling a
 write), UNAVAILABLE. INVALID_ARGUMENT carries a `google.rpc.BadRequest`
@@ -161,6 +173,78 @@ HANGUP_CAUSE_FORWARDED: HangupCause.ValueType  # 7
 HANGUP_CAUSE_SERVICE_RESTART: HangupCause.ValueType  # 8
 """The Calls service stopped while the call ran; the call's real outcome is unknown."""
 Global___HangupCause: _TypeAlias = HangupCause  # noqa: Y015
+
+class _CallEventType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CallEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CallEventType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CALL_EVENT_TYPE_UNSPECIFIED: _CallEventType.ValueType  # 0
+    """Never sent."""
+    CALL_EVENT_TYPE_NEW_CALL: _CallEventType.ValueType  # 1
+    """The call was created (outbound) or reported by the network (inbound)."""
+    CALL_EVENT_TYPE_RINGING: _CallEventType.ValueType  # 2
+    """The called party's phone rings."""
+    CALL_EVENT_TYPE_ANSWER: _CallEventType.ValueType  # 3
+    """The call was answered."""
+    CALL_EVENT_TYPE_HANGUP: _CallEventType.ValueType  # 4
+    """The call ended; `hangup_cause` says why."""
+    CALL_EVENT_TYPE_DATA: _CallEventType.ValueType  # 5
+    """The caller pressed DTMF keys (`digits`), e.g. answering a gather."""
+    CALL_EVENT_TYPE_MUTED: _CallEventType.ValueType  # 6
+    """The caller's side was muted."""
+    CALL_EVENT_TYPE_UNMUTED: _CallEventType.ValueType  # 7
+    """The caller's side was unmuted."""
+    CALL_EVENT_TYPE_HELD: _CallEventType.ValueType  # 8
+    """The call was put on hold."""
+    CALL_EVENT_TYPE_RESUMED: _CallEventType.ValueType  # 9
+    """The call was taken off hold."""
+    CALL_EVENT_TYPE_RECORDING_STARTED: _CallEventType.ValueType  # 10
+    """Recording started."""
+    CALL_EVENT_TYPE_RECORDING_STOPPED: _CallEventType.ValueType  # 11
+    """Recording stopped."""
+    CALL_EVENT_TYPE_PLAYING: _CallEventType.ValueType  # 12
+    """An announcement (`audio_url`) started playing into the call."""
+    CALL_EVENT_TYPE_TRANSFERRED: _CallEventType.ValueType  # 13
+    """The call was transferred to `transfer_destination`."""
+    CALL_EVENT_TYPE_REDIRECTED: _CallEventType.ValueType  # 14
+    """The call's events go to another webhook (`webhook`) from now on."""
+
+class CallEventType(_CallEventType, metaclass=_CallEventTypeEnumTypeWrapper):
+    """What happened to a call."""
+
+CALL_EVENT_TYPE_UNSPECIFIED: CallEventType.ValueType  # 0
+"""Never sent."""
+CALL_EVENT_TYPE_NEW_CALL: CallEventType.ValueType  # 1
+"""The call was created (outbound) or reported by the network (inbound)."""
+CALL_EVENT_TYPE_RINGING: CallEventType.ValueType  # 2
+"""The called party's phone rings."""
+CALL_EVENT_TYPE_ANSWER: CallEventType.ValueType  # 3
+"""The call was answered."""
+CALL_EVENT_TYPE_HANGUP: CallEventType.ValueType  # 4
+"""The call ended; `hangup_cause` says why."""
+CALL_EVENT_TYPE_DATA: CallEventType.ValueType  # 5
+"""The caller pressed DTMF keys (`digits`), e.g. answering a gather."""
+CALL_EVENT_TYPE_MUTED: CallEventType.ValueType  # 6
+"""The caller's side was muted."""
+CALL_EVENT_TYPE_UNMUTED: CallEventType.ValueType  # 7
+"""The caller's side was unmuted."""
+CALL_EVENT_TYPE_HELD: CallEventType.ValueType  # 8
+"""The call was put on hold."""
+CALL_EVENT_TYPE_RESUMED: CallEventType.ValueType  # 9
+"""The call was taken off hold."""
+CALL_EVENT_TYPE_RECORDING_STARTED: CallEventType.ValueType  # 10
+"""Recording started."""
+CALL_EVENT_TYPE_RECORDING_STOPPED: CallEventType.ValueType  # 11
+"""Recording stopped."""
+CALL_EVENT_TYPE_PLAYING: CallEventType.ValueType  # 12
+"""An announcement (`audio_url`) started playing into the call."""
+CALL_EVENT_TYPE_TRANSFERRED: CallEventType.ValueType  # 13
+"""The call was transferred to `transfer_destination`."""
+CALL_EVENT_TYPE_REDIRECTED: CallEventType.ValueType  # 14
+"""The call's events go to another webhook (`webhook`) from now on."""
+Global___CallEventType: _TypeAlias = CallEventType  # noqa: Y015
 
 @_typing.final
 class Participant(_message.Message):
@@ -1081,3 +1165,261 @@ class ExportCallsChunk(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExportCallsChunk: _TypeAlias = ExportCallsChunk  # noqa: Y015
+
+@_typing.final
+class CallEvent(_message.Message):
+    """One change of a call, as streamed by WatchCallEvents and as the `data` of
+    a webhook delivery.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    CALL_REF_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    NETWORK_TIME_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    HANGUP_CAUSE_FIELD_NUMBER: _builtins.int
+    DIGITS_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    CALLER_ID_FIELD_NUMBER: _builtins.int
+    MUTED_FIELD_NUMBER: _builtins.int
+    ON_HOLD_FIELD_NUMBER: _builtins.int
+    RECORDING_FIELD_NUMBER: _builtins.int
+    AUDIO_URL_FIELD_NUMBER: _builtins.int
+    TRANSFER_DESTINATION_FIELD_NUMBER: _builtins.int
+    WEBHOOK_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Stable and unique: the same on every stream and every delivery attempt
+    (it is the deliveries' `webhook-id`).
+    """
+    call_ref: _builtins.str
+    """The call."""
+    sequence: _builtins.int
+    """1 for the call's first event, then one more for each."""
+    type: Global___CallEventType.ValueType
+    """What happened."""
+    status: Global___CallStatus.ValueType
+    """The call's status after the change."""
+    hangup_cause: Global___HangupCause.ValueType
+    """HANGUP: why the call ended; otherwise unspecified."""
+    digits: _builtins.str
+    """DATA: the DTMF digits pressed."""
+    direction: Global___Direction.ValueType
+    """Which way the call goes."""
+    source: _builtins.str
+    """The calling party, as Call.source."""
+    destination: _builtins.str
+    """The called party, as Call.destination."""
+    caller_id: _builtins.str
+    """The number shown to the called party, as Call.caller_id."""
+    muted: _builtins.bool
+    """Whether the caller's side is muted after the change."""
+    on_hold: _builtins.bool
+    """Whether the call is on hold after the change."""
+    recording: _builtins.bool
+    """Whether the call is being recorded after the change."""
+    audio_url: _builtins.str
+    """PLAYING: the announcement's URL."""
+    transfer_destination: _builtins.str
+    """TRANSFERRED: the party the call was transferred to."""
+    webhook: _builtins.str
+    """REDIRECTED: the webhook told of the call's events from now on."""
+    @_builtins.property
+    def network_time(self) -> _timestamp_pb2.Timestamp:
+        """When the network (or the control request) made the change; not when it
+        was stored.
+        """
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        call_ref: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        type: Global___CallEventType.ValueType = ...,
+        network_time: _timestamp_pb2.Timestamp | None = ...,
+        status: Global___CallStatus.ValueType = ...,
+        hangup_cause: Global___HangupCause.ValueType = ...,
+        digits: _builtins.str = ...,
+        direction: Global___Direction.ValueType = ...,
+        source: _builtins.str = ...,
+        destination: _builtins.str = ...,
+        caller_id: _builtins.str = ...,
+        muted: _builtins.bool = ...,
+        on_hold: _builtins.bool = ...,
+        recording: _builtins.bool = ...,
+        audio_url: _builtins.str = ...,
+        transfer_destination: _builtins.str = ...,
+        webhook: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["network_time", b"network_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_url", b"audio_url", "call_ref", b"call_ref", "caller_id", b"caller_id", "destination", b"destination", "digits", b"digits", "direction", b"direction", "event_id", b"event_id", "hangup_cause", b"hangup_cause", "muted", b"muted", "network_time", b"network_time", "on_hold", b"on_hold", "recording", b"recording", "sequence", b"sequence", "source", b"source", "status", b"status", "transfer_destination", b"transfer_destination", "type", b"type", "webhook", b"webhook"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallEvent: _TypeAlias = CallEvent  # noqa: Y015
+
+@_typing.final
+class WatchCallEventsRequest(_message.Message):
+    """Request of WatchCallEvents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_REF_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    call_ref: _builtins.str
+    """One call's events; empty: the events of every call of the workspace."""
+    cursor: _builtins.str
+    """Resume after this cursor (from a previous response). Empty: with
+    `call_ref`, from the call's first event; without, from now on.
+    """
+    @_builtins.property
+    def heartbeat_interval(self) -> _duration_pb2.Duration:
+        """How often a heartbeat is sent while no event is: 1 to 60 seconds; unset
+        means 15 seconds.
+        """
+
+    def __init__(
+        self,
+        *,
+        call_ref: _builtins.str = ...,
+        cursor: _builtins.str = ...,
+        heartbeat_interval: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_ref", b"call_ref", "cursor", b"cursor", "heartbeat_interval", b"heartbeat_interval"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchCallEventsRequest: _TypeAlias = WatchCallEventsRequest  # noqa: Y015
+
+@_typing.final
+class StreamHeartbeat(_message.Message):
+    """Sent while no event is, so an idle watcher learns the current cursor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When the server sent it."""
+
+    def __init__(
+        self,
+        *,
+        time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamHeartbeat: _TypeAlias = StreamHeartbeat  # noqa: Y015
+
+@_typing.final
+class WatchCallEventsResponse(_message.Message):
+    """One message of WatchCallEvents: an event or a heartbeat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """Send it back as WatchCallEventsRequest.cursor to resume after this message."""
+    @_builtins.property
+    def event(self) -> Global___CallEvent:
+        """A change of a call."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___StreamHeartbeat:
+        """Nothing happened for a while."""
+
+    def __init__(
+        self,
+        *,
+        cursor: _builtins.str = ...,
+        event: Global___CallEvent | None = ...,
+        heartbeat: Global___StreamHeartbeat | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "event", b"event", "heartbeat", b"heartbeat", "payload", b"payload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["event", "heartbeat"]  # noqa: Y015
+    _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
+
+Global___WatchCallEventsResponse: _TypeAlias = WatchCallEventsResponse  # noqa: Y015
+
+@_typing.final
+class SimulateInboundCallRequest(_message.Message):
+    """Request of SimulateInboundCall."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    DIGITS_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    """The caller: E.164 (any form with a country code) or a SIP URI."""
+    destination: _builtins.str
+    """The number called: E.164, any form with a country code."""
+    digits: _builtins.str
+    """DTMF digits (0-9 * # A-D, up to 64) the simulated caller presses when a
+    webhook's reply gathers them; empty: the caller presses nothing.
+    """
+    def __init__(
+        self,
+        *,
+        source: _builtins.str = ...,
+        destination: _builtins.str = ...,
+        digits: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "digits", b"digits", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SimulateInboundCallRequest: _TypeAlias = SimulateInboundCallRequest  # noqa: Y015
+
+@_typing.final
+class SimulateInboundCallResponse(_message.Message):
+    """Response of SimulateInboundCall."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_FIELD_NUMBER: _builtins.int
+    HANGUP_CAUSE_FIELD_NUMBER: _builtins.int
+    hangup_cause: Global___HangupCause.ValueType
+    """NOT_FOUND when the network rejected the call for an unknown number;
+    otherwise unspecified (the call's own cause is in `call`).
+    """
+    @_builtins.property
+    def call(self) -> Global___Call:
+        """The call, as routed; unset when no workspace owns the number (then the
+        network rejected it, `hangup_cause` NOT_FOUND).
+        """
+
+    def __init__(
+        self,
+        *,
+        call: Global___Call | None = ...,
+        hangup_cause: Global___HangupCause.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["call", b"call"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "hangup_cause", b"hangup_cause"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SimulateInboundCallResponse: _TypeAlias = SimulateInboundCallResponse  # noqa: Y015

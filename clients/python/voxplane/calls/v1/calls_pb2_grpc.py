@@ -30,7 +30,8 @@ class CallsStub:
 
     SIMULATED NETWORK: this release carries calls on a simulated network only
     (no call reaches a phone); the destination picks the outcome, as the README
-    lists. Each Calls server logs a WARNING saying so when it starts.
+    lists, and inbound calls are injected with SimulateInboundCall. Each Calls
+    server logs a WARNING saying so when it starts.
     """
 
     def __init__(self, channel):
@@ -124,6 +125,16 @@ class CallsStub:
                 request_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.ExportCallsRequest.SerializeToString,
                 response_deserializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.ExportCallsChunk.FromString,
                 _registered_method=True)
+        self.WatchCallEvents = channel.unary_stream(
+                '/voxplane.calls.v1.Calls/WatchCallEvents',
+                request_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.WatchCallEventsRequest.SerializeToString,
+                response_deserializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.WatchCallEventsResponse.FromString,
+                _registered_method=True)
+        self.SimulateInboundCall = channel.unary_unary(
+                '/voxplane.calls.v1.Calls/SimulateInboundCall',
+                request_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.SimulateInboundCallRequest.SerializeToString,
+                response_deserializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.SimulateInboundCallResponse.FromString,
+                _registered_method=True)
 
 
 class CallsServicer:
@@ -131,7 +142,8 @@ class CallsServicer:
 
     SIMULATED NETWORK: this release carries calls on a simulated network only
     (no call reaches a phone); the destination picks the outcome, as the README
-    lists. Each Calls server logs a WARNING saying so when it starts.
+    lists, and inbound calls are injected with SimulateInboundCall. Each Calls
+    server logs a WARNING saying so when it starts.
     """
 
     def CreateCall(self, request, context):
@@ -283,6 +295,34 @@ class CallsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchCallEvents(self, request, context):
+        """Streams the events of one call, or of every call of the workspace, in
+        order, from a cursor, until the caller cancels. Each message carries the
+        cursor to resume after it; a heartbeat carries the current cursor while
+        nothing happens. Reconnecting with the last cursor seen misses nothing
+        and repeats nothing.
+        Errors: INVALID_ARGUMENT (a malformed cursor, a heartbeat interval out of
+        range), NOT_FOUND (`call_ref` is not a call of the workspace),
+        OUT_OF_RANGE (the cursor is older than the events kept: start over
+        without one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SimulateInboundCall(self, request, context):
+        """SIMULATED NETWORK ONLY: injects an inbound call from `source` to
+        `destination`, as the network would report it, and returns once Calls
+        has routed it. Needs an operator key (it acts for the network, whatever
+        workspace owns the number). Errors: INVALID_ARGUMENT (a `destination`
+        that is not E.164, a `source` that is neither E.164 nor a SIP URI, bad
+        digits), FAILED_PRECONDITION (this server's network is not the
+        simulated one), PERMISSION_DENIED (not an operator key).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CallsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -371,6 +411,16 @@ def add_CallsServicer_to_server(servicer, server):
                     request_deserializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.ExportCallsRequest.FromString,
                     response_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.ExportCallsChunk.SerializeToString,
             ),
+            'WatchCallEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchCallEvents,
+                    request_deserializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.WatchCallEventsRequest.FromString,
+                    response_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.WatchCallEventsResponse.SerializeToString,
+            ),
+            'SimulateInboundCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.SimulateInboundCall,
+                    request_deserializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.SimulateInboundCallRequest.FromString,
+                    response_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.SimulateInboundCallResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'voxplane.calls.v1.Calls', rpc_method_handlers)
@@ -384,7 +434,8 @@ class Calls:
 
     SIMULATED NETWORK: this release carries calls on a simulated network only
     (no call reaches a phone); the destination picks the outcome, as the README
-    lists. Each Calls server logs a WARNING saying so when it starts.
+    lists, and inbound calls are injected with SimulateInboundCall. Each Calls
+    server logs a WARNING saying so when it starts.
     """
 
     @staticmethod
@@ -836,6 +887,60 @@ class Calls:
             '/voxplane.calls.v1.Calls/ExportCalls',
             voxplane_dot_calls_dot_v1_dot_calls__pb2.ExportCallsRequest.SerializeToString,
             voxplane_dot_calls_dot_v1_dot_calls__pb2.ExportCallsChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchCallEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/voxplane.calls.v1.Calls/WatchCallEvents',
+            voxplane_dot_calls_dot_v1_dot_calls__pb2.WatchCallEventsRequest.SerializeToString,
+            voxplane_dot_calls_dot_v1_dot_calls__pb2.WatchCallEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SimulateInboundCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.calls.v1.Calls/SimulateInboundCall',
+            voxplane_dot_calls_dot_v1_dot_calls__pb2.SimulateInboundCallRequest.SerializeToString,
+            voxplane_dot_calls_dot_v1_dot_calls__pb2.SimulateInboundCallResponse.FromString,
             options,
             channel_credentials,
             insecure,

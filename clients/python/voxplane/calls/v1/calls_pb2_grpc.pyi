@@ -16,6 +16,18 @@ Numbers and agents named in a call are checked with the Numbers and
 Agents services, with the caller's own key: a workspace can only place
 calls from, and show the caller ID of, numbers and agents it owns.
 
+Every change of a call is an event (NEW_CALL, RINGING, ANSWER, HANGUP,
+DATA, and each control change), stored in the same transaction as the
+change. WatchCallEvents streams them from a cursor that can be resumed;
+the Webhooks service (voxplane.webhooks.v1) posts them, signed, to the
+call's or the number's webhook, and a webhook's reply to NEW_CALL or DATA
+steers the call (see the README for the reply forms).
+
+Inbound calls: the network reports a call to a number; Calls asks Numbers
+(GetIngressInfo) how to route it: to its SIP target (`aor_link` or
+`forward_sip_to`), to its webhook (whose reply decides), or, for a number
+that is unknown or suspended, nowhere (cause NOT_FOUND).
+
 Every RPC needs `authorization: Bearer <api key>` metadata. Errors common
 to every RPC: UNAUTHENTICATED, PERMISSION_DENIED (a `reader` key calling a
 write), UNAVAILABLE. INVALID_ARGUMENT carries a `google.rpc.BadRequest`
@@ -51,7 +63,8 @@ class CallsStub:
 
     SIMULATED NETWORK: this release carries calls on a simulated network only
     (no call reaches a phone); the destination picks the outcome, as the README
-    lists. Each Calls server logs a WARNING saying so when it starts.
+    lists, and inbound calls are injected with SimulateInboundCall. Each Calls
+    server logs a WARNING saying so when it starts.
     """
 
     @_typing.overload
@@ -139,6 +152,26 @@ class CallsStub:
     starts with the header row. Any size of history streams in constant
     memory. Errors: INVALID_ARGUMENT (bad filter).
     """
+    WatchCallEvents: _grpc.UnaryStreamMultiCallable[_calls_pb2.WatchCallEventsRequest, _calls_pb2.WatchCallEventsResponse]
+    """Streams the events of one call, or of every call of the workspace, in
+    order, from a cursor, until the caller cancels. Each message carries the
+    cursor to resume after it; a heartbeat carries the current cursor while
+    nothing happens. Reconnecting with the last cursor seen misses nothing
+    and repeats nothing.
+    Errors: INVALID_ARGUMENT (a malformed cursor, a heartbeat interval out of
+    range), NOT_FOUND (`call_ref` is not a call of the workspace),
+    OUT_OF_RANGE (the cursor is older than the events kept: start over
+    without one).
+    """
+    SimulateInboundCall: _grpc.UnaryUnaryMultiCallable[_calls_pb2.SimulateInboundCallRequest, _calls_pb2.SimulateInboundCallResponse]
+    """SIMULATED NETWORK ONLY: injects an inbound call from `source` to
+    `destination`, as the network would report it, and returns once Calls
+    has routed it. Needs an operator key (it acts for the network, whatever
+    workspace owns the number). Errors: INVALID_ARGUMENT (a `destination`
+    that is not E.164, a `source` that is neither E.164 nor a SIP URI, bad
+    digits), FAILED_PRECONDITION (this server's network is not the
+    simulated one), PERMISSION_DENIED (not an operator key).
+    """
 
 @_typing.type_check_only
 class CallsAsyncStub(CallsStub):
@@ -146,7 +179,8 @@ class CallsAsyncStub(CallsStub):
 
     SIMULATED NETWORK: this release carries calls on a simulated network only
     (no call reaches a phone); the destination picks the outcome, as the README
-    lists. Each Calls server logs a WARNING saying so when it starts.
+    lists, and inbound calls are injected with SimulateInboundCall. Each Calls
+    server logs a WARNING saying so when it starts.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -231,13 +265,34 @@ class CallsAsyncStub(CallsStub):
     starts with the header row. Any size of history streams in constant
     memory. Errors: INVALID_ARGUMENT (bad filter).
     """
+    WatchCallEvents: _aio.UnaryStreamMultiCallable[_calls_pb2.WatchCallEventsRequest, _calls_pb2.WatchCallEventsResponse]  # type: ignore[assignment]
+    """Streams the events of one call, or of every call of the workspace, in
+    order, from a cursor, until the caller cancels. Each message carries the
+    cursor to resume after it; a heartbeat carries the current cursor while
+    nothing happens. Reconnecting with the last cursor seen misses nothing
+    and repeats nothing.
+    Errors: INVALID_ARGUMENT (a malformed cursor, a heartbeat interval out of
+    range), NOT_FOUND (`call_ref` is not a call of the workspace),
+    OUT_OF_RANGE (the cursor is older than the events kept: start over
+    without one).
+    """
+    SimulateInboundCall: _aio.UnaryUnaryMultiCallable[_calls_pb2.SimulateInboundCallRequest, _calls_pb2.SimulateInboundCallResponse]  # type: ignore[assignment]
+    """SIMULATED NETWORK ONLY: injects an inbound call from `source` to
+    `destination`, as the network would report it, and returns once Calls
+    has routed it. Needs an operator key (it acts for the network, whatever
+    workspace owns the number). Errors: INVALID_ARGUMENT (a `destination`
+    that is not E.164, a `source` that is neither E.164 nor a SIP URI, bad
+    digits), FAILED_PRECONDITION (this server's network is not the
+    simulated one), PERMISSION_DENIED (not an operator key).
+    """
 
 class CallsServicer(metaclass=_abc_1.ABCMeta):
     """Places and controls calls, and keeps their history.
 
     SIMULATED NETWORK: this release carries calls on a simulated network only
     (no call reaches a phone); the destination picks the outcome, as the README
-    lists. Each Calls server logs a WARNING saying so when it starts.
+    lists, and inbound calls are injected with SimulateInboundCall. Each Calls
+    server logs a WARNING saying so when it starts.
     """
 
     @_abc_1.abstractmethod
@@ -421,6 +476,38 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
         """Streams the history matching a filter as CSV, in chunks; the first chunk
         starts with the header row. Any size of history streams in constant
         memory. Errors: INVALID_ARGUMENT (bad filter).
+        """
+
+    @_abc_1.abstractmethod
+    def WatchCallEvents(
+        self,
+        request: _calls_pb2.WatchCallEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_calls_pb2.WatchCallEventsResponse], _abc.AsyncIterator[_calls_pb2.WatchCallEventsResponse]]:
+        """Streams the events of one call, or of every call of the workspace, in
+        order, from a cursor, until the caller cancels. Each message carries the
+        cursor to resume after it; a heartbeat carries the current cursor while
+        nothing happens. Reconnecting with the last cursor seen misses nothing
+        and repeats nothing.
+        Errors: INVALID_ARGUMENT (a malformed cursor, a heartbeat interval out of
+        range), NOT_FOUND (`call_ref` is not a call of the workspace),
+        OUT_OF_RANGE (the cursor is older than the events kept: start over
+        without one).
+        """
+
+    @_abc_1.abstractmethod
+    def SimulateInboundCall(
+        self,
+        request: _calls_pb2.SimulateInboundCallRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_calls_pb2.SimulateInboundCallResponse, _abc.Awaitable[_calls_pb2.SimulateInboundCallResponse]]:
+        """SIMULATED NETWORK ONLY: injects an inbound call from `source` to
+        `destination`, as the network would report it, and returns once Calls
+        has routed it. Needs an operator key (it acts for the network, whatever
+        workspace owns the number). Errors: INVALID_ARGUMENT (a `destination`
+        that is not E.164, a `source` that is neither E.164 nor a SIP URI, bad
+        digits), FAILED_PRECONDITION (this server's network is not the
+        simulated one), PERMISSION_DENIED (not an operator key).
         """
 
 def add_CallsServicer_to_server(servicer: CallsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

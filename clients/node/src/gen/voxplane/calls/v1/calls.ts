@@ -44,6 +44,18 @@ export const protobufFileName = "voxplane/calls/v1/calls.proto";
  * Agents services, with the caller's own key: a workspace can only place
  * calls from, and show the caller ID of, numbers and agents it owns.
  *
+ * Every change of a call is an event (NEW_CALL, RINGING, ANSWER, HANGUP,
+ * DATA, and each control change), stored in the same transaction as the
+ * change. WatchCallEvents streams them from a cursor that can be resumed;
+ * the Webhooks service (voxplane.webhooks.v1) posts them, signed, to the
+ * call's or the number's webhook, and a webhook's reply to NEW_CALL or DATA
+ * steers the call (see the README for the reply forms).
+ *
+ * Inbound calls: the network reports a call to a number; Calls asks Numbers
+ * (GetIngressInfo) how to route it: to its SIP target (`aor_link` or
+ * `forward_sip_to`), to its webhook (whose reply decides), or, for a number
+ * that is unknown or suspended, nowhere (cause NOT_FOUND).
+ *
  * Every RPC needs `authorization: Bearer <api key>` metadata. Errors common
  * to every RPC: UNAUTHENTICATED, PERMISSION_DENIED (a `reader` key calling a
  * write), UNAVAILABLE. INVALID_ARGUMENT carries a `google.rpc.BadRequest`
@@ -364,6 +376,192 @@ export function hangupCauseToNumber(object: HangupCause): number {
     case HangupCause.HANGUP_CAUSE_SERVICE_RESTART:
       return 8;
     case HangupCause.UNRECOGNIZED:
+    default:
+      return -1;
+  }
+}
+
+/** What happened to a call. */
+export const CallEventType = {
+  /** CALL_EVENT_TYPE_UNSPECIFIED - Never sent. */
+  CALL_EVENT_TYPE_UNSPECIFIED: "CALL_EVENT_TYPE_UNSPECIFIED",
+  /** CALL_EVENT_TYPE_NEW_CALL - The call was created (outbound) or reported by the network (inbound). */
+  CALL_EVENT_TYPE_NEW_CALL: "CALL_EVENT_TYPE_NEW_CALL",
+  /** CALL_EVENT_TYPE_RINGING - The called party's phone rings. */
+  CALL_EVENT_TYPE_RINGING: "CALL_EVENT_TYPE_RINGING",
+  /** CALL_EVENT_TYPE_ANSWER - The call was answered. */
+  CALL_EVENT_TYPE_ANSWER: "CALL_EVENT_TYPE_ANSWER",
+  /** CALL_EVENT_TYPE_HANGUP - The call ended; `hangup_cause` says why. */
+  CALL_EVENT_TYPE_HANGUP: "CALL_EVENT_TYPE_HANGUP",
+  /** CALL_EVENT_TYPE_DATA - The caller pressed DTMF keys (`digits`), e.g. answering a gather. */
+  CALL_EVENT_TYPE_DATA: "CALL_EVENT_TYPE_DATA",
+  /** CALL_EVENT_TYPE_MUTED - The caller's side was muted. */
+  CALL_EVENT_TYPE_MUTED: "CALL_EVENT_TYPE_MUTED",
+  /** CALL_EVENT_TYPE_UNMUTED - The caller's side was unmuted. */
+  CALL_EVENT_TYPE_UNMUTED: "CALL_EVENT_TYPE_UNMUTED",
+  /** CALL_EVENT_TYPE_HELD - The call was put on hold. */
+  CALL_EVENT_TYPE_HELD: "CALL_EVENT_TYPE_HELD",
+  /** CALL_EVENT_TYPE_RESUMED - The call was taken off hold. */
+  CALL_EVENT_TYPE_RESUMED: "CALL_EVENT_TYPE_RESUMED",
+  /** CALL_EVENT_TYPE_RECORDING_STARTED - Recording started. */
+  CALL_EVENT_TYPE_RECORDING_STARTED: "CALL_EVENT_TYPE_RECORDING_STARTED",
+  /** CALL_EVENT_TYPE_RECORDING_STOPPED - Recording stopped. */
+  CALL_EVENT_TYPE_RECORDING_STOPPED: "CALL_EVENT_TYPE_RECORDING_STOPPED",
+  /** CALL_EVENT_TYPE_PLAYING - An announcement (`audio_url`) started playing into the call. */
+  CALL_EVENT_TYPE_PLAYING: "CALL_EVENT_TYPE_PLAYING",
+  /** CALL_EVENT_TYPE_TRANSFERRED - The call was transferred to `transfer_destination`. */
+  CALL_EVENT_TYPE_TRANSFERRED: "CALL_EVENT_TYPE_TRANSFERRED",
+  /** CALL_EVENT_TYPE_REDIRECTED - The call's events go to another webhook (`webhook`) from now on. */
+  CALL_EVENT_TYPE_REDIRECTED: "CALL_EVENT_TYPE_REDIRECTED",
+  UNRECOGNIZED: "UNRECOGNIZED",
+} as const;
+
+export type CallEventType = typeof CallEventType[keyof typeof CallEventType];
+
+export namespace CallEventType {
+  export type CALL_EVENT_TYPE_UNSPECIFIED = typeof CallEventType.CALL_EVENT_TYPE_UNSPECIFIED;
+  export type CALL_EVENT_TYPE_NEW_CALL = typeof CallEventType.CALL_EVENT_TYPE_NEW_CALL;
+  export type CALL_EVENT_TYPE_RINGING = typeof CallEventType.CALL_EVENT_TYPE_RINGING;
+  export type CALL_EVENT_TYPE_ANSWER = typeof CallEventType.CALL_EVENT_TYPE_ANSWER;
+  export type CALL_EVENT_TYPE_HANGUP = typeof CallEventType.CALL_EVENT_TYPE_HANGUP;
+  export type CALL_EVENT_TYPE_DATA = typeof CallEventType.CALL_EVENT_TYPE_DATA;
+  export type CALL_EVENT_TYPE_MUTED = typeof CallEventType.CALL_EVENT_TYPE_MUTED;
+  export type CALL_EVENT_TYPE_UNMUTED = typeof CallEventType.CALL_EVENT_TYPE_UNMUTED;
+  export type CALL_EVENT_TYPE_HELD = typeof CallEventType.CALL_EVENT_TYPE_HELD;
+  export type CALL_EVENT_TYPE_RESUMED = typeof CallEventType.CALL_EVENT_TYPE_RESUMED;
+  export type CALL_EVENT_TYPE_RECORDING_STARTED = typeof CallEventType.CALL_EVENT_TYPE_RECORDING_STARTED;
+  export type CALL_EVENT_TYPE_RECORDING_STOPPED = typeof CallEventType.CALL_EVENT_TYPE_RECORDING_STOPPED;
+  export type CALL_EVENT_TYPE_PLAYING = typeof CallEventType.CALL_EVENT_TYPE_PLAYING;
+  export type CALL_EVENT_TYPE_TRANSFERRED = typeof CallEventType.CALL_EVENT_TYPE_TRANSFERRED;
+  export type CALL_EVENT_TYPE_REDIRECTED = typeof CallEventType.CALL_EVENT_TYPE_REDIRECTED;
+  export type UNRECOGNIZED = typeof CallEventType.UNRECOGNIZED;
+}
+
+export function callEventTypeFromJSON(object: any): CallEventType {
+  switch (object) {
+    case 0:
+    case "CALL_EVENT_TYPE_UNSPECIFIED":
+      return CallEventType.CALL_EVENT_TYPE_UNSPECIFIED;
+    case 1:
+    case "CALL_EVENT_TYPE_NEW_CALL":
+      return CallEventType.CALL_EVENT_TYPE_NEW_CALL;
+    case 2:
+    case "CALL_EVENT_TYPE_RINGING":
+      return CallEventType.CALL_EVENT_TYPE_RINGING;
+    case 3:
+    case "CALL_EVENT_TYPE_ANSWER":
+      return CallEventType.CALL_EVENT_TYPE_ANSWER;
+    case 4:
+    case "CALL_EVENT_TYPE_HANGUP":
+      return CallEventType.CALL_EVENT_TYPE_HANGUP;
+    case 5:
+    case "CALL_EVENT_TYPE_DATA":
+      return CallEventType.CALL_EVENT_TYPE_DATA;
+    case 6:
+    case "CALL_EVENT_TYPE_MUTED":
+      return CallEventType.CALL_EVENT_TYPE_MUTED;
+    case 7:
+    case "CALL_EVENT_TYPE_UNMUTED":
+      return CallEventType.CALL_EVENT_TYPE_UNMUTED;
+    case 8:
+    case "CALL_EVENT_TYPE_HELD":
+      return CallEventType.CALL_EVENT_TYPE_HELD;
+    case 9:
+    case "CALL_EVENT_TYPE_RESUMED":
+      return CallEventType.CALL_EVENT_TYPE_RESUMED;
+    case 10:
+    case "CALL_EVENT_TYPE_RECORDING_STARTED":
+      return CallEventType.CALL_EVENT_TYPE_RECORDING_STARTED;
+    case 11:
+    case "CALL_EVENT_TYPE_RECORDING_STOPPED":
+      return CallEventType.CALL_EVENT_TYPE_RECORDING_STOPPED;
+    case 12:
+    case "CALL_EVENT_TYPE_PLAYING":
+      return CallEventType.CALL_EVENT_TYPE_PLAYING;
+    case 13:
+    case "CALL_EVENT_TYPE_TRANSFERRED":
+      return CallEventType.CALL_EVENT_TYPE_TRANSFERRED;
+    case 14:
+    case "CALL_EVENT_TYPE_REDIRECTED":
+      return CallEventType.CALL_EVENT_TYPE_REDIRECTED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return CallEventType.UNRECOGNIZED;
+  }
+}
+
+export function callEventTypeToJSON(object: CallEventType): string {
+  switch (object) {
+    case CallEventType.CALL_EVENT_TYPE_UNSPECIFIED:
+      return "CALL_EVENT_TYPE_UNSPECIFIED";
+    case CallEventType.CALL_EVENT_TYPE_NEW_CALL:
+      return "CALL_EVENT_TYPE_NEW_CALL";
+    case CallEventType.CALL_EVENT_TYPE_RINGING:
+      return "CALL_EVENT_TYPE_RINGING";
+    case CallEventType.CALL_EVENT_TYPE_ANSWER:
+      return "CALL_EVENT_TYPE_ANSWER";
+    case CallEventType.CALL_EVENT_TYPE_HANGUP:
+      return "CALL_EVENT_TYPE_HANGUP";
+    case CallEventType.CALL_EVENT_TYPE_DATA:
+      return "CALL_EVENT_TYPE_DATA";
+    case CallEventType.CALL_EVENT_TYPE_MUTED:
+      return "CALL_EVENT_TYPE_MUTED";
+    case CallEventType.CALL_EVENT_TYPE_UNMUTED:
+      return "CALL_EVENT_TYPE_UNMUTED";
+    case CallEventType.CALL_EVENT_TYPE_HELD:
+      return "CALL_EVENT_TYPE_HELD";
+    case CallEventType.CALL_EVENT_TYPE_RESUMED:
+      return "CALL_EVENT_TYPE_RESUMED";
+    case CallEventType.CALL_EVENT_TYPE_RECORDING_STARTED:
+      return "CALL_EVENT_TYPE_RECORDING_STARTED";
+    case CallEventType.CALL_EVENT_TYPE_RECORDING_STOPPED:
+      return "CALL_EVENT_TYPE_RECORDING_STOPPED";
+    case CallEventType.CALL_EVENT_TYPE_PLAYING:
+      return "CALL_EVENT_TYPE_PLAYING";
+    case CallEventType.CALL_EVENT_TYPE_TRANSFERRED:
+      return "CALL_EVENT_TYPE_TRANSFERRED";
+    case CallEventType.CALL_EVENT_TYPE_REDIRECTED:
+      return "CALL_EVENT_TYPE_REDIRECTED";
+    case CallEventType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export function callEventTypeToNumber(object: CallEventType): number {
+  switch (object) {
+    case CallEventType.CALL_EVENT_TYPE_UNSPECIFIED:
+      return 0;
+    case CallEventType.CALL_EVENT_TYPE_NEW_CALL:
+      return 1;
+    case CallEventType.CALL_EVENT_TYPE_RINGING:
+      return 2;
+    case CallEventType.CALL_EVENT_TYPE_ANSWER:
+      return 3;
+    case CallEventType.CALL_EVENT_TYPE_HANGUP:
+      return 4;
+    case CallEventType.CALL_EVENT_TYPE_DATA:
+      return 5;
+    case CallEventType.CALL_EVENT_TYPE_MUTED:
+      return 6;
+    case CallEventType.CALL_EVENT_TYPE_UNMUTED:
+      return 7;
+    case CallEventType.CALL_EVENT_TYPE_HELD:
+      return 8;
+    case CallEventType.CALL_EVENT_TYPE_RESUMED:
+      return 9;
+    case CallEventType.CALL_EVENT_TYPE_RECORDING_STARTED:
+      return 10;
+    case CallEventType.CALL_EVENT_TYPE_RECORDING_STOPPED:
+      return 11;
+    case CallEventType.CALL_EVENT_TYPE_PLAYING:
+      return 12;
+    case CallEventType.CALL_EVENT_TYPE_TRANSFERRED:
+      return 13;
+    case CallEventType.CALL_EVENT_TYPE_REDIRECTED:
+      return 14;
+    case CallEventType.UNRECOGNIZED:
     default:
       return -1;
   }
@@ -718,6 +916,120 @@ export interface ExportCallsRequest {
 export interface ExportCallsChunk {
   /** UTF-8 CSV bytes; the concatenation of all chunks is the whole file. */
   data: Buffer;
+}
+
+/**
+ * One change of a call, as streamed by WatchCallEvents and as the `data` of
+ * a webhook delivery.
+ */
+export interface CallEvent {
+  /**
+   * Stable and unique: the same on every stream and every delivery attempt
+   * (it is the deliveries' `webhook-id`).
+   */
+  eventId: string;
+  /** The call. */
+  callRef: string;
+  /** 1 for the call's first event, then one more for each. */
+  sequence: number;
+  /** What happened. */
+  type: CallEventType;
+  /**
+   * When the network (or the control request) made the change; not when it
+   * was stored.
+   */
+  networkTime?:
+    | Date
+    | undefined;
+  /** The call's status after the change. */
+  status: CallStatus;
+  /** HANGUP: why the call ended; otherwise unspecified. */
+  hangupCause: HangupCause;
+  /** DATA: the DTMF digits pressed. */
+  digits: string;
+  /** Which way the call goes. */
+  direction: Direction;
+  /** The calling party, as Call.source. */
+  source: string;
+  /** The called party, as Call.destination. */
+  destination: string;
+  /** The number shown to the called party, as Call.caller_id. */
+  callerId: string;
+  /** Whether the caller's side is muted after the change. */
+  muted: boolean;
+  /** Whether the call is on hold after the change. */
+  onHold: boolean;
+  /** Whether the call is being recorded after the change. */
+  recording: boolean;
+  /** PLAYING: the announcement's URL. */
+  audioUrl: string;
+  /** TRANSFERRED: the party the call was transferred to. */
+  transferDestination: string;
+  /** REDIRECTED: the webhook told of the call's events from now on. */
+  webhook: string;
+}
+
+/** Request of WatchCallEvents. */
+export interface WatchCallEventsRequest {
+  /** One call's events; empty: the events of every call of the workspace. */
+  callRef: string;
+  /**
+   * Resume after this cursor (from a previous response). Empty: with
+   * `call_ref`, from the call's first event; without, from now on.
+   */
+  cursor: string;
+  /**
+   * How often a heartbeat is sent while no event is: 1 to 60 seconds; unset
+   * means 15 seconds.
+   */
+  heartbeatInterval?: Duration | undefined;
+}
+
+/** Sent while no event is, so an idle watcher learns the current cursor. */
+export interface StreamHeartbeat {
+  /** When the server sent it. */
+  time?: Date | undefined;
+}
+
+/** One message of WatchCallEvents: an event or a heartbeat. */
+export interface WatchCallEventsResponse {
+  /** Send it back as WatchCallEventsRequest.cursor to resume after this message. */
+  cursor: string;
+  /** A change of a call. */
+  event?:
+    | CallEvent
+    | undefined;
+  /** Nothing happened for a while. */
+  heartbeat?: StreamHeartbeat | undefined;
+}
+
+/** Request of SimulateInboundCall. */
+export interface SimulateInboundCallRequest {
+  /** The caller: E.164 (any form with a country code) or a SIP URI. */
+  source: string;
+  /** The number called: E.164, any form with a country code. */
+  destination: string;
+  /**
+   * DTMF digits (0-9 * # A-D, up to 64) the simulated caller presses when a
+   * webhook's reply gathers them; empty: the caller presses nothing.
+   */
+  digits: string;
+}
+
+/** Response of SimulateInboundCall. */
+export interface SimulateInboundCallResponse {
+  /**
+   * The call, as routed; unset when no workspace owns the number (then the
+   * network rejected it, `hangup_cause` NOT_FOUND).
+   */
+  call?:
+    | Call
+    | undefined;
+  /**
+   * NOT_FOUND when the network rejected the call for an unknown number;
+   * otherwise unspecified (the call's own cause is in `call`).
+   */
+  hangupCause: HangupCause;
 }
 
 function createBaseParticipant(): Participant {
@@ -3813,12 +4125,878 @@ export const ExportCallsChunk: MessageFns<ExportCallsChunk> = {
   },
 };
 
+function createBaseCallEvent(): CallEvent {
+  return {
+    eventId: "",
+    callRef: "",
+    sequence: 0,
+    type: CallEventType.CALL_EVENT_TYPE_UNSPECIFIED,
+    networkTime: undefined,
+    status: CallStatus.CALL_STATUS_UNSPECIFIED,
+    hangupCause: HangupCause.HANGUP_CAUSE_UNSPECIFIED,
+    digits: "",
+    direction: Direction.DIRECTION_UNSPECIFIED,
+    source: "",
+    destination: "",
+    callerId: "",
+    muted: false,
+    onHold: false,
+    recording: false,
+    audioUrl: "",
+    transferDestination: "",
+    webhook: "",
+  };
+}
+
+export const CallEvent: MessageFns<CallEvent> = {
+  encode(message: CallEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.eventId !== "") {
+      writer.uint32(10).string(message.eventId);
+    }
+    if (message.callRef !== "") {
+      writer.uint32(18).string(message.callRef);
+    }
+    if (message.sequence !== 0) {
+      writer.uint32(24).int64(message.sequence);
+    }
+    if (message.type !== CallEventType.CALL_EVENT_TYPE_UNSPECIFIED) {
+      writer.uint32(32).int32(callEventTypeToNumber(message.type));
+    }
+    if (message.networkTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.networkTime), writer.uint32(42).fork()).join();
+    }
+    if (message.status !== CallStatus.CALL_STATUS_UNSPECIFIED) {
+      writer.uint32(48).int32(callStatusToNumber(message.status));
+    }
+    if (message.hangupCause !== HangupCause.HANGUP_CAUSE_UNSPECIFIED) {
+      writer.uint32(56).int32(hangupCauseToNumber(message.hangupCause));
+    }
+    if (message.digits !== "") {
+      writer.uint32(66).string(message.digits);
+    }
+    if (message.direction !== Direction.DIRECTION_UNSPECIFIED) {
+      writer.uint32(72).int32(directionToNumber(message.direction));
+    }
+    if (message.source !== "") {
+      writer.uint32(82).string(message.source);
+    }
+    if (message.destination !== "") {
+      writer.uint32(90).string(message.destination);
+    }
+    if (message.callerId !== "") {
+      writer.uint32(98).string(message.callerId);
+    }
+    if (message.muted !== false) {
+      writer.uint32(104).bool(message.muted);
+    }
+    if (message.onHold !== false) {
+      writer.uint32(112).bool(message.onHold);
+    }
+    if (message.recording !== false) {
+      writer.uint32(120).bool(message.recording);
+    }
+    if (message.audioUrl !== "") {
+      writer.uint32(130).string(message.audioUrl);
+    }
+    if (message.transferDestination !== "") {
+      writer.uint32(138).string(message.transferDestination);
+    }
+    if (message.webhook !== "") {
+      writer.uint32(146).string(message.webhook);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CallEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCallEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.eventId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.callRef = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sequence = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.type = callEventTypeFromJSON(reader.int32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.networkTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.status = callStatusFromJSON(reader.int32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.hangupCause = hangupCauseFromJSON(reader.int32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.digits = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.direction = directionFromJSON(reader.int32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.destination = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.callerId = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.muted = reader.bool();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.onHold = reader.bool();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.recording = reader.bool();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.audioUrl = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.transferDestination = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.webhook = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CallEvent {
+    return {
+      eventId: isSet(object.eventId)
+        ? globalThis.String(object.eventId)
+        : isSet(object.event_id)
+        ? globalThis.String(object.event_id)
+        : "",
+      callRef: isSet(object.callRef)
+        ? globalThis.String(object.callRef)
+        : isSet(object.call_ref)
+        ? globalThis.String(object.call_ref)
+        : "",
+      sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
+      type: isSet(object.type) ? callEventTypeFromJSON(object.type) : CallEventType.CALL_EVENT_TYPE_UNSPECIFIED,
+      networkTime: isSet(object.networkTime)
+        ? fromJsonTimestamp(object.networkTime)
+        : isSet(object.network_time)
+        ? fromJsonTimestamp(object.network_time)
+        : undefined,
+      status: isSet(object.status) ? callStatusFromJSON(object.status) : CallStatus.CALL_STATUS_UNSPECIFIED,
+      hangupCause: isSet(object.hangupCause)
+        ? hangupCauseFromJSON(object.hangupCause)
+        : isSet(object.hangup_cause)
+        ? hangupCauseFromJSON(object.hangup_cause)
+        : HangupCause.HANGUP_CAUSE_UNSPECIFIED,
+      digits: isSet(object.digits) ? globalThis.String(object.digits) : "",
+      direction: isSet(object.direction) ? directionFromJSON(object.direction) : Direction.DIRECTION_UNSPECIFIED,
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      destination: isSet(object.destination) ? globalThis.String(object.destination) : "",
+      callerId: isSet(object.callerId)
+        ? globalThis.String(object.callerId)
+        : isSet(object.caller_id)
+        ? globalThis.String(object.caller_id)
+        : "",
+      muted: isSet(object.muted) ? globalThis.Boolean(object.muted) : false,
+      onHold: isSet(object.onHold)
+        ? globalThis.Boolean(object.onHold)
+        : isSet(object.on_hold)
+        ? globalThis.Boolean(object.on_hold)
+        : false,
+      recording: isSet(object.recording) ? globalThis.Boolean(object.recording) : false,
+      audioUrl: isSet(object.audioUrl)
+        ? globalThis.String(object.audioUrl)
+        : isSet(object.audio_url)
+        ? globalThis.String(object.audio_url)
+        : "",
+      transferDestination: isSet(object.transferDestination)
+        ? globalThis.String(object.transferDestination)
+        : isSet(object.transfer_destination)
+        ? globalThis.String(object.transfer_destination)
+        : "",
+      webhook: isSet(object.webhook) ? globalThis.String(object.webhook) : "",
+    };
+  },
+
+  toJSON(message: CallEvent): unknown {
+    const obj: any = {};
+    if (message.eventId !== "") {
+      obj.eventId = message.eventId;
+    }
+    if (message.callRef !== "") {
+      obj.callRef = message.callRef;
+    }
+    if (message.sequence !== 0) {
+      obj.sequence = Math.round(message.sequence);
+    }
+    if (message.type !== CallEventType.CALL_EVENT_TYPE_UNSPECIFIED) {
+      obj.type = callEventTypeToJSON(message.type);
+    }
+    if (message.networkTime !== undefined) {
+      obj.networkTime = message.networkTime.toISOString();
+    }
+    if (message.status !== CallStatus.CALL_STATUS_UNSPECIFIED) {
+      obj.status = callStatusToJSON(message.status);
+    }
+    if (message.hangupCause !== HangupCause.HANGUP_CAUSE_UNSPECIFIED) {
+      obj.hangupCause = hangupCauseToJSON(message.hangupCause);
+    }
+    if (message.digits !== "") {
+      obj.digits = message.digits;
+    }
+    if (message.direction !== Direction.DIRECTION_UNSPECIFIED) {
+      obj.direction = directionToJSON(message.direction);
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.destination !== "") {
+      obj.destination = message.destination;
+    }
+    if (message.callerId !== "") {
+      obj.callerId = message.callerId;
+    }
+    if (message.muted !== false) {
+      obj.muted = message.muted;
+    }
+    if (message.onHold !== false) {
+      obj.onHold = message.onHold;
+    }
+    if (message.recording !== false) {
+      obj.recording = message.recording;
+    }
+    if (message.audioUrl !== "") {
+      obj.audioUrl = message.audioUrl;
+    }
+    if (message.transferDestination !== "") {
+      obj.transferDestination = message.transferDestination;
+    }
+    if (message.webhook !== "") {
+      obj.webhook = message.webhook;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CallEvent>, I>>(base?: I): CallEvent {
+    return CallEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CallEvent>, I>>(object: I): CallEvent {
+    const message = createBaseCallEvent();
+    message.eventId = object.eventId ?? "";
+    message.callRef = object.callRef ?? "";
+    message.sequence = object.sequence ?? 0;
+    message.type = object.type ?? CallEventType.CALL_EVENT_TYPE_UNSPECIFIED;
+    message.networkTime = object.networkTime ?? undefined;
+    message.status = object.status ?? CallStatus.CALL_STATUS_UNSPECIFIED;
+    message.hangupCause = object.hangupCause ?? HangupCause.HANGUP_CAUSE_UNSPECIFIED;
+    message.digits = object.digits ?? "";
+    message.direction = object.direction ?? Direction.DIRECTION_UNSPECIFIED;
+    message.source = object.source ?? "";
+    message.destination = object.destination ?? "";
+    message.callerId = object.callerId ?? "";
+    message.muted = object.muted ?? false;
+    message.onHold = object.onHold ?? false;
+    message.recording = object.recording ?? false;
+    message.audioUrl = object.audioUrl ?? "";
+    message.transferDestination = object.transferDestination ?? "";
+    message.webhook = object.webhook ?? "";
+    return message;
+  },
+};
+
+function createBaseWatchCallEventsRequest(): WatchCallEventsRequest {
+  return { callRef: "", cursor: "", heartbeatInterval: undefined };
+}
+
+export const WatchCallEventsRequest: MessageFns<WatchCallEventsRequest> = {
+  encode(message: WatchCallEventsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.callRef !== "") {
+      writer.uint32(10).string(message.callRef);
+    }
+    if (message.cursor !== "") {
+      writer.uint32(18).string(message.cursor);
+    }
+    if (message.heartbeatInterval !== undefined) {
+      Duration.encode(message.heartbeatInterval, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchCallEventsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchCallEventsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.callRef = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.cursor = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.heartbeatInterval = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchCallEventsRequest {
+    return {
+      callRef: isSet(object.callRef)
+        ? globalThis.String(object.callRef)
+        : isSet(object.call_ref)
+        ? globalThis.String(object.call_ref)
+        : "",
+      cursor: isSet(object.cursor) ? globalThis.String(object.cursor) : "",
+      heartbeatInterval: isSet(object.heartbeatInterval)
+        ? Duration.fromJSON(object.heartbeatInterval)
+        : isSet(object.heartbeat_interval)
+        ? Duration.fromJSON(object.heartbeat_interval)
+        : undefined,
+    };
+  },
+
+  toJSON(message: WatchCallEventsRequest): unknown {
+    const obj: any = {};
+    if (message.callRef !== "") {
+      obj.callRef = message.callRef;
+    }
+    if (message.cursor !== "") {
+      obj.cursor = message.cursor;
+    }
+    if (message.heartbeatInterval !== undefined) {
+      obj.heartbeatInterval = Duration.toJSON(message.heartbeatInterval);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchCallEventsRequest>, I>>(base?: I): WatchCallEventsRequest {
+    return WatchCallEventsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchCallEventsRequest>, I>>(object: I): WatchCallEventsRequest {
+    const message = createBaseWatchCallEventsRequest();
+    message.callRef = object.callRef ?? "";
+    message.cursor = object.cursor ?? "";
+    message.heartbeatInterval = (object.heartbeatInterval !== undefined && object.heartbeatInterval !== null)
+      ? Duration.fromPartial(object.heartbeatInterval)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseStreamHeartbeat(): StreamHeartbeat {
+  return { time: undefined };
+}
+
+export const StreamHeartbeat: MessageFns<StreamHeartbeat> = {
+  encode(message: StreamHeartbeat, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamHeartbeat {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamHeartbeat();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamHeartbeat {
+    return { time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined };
+  },
+
+  toJSON(message: StreamHeartbeat): unknown {
+    const obj: any = {};
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamHeartbeat>, I>>(base?: I): StreamHeartbeat {
+    return StreamHeartbeat.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamHeartbeat>, I>>(object: I): StreamHeartbeat {
+    const message = createBaseStreamHeartbeat();
+    message.time = object.time ?? undefined;
+    return message;
+  },
+};
+
+function createBaseWatchCallEventsResponse(): WatchCallEventsResponse {
+  return { cursor: "", event: undefined, heartbeat: undefined };
+}
+
+export const WatchCallEventsResponse: MessageFns<WatchCallEventsResponse> = {
+  encode(message: WatchCallEventsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cursor !== "") {
+      writer.uint32(10).string(message.cursor);
+    }
+    if (message.event !== undefined) {
+      CallEvent.encode(message.event, writer.uint32(18).fork()).join();
+    }
+    if (message.heartbeat !== undefined) {
+      StreamHeartbeat.encode(message.heartbeat, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchCallEventsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchCallEventsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cursor = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.event = CallEvent.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.heartbeat = StreamHeartbeat.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchCallEventsResponse {
+    return {
+      cursor: isSet(object.cursor) ? globalThis.String(object.cursor) : "",
+      event: isSet(object.event) ? CallEvent.fromJSON(object.event) : undefined,
+      heartbeat: isSet(object.heartbeat) ? StreamHeartbeat.fromJSON(object.heartbeat) : undefined,
+    };
+  },
+
+  toJSON(message: WatchCallEventsResponse): unknown {
+    const obj: any = {};
+    if (message.cursor !== "") {
+      obj.cursor = message.cursor;
+    }
+    if (message.event !== undefined) {
+      obj.event = CallEvent.toJSON(message.event);
+    }
+    if (message.heartbeat !== undefined) {
+      obj.heartbeat = StreamHeartbeat.toJSON(message.heartbeat);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchCallEventsResponse>, I>>(base?: I): WatchCallEventsResponse {
+    return WatchCallEventsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchCallEventsResponse>, I>>(object: I): WatchCallEventsResponse {
+    const message = createBaseWatchCallEventsResponse();
+    message.cursor = object.cursor ?? "";
+    message.event = (object.event !== undefined && object.event !== null)
+      ? CallEvent.fromPartial(object.event)
+      : undefined;
+    message.heartbeat = (object.heartbeat !== undefined && object.heartbeat !== null)
+      ? StreamHeartbeat.fromPartial(object.heartbeat)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSimulateInboundCallRequest(): SimulateInboundCallRequest {
+  return { source: "", destination: "", digits: "" };
+}
+
+export const SimulateInboundCallRequest: MessageFns<SimulateInboundCallRequest> = {
+  encode(message: SimulateInboundCallRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.source !== "") {
+      writer.uint32(10).string(message.source);
+    }
+    if (message.destination !== "") {
+      writer.uint32(18).string(message.destination);
+    }
+    if (message.digits !== "") {
+      writer.uint32(26).string(message.digits);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SimulateInboundCallRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSimulateInboundCallRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.destination = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.digits = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SimulateInboundCallRequest {
+    return {
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      destination: isSet(object.destination) ? globalThis.String(object.destination) : "",
+      digits: isSet(object.digits) ? globalThis.String(object.digits) : "",
+    };
+  },
+
+  toJSON(message: SimulateInboundCallRequest): unknown {
+    const obj: any = {};
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.destination !== "") {
+      obj.destination = message.destination;
+    }
+    if (message.digits !== "") {
+      obj.digits = message.digits;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SimulateInboundCallRequest>, I>>(base?: I): SimulateInboundCallRequest {
+    return SimulateInboundCallRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SimulateInboundCallRequest>, I>>(object: I): SimulateInboundCallRequest {
+    const message = createBaseSimulateInboundCallRequest();
+    message.source = object.source ?? "";
+    message.destination = object.destination ?? "";
+    message.digits = object.digits ?? "";
+    return message;
+  },
+};
+
+function createBaseSimulateInboundCallResponse(): SimulateInboundCallResponse {
+  return { call: undefined, hangupCause: HangupCause.HANGUP_CAUSE_UNSPECIFIED };
+}
+
+export const SimulateInboundCallResponse: MessageFns<SimulateInboundCallResponse> = {
+  encode(message: SimulateInboundCallResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.call !== undefined) {
+      Call.encode(message.call, writer.uint32(10).fork()).join();
+    }
+    if (message.hangupCause !== HangupCause.HANGUP_CAUSE_UNSPECIFIED) {
+      writer.uint32(16).int32(hangupCauseToNumber(message.hangupCause));
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SimulateInboundCallResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSimulateInboundCallResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.call = Call.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.hangupCause = hangupCauseFromJSON(reader.int32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SimulateInboundCallResponse {
+    return {
+      call: isSet(object.call) ? Call.fromJSON(object.call) : undefined,
+      hangupCause: isSet(object.hangupCause)
+        ? hangupCauseFromJSON(object.hangupCause)
+        : isSet(object.hangup_cause)
+        ? hangupCauseFromJSON(object.hangup_cause)
+        : HangupCause.HANGUP_CAUSE_UNSPECIFIED,
+    };
+  },
+
+  toJSON(message: SimulateInboundCallResponse): unknown {
+    const obj: any = {};
+    if (message.call !== undefined) {
+      obj.call = Call.toJSON(message.call);
+    }
+    if (message.hangupCause !== HangupCause.HANGUP_CAUSE_UNSPECIFIED) {
+      obj.hangupCause = hangupCauseToJSON(message.hangupCause);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SimulateInboundCallResponse>, I>>(base?: I): SimulateInboundCallResponse {
+    return SimulateInboundCallResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SimulateInboundCallResponse>, I>>(object: I): SimulateInboundCallResponse {
+    const message = createBaseSimulateInboundCallResponse();
+    message.call = (object.call !== undefined && object.call !== null) ? Call.fromPartial(object.call) : undefined;
+    message.hangupCause = object.hangupCause ?? HangupCause.HANGUP_CAUSE_UNSPECIFIED;
+    return message;
+  },
+};
+
 /**
  * Places and controls calls, and keeps their history.
  *
  * SIMULATED NETWORK: this release carries calls on a simulated network only
  * (no call reaches a phone); the destination picks the outcome, as the README
- * lists. Each Calls server logs a WARNING saying so when it starts.
+ * lists, and inbound calls are injected with SimulateInboundCall. Each Calls
+ * server logs a WARNING saying so when it starts.
  */
 export type CallsDefinition = typeof CallsDefinition;
 export const CallsDefinition = {
@@ -4042,6 +5220,42 @@ export const CallsDefinition = {
       responseStream: true,
       options: {},
     },
+    /**
+     * Streams the events of one call, or of every call of the workspace, in
+     * order, from a cursor, until the caller cancels. Each message carries the
+     * cursor to resume after it; a heartbeat carries the current cursor while
+     * nothing happens. Reconnecting with the last cursor seen misses nothing
+     * and repeats nothing.
+     * Errors: INVALID_ARGUMENT (a malformed cursor, a heartbeat interval out of
+     * range), NOT_FOUND (`call_ref` is not a call of the workspace),
+     * OUT_OF_RANGE (the cursor is older than the events kept: start over
+     * without one).
+     */
+    watchCallEvents: {
+      name: "WatchCallEvents",
+      requestType: WatchCallEventsRequest as typeof WatchCallEventsRequest,
+      requestStream: false,
+      responseType: WatchCallEventsResponse as typeof WatchCallEventsResponse,
+      responseStream: true,
+      options: {},
+    },
+    /**
+     * SIMULATED NETWORK ONLY: injects an inbound call from `source` to
+     * `destination`, as the network would report it, and returns once Calls
+     * has routed it. Needs an operator key (it acts for the network, whatever
+     * workspace owns the number). Errors: INVALID_ARGUMENT (a `destination`
+     * that is not E.164, a `source` that is neither E.164 nor a SIP URI, bad
+     * digits), FAILED_PRECONDITION (this server's network is not the
+     * simulated one), PERMISSION_DENIED (not an operator key).
+     */
+    simulateInboundCall: {
+      name: "SimulateInboundCall",
+      requestType: SimulateInboundCallRequest as typeof SimulateInboundCallRequest,
+      requestStream: false,
+      responseType: SimulateInboundCallResponse as typeof SimulateInboundCallResponse,
+      responseStream: false,
+      options: {},
+    },
   },
 } as const;
 
@@ -4050,7 +5264,8 @@ export const CallsDefinition = {
  *
  * SIMULATED NETWORK: this release carries calls on a simulated network only
  * (no call reaches a phone); the destination picks the outcome, as the README
- * lists. Each Calls server logs a WARNING saying so when it starts.
+ * lists, and inbound calls are injected with SimulateInboundCall. Each Calls
+ * server logs a WARNING saying so when it starts.
  */
 export type CallsService = typeof CallsService;
 export const CallsService = {
@@ -4296,6 +5511,48 @@ export const CallsService = {
     responseSerialize: (value: ExportCallsChunk): Buffer => Buffer.from(ExportCallsChunk.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExportCallsChunk => ExportCallsChunk.decode(value),
   },
+  /**
+   * Streams the events of one call, or of every call of the workspace, in
+   * order, from a cursor, until the caller cancels. Each message carries the
+   * cursor to resume after it; a heartbeat carries the current cursor while
+   * nothing happens. Reconnecting with the last cursor seen misses nothing
+   * and repeats nothing.
+   * Errors: INVALID_ARGUMENT (a malformed cursor, a heartbeat interval out of
+   * range), NOT_FOUND (`call_ref` is not a call of the workspace),
+   * OUT_OF_RANGE (the cursor is older than the events kept: start over
+   * without one).
+   */
+  watchCallEvents: {
+    path: "/voxplane.calls.v1.Calls/WatchCallEvents" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchCallEventsRequest): Buffer =>
+      Buffer.from(WatchCallEventsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchCallEventsRequest => WatchCallEventsRequest.decode(value),
+    responseSerialize: (value: WatchCallEventsResponse): Buffer =>
+      Buffer.from(WatchCallEventsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchCallEventsResponse => WatchCallEventsResponse.decode(value),
+  },
+  /**
+   * SIMULATED NETWORK ONLY: injects an inbound call from `source` to
+   * `destination`, as the network would report it, and returns once Calls
+   * has routed it. Needs an operator key (it acts for the network, whatever
+   * workspace owns the number). Errors: INVALID_ARGUMENT (a `destination`
+   * that is not E.164, a `source` that is neither E.164 nor a SIP URI, bad
+   * digits), FAILED_PRECONDITION (this server's network is not the
+   * simulated one), PERMISSION_DENIED (not an operator key).
+   */
+  simulateInboundCall: {
+    path: "/voxplane.calls.v1.Calls/SimulateInboundCall" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SimulateInboundCallRequest): Buffer =>
+      Buffer.from(SimulateInboundCallRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SimulateInboundCallRequest => SimulateInboundCallRequest.decode(value),
+    responseSerialize: (value: SimulateInboundCallResponse): Buffer =>
+      Buffer.from(SimulateInboundCallResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SimulateInboundCallResponse => SimulateInboundCallResponse.decode(value),
+  },
 } as const;
 
 export interface CallsServer extends UntypedServiceImplementation {
@@ -4397,6 +5654,28 @@ export interface CallsServer extends UntypedServiceImplementation {
    * memory. Errors: INVALID_ARGUMENT (bad filter).
    */
   exportCalls: handleServerStreamingCall<ExportCallsRequest, ExportCallsChunk>;
+  /**
+   * Streams the events of one call, or of every call of the workspace, in
+   * order, from a cursor, until the caller cancels. Each message carries the
+   * cursor to resume after it; a heartbeat carries the current cursor while
+   * nothing happens. Reconnecting with the last cursor seen misses nothing
+   * and repeats nothing.
+   * Errors: INVALID_ARGUMENT (a malformed cursor, a heartbeat interval out of
+   * range), NOT_FOUND (`call_ref` is not a call of the workspace),
+   * OUT_OF_RANGE (the cursor is older than the events kept: start over
+   * without one).
+   */
+  watchCallEvents: handleServerStreamingCall<WatchCallEventsRequest, WatchCallEventsResponse>;
+  /**
+   * SIMULATED NETWORK ONLY: injects an inbound call from `source` to
+   * `destination`, as the network would report it, and returns once Calls
+   * has routed it. Needs an operator key (it acts for the network, whatever
+   * workspace owns the number). Errors: INVALID_ARGUMENT (a `destination`
+   * that is not E.164, a `source` that is neither E.164 nor a SIP URI, bad
+   * digits), FAILED_PRECONDITION (this server's network is not the
+   * simulated one), PERMISSION_DENIED (not an operator key).
+   */
+  simulateInboundCall: handleUnaryCall<SimulateInboundCallRequest, SimulateInboundCallResponse>;
 }
 
 export interface CallsClient extends Client {
@@ -4712,6 +5991,50 @@ export interface CallsClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<ExportCallsChunk>;
+  /**
+   * Streams the events of one call, or of every call of the workspace, in
+   * order, from a cursor, until the caller cancels. Each message carries the
+   * cursor to resume after it; a heartbeat carries the current cursor while
+   * nothing happens. Reconnecting with the last cursor seen misses nothing
+   * and repeats nothing.
+   * Errors: INVALID_ARGUMENT (a malformed cursor, a heartbeat interval out of
+   * range), NOT_FOUND (`call_ref` is not a call of the workspace),
+   * OUT_OF_RANGE (the cursor is older than the events kept: start over
+   * without one).
+   */
+  watchCallEvents(
+    request: WatchCallEventsRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchCallEventsResponse>;
+  watchCallEvents(
+    request: WatchCallEventsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchCallEventsResponse>;
+  /**
+   * SIMULATED NETWORK ONLY: injects an inbound call from `source` to
+   * `destination`, as the network would report it, and returns once Calls
+   * has routed it. Needs an operator key (it acts for the network, whatever
+   * workspace owns the number). Errors: INVALID_ARGUMENT (a `destination`
+   * that is not E.164, a `source` that is neither E.164 nor a SIP URI, bad
+   * digits), FAILED_PRECONDITION (this server's network is not the
+   * simulated one), PERMISSION_DENIED (not an operator key).
+   */
+  simulateInboundCall(
+    request: SimulateInboundCallRequest,
+    callback: (error: ServiceError | null, response: SimulateInboundCallResponse) => void,
+  ): ClientUnaryCall;
+  simulateInboundCall(
+    request: SimulateInboundCallRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SimulateInboundCallResponse) => void,
+  ): ClientUnaryCall;
+  simulateInboundCall(
+    request: SimulateInboundCallRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SimulateInboundCallResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const CallsClient = makeGenericClientConstructor(CallsService, "voxplane.calls.v1.Calls") as unknown as {
@@ -4760,6 +6083,17 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
 }
 
 function isObject(value: any): boolean {
