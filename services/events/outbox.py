@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, and_, bindparam, delete, func, insert, literal_column, or_, select, text
+from sqlalchemy import ColumnElement, CursorResult, and_, bindparam, delete, func, insert, literal_column, or_, select, text
 from sqlalchemy.orm import Session
 
 from ..persistence.base import new_ref, table_of, utcnow
@@ -26,7 +26,7 @@ from .models import Event
 EVENTS = table_of(Event)
 _events = EVENTS.c
 # The writing transaction's id, as a bigint (xid8 has no cast to bigint but through text).
-_PG_TXID = literal_column("pg_current_xact_id()::text::bigint")
+_PG_TXID: ColumnElement[int] = literal_column("pg_current_xact_id()::text::bigint")
 _PG_HORIZON = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
 NO_HORIZON = 2**63 - 1  # SQLite: every committed row is final
 
@@ -64,7 +64,7 @@ def append(session: Session, events: Sequence[NewEvent]) -> list[str]:
     if not events:
         return []
     now = utcnow()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "ref": new_ref(), "workspace_id": e.workspace_id, "topic": e.topic, "resource_ref": e.resource_ref,
             "sequence": e.sequence, "type": e.type, "network_time": e.network_time, "create_time": now,
