@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import secrets
 import string
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ import pytest
 from google.protobuf import descriptor, message_factory
 from google.protobuf.descriptor import FieldDescriptor as F
 from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -286,9 +288,43 @@ def check_answer(method: Method, request: bytes, code: grpc.StatusCode, details:
     assert len((details or "").encode()) < 1024, f"{method.name}: a {len(details or '')}-char message to {shown!r}"
     size = sum(len(k) + len(v) for k, v in trailers or ())
     assert size < 8192, f"{method.name}: a trailer of {size} bytes to {shown!r}"
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        for name in violated_fields(trailers):
+            assert name in REQUEST_WIDE or names_a_field(method.input, name), (
+                f"{method.name}: {name!r} is no field of {method.input.name} ({details!r} to {shown!r})")
     for answer in answers:
         for marker in SECRETS:
             assert marker not in answer, f"{method.name} returned another workspace's data to {shown!r}"
+
+
+# What an INVALID_ARGUMENT may name besides a field: the request as a whole (undecodable, too large).
+REQUEST_WIDE = {"request", "…"}
+_PATH_STEP = re.compile(r"^(\w+)(?:\[[^\]]*\])*(?:\.(.*))?$")
+
+
+def violated_fields(trailers: Any) -> list[str]:
+    raw = dict(trailers or ()).get("grpc-status-details-bin")
+    if raw is None:
+        return []
+    status = status_pb2.Status.FromString(raw)
+    found = error_details_pb2.BadRequest()
+    return [v.field for d in status.details if d.Unpack(found) for v in found.field_violations]
+
+
+def names_a_field(desc: descriptor.Descriptor, path: str) -> bool:
+    """Whether `path` (`requests[3].e164_number`, `filter.party`, `metadata['k']`) walks fields of `desc`;
+    a path cut short (`metadata['ééé…`: a long key) by the field it starts with."""
+    if path.endswith("…"):
+        path = re.split(r"[.\[]", path, maxsplit=1)[0]
+    step = _PATH_STEP.match(path)
+    if step is None or step.group(1) not in desc.fields_by_name:
+        return False
+    field, rest = desc.fields_by_name[step.group(1)], step.group(2)
+    if not rest or field.message_type is None or field.message_type.GetOptions().map_entry:
+        return not rest
+    if field.message_type.full_name.startswith("google.protobuf."):
+        return True  # a Timestamp's or Duration's own parts
+    return names_a_field(field.message_type, rest)
 
 
 def send(channel: grpc.Channel, method: Method, key: str, body: bytes) -> tuple[grpc.StatusCode, str | None, Any, list]:
@@ -481,6 +517,14 @@ def test_a_batch_of_a_thousand_bad_items_names_the_first_fifty_and_counts_the_re
     fields = bad_fields(trailers)
     assert 2 <= len(fields) <= 51 and fields[0] == "requests[0].e164_number" and fields[-1] == "…"
     assert sum(len(k) + len(v) for k, v in trailers) < 8192
+
+
+def test_a_batch_items_unknown_mask_path_is_named_by_its_index(world):
+    item = calls_pb2.UpdateCallRecordRequest(ref=POOL[4], update_mask={"paths": ["status"]})
+    request = calls_pb2.BatchUpdateCallRecordsRequest(requests=[calls_pb2.UpdateCallRecordRequest(ref=POOL[4]), item])
+    code, _, trailers = call_raw(world, "BatchUpdateCallRecords", request.SerializeToString())
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_fields(trailers) == ["requests[1].update_mask"]
 
 
 def test_undecodable_bytes_are_invalid_argument(world):
