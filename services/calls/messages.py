@@ -90,9 +90,10 @@ def filter_from(message: pb.CallFilter) -> history.CallFilter:
     return call_filter
 
 
-def marks_from(request: pb.UpdateCallRecordRequest) -> history.Marks:
-    """The marks an UpdateCallRecord changes; None for those it leaves alone."""
-    changes = changed_fields(request, MARK_FIELDS)
+def marks_from(request: pb.UpdateCallRecordRequest, prefix: str = "") -> history.Marks:
+    """The marks an UpdateCallRecord changes; None for those it leaves alone. `prefix` names the request
+    in errors (`requests[3].`, in a batch)."""
+    changes = changed_fields(request, MARK_FIELDS, f"{prefix}update_mask")
     return history.Marks(
         starred=request.starred if "starred" in changes else None,
         archived=request.archived if "archived" in changes else None,
