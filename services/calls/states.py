@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..core.errors import FailedPrecondition
 
@@ -57,12 +58,14 @@ class Transition:
 @dataclass(frozen=True)
 class NetworkEvent:
     """What the network did to call `ref`: `event` RING / ANSWER / END (with `cause`), or None with `dtmf`
-    digits the far end pressed. Reported by a CallGateway, applied through `transition`."""
+    digits the far end pressed, at `time` (the network's clock). Reported by a CallGateway, applied
+    through `transition`."""
 
     ref: str
     event: Event | None
     cause: str | None = None
     dtmf: str = ""
+    time: datetime | None = None
 
 
 class TransitionRefused(FailedPrecondition):

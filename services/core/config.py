@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,6 +56,13 @@ class Settings(BaseSettings):
     # Seconds between a Calls process's heartbeats, the same on every replica: a process silent for six
     # of them is taken for stopped, and its running calls are ended.
     calls_heartbeat: float = 5
+    # The network calls are carried on: `simulated` is the only one so far (a SIP gateway follows).
+    call_gateway: Literal["simulated"] = "simulated"
+    # A `service` API key Calls asks Numbers with where an inbound call goes (any workspace's number);
+    # empty: Calls makes one for itself, in the workspace `voxplane-calls`, revoked when it stops.
+    calls_service_key: str = ""
+    # Seconds an inbound call waits for a webhook's reply to NEW_CALL or DATA before it goes on without.
+    steering_timeout: float = 5
 
     @field_validator("home_region")
     @classmethod

@@ -1,0 +1,65 @@
+"""The rules of inbound calls: what SimulateInboundCall accepts, and how a call the network received is
+stored once Numbers said where it goes (ingress).
+
+Routing itself (ask Numbers, then ring the SIP target or ask the webhook) is the Runner's; what a
+webhook's reply does is steering's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..core import validation
+from ..core.auth import Caller, Role
+from ..core.errors import Violations
+from ..persistence.tenancy import Workspace
+from . import live
+from .gateway import InboundCall
+from .models import Call
+from .parties import Ingress
+
+
+@dataclass(frozen=True)
+class SimulatedCall:
+    """A SimulateInboundCall request, each field checked."""
+
+    source: str  # E.164 or a SIP URI
+    destination: str  # E.164
+    digits: str  # what the caller presses when a gather asks; "" nothing
+
+
+def checked_simulated_call(source: str, destination: str, digits: str) -> SimulatedCall:
+    v = Violations()
+    checked_source = live.checked_party(v, "source", source) or ""
+    checked_destination = validation.e164(v, "destination", destination) or ""
+    if digits and not live.DTMF.fullmatch(digits):
+        v.add("digits", f"must be up to 64 of 0-9 * # A-D, got {digits[:80]!r}")
+    v.raise_if_any()
+    return SimulatedCall(checked_source, checked_destination, digits)
+
+
+@dataclass(frozen=True)
+class Routed:
+    """What became of an inbound call: the call stored in the number's workspace, or none (no workspace
+    owns the number: the network rejected it with `rejected_cause`)."""
+
+    call: Call | None
+    rejected_cause: str | None = None
+
+
+def insert_inbound_call(session: Session, inbound: InboundCall, ingress: Ingress, runner_id: str) -> Call:
+    """Stores the QUEUED inbound call in the number's workspace, under the ref the network gave it: from
+    the caller (also its caller ID when that is a number), to the number, its events going to the
+    number's webhook (None: the workspace's default for inbound calls)."""
+    workspace_id = session.scalar(select(Workspace.id).where(Workspace.ref == ingress.workspace_ref))
+    assert workspace_id is not None, "Numbers answered for a workspace this database has"
+    owner = Caller(key_id="", role=Role.SERVICE, workspace_id=workspace_id, workspace_ref=ingress.workspace_ref)
+    caller_id = inbound.source if inbound.source.startswith("+") else ""
+    new = live.NewCall(
+        source=inbound.source, source_is_number=bool(caller_id), destination=ingress.e164, caller_id=caller_id,
+        device_id="", webhook=ingress.webhook, timeout=live.DEFAULT_TIMEOUT, metadata={}, request_id=None,
+    )
+    return live.insert_call(session, owner, new, caller_id, runner_id, ref=inbound.ref, direction="INBOUND")
