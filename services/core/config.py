@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     # Seconds between a Calls process's heartbeats, the same on every replica: a process silent for six
     # of them is taken for stopped, and its running calls are ended.
     calls_heartbeat: float = 5
+    # Webhook URLs the server may post to although they resolve to loopback, private, link-local or
+    # metadata addresses: comma-separated CIDRs ("127.0.0.0/8") and host names ("receiver.internal").
+    # For development and tests; empty in production.
+    webhook_allow: str = ""
+    # Seconds one delivery attempt waits for the receiver's answer.
+    webhook_timeout: float = 10
+    # Seconds between a failed attempt and the next (a JSON list; each drawn ±20% for jitter); after
+    # the last, the delivery fails. The default is Standard Webhooks' schedule, about three days.
+    webhook_retry_schedule: list[float] = [5, 300, 1800, 7200, 18000, 36000, 36000, 36000, 36000, 36000, 36000, 36000]
 
     @field_validator("home_region")
     @classmethod
