@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     calls_service_key: str = ""
     # Seconds an inbound call waits for a webhook's reply to NEW_CALL or DATA before it goes on without.
     steering_timeout: float = 5
+    # Webhook URLs the server may post to although they resolve to loopback, private, link-local or
+    # metadata addresses: comma-separated CIDRs ("127.0.0.0/8") and host names ("receiver.internal").
+    # For development and tests; empty in production.
+    webhook_allow: str = ""
+    # Seconds one delivery attempt waits for the receiver's answer.
+    webhook_timeout: float = 10
+    # Seconds between a failed attempt and the next (a JSON list; each drawn ±20% for jitter); after
+    # the last, the delivery fails. The default is Standard Webhooks' schedule, about three days.
+    webhook_retry_schedule: list[float] = [5, 300, 1800, 7200, 18000, 36000, 36000, 36000, 36000, 36000, 36000, 36000]
 
     @field_validator("home_region")
     @classmethod
