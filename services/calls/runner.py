@@ -19,7 +19,7 @@ from ..core import config
 from ..core.auth import Caller
 from ..core.errors import InvalidArgument, Unavailable
 from ..core.rpc import Incoming
-from ..persistence.base import new_ref
+from ..persistence.base import new_ref, utcnow
 from ..persistence.db import Database
 from . import heartbeats, live, liveness, states
 from .caller_id import caller_id_of
@@ -103,13 +103,11 @@ class Runner:
 
     async def _on_network_event(self, event: states.NetworkEvent) -> None:
         """What the gateway reports; an event the call's status does not allow is logged and dropped."""
-        if event.event is None:
-            log.info("DTMF %r received on call %s", event.dtmf, event.ref)
-            return
         try:
             await self.events.record(event)
         except states.TransitionRefused as refused:
-            log.info("network event %s on call %s ignored: %s", event.event.value, event.ref, refused)
+            what = event.event.value if event.event else f"DTMF {event.dtmf!r}"
+            log.info("network event %s on call %s ignored: %s", what, event.ref, refused)
 
     def _directory(self, caller: Caller, incoming: Incoming) -> Directory:
         if self._services is None:
@@ -146,10 +144,14 @@ class Runner:
     async def control(
         self, caller: Caller, ref: str, control: states.Control, order: Order, change: live.Change
     ) -> Call:
-        """Checks the call allows `control`, gives the network its order, then stores the change."""
+        """Checks the call allows `control`, gives the network its order, then stores the change and its
+        events, stamped with the time of the request."""
+        at = utcnow()
         call = await self.db.run_transaction(lambda s: live.controllable(s, caller, ref, control), write=False)
         await order(self.gateway, call.ref)
-        return await self.db.run_transaction(lambda s: live.controlled(s, caller, ref, control, change), write=True)
+        return await self.db.run_transaction(
+            lambda s: live.controlled(s, caller, ref, control, change, at), write=True
+        )
 
 
 def _log_ended(ended: int, which: str) -> None:
