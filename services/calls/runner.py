@@ -9,6 +9,7 @@ webhooks' replies (steering.py). The servicer is given one and turns protos into
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -20,9 +21,9 @@ from ..core import config, workspaces
 from ..core.auth import Caller, Role
 from ..core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ..core.rpc import Incoming
-from ..persistence.base import new_ref
+from ..persistence.base import new_ref, utcnow
 from ..persistence.db import Database
-from . import heartbeats, inbound, live, liveness, states
+from . import heartbeats, inbound, live, liveness, states, steering
 from .caller_id import caller_id_of
 from .directory import Services
 from .gateway import CallGateway, Device, Dial, InboundCall, Origination, SimulatedGateway, build_gateway
@@ -47,7 +48,9 @@ class Runner:
         self.id = new_ref()
         self.gateway = build_gateway(self._on_report)
         self.events = EventRecorder(db)
-        self.steering = Steering(db, self.gateway, self.events.record, post or _post_now)
+        self.steering = Steering(
+            db, self.gateway, self.events.record, post or functools.partial(steering.post_now, db=db)
+        )
         self._service_key: str | None = None
         self._made_service_key = False
         self._key_lock = asyncio.Lock()
@@ -119,15 +122,15 @@ class Runner:
 
     async def _on_network_event(self, event: states.NetworkEvent) -> None:
         """What the gateway reports; an event the call's status does not allow is logged and dropped."""
-        if event.event is None:
-            log.info("DTMF %r received on call %s", event.dtmf, event.ref)
-            self.steering.data(event.ref)
-            return
         try:
             await self.events.record(event)
         except states.TransitionRefused as refused:
-            log.info("network event %s on call %s ignored: %s", event.event.value, event.ref, refused)
-        if event.event is states.Event.END:
+            what = event.event.value if event.event else f"DTMF {event.dtmf!r}"
+            log.info("network event %s on call %s ignored: %s", what, event.ref, refused)
+            return
+        if event.event is None:
+            self.steering.data(event.ref)
+        elif event.event is states.Event.END:
             self.steering.forget(event.ref)
 
     async def _route(self, call: InboundCall) -> inbound.Routed:
@@ -209,10 +212,14 @@ class Runner:
     async def control(
         self, caller: Caller, ref: str, control: states.Control, order: Order, change: live.Change
     ) -> Call:
-        """Checks the call allows `control`, gives the network its order, then stores the change."""
+        """Checks the call allows `control`, gives the network its order, then stores the change and its
+        events, stamped with the time of the request."""
+        at = utcnow()
         call = await self.db.run_transaction(lambda s: live.controllable(s, caller, ref, control), write=False)
         await order(self.gateway, call.ref)
-        return await self.db.run_transaction(lambda s: live.controlled(s, caller, ref, control, change), write=True)
+        return await self.db.run_transaction(
+            lambda s: live.controlled(s, caller, ref, control, change, at), write=True
+        )
 
 
 def _new_service_key(session: Session) -> str:

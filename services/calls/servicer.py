@@ -91,7 +91,7 @@ class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
     async def PlayAudio(self, request: pb.PlayAudioRequest, caller: Caller, incoming: Incoming) -> pb.Call:
         url = live.checked_url(request.url)
         return call_proto(await self.runner.control(
-            caller, request.ref, Control.PLAY, lambda network, ref: network.play(ref, url), live.unchanged
+            caller, request.ref, Control.PLAY, lambda network, ref: network.play(ref, url), live.playing(url)
         ))
 
     @rpc(Access.WRITE)

@@ -20,7 +20,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,6 +27,8 @@ from sqlalchemy.orm import Session
 from ..core import config
 from ..events.models import Event
 from ..persistence.db import Database
+from ..webhooks import posting
+from ..webhooks.posting import Reply
 from . import live, replies, states
 from .gateway import CallGateway, Dial, Gather
 from .models import Call, CallParticipant
@@ -38,16 +39,12 @@ log = logging.getLogger("voxplane.calls.steering")
 VOICEMAIL = "voicemail"  # the party a call sent to voicemail gains
 
 
-class Reply(Protocol):
-    """What the webhook answered."""
-
-    status_code: int
-    content: bytes
-    content_type: str
-
-
-# POSTs one stored event to a URL, signed, as the workspace's endpoint wants it (webhooks.steering).
+# POSTs one stored event to a URL, signed, as the workspace's endpoint wants it, within a timeout.
 Post = Callable[[int, str, Event, float], Awaitable[Reply]]
+
+
+async def post_now(workspace_id: int, url: str, event: Event, timeout: float, *, db: Database) -> Reply:
+    return await posting.post_now(db, workspace_id, url, event, timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -115,19 +112,17 @@ class Steering:
         timeout = config.settings().steering_timeout
         try:
             reply = await asyncio.wait_for(self.post(call.workspace_id, call.webhook, event, timeout), timeout)
-            if not 200 <= reply.status_code < 300:
+            if reply.error:
+                raise replies.InvalidReply(reply.error)
+            if not reply.ok:
                 raise replies.InvalidReply(f"the webhook answered HTTP {reply.status_code}")
-            instruction = replies.parse(reply.content, reply.content_type)
+            instruction = replies.parse(reply.body, reply.content_type)
         except TimeoutError:
-            _outcome(call, event, f"no reply within {timeout:g}s; the call takes its fallback")
+            _outcome(call, event, f"no reply within {timeout:g} s; the call takes its fallback")
             await self.apply(call, None, failed=True)
             return
         except replies.InvalidReply as invalid:
-            _outcome(call, event, f"invalid reply: {invalid}; the call takes its fallback")
-            await self.apply(call, None, failed=True)
-            return
-        except Exception as error:  # noqa: BLE001 - a webhook that cannot be reached, whatever the reason
-            _outcome(call, event, f"the POST failed ({error or type(error).__name__}); the call takes its fallback")
+            _outcome(call, event, f"{invalid}; the call takes its fallback")
             await self.apply(call, None, failed=True)
             return
         _outcome(call, event, f"reply: {instruction or 'no instruction'}")
