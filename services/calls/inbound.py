@@ -16,6 +16,7 @@ from ..core import validation
 from ..core.auth import Caller, Role
 from ..core.errors import Violations
 from ..persistence.tenancy import Workspace
+from ..webhooks.models import WebhookSettings
 from . import live
 from .gateway import InboundCall
 from .models import Call
@@ -50,12 +51,28 @@ class Routed:
     rejected_cause: str | None = None
 
 
-def insert_inbound_call(session: Session, inbound: InboundCall, ingress: Ingress, runner_id: str) -> Call:
+def insert_inbound_call(
+    session: Session, inbound: InboundCall, ingress: Ingress, runner_id: str
+) -> tuple[Call, str | None]:
     """Stores the QUEUED inbound call in the number's workspace, under the ref the network gave it: from
     the caller (also its caller ID when that is a number), to the number, its events going to the
-    number's webhook (None: the workspace's default for inbound calls)."""
+    number's webhook (None: the workspace's default for inbound calls). Returns it and the webhook
+    whose reply to NEW_CALL steers it: the number's, else, for a number routed to a SIP target, the
+    workspace's default for inbound calls if its whitelist lets the number's calls use it."""
     workspace_id = session.scalar(select(Workspace.id).where(Workspace.ref == ingress.workspace_ref))
     assert workspace_id is not None, "Numbers answered for a workspace this database has"
+    call = _insert(session, workspace_id, inbound, ingress, runner_id)
+    return call, ingress.webhook or _default_url(session, workspace_id, ingress.e164)
+
+
+def _default_url(session: Session, workspace_id: int, e164: str) -> str | None:
+    found = session.get(WebhookSettings, workspace_id)
+    if found is None or not found.incoming_url or (found.whitelist and e164 not in found.whitelist):
+        return None
+    return found.incoming_url
+
+
+def _insert(session: Session, workspace_id: int, inbound: InboundCall, ingress: Ingress, runner_id: str) -> Call:
     owner = Caller(key_id="", role=Role.SERVICE, workspace_id=workspace_id, workspace_ref=ingress.workspace_ref)
     caller_id = inbound.source if inbound.source.startswith("+") else ""
     new = live.NewCall(

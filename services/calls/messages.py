@@ -10,7 +10,7 @@ from voxplane.calls.v1 import calls_pb2 as pb
 
 from ..core.convert import ProtoEnum, changed_fields, duration, optional, time_of, timedelta_of, timestamp
 from ..core.errors import Violations
-from . import history, live
+from . import history, inbound, live
 from .models import Call
 
 DIRECTION = ProtoEnum(pb.Direction)
@@ -100,3 +100,13 @@ def marks_from(request: pb.UpdateCallRecordRequest) -> history.Marks:
         note=request.note if "note" in changes else None,
         labels=list(request.labels) if "labels" in changes else None,
     )
+
+
+def simulated_call_from(request: pb.SimulateInboundCallRequest) -> inbound.SimulatedCall:
+    return inbound.checked_simulated_call(request.source, request.destination, request.digits)
+
+
+def routed_proto(routed: inbound.Routed) -> pb.SimulateInboundCallResponse:
+    if routed.call is None:
+        return pb.SimulateInboundCallResponse(hangup_cause=HANGUP_CAUSE.number(routed.rejected_cause))
+    return pb.SimulateInboundCallResponse(call=call_proto(routed.call))

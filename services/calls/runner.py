@@ -134,17 +134,18 @@ class Runner:
             self.steering.forget(event.ref)
 
     async def _route(self, call: InboundCall) -> inbound.Routed:
-        """Asks Numbers where the call goes, stores it in the number's workspace, then rings the number's SIP
-        target or hands the call to its webhook. A number no workspace routes is rejected (NOT_FOUND)."""
+        """Asks Numbers where the call goes, stores it in the number's workspace, then hands the call to the
+        webhook that steers it, if any, else rings the number's SIP target. A number no workspace routes
+        is rejected (NOT_FOUND)."""
         ingress = await self._numbers_and_agents().ingress(await self._routing_key(), call.destination)
         if ingress is None:
             await self.gateway.reject(call.ref, states.NOT_FOUND)
             return inbound.Routed(None, states.NOT_FOUND)
-        stored = await self.db.run_transaction(
+        stored, steered_by = await self.db.run_transaction(
             lambda s: inbound.insert_inbound_call(s, call, ingress, self.id), write=True
         )
-        if ingress.webhook:
-            self.steering.new_call(stored, ingress.sip_target)
+        if steered_by:
+            self.steering.new_call(stored, steered_by, ingress.sip_target)
         elif ingress.sip_target:
             await self.gateway.dial(stored.ref, Dial((ingress.sip_target,), stored.caller_id, stored.timeout_seconds))
         return inbound.Routed(stored)

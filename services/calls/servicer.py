@@ -17,7 +17,7 @@ from ..core.rpc import Incoming, rpc
 from ..core.servicer import Servicer
 from ..persistence.db import Database
 from . import live, states
-from .messages import call_proto, new_call_from
+from .messages import call_proto, new_call_from, routed_proto, simulated_call_from
 from .models import Call
 from .runner import Runner
 from .servicer_history import HistoryRpcs
@@ -116,3 +116,9 @@ class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
             caller, request.ref, Control.REDIRECT, lambda network, ref: network.redirect(ref, webhook),
             live.redirecting(webhook),
         ))
+
+    @rpc(Access.OPERATE)
+    async def SimulateInboundCall(
+        self, request: pb.SimulateInboundCallRequest, caller: Caller, incoming: Incoming
+    ) -> pb.SimulateInboundCallResponse:
+        return routed_proto(await self.runner.simulate_inbound(simulated_call_from(request)))

@@ -66,14 +66,14 @@ class Steering:
         self.gateway = gateway
         self.record = record
         self.post = post
-        self._fallbacks: dict[str, str | None] = {}  # ref -> SIP target, of the inbound calls routed here
+        self._inbound: dict[str, Steered] = {}  # the inbound calls routed here to a webhook, by ref
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def new_call(self, call: Call, sip_target: str | None) -> None:
-        """Asks the webhook of inbound call `call` what to do with it, in a task of its own."""
-        assert call.webhook is not None
-        self._fallbacks[call.ref] = sip_target
-        self._start(Steered(call.ref, call.workspace_id, call.webhook, sip_target), "NEW_CALL")
+    def new_call(self, call: Call, webhook: str, sip_target: str | None) -> None:
+        """Asks `webhook` what to do with inbound call `call`, in a task of its own."""
+        steered = Steered(call.ref, call.workspace_id, webhook, sip_target)
+        self._inbound[call.ref] = steered
+        self._spawn(self._steer(steered, "NEW_CALL"))
 
     def data(self, ref: str) -> None:
         """Asks the webhook of call `ref` (if it has one) what to do after the DTMF it just reported."""
@@ -81,16 +81,18 @@ class Steering:
 
     def forget(self, ref: str) -> None:
         """Call `ref` has ended."""
-        self._fallbacks.pop(ref, None)
+        self._inbound.pop(ref, None)
 
     async def _data(self, ref: str) -> None:
+        """The call's own webhook (which RedirectCall may have changed), else the one that steered it in."""
         found = await self.db.run_transaction(lambda s: _webhook_of(s, ref), write=False)
-        if found is not None:
-            workspace_id, webhook = found
-            await self._steer(Steered(ref, workspace_id, webhook, self._fallbacks.get(ref)), "DATA")
-
-    def _start(self, call: Steered, event_type: str) -> None:
-        self._spawn(self._steer(call, event_type))
+        if found is None:
+            return
+        workspace_id, webhook = found
+        routed = self._inbound.get(ref)
+        url = webhook or (routed.webhook if routed else None)
+        if url:
+            await self._steer(Steered(ref, workspace_id, url, routed.sip_target if routed else None), "DATA")
 
     def _spawn(self, work: Awaitable[None]) -> None:
         async def run() -> None:
@@ -192,9 +194,9 @@ def _latest_event(session: Session, ref: str, event_type: str) -> Event | None:
     )
 
 
-def _webhook_of(session: Session, ref: str) -> tuple[int, str] | None:
+def _webhook_of(session: Session, ref: str) -> tuple[int, str | None] | None:
     row = session.execute(select(Call.workspace_id, Call.webhook).where(Call.ref == ref)).one_or_none()
-    return (row[0], row[1]) if row is not None and row[1] else None
+    return (row[0], row[1]) if row is not None else None
 
 
 def _status_of(session: Session, ref: str) -> str | None:
