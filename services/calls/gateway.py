@@ -85,8 +85,6 @@ class Gather:
 class CallGateway(abc.ABC):
     """Places and controls calls on the network. Every method returns once the network took the order."""
 
-    simulated = False
-
     def __init__(self, report: Report):
         self.report = report
 
@@ -168,8 +166,6 @@ class SimulatedGateway(CallGateway):
     answer (or to BUSY). `inject` reports an inbound call, whose caller presses the digits given
     when a gather asks.
     """
-
-    simulated = True
 
     def __init__(self, report: Report, *, ring_delay: float = 0.05, answer_delay: float = 0.1):
         super().__init__(report)

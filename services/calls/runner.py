@@ -64,7 +64,7 @@ class Runner:
     async def start(self, endpoint: str) -> None:
         """Records this runner and ends the calls of runners that stopped (a crash, including a previous run
         of this one), then beats. Numbers and Agents are asked at `endpoint` unless configured elsewhere."""
-        if self.gateway.simulated:
+        if isinstance(self.gateway, SimulatedGateway):
             log.warning(
                 "Calls runs on the SIMULATED network: no call reaches a phone, and inbound calls are only those "
                 "injected with SimulateInboundCall (see README, 'Calls')"

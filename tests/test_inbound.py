@@ -1,0 +1,219 @@
+"""Inbound calls: the simulated network reports a call to a number, Calls asks Numbers (GetIngressInfo, with
+a service key) where it goes and routes it; SimulateInboundCall and `voxplane calls simulate-inbound`
+inject one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from sqlalchemy import func, select
+
+from voxplane import InvalidArgumentError, PermissionDeniedError
+from voxplane.calls.v1 import calls_pb2 as pb
+from voxplane.services.calls import gateway, inbound
+from voxplane.services.calls.models import Call
+from voxplane.services.calls.runner import Runner
+from voxplane.services.core.auth import Role
+from voxplane.services.core.errors import FailedPrecondition
+from voxplane.services.persistence.tenancy import Workspace
+from voxplane.services.webhooks import signing_keys
+
+from .test_calls import S, fields_of, wait_for
+from .webhook_receiver import Answer, Receiver, replying
+
+H = pb.HangupCause
+CALLER = "+4921155500101"
+VOXPLANE = str(Path(sys.executable).parent / "voxplane")
+
+
+def number(tenant, e164: str, **routing):  # type: ignore[no-untyped-def]
+    with tenant.numbers() as numbers:
+        return numbers.create_number(provider_ref="trunk-1", e164_number=e164, **routing)
+
+
+def inject(tenant, destination: str, source: str = CALLER, digits: str = "") -> pb.SimulateInboundCallResponse:  # type: ignore[no-untyped-def]
+    with tenant.calls(Role.OPERATOR) as calls:
+        return calls.simulate_inbound_call(source=source, destination=destination, digits=digits)
+
+
+def workspace_id(db, tenant) -> int:  # type: ignore[no-untyped-def]
+    return db.transaction(lambda s: s.scalar(select(Workspace.id).where(Workspace.ref == tenant.ref)), write=False)
+
+
+@pytest.fixture
+def webhooks(tenant, db, environment):  # type: ignore[no-untyped-def]
+    """The tenant signs its webhooks (steering POSTs need a secret) and the server may post to 127.0.0.1."""
+    environment.set(VOXPLANE_WEBHOOK_ALLOW="127.0.0.0/8")
+    ws = workspace_id(db, tenant)
+    db.transaction(lambda s: signing_keys.create(s, ws), write=True)
+
+
+@pytest.fixture
+def receiver():  # type: ignore[no-untyped-def]
+    """A webhook that answers every POST with an empty 200 (tests give theirs a script)."""
+    running = Receiver(replying())
+    yield running
+    running.close()
+
+
+@pytest.mark.parametrize("route", ["aor_link", "forward_sip_to"])
+def test_a_number_routed_to_a_sip_target_rings_it_and_it_answers(tenant, network, fresh_e164, route):
+    target = "sip:1001@pbx.example.com"
+    e164 = number(tenant, fresh_e164(), **{route: target}).e164_number
+
+    routed = inject(tenant, e164)
+
+    call = routed.call
+    assert routed.hangup_cause == H.HANGUP_CAUSE_UNSPECIFIED
+    assert (call.direction, call.source, call.destination, call.caller_id) == (
+        pb.DIRECTION_INBOUND, CALLER, e164, CALLER
+    )
+    assert call.status == S.CALL_STATUS_QUEUED
+    with tenant.calls() as calls:
+        answered = wait_for(calls, call.ref, S.CALL_STATUS_IN_PROGRESS)
+    assert [p.number for p in answered.participants] == [CALLER, e164]
+    assert network.orders_of(call.ref) == [("dial", ((target,), CALLER, 30))]
+
+
+def test_a_number_routed_to_a_webhook_asks_it_with_new_call_and_the_reply_decides(
+    tenant, network, fresh_e164, webhooks, receiver
+):
+    script = Receiver(replying(Answer(json.dumps({"action": "dial", "targets": [gateway.ANSWERS]}))))
+    try:
+        e164 = number(tenant, fresh_e164(), ingress_info={"webhook": script.url}).e164_number
+        call = inject(tenant, e164).call
+        assert call.webhook == script.url  # its events are delivered there too
+        with tenant.calls() as calls:
+            answered = wait_for(calls, call.ref, S.CALL_STATUS_IN_PROGRESS)
+    finally:
+        script.close()
+    new_call = script.received[0]
+    assert new_call.type == "call.new_call"
+    assert new_call.event["data"]["callRef"] == call.ref
+    assert new_call.headers["webhook-id"] == new_call.event["data"]["eventId"]
+    assert [p.number for p in answered.participants] == [CALLER, e164, gateway.ANSWERS]
+    assert network.orders_of(call.ref) == [("dial", ((gateway.ANSWERS,), CALLER, 30))]
+
+
+def test_an_unknown_number_is_rejected_not_found_and_nothing_is_stored(tenant, db, network, fresh_e164):
+    e164 = fresh_e164()
+    stored_before = db.transaction(lambda s: s.scalar(select(func.count()).select_from(Call)), write=False)
+
+    routed = inject(tenant, e164)
+
+    assert not routed.HasField("call")
+    assert routed.hangup_cause == H.HANGUP_CAUSE_NOT_FOUND
+    assert db.transaction(lambda s: s.scalar(select(func.count()).select_from(Call)), write=False) == stored_before
+    assert ("reject", ("NOT_FOUND",)) in [(order, args) for _, order, args in list(network.gateway.orders)]
+
+
+def test_a_suspended_number_routes_no_call(tenant, fresh_e164):
+    created = number(tenant, fresh_e164(), aor_link="sip:1001@pbx.example.com")
+    with tenant.numbers() as numbers:
+        numbers.suspend_number(created.ref)
+
+    routed = inject(tenant, created.e164_number)
+
+    assert not routed.HasField("call")
+    assert routed.hangup_cause == H.HANGUP_CAUSE_NOT_FOUND
+    with tenant.calls() as calls:
+        assert list(calls.list_calls().calls) == []
+
+
+def test_a_number_of_another_workspace_is_routed_in_its_workspace(tenant, other_tenant, fresh_e164):
+    e164 = number(other_tenant, fresh_e164(), aor_link="sip:1001@pbx.example.com").e164_number
+
+    call = inject(tenant, e164).call  # the operator key of `tenant` acts for the network
+
+    with other_tenant.calls() as calls:
+        assert calls.get_call(call.ref).direction == pb.DIRECTION_INBOUND
+    with tenant.calls() as calls, pytest.raises(Exception) as missing:
+        calls.get_call(call.ref)
+    assert missing.value.code == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.MEMBER, Role.SERVICE, Role.READER])
+def test_only_an_operator_key_may_inject_a_call(tenant, fresh_e164, role):
+    with tenant.calls(role) as calls, pytest.raises(PermissionDeniedError, match="operator"):
+        calls.simulate_inbound_call(source=CALLER, destination=fresh_e164())
+
+
+@pytest.mark.parametrize(("fields", "bad"), [
+    ({"source": CALLER, "destination": "12"}, "destination"),
+    ({"source": CALLER, "destination": "sip:1001@pbx.example.com"}, "destination"),
+    ({"source": "", "destination": "+14155550100"}, "source"),
+    ({"source": "not a party", "destination": "+14155550100"}, "source"),
+    ({"source": CALLER, "destination": "+14155550100", "digits": "12x"}, "digits"),
+    ({"source": CALLER, "destination": "+14155550100", "digits": "1" * 65}, "digits"),
+])
+def test_malformed_fields_are_invalid_argument_naming_them(tenant, fields, bad):
+    with tenant.calls(Role.OPERATOR) as calls, pytest.raises(InvalidArgumentError) as refused:
+        calls.simulate_inbound_call(**fields)
+    assert fields_of(refused.value) == {bad}
+
+
+def test_a_sip_caller_is_anonymous(tenant, fresh_e164):
+    e164 = number(tenant, fresh_e164(), aor_link="sip:1001@pbx.example.com").e164_number
+
+    call = inject(tenant, e164, source="sip:alice@carrier.example.net").call
+
+    assert (call.source, call.caller_id) == ("sip:alice@carrier.example.net", "")
+
+
+async def _takes_the_order(*_: object) -> None:
+    pass
+
+
+# Any network but the simulated one (every order taken, nothing done): it has no calls to inject.
+RealNetwork = type("RealNetwork", (gateway.CallGateway,),
+                   dict.fromkeys(gateway.CallGateway.__abstractmethods__, _takes_the_order))
+
+
+def test_simulating_a_call_is_refused_on_any_other_network(db):
+    runner = Runner(db)
+    runner.gateway = RealNetwork(runner.gateway.report)
+
+    with pytest.raises(FailedPrecondition, match="not the simulated one"):
+        asyncio.run(runner.simulate_inbound(inbound.SimulatedCall(CALLER, "+14155550100", "")))
+
+
+def test_the_cli_injects_a_call_and_prints_it(server, tenant, fresh_e164):
+    e164 = number(tenant, fresh_e164(), aor_link="sip:1001@pbx.example.com").e164_number
+    env = {**os.environ, "VOXPLANE_API_KEY": tenant.keys[Role.OPERATOR]}
+
+    done = subprocess.run(
+        [VOXPLANE, "calls", "simulate-inbound", "--from", CALLER, "--to", e164, "--endpoint", server.address],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert (printed["call"]["direction"], printed["call"]["destination"]) == ("DIRECTION_INBOUND", e164)
+
+
+def test_the_cli_says_what_was_refused(server, tenant):
+    done = subprocess.run(
+        [VOXPLANE, "calls", "simulate-inbound", "--from", CALLER, "--to", "12", "--endpoint", server.address,
+         "--api-key", tenant.keys[Role.OPERATOR]],
+        capture_output=True, text=True, timeout=60,
+    )
+
+    assert done.returncode == 1
+    assert "INVALID_ARGUMENT" in done.stderr and "destination:" in done.stderr
+
+
+def test_an_unknown_gateway_stops_the_server_naming_the_setting(tmp_path):
+    env = {**os.environ, "VOXPLANE_CALL_GATEWAY": "sip", "VOXPLANE_DATA_DIR": str(tmp_path)}
+
+    done = subprocess.run([VOXPLANE, "serve", "calls", "--port", "0"], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+    assert done.returncode == 1
+    assert "VOXPLANE_CALL_GATEWAY" in done.stderr and "simulated" in done.stderr
