@@ -22,8 +22,6 @@ from voxplane.services.calls.models import Call
 from voxplane.services.calls.runner import Runner
 from voxplane.services.core.auth import Role
 from voxplane.services.core.errors import FailedPrecondition
-from voxplane.services.persistence.tenancy import Workspace
-from voxplane.services.webhooks import signing_keys
 
 from .test_calls import S, fields_of, wait_for
 from .webhook_receiver import Answer, Receiver, replying
@@ -41,26 +39,6 @@ def number(tenant, e164: str, **routing):  # type: ignore[no-untyped-def]
 def inject(tenant, destination: str, source: str = CALLER, digits: str = "") -> pb.SimulateInboundCallResponse:  # type: ignore[no-untyped-def]
     with tenant.calls(Role.OPERATOR) as calls:
         return calls.simulate_inbound_call(source=source, destination=destination, digits=digits)
-
-
-def workspace_id(db, tenant) -> int:  # type: ignore[no-untyped-def]
-    return db.transaction(lambda s: s.scalar(select(Workspace.id).where(Workspace.ref == tenant.ref)), write=False)
-
-
-@pytest.fixture
-def webhooks(tenant, db, environment):  # type: ignore[no-untyped-def]
-    """The tenant signs its webhooks (steering POSTs need a secret) and the server may post to 127.0.0.1."""
-    environment.set(VOXPLANE_WEBHOOK_ALLOW="127.0.0.0/8")
-    ws = workspace_id(db, tenant)
-    db.transaction(lambda s: signing_keys.create(s, ws), write=True)
-
-
-@pytest.fixture
-def receiver():  # type: ignore[no-untyped-def]
-    """A webhook that answers every POST with an empty 200 (tests give theirs a script)."""
-    running = Receiver(replying())
-    yield running
-    running.close()
 
 
 @pytest.mark.parametrize("route", ["aor_link", "forward_sip_to"])
@@ -82,9 +60,8 @@ def test_a_number_routed_to_a_sip_target_rings_it_and_it_answers(tenant, network
     assert network.orders_of(call.ref) == [("dial", ((target,), CALLER, 30))]
 
 
-def test_a_number_routed_to_a_webhook_asks_it_with_new_call_and_the_reply_decides(
-    tenant, network, fresh_e164, webhooks, receiver
-):
+@pytest.mark.usefixtures("webhooks")
+def test_a_number_routed_to_a_webhook_asks_it_with_new_call_and_the_reply_decides(tenant, network, fresh_e164):
     script = Receiver(replying(Answer(json.dumps({"action": "dial", "targets": [gateway.ANSWERS]}))))
     try:
         e164 = number(tenant, fresh_e164(), ingress_info={"webhook": script.url}).e164_number
