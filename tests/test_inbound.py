@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -194,3 +195,17 @@ def test_an_unknown_gateway_stops_the_server_naming_the_setting(tmp_path):
 
     assert done.returncode == 1
     assert "VOXPLANE_CALL_GATEWAY" in done.stderr and "simulated" in done.stderr
+
+
+def test_a_calls_server_warns_at_start_that_its_network_and_inbound_calls_are_simulated(db, caplog):
+    runner = Runner(db)
+
+    async def start_and_stop() -> None:
+        await runner.start("127.0.0.1:1")
+        await runner.close()
+
+    with caplog.at_level(logging.WARNING, logger="voxplane.calls"):
+        asyncio.run(start_and_stop())
+
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("SIMULATED" in message and "inbound calls" in message for message in warned), warned

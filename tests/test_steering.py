@@ -8,9 +8,11 @@ import json
 import time
 
 import pytest
+from sqlalchemy import select
 
 from voxplane.calls.v1 import calls_pb2 as pb
 from voxplane.services.calls import gateway
+from voxplane.services.events.models import Event
 from voxplane.services.webhooks.models import Endpoint, WebhookSettings
 
 from .conftest import workspace_id
@@ -271,3 +273,23 @@ def test_a_number_the_whitelist_leaves_out_is_not_steered(tenant, db, network, f
         wait_for(calls, call.ref, S.CALL_STATUS_IN_PROGRESS)
     assert network.orders_of(call.ref) == [("dial", ((AOR,), CALLER, 30))]
     assert receiver.received == []
+
+
+def events_of(db, ref: str) -> list[str]:  # type: ignore[no-untyped-def]
+    query = select(Event.type).where(Event.resource_ref == ref).order_by(Event.sequence)
+    return list(db.transaction(lambda s: s.scalars(query).all(), write=False))
+
+
+def test_what_a_reply_changes_is_stored_as_the_calls_events(tenant, db, fresh_e164, webhook):
+    played = Steered(tenant, fresh_e164, webhook(as_json(action="play", url=WAV)))
+    gathered = Steered(tenant, fresh_e164, webhook(as_json(action="gather", max_digits=2, timeout_ms=1000),
+                                                   as_json(action="hangup")), digits="7")
+
+    gathered.becomes(S.CALL_STATUS_COMPLETED)
+    deadline = time.monotonic() + 5
+    while "PLAYING" not in events_of(db, played.ref):
+        assert time.monotonic() < deadline, events_of(db, played.ref)
+        time.sleep(0.02)
+
+    assert events_of(db, played.ref) == ["NEW_CALL", "ANSWER", "PLAYING"]
+    assert events_of(db, gathered.ref) == ["NEW_CALL", "ANSWER", "DATA", "HANGUP"]

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from ..core import config
 from ..events.models import Event
+from ..persistence.base import utcnow
 from ..persistence.db import Database
 from ..webhooks import posting
 from ..webhooks.posting import Reply
@@ -151,12 +152,10 @@ class Steering:
                 instruction = replies.Hangup()
         match instruction:
             case replies.Dial(targets=targets, anonymous=anonymous, caller_id=caller_id):
-                shown = await self.db.run_transaction(
-                    lambda s: _dialled(s, ref, targets, anonymous, caller_id), write=True
-                )
-                await network.dial(ref, Dial(targets, shown, live.DEFAULT_TIMEOUT))
+                dialled = await self._change(ref, _dialling(targets, anonymous, caller_id))
+                await network.dial(ref, Dial(targets, dialled.caller_id, live.DEFAULT_TIMEOUT))
             case replies.Voicemail():
-                await self.db.run_transaction(lambda s: _dialled(s, ref, (VOICEMAIL,), False, ""), write=True)
+                await self._change(ref, _dialling((VOICEMAIL,), False, ""))
                 await network.voicemail(ref)
             case replies.Reject(cause=cause) if not answered:
                 await network.reject(ref, cause)
@@ -164,6 +163,7 @@ class Steering:
                 if not answered:
                     await network.answer(ref)
                 await network.play(ref, url)
+                await self._change(ref, live.playing(url))
             case replies.GatherDigits(max_digits=max_digits, timeout_ms=timeout_ms, announcement=announcement):
                 if not answered:
                     await network.answer(ref)
@@ -175,6 +175,10 @@ class Steering:
                 await network.reject(ref, replies.REJECT_CAUSES["rejected"])
             case _:
                 raise AssertionError(f"unhandled instruction {instruction!r}")
+
+    async def _change(self, ref: str, change: live.Change) -> Call:
+        """Stores what an instruction changed of call `ref`, with its events."""
+        return await self.db.run_transaction(lambda s: _changed(s, ref, change), write=True)
 
     async def close(self) -> None:
         """Stops the POSTs under way: the calls they were for end with this process."""
@@ -203,14 +207,21 @@ def _status_of(session: Session, ref: str) -> str | None:
     return session.scalar(select(Call.status).where(Call.ref == ref))
 
 
-def _dialled(session: Session, ref: str, targets: tuple[str, ...], anonymous: bool, caller_id: str) -> str:
-    """Adds the targets as parties of call `ref` and sets the caller ID they are shown; returns it."""
+def _changed(session: Session, ref: str, change: live.Change) -> Call:
     call = session.scalar(select(Call).where(Call.ref == ref).with_for_update())
     assert call is not None
-    if anonymous:
-        call.caller_id = ""
-    elif caller_id:
-        call.caller_id = caller_id
-    call.participants.extend(CallParticipant(number=target) for target in targets)
-    return call.caller_id
+    live.change_call(session, call, change, utcnow())
+    return call
 
+
+def _dialling(targets: tuple[str, ...], anonymous: bool, caller_id: str) -> live.Change:
+    """Adds the targets as parties of the call, and sets the caller ID they are shown."""
+
+    def change(call: Call, _: live.Emit) -> None:
+        if anonymous:
+            call.caller_id = ""
+        elif caller_id:
+            call.caller_id = caller_id
+        call.participants.extend(CallParticipant(number=target) for target in targets)
+
+    return change
