@@ -16,8 +16,9 @@ import grpc
 import pytest
 from sqlalchemy import func, select
 
-from voxplane import InvalidArgumentError, PermissionDeniedError
+from voxplane import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from voxplane.calls.v1 import calls_pb2 as pb
+from voxplane.numbers.v1 import numbers_pb2
 from voxplane.services.calls import gateway, inbound
 from voxplane.services.calls.models import Call
 from voxplane.services.calls.runner import Runner
@@ -92,17 +93,33 @@ def test_an_unknown_number_is_rejected_not_found_and_nothing_is_stored(tenant, d
     assert ("reject", ("NOT_FOUND",)) in [(order, args) for _, order, args in list(network.gateway.orders)]
 
 
-def test_a_suspended_number_routes_no_call(tenant, fresh_e164):
+def test_a_suspended_numbers_call_is_rejected_not_found_and_kept_in_its_workspace(tenant, network, fresh_e164):
     created = number(tenant, fresh_e164(), aor_link="sip:1001@pbx.example.com")
     with tenant.numbers() as numbers:
         numbers.suspend_number(created.ref)
 
     routed = inject(tenant, created.e164_number)
 
-    assert not routed.HasField("call")
-    assert routed.hangup_cause == H.HANGUP_CAUSE_NOT_FOUND
+    call = routed.call
+    assert (call.direction, call.status, call.hangup_cause) == (
+        pb.DIRECTION_INBOUND, S.CALL_STATUS_FAILED, H.HANGUP_CAUSE_NOT_FOUND
+    )
     with tenant.calls() as calls:
-        assert list(calls.list_calls().calls) == []
+        assert calls.get_call(call.ref).status == S.CALL_STATUS_FAILED
+    assert network.orders_of(call.ref) == [("reject", ("NOT_FOUND",))]
+
+
+def test_get_ingress_info_answers_for_a_suspended_number_only_when_asked(tenant, fresh_e164):
+    created = number(tenant, fresh_e164(), aor_link="sip:1001@pbx.example.com")
+    with tenant.numbers(Role.SERVICE) as numbers:
+        numbers.suspend_number(created.ref)
+        with pytest.raises(NotFoundError):
+            numbers.get_ingress_info(created.e164_number)
+        found = numbers.get_ingress_info(e164_number=created.e164_number, include_suspended=True)
+        numbers.activate_number(created.ref)
+        active = numbers.get_ingress_info(e164_number=created.e164_number, include_suspended=True)
+    assert (found.workspace_ref, found.state) == (tenant.ref, numbers_pb2.NUMBER_STATE_SUSPENDED)
+    assert active.state == numbers_pb2.NUMBER_STATE_ACTIVE
 
 
 def test_a_number_of_another_workspace_is_routed_in_its_workspace(tenant, other_tenant, fresh_e164):

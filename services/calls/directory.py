@@ -90,9 +90,12 @@ class Services:
 
     async def ingress(self, service_key: str, e164: str) -> Ingress | None:
         """Where Numbers routes a call to `e164`, asked with a `service` key (which sees every workspace's
-        numbers); None when no ACTIVE number routes it. Never reused: routing changes take effect at once."""
+        numbers); None when no ACTIVE or SUSPENDED number has it. Never reused: routing changes take effect
+        at once."""
         try:
-            found = await self.numbers.with_api_key(service_key).get_ingress_info(e164)
+            found = await self.numbers.with_api_key(service_key).get_ingress_info(
+                e164_number=e164, include_suspended=True
+            )
         except (NotFoundError, InvalidArgumentError):
             return None
         except VoxplaneError as error:
@@ -101,7 +104,7 @@ class Services:
             workspace_ref=found.workspace_ref, e164=found.e164_number,
             sip_target=found.aor_link or found.forward_sip_to or None,
             webhook=found.ingress_info.webhook if found.HasField("ingress_info") else None,
-            caller_id_prefix=found.caller_id_prefix,
+            suspended=found.state == numbers_pb2.NUMBER_STATE_SUSPENDED,
         )
 
     async def close(self) -> None:

@@ -62,7 +62,16 @@ def insert_inbound_call(
     workspace_id = session.scalar(select(Workspace.id).where(Workspace.ref == ingress.workspace_ref))
     assert workspace_id is not None, "Numbers answered for a workspace this database has"
     call = _insert(session, workspace_id, inbound, ingress, runner_id)
+    if ingress.suspended:
+        return call, None
     return call, ingress.webhook or _default_url(session, workspace_id, ingress.e164)
+
+
+def call_by_ref(session: Session, ref: str) -> Call:
+    """A call as it is stored now (the network's reports may have changed it since it was inserted)."""
+    call = session.scalar(select(Call).where(Call.ref == ref))
+    assert call is not None
+    return call
 
 
 def _default_url(session: Session, workspace_id: int, e164: str) -> str | None:

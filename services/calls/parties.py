@@ -26,13 +26,13 @@ class Agent:
 @dataclass(frozen=True)
 class Ingress:
     """Where the Numbers service routes an inbound call: exactly one of `sip_target` (the number's
-    `aor_link` or `forward_sip_to`) and `webhook` is set."""
+    `aor_link` or `forward_sip_to`) and `webhook` is set. A `suspended` number routes no call."""
 
     workspace_ref: str
     e164: str
     sip_target: str | None
     webhook: str | None
-    caller_id_prefix: str = ""
+    suspended: bool = False
 
 
 class Directory(Protocol):

@@ -135,8 +135,8 @@ class Runner:
 
     async def _route(self, call: InboundCall) -> inbound.Routed:
         """Asks Numbers where the call goes, stores it in the number's workspace, then hands the call to the
-        webhook that steers it, if any, else rings the number's SIP target. A number no workspace routes
-        is rejected (NOT_FOUND)."""
+        webhook that steers it, if any, else rings the number's SIP target. A number no workspace has is
+        rejected (NOT_FOUND) and nothing is stored; a suspended one's call is stored, rejected the same way."""
         ingress = await self._numbers_and_agents().ingress(await self._routing_key(), call.destination)
         if ingress is None:
             await self.gateway.reject(call.ref, states.NOT_FOUND)
@@ -144,6 +144,9 @@ class Runner:
         stored, steered_by = await self.db.run_transaction(
             lambda s: inbound.insert_inbound_call(s, call, ingress, self.id), write=True
         )
+        if ingress.suspended:  # refused, and kept in the workspace's history
+            await self.gateway.reject(call.ref, states.NOT_FOUND)
+            return inbound.Routed(await self.db.run_transaction(lambda s: inbound.call_by_ref(s, call.ref), write=False))
         if steered_by:
             self.steering.new_call(stored, steered_by, ingress.sip_target)
         elif ingress.sip_target:
