@@ -26,7 +26,9 @@ class Received:
 
 
 class Receiver:
-    def __init__(self, answers: Iterable[Answer] = (), *, by_path: dict[str, list[Answer]] | None = None):
+    def __init__(
+        self, answers: Iterable[Answer] = (), *, by_path: dict[str, list[Answer]] | None = None, port: int = 0
+    ):
         self.requests: list[Received] = []
         self._answers = list(answers)
         self._by_path = {path: list(script) for path, script in (by_path or {}).items()}
@@ -48,7 +50,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
