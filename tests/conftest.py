@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import phonenumbers
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from voxplane import Agents, AsyncAgents, AsyncCalls, AsyncNumbers, Calls, Numbers
+from voxplane import Agents, AsyncAgents, AsyncCalls, AsyncNumbers, Calls, Numbers, Webhooks
 from voxplane.services.app import build_server
 from voxplane.services.calls.gateway import SimulatedGateway
 from voxplane.services.core import config, workspaces
@@ -25,8 +25,6 @@ from voxplane.services.core.auth import Role
 from voxplane.services.core.server import Server, TlsFiles
 from voxplane.services.persistence.db import Database, normalise_url
 from voxplane.services.persistence.migrate import upgrade
-from voxplane.services.persistence.tenancy import Workspace
-from voxplane.services.webhooks import signing_keys
 
 
 def backends() -> list[str]:
@@ -215,19 +213,12 @@ def other_tenant(new_tenant) -> Tenant:  # type: ignore[no-untyped-def]
     return new_tenant()
 
 
-def workspace_id(db: Database, tenant: Tenant) -> int:
-    """The tenant's workspace id, as rows store it."""
-    found = db.transaction(lambda s: s.scalar(select(Workspace.id).where(Workspace.ref == tenant.ref)), write=False)
-    assert found is not None
-    return int(found)
-
-
 @pytest.fixture
-def webhooks(tenant: Tenant, db: Database, environment: Environment) -> None:
+def webhooks(tenant: Tenant, environment: Environment) -> None:
     """The tenant signs its webhooks (a POST needs a signing secret), and the servers may post to 127.0.0.1."""
     environment.set(VOXPLANE_WEBHOOK_ALLOW="127.0.0.0/8")
-    ws = workspace_id(db, tenant)
-    db.transaction(lambda s: signing_keys.create(s, ws), write=True)
+    with Webhooks(endpoint=tenant.address, api_key=tenant.keys[Role.MEMBER]) as client:
+        client.create_signing_secret()
 
 
 def _valid_numbers() -> Iterator[str]:

@@ -26,7 +26,7 @@ from voxplane.services.core.auth import Role
 from voxplane.services.core.errors import FailedPrecondition
 
 from .test_calls import S, fields_of, wait_for
-from .webhook_receiver import Answer, Receiver, replying
+from .webhook_receiver import Receiver, Reply
 
 H = pb.HangupCause
 CALLER = "+4921155500101"
@@ -64,17 +64,16 @@ def test_a_number_routed_to_a_sip_target_rings_it_and_it_answers(tenant, network
 
 @pytest.mark.usefixtures("webhooks")
 def test_a_number_routed_to_a_webhook_asks_it_with_new_call_and_the_reply_decides(tenant, network, fresh_e164):
-    script = Receiver(replying(Answer(json.dumps({"action": "dial", "targets": [gateway.ANSWERS]}))))
+    script = Receiver(by_type={"call.new_call": Reply(json.dumps({"action": "dial", "targets": [gateway.ANSWERS]}))})
     try:
-        e164 = number(tenant, fresh_e164(), ingress_info={"webhook": script.url}).e164_number
+        e164 = number(tenant, fresh_e164(), ingress_info={"webhook": script.url()}).e164_number
         call = inject(tenant, e164).call
-        assert call.webhook == script.url  # its events are delivered there too
+        assert call.webhook == script.url()  # its events are delivered there too
         with tenant.calls() as calls:
             answered = wait_for(calls, call.ref, S.CALL_STATUS_IN_PROGRESS)
     finally:
         script.close()
-    new_call = script.received[0]
-    assert new_call.type == "call.new_call"
+    new_call = script.of_type("call.new_call")[0]
     assert new_call.event["data"]["callRef"] == call.ref
     assert new_call.headers["webhook-id"] == new_call.event["data"]["eventId"]
     assert [p.number for p in answered.participants] == [CALLER, e164, gateway.ANSWERS]

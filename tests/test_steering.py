@@ -13,12 +13,12 @@ from sqlalchemy import select
 from voxplane.calls.v1 import calls_pb2 as pb
 from voxplane.services.calls import gateway
 from voxplane.services.events.models import Event
-from voxplane.services.webhooks.models import Endpoint, WebhookSettings
+from voxplane.webhooks.v1.webhooks_pb2 import PAYLOAD_FORMAT_SIPGATE
 
-from .conftest import workspace_id
 from .test_calls import S, wait_for
 from .test_inbound import CALLER, inject, number
-from .webhook_receiver import Answer, Receiver, replying
+from .test_webhooks import webhooks_of
+from .webhook_receiver import Receiver, Reply
 
 H = pb.HangupCause
 pytestmark = pytest.mark.usefixtures("webhooks")
@@ -27,12 +27,12 @@ WAV = "https://media.example.com/welcome.wav"
 SHOWN = "+14155550199"
 
 
-def xml(instruction: str) -> Answer:
-    return Answer(f'<?xml version="1.0" encoding="UTF-8"?><Response>{instruction}</Response>', XML)
+def xml(instruction: str) -> Reply:
+    return Reply(f'<?xml version="1.0" encoding="UTF-8"?><Response>{instruction}</Response>', XML)
 
 
-def as_json(**reply: object) -> Answer:
-    return Answer(json.dumps(reply))
+def as_json(**reply: object) -> Reply:
+    return Reply(json.dumps(reply))
 
 
 def orders(network, ref: str, count: int, within: float = 5.0) -> list:  # type: ignore[no-untyped-def]
@@ -48,7 +48,7 @@ class Steered:
     """An inbound call to a number whose only route is the webhook `receiver`."""
 
     def __init__(self, tenant, fresh_e164, receiver: Receiver, digits: str = ""):  # type: ignore[no-untyped-def]
-        self.e164 = number(tenant, fresh_e164(), ingress_info={"webhook": receiver.url}).e164_number
+        self.e164 = number(tenant, fresh_e164(), ingress_info={"webhook": receiver.url()}).e164_number
         self.ref = inject(tenant, self.e164, digits=digits).call.ref
         self.tenant = tenant
 
@@ -59,11 +59,13 @@ class Steered:
 
 @pytest.fixture
 def webhook():  # type: ignore[no-untyped-def]
-    """`webhook(*answers)`: a receiver answering its POSTs in turn; closed after the test."""
+    """`webhook(new_call, data)`: a receiver answering every NEW_CALL POST (the steering one, and the
+    delivery for the record) with `new_call`, every DATA POST with `data`; closed after the test."""
     made: list[Receiver] = []
 
-    def make(*answers: Answer) -> Receiver:
-        made.append(Receiver(replying(*answers)))
+    def make(new_call: Reply | None = None, data: Reply | None = None, **by_type: Reply) -> Receiver:
+        answers = {"call.new_call": new_call or Reply(), "call.data": data or Reply(), **by_type}
+        made.append(Receiver(by_type=answers))
         return made[-1]
 
     yield make
@@ -143,17 +145,15 @@ def test_a_gather_reports_the_digits_as_data_and_that_reply_steers_the_call(
 
     assert result.hangup_cause == H.HANGUP_CAUSE_NORMAL_CLEARING
     assert orders(network, call.ref, 3) == [("answer", ()), ("gather", (3, 2.0, WAV)), ("hangup", ())]
-    new_call, data = receiver.received[:2]
-    assert (new_call.type, data.type) == ("call.new_call", "call.data")
-    assert data.event["data"]["digits"] == "123"  # at most max_digits of what the caller pressed
+    assert {r.event["data"]["digits"] for r in receiver.of_type("call.data")} == {"123"}  # at most max_digits of what the caller pressed
 
 
 def test_a_reply_that_gives_no_instruction_to_data_leaves_the_call_as_it_is(tenant, network, fresh_e164, webhook):
-    receiver = webhook(as_json(action="gather", max_digits=1, timeout_ms=1000), Answer(""))
+    receiver = webhook(as_json(action="gather", max_digits=1, timeout_ms=1000), Reply(""))
     call = Steered(tenant, fresh_e164, receiver, digits="5")
     call.becomes(S.CALL_STATUS_IN_PROGRESS)
     deadline = time.monotonic() + 5
-    while len(receiver.answered) < 2:
+    while not receiver.of_type("call.data"):
         assert time.monotonic() < deadline, "the DATA event was not posted"
         time.sleep(0.02)
 
@@ -162,17 +162,15 @@ def test_a_reply_that_gives_no_instruction_to_data_leaves_the_call_as_it_is(tena
     assert network.orders_of(call.ref) == [("answer", ()), ("gather", (1, 1.0, ""))]
 
 
-def test_a_sipgate_endpoint_is_sent_sipgates_form_and_its_xml_reply_works(
-    tenant, db, network, fresh_e164, webhook
-):
-    receiver = webhook(xml('<Reject reason="busy"/>'))
-    ws = workspace_id(db, tenant)
-    db.transaction(lambda s: s.add(Endpoint(workspace_id=ws, url=receiver.url, payload_format="SIPGATE")), write=True)
+def test_a_sipgate_endpoint_is_sent_sipgates_form_and_its_xml_reply_works(tenant, network, fresh_e164, webhook):
+    receiver = webhook(newCall=xml('<Reject reason="busy"/>'))
+    with webhooks_of(tenant) as webhooks:
+        webhooks.update_webhook_endpoint(url=receiver.url(), enabled=True, payload_format=PAYLOAD_FORMAT_SIPGATE)
     call = Steered(tenant, fresh_e164, receiver)
 
     call.becomes(S.CALL_STATUS_BUSY)
 
-    posted = receiver.received[0].event
+    posted = receiver.of_type("newCall")[0].event
     assert (posted["event"], posted["direction"], posted["from"], posted["callId"]) == (
         "newCall", "in", CALLER.removeprefix("+"), call.ref
     )
@@ -180,13 +178,13 @@ def test_a_sipgate_endpoint_is_sent_sipgates_form_and_its_xml_reply_works(
 
 FAILURES = {
     "an invalid JSON reply": as_json(action="teleport"),
-    "JSON that is no object": Answer("[1, 2]"),
-    "XML with a DTD": Answer('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa">]><Response>&a;</Response>', XML),
+    "JSON that is no object": Reply("[1, 2]"),
+    "XML with a DTD": Reply('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa">]><Response>&a;</Response>', XML),
     "an unknown XML instruction": xml("<Teleport/>"),
     "two instructions": xml("<Hangup/><Hangup/>"),
     "a bad dial target": as_json(action="dial", targets=["not a number"]),
-    "an answer 500": Answer(json.dumps({"action": "voicemail"}), status=500),
-    "an answer 404": Answer(status=404),
+    "an answer 500": Reply(json.dumps({"action": "voicemail"}), status=500),
+    "an answer 404": Reply(status=404),
 }
 
 
@@ -210,25 +208,21 @@ def test_a_webhook_that_cannot_be_reached_rejects_the_call(tenant, network, fres
 
 def test_a_reply_after_the_timeout_is_ignored(tenant, network, fresh_e164, webhook, environment):
     environment.set(VOXPLANE_STEERING_TIMEOUT="0.3")
-    slow = webhook(Answer(json.dumps({"action": "dial", "targets": [gateway.ANSWERS]}), delay=1.0))
+    slow = webhook(Reply(json.dumps({"action": "dial", "targets": [gateway.ANSWERS]}), delay=1.0))
     call = Steered(tenant, fresh_e164, slow)
 
     assert call.becomes(S.CALL_STATUS_FAILED).hangup_cause == H.HANGUP_CAUSE_CONGESTION
-    deadline = time.monotonic() + 5
-    while not slow.answered:  # the webhook has given its (late) reply
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    slow.wait_answered(1)  # the webhook has given its (late) reply
     time.sleep(0.2)
 
     assert call.becomes(S.CALL_STATUS_FAILED).hangup_cause == H.HANGUP_CAUSE_CONGESTION
     assert network.orders_of(call.ref) == [("reject", ("CONGESTION",))]  # no dial
 
 
-def default_webhook(db, tenant, url: str, whitelist: list[str] | None = None) -> None:  # type: ignore[no-untyped-def]
-    ws = workspace_id(db, tenant)
-    db.transaction(
-        lambda s: s.add(WebhookSettings(workspace_id=ws, incoming_url=url, whitelist=whitelist or [])), write=True
-    )
+def default_webhook(tenant, url: str, whitelist: list[str] | None = None) -> None:  # type: ignore[no-untyped-def]
+    """The workspace's default URL for inbound calls (of the whitelisted numbers only, when given)."""
+    with webhooks_of(tenant) as webhooks:
+        webhooks.update_webhook_settings(incoming_url=url, whitelist=whitelist or [])
 
 
 AOR = "sip:1001@pbx.example.com"
@@ -236,7 +230,7 @@ AOR = "sip:1001@pbx.example.com"
 
 def test_the_default_webhook_steers_a_number_routed_to_a_sip_target(tenant, db, network, fresh_e164, webhook):
     receiver = webhook(as_json(action="reject", reason="busy"))
-    default_webhook(db, tenant, receiver.url)
+    default_webhook(tenant, receiver.url())
     e164 = number(tenant, fresh_e164(), aor_link=AOR).e164_number
 
     call = inject(tenant, e164).call
@@ -244,14 +238,14 @@ def test_the_default_webhook_steers_a_number_routed_to_a_sip_target(tenant, db, 
     assert call.webhook == ""  # its events go to the workspace's default
     with tenant.calls() as calls:
         assert wait_for(calls, call.ref, S.CALL_STATUS_BUSY).hangup_cause == H.HANGUP_CAUSE_BUSY
-    assert receiver.received[0].type == "call.new_call"
+    assert receiver.of_type("call.new_call")
 
 
 @pytest.mark.parametrize("failure", ["an answer 500", "an invalid JSON reply"])
 def test_a_failed_steer_of_a_number_with_a_sip_target_rings_the_target(
     tenant, db, network, fresh_e164, webhook, failure
 ):
-    default_webhook(db, tenant, webhook(FAILURES[failure]).url)
+    default_webhook(tenant, webhook(FAILURES[failure]).url())
     e164 = number(tenant, fresh_e164(), forward_sip_to=AOR).e164_number
 
     call = inject(tenant, e164).call
@@ -264,7 +258,7 @@ def test_a_failed_steer_of_a_number_with_a_sip_target_rings_the_target(
 
 def test_a_number_the_whitelist_leaves_out_is_not_steered(tenant, db, network, fresh_e164, webhook):
     receiver = webhook(as_json(action="reject", reason="busy"))
-    default_webhook(db, tenant, receiver.url, whitelist=["+14155550100"])
+    default_webhook(tenant, receiver.url(), whitelist=["+14155550100"])
     e164 = number(tenant, fresh_e164(), aor_link=AOR).e164_number
 
     call = inject(tenant, e164).call
@@ -272,7 +266,7 @@ def test_a_number_the_whitelist_leaves_out_is_not_steered(tenant, db, network, f
     with tenant.calls() as calls:
         wait_for(calls, call.ref, S.CALL_STATUS_IN_PROGRESS)
     assert network.orders_of(call.ref) == [("dial", ((AOR,), CALLER, 30))]
-    assert receiver.received == []
+    assert receiver.requests == []
 
 
 def events_of(db, ref: str) -> list[str]:  # type: ignore[no-untyped-def]

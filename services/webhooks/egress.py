@@ -14,11 +14,15 @@ proxy would connect to the name itself.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
+
+from ..core.config import settings
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -53,6 +57,11 @@ class Allowlist:
             except ValueError:
                 hosts.add(entry.lower().rstrip("."))
         return cls(tuple(networks), frozenset(hosts))
+
+    @staticmethod
+    @functools.lru_cache(maxsize=8)
+    def of_settings(text: str) -> Allowlist:
+        return Allowlist.parse(text)
 
     def allows(self, host: str, address: IpAddress) -> bool:
         return host.lower().rstrip(".") in self.hosts or any(address in network for network in self.networks)
@@ -97,12 +106,17 @@ async def checked_address(host: str, port: int, allow: Allowlist) -> IpAddress:
     return addresses[0]
 
 
+def configured() -> Allowlist:
+    """VOXPLANE_WEBHOOK_ALLOW, as it is set now."""
+    return Allowlist.of_settings(settings().webhook_allow)
+
+
 class GuardedTransport(httpx.AsyncBaseTransport):
     """Connects each request to its host's checked address. HTTPS connections are pooled per host
     name, so that a connection made (and its certificate checked) for one name never carries a request
     for another name served at the same address."""
 
-    def __init__(self, allow: Allowlist, limits: httpx.Limits):
+    def __init__(self, allow: Callable[[], Allowlist], limits: httpx.Limits):
         self._allow = allow
         self._limits = limits
         self._pools: dict[str, httpx.AsyncHTTPTransport] = {}
@@ -117,7 +131,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         url = request.url
         if url.scheme not in ("http", "https"):
             raise Refused(f"{url.scheme}: is not http or https")
-        address = await checked_address(url.host, url.port or (443 if url.scheme == "https" else 80), self._allow)
+        address = await checked_address(url.host, url.port or (443 if url.scheme == "https" else 80), self._allow())
         request.url = url.copy_with(host=str(address))  # Host header was set from the name already
         if url.scheme == "https":
             request.extensions = {**request.extensions, "sni_hostname": url.host}
@@ -128,9 +142,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         self._pools.clear()
 
 
-def client(allow: Allowlist, *, connections: int = 200) -> httpx.AsyncClient:
-    """An HTTP client that posts only where `allow` and the address checks permit, never following a
-    redirect or an environment proxy."""
+def client(allow: Callable[[], Allowlist] = lambda: configured(), *, connections: int = 200) -> httpx.AsyncClient:
+    """An HTTP client that posts only where the address checks and `allow()` (by default: the setting,
+    read at each request) permit, never following a redirect or an environment proxy."""
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     return httpx.AsyncClient(
         transport=GuardedTransport(allow, limits), follow_redirects=False, trust_env=False,

@@ -12,7 +12,6 @@ from email.utils import parsedate_to_datetime
 import httpx
 from sqlalchemy.orm import Session
 
-from ..core.config import settings
 from ..events.models import Event
 from ..persistence.base import utcnow
 from ..persistence.db import Database
@@ -36,6 +35,8 @@ class Reply:
     error: str = ""
     # Seconds the receiver asked to wait (Retry-After of a 429 or 503); None if it did not say.
     retry_after: float | None = None
+    # Not sent at all: the URL is invalid or its address is not allowed (no retry changes that).
+    refused: bool = False
 
     @property
     def ok(self) -> bool:
@@ -74,11 +75,11 @@ async def post(
                     if len(content) > MAX_REPLY_BYTES:
                         return Reply(answer.status_code, error=f"the reply is larger than {MAX_REPLY_BYTES} bytes")
     except egress.Refused as refused:
-        return Reply(error=str(refused))
+        return Reply(error=str(refused), refused=True)
     except (TimeoutError, httpx.TimeoutException):
         return Reply(error=f"no answer within {timeout:g} s")
     except httpx.InvalidURL as error:
-        return Reply(error=f"the URL is not valid: {error}")
+        return Reply(error=f"the URL is not valid: {error}", refused=True)
     except httpx.HTTPError as error:
         return Reply(error=f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
     return Reply(
@@ -95,7 +96,7 @@ def shared_client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = _clients[loop] = egress.client(egress.Allowlist.parse(settings().webhook_allow))
+        client = _clients[loop] = egress.client()
     return client
 
 
@@ -124,8 +125,8 @@ async def post_now(db: Database, workspace_id: int, url: str, event: Event, *, t
     (the event's own delivery, through the outbox, is retried as any other)."""
     target = await db.run_transaction(lambda s: _target(s, workspace_id, url), write=False)
     if target.refusal:
-        return Reply(error=target.refusal)
+        return Reply(error=target.refusal, refused=True)
     body = render(event, target.payload_format)
     if body is None:
-        return Reply(error=f"the endpoint's payload format ({target.payload_format}) has no {event.type} event")
+        return Reply(error=f"the endpoint's payload format ({target.payload_format}) has no {event.type} event", refused=True)
     return await post(shared_client(), url, event.ref, body, target.secrets, timeout=timeout)

@@ -22,6 +22,7 @@ from ._errors import (
     VoxplaneError,
 )
 from ._numbers import AsyncNumbers, Numbers
+from ._webhooks import AsyncWebhooks, Webhooks
 
 __all__ = [
     "AbortedError",
@@ -30,6 +31,7 @@ __all__ = [
     "AsyncAgents",
     "AsyncCalls",
     "AsyncNumbers",
+    "AsyncWebhooks",
     "Calls",
     "ClientOptions",
     "DeadlineExceededError",
@@ -42,4 +44,5 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "VoxplaneError",
+    "Webhooks",
 ]
