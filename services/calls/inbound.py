@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 from ..core import validation
 from ..core.auth import Caller, Role
 from ..core.errors import Violations
+from ..events.models import Event
 from ..persistence.tenancy import Workspace
-from ..webhooks.models import WebhookSettings
+from ..webhooks import dispatch
 from . import live
 from .gateway import InboundCall
 from .models import Call
@@ -64,7 +65,7 @@ def insert_inbound_call(
     call = _insert(session, workspace_id, inbound, ingress, runner_id)
     if ingress.suspended:
         return call, None
-    return call, ingress.webhook or _default_url(session, workspace_id, ingress.e164)
+    return call, ingress.webhook or _default_url(session, workspace_id, call.ref)
 
 
 def call_by_ref(session: Session, ref: str) -> Call:
@@ -74,11 +75,11 @@ def call_by_ref(session: Session, ref: str) -> Call:
     return call
 
 
-def _default_url(session: Session, workspace_id: int, e164: str) -> str | None:
-    found = session.get(WebhookSettings, workspace_id)
-    if found is None or not found.incoming_url or (found.whitelist and e164 not in found.whitelist):
-        return None
-    return found.incoming_url
+def _default_url(session: Session, workspace_id: int, ref: str) -> str | None:
+    """Where the deliveries of the call's NEW_CALL go by the workspace's settings, as the dispatcher sees it."""
+    new_call = session.scalar(select(Event).where(Event.resource_ref == ref, Event.type == "NEW_CALL"))
+    assert new_call is not None, "insert_call stores the NEW_CALL event"
+    return dispatch.defaults_of(session, [workspace_id]).get(workspace_id, dispatch.Defaults()).url_for(new_call) or None
 
 
 def _insert(session: Session, workspace_id: int, inbound: InboundCall, ingress: Ingress, runner_id: str) -> Call:
