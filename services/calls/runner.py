@@ -105,12 +105,12 @@ class Runner:
         await self.events.close()
         if self._services is not None:
             await self._services.close()
-        if self._made_service_key and self._service_key:
-            key_id = self._service_key.split("_")[1]
-            await self.db.run_transaction(lambda s: workspaces.revoke_key(s, key_id), write=True)
         try:
             ended = await self.db.run_transaction(lambda s: heartbeats.stop_runner(s, self.id), write=True)
             _log_ended(ended, "running call(s) on stopping")
+            if self._made_service_key and self._service_key:
+                key_id = self._service_key.split("_")[1]  # vxp_<key id>_<secret>
+                await self.db.run_transaction(lambda s: workspaces.revoke_key(s, key_id), write=True)
         finally:
             await self.db.run(self.lock.release)
 

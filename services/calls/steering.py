@@ -1,5 +1,6 @@
-"""Replies steer the call: NEW_CALL of an inbound call routed to a webhook, and DATA (DTMF) of any call
-with a webhook, are POSTed to it at once, and its reply (replies.py) is carried out through the gateway.
+"""Replies steer the call: NEW_CALL of an inbound call routed to a webhook (the number's, or the
+workspace's default inbound URL), and DATA (DTMF) of any call with a webhook, are POSTed to it at once,
+and its reply (replies.py) is carried out through the gateway.
 
 A steering POST waits at most `VOXPLANE_STEERING_TIMEOUT` seconds (5) and is not retried while the call
 waits. When it times out, fails or gets a reply that is no instruction this service reads, the call
@@ -120,20 +121,18 @@ class Steering:
             if not reply.ok:
                 raise replies.InvalidReply(f"the webhook answered HTTP {reply.status_code}")
             instruction = replies.parse(reply.body, reply.content_type)
-        except TimeoutError:
-            _outcome(call, event, f"no reply within {timeout:g} s; the call takes its fallback")
+        except (TimeoutError, replies.InvalidReply) as failure:
+            why = str(failure) if isinstance(failure, replies.InvalidReply) else f"no reply within {timeout:g} s"
+            log.warning("steering %s of call %s by %s failed: %s; the call takes its fallback",
+                        event.type, call.ref, call.webhook, why)
             await self.apply(call, None, failed=True)
             return
-        except replies.InvalidReply as invalid:
-            _outcome(call, event, f"{invalid}; the call takes its fallback")
-            await self.apply(call, None, failed=True)
-            return
-        _outcome(call, event, f"reply: {instruction or 'no instruction'}")
+        log.info("steering %s of call %s by %s: %s", event.type, call.ref, call.webhook, instruction or "no instruction")
         await self.apply(call, instruction, failed=False)
 
     async def apply(self, call: Steered, instruction: replies.Instruction | None, *, failed: bool) -> None:
         """Carries out `instruction` (None: none came, `failed` says whether it should have) on the call as
-        it now is: a call that has ended is left alone, as is one answered since it asked."""
+        it now is (answered or not); a call that has ended meanwhile is left alone."""
         status = await self.db.run_transaction(lambda s: _status_of(s, call.ref), write=False)
         if status is None or status in states.FINAL:
             log.info("steering of call %s ignored: the call has ended", call.ref)
@@ -185,10 +184,6 @@ class Steering:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def _outcome(call: Steered, event: Event, what: str) -> None:
-    log.info("steering %s of call %s by %s: %s", event.type, call.ref, call.webhook, what)
 
 
 def _latest_event(session: Session, ref: str, event_type: str) -> Event | None:
