@@ -28,6 +28,7 @@ from defusedxml import DefusedXmlException
 from ..core import validation
 from ..core.errors import InvalidArgument, Violations
 from . import states
+from .gateway import Gather
 
 MAX_REPLY = 64 * 1024  # bytes: a reply is one instruction
 MAX_TARGETS = 10
@@ -69,18 +70,11 @@ class Play:
 
 
 @dataclass(frozen=True)
-class GatherDigits:
-    max_digits: int
-    timeout_ms: int
-    announcement: str = ""
-
-
-@dataclass(frozen=True)
 class Hangup:
     pass
 
 
-Instruction = Dial | Voicemail | Reject | Play | GatherDigits | Hangup
+Instruction = Dial | Voicemail | Reject | Play | Gather | Hangup  # a Gather is the gateway's order as it is
 
 
 def parse(body: bytes, content_type: str = "") -> Instruction | None:
@@ -182,13 +176,13 @@ def _reject(reason: str) -> Reject:
     return Reject(reason)
 
 
-def _gather(max_digits: Any, timeout_ms: Any, announcement: str) -> GatherDigits:
+def _gather(max_digits: Any, timeout_ms: Any, announcement: str) -> Gather:
     if not isinstance(max_digits, int) or isinstance(max_digits, bool) or not 1 <= max_digits <= MAX_GATHER_DIGITS:
         raise InvalidReply(f"a gather's max digits must be 1 to {MAX_GATHER_DIGITS}, got {str(max_digits)[:40]}")
     if (not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool)
             or not 0 <= timeout_ms <= MAX_GATHER_TIMEOUT_MS):
         raise InvalidReply(f"a gather's timeout must be 0 to {MAX_GATHER_TIMEOUT_MS} ms, got {str(timeout_ms)[:40]}")
-    return GatherDigits(max_digits, timeout_ms, _url("announcement", announcement) if announcement else "")
+    return Gather(max_digits, timeout_ms / 1000, _url("announcement", announcement) if announcement else "")
 
 
 def _url(field: str, url: str) -> str:

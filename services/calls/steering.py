@@ -163,10 +163,10 @@ class Steering:
                     await network.answer(ref)
                 await network.play(ref, url)
                 await self._change(ref, live.playing(url))
-            case replies.GatherDigits(max_digits=max_digits, timeout_ms=timeout_ms, announcement=announcement):
+            case Gather():
                 if not answered:
                     await network.answer(ref)
-                await network.gather(ref, Gather(max_digits, timeout_ms / 1000, announcement))
+                await network.gather(ref, instruction)
             case replies.Hangup() | replies.Reject() if answered:
                 await network.hangup(ref)
                 await self.record(NetworkEvent(ref, states.Event.END, states.NORMAL_CLEARING))
