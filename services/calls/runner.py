@@ -8,6 +8,7 @@ clients that check a new call's parties. The servicer is given one and turns pro
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -19,9 +20,11 @@ from ..core import config
 from ..core.auth import Caller
 from ..core.errors import InvalidArgument, Unavailable
 from ..core.rpc import Incoming
+from ..events import retention
+from ..events.feed import EventFeed
 from ..persistence.base import new_ref, utcnow
 from ..persistence.db import Database
-from . import heartbeats, live, liveness, states
+from . import events, heartbeats, live, liveness, states
 from .caller_id import caller_id_of
 from .directory import Services
 from .gateway import CallGateway, SimulatedGateway
@@ -47,12 +50,14 @@ class Runner:
                 self._on_network_event, ring_delay=settings.sim_ring_delay, answer_delay=settings.sim_answer_delay
             )
         self.gateway = gateway
-        self.events = EventRecorder(db)
+        self.feed = EventFeed(db, events.TOPIC)  # what this process's WatchCallEvents streams read
+        self.events = EventRecorder(db, stored=self.feed.wake)
         self.heartbeat = config.settings().calls_heartbeat
         self.stale_after = timedelta(seconds=self.heartbeat * 6)
         self._endpoint: str | None = None
         self._services: Services | None = None
         self._beating: asyncio.Task[None] | None = None
+        self._pruning: asyncio.Task[None] | None = None
         self.lock = liveness.RunnerLock(db, self.id)
 
     async def start(self, endpoint: str) -> None:
@@ -69,7 +74,9 @@ class Runner:
 
         ended = await self.db.run_transaction(start, write=True)
         _log_ended(ended, "call(s) of a Calls process that stopped")
+        self.feed.wake()
         self._beating = asyncio.get_running_loop().create_task(self._beat())
+        self._pruning = asyncio.get_running_loop().create_task(self._prune())
 
     async def _beat(self) -> None:
         """Every heartbeat: stamps this runner's, and ends the calls of runners that stopped."""
@@ -84,13 +91,29 @@ class Runner:
                 log.exception("the heartbeat of Calls process %s failed", self.id)
                 continue
             _log_ended(ended, "call(s) of a Calls process that stopped")
+            if ended:
+                self.feed.wake()
+
+    async def _prune(self) -> None:
+        """Every PRUNE_INTERVAL, from the start: deletes the events older than they are kept."""
+        while True:
+            prune = functools.partial(retention.prune, retention=config.settings().event_retention)
+            try:
+                pruned = await self.db.run_transaction(prune, write=True)
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("pruning old events failed")
+            else:
+                if pruned:
+                    log.info("pruned %d event(s) older than they are kept", pruned)
+            await asyncio.sleep(retention.PRUNE_INTERVAL)
 
     async def close(self) -> None:
         """Stops the network and the heartbeat, and ends the calls this process carried: nothing can
         control them once it is gone."""
-        if self._beating is not None:
-            self._beating.cancel()
-            await asyncio.gather(self._beating, return_exceptions=True)
+        for task in (self._beating, self._pruning):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.gateway.close()
         await self.events.close()
         if self._services is not None:
@@ -132,6 +155,7 @@ class Runner:
             )
         except IntegrityError:  # the request_id's unique key: a concurrent try of the same create won
             return await self._earlier_call(caller, new.request_id)
+        self.feed.wake()
         await self.gateway.originate(call.ref, call.from_party, call.to_party, call.caller_id, call.timeout_seconds)
         return call
 
@@ -149,9 +173,11 @@ class Runner:
         at = utcnow()
         call = await self.db.run_transaction(lambda s: live.controllable(s, caller, ref, control), write=False)
         await order(self.gateway, call.ref)
-        return await self.db.run_transaction(
+        changed = await self.db.run_transaction(
             lambda s: live.controlled(s, caller, ref, control, change, at), write=True
         )
+        self.feed.wake()
+        return changed
 
 
 def _log_ended(ended: int, which: str) -> None:

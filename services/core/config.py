@@ -15,6 +15,10 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# How long a webhook delivery is retried (the Standard Webhooks schedule ends after about 3 days).
+WEBHOOK_RETRY_WINDOW = timedelta(days=3)
+RETENTION_MARGIN = timedelta(days=1)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VOXPLANE_", frozen=True)
@@ -55,11 +59,27 @@ class Settings(BaseSettings):
     # Seconds between a Calls process's heartbeats, the same on every replica: a process silent for six
     # of them is taken for stopped, and its running calls are ended.
     calls_heartbeat: float = 5
+    # Days events are kept for streams to resume from (and webhooks to deliver): at least the webhook
+    # retry window and a day, so that no delivery still being retried loses its event.
+    event_retention_days: float = 7
 
     @field_validator("home_region")
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    @field_validator("event_retention_days")
+    @classmethod
+    def _longer_than_retries(cls, value: float) -> float:
+        shortest = WEBHOOK_RETRY_WINDOW + RETENTION_MARGIN
+        if timedelta(days=value) < shortest:
+            raise ValueError(f"must be at least {shortest.days} days: the webhook retry window "
+                             f"({WEBHOOK_RETRY_WINDOW.days} days) and a day, got {value:g}")
+        return value
+
+    @property
+    def event_retention(self) -> timedelta:
+        return timedelta(days=self.event_retention_days)
 
     @property
     def release_aging(self) -> timedelta:
