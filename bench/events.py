@@ -31,13 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+from calls import CallsLoad, member_keys  # bench/calls.py: its load's setup serves here too
 from ingress import BenchError, ServerExited, ServerProcess, cli, voxplane_command  # bench/ingress.py
 
-from voxplane import AsyncAgents
 from voxplane.calls.v1 import calls_pb2, calls_pb2_grpc
-from voxplane.services.core import workspaces
-from voxplane.services.core.auth import Role
-from voxplane.services.persistence.db import Database
 
 MAX_RSS_MB = 300
 BUSY = "+15005550002"  # the simulated network: rings, then BUSY
@@ -50,16 +47,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise BenchError(f"no VmRSS in /proc/{pid}/status")
-
-
-def member_key(url: str, workspace: str) -> str:
-    db = Database(url, threads=1)
-    try:
-        return db.transaction(
-            lambda s: workspaces.create_key(s, workspaces.find_workspace(s, workspace), Role.MEMBER), write=True
-        )
-    finally:
-        db.close()
 
 
 class Watcher:
@@ -87,27 +74,10 @@ class Watcher:
                 raise
 
 
-async def wait_ready(server: ServerProcess, stub: calls_pb2_grpc.CallsStub, metadata: tuple[tuple[str, str], ...]
-                     ) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        if server.process.poll() is not None:
-            raise ServerExited(f"the server exited with {server.process.returncode}:\n{server.log_tail()}")
-        try:
-            await stub.ListActiveCalls(calls_pb2.ListActiveCallsRequest(), metadata=metadata, timeout=2)
-            return
-        except grpc.aio.AioRpcError as error:
-            if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise BenchError(f"ListActiveCalls: {error.code().name}: {error.details()}") from None
-        if time.monotonic() > deadline:
-            raise BenchError(f"the server did not answer within 60 s:\n{server.log_tail()}")
-        await asyncio.sleep(0.2)
-
-
 async def streams_run(args: argparse.Namespace, url: str, workdir: Path, env: dict[str, str]) -> bool:
     workspace = f"bench-events-{secrets.token_hex(4)}"
     cli(env, "workspaces", "create", workspace)
-    key = member_key(url, workspace)
+    (key,) = member_keys(url, workspace, 1)
     metadata = (("authorization", f"Bearer {key}"),)
     for attempt in range(3):
         server = ServerProcess("voxplane", [*voxplane_command(), "serve", "all"], env, workdir / "server.log")
@@ -115,15 +85,14 @@ async def streams_run(args: argparse.Namespace, url: str, workdir: Path, env: di
         stubs = [calls_pb2_grpc.CallsStub(channel) for channel in channels]
         watchers: list[Watcher] = []
         try:
+            load = CallsLoad(server, [key], BUSY)
             try:
-                await wait_ready(server, stubs[0], metadata)
+                await load.wait_ready()
             except ServerExited:
                 if attempt == 2:
                     raise
                 continue  # the free port picked was taken before the server bound it: pick another
-            async with AsyncAgents(endpoint=server.address, api_key=key) as agents:
-                agent = await agents.create_agent(name="Bench", username=f"bench-{secrets.token_hex(3)}",
-                                                  secret=f"Secret-{secrets.token_hex(8)}", domains=["bench.local"])
+            await load.create_agents(1)
             before = rss_mb(server.process.pid)
             started = time.perf_counter()
             watchers = [Watcher(stubs[i % len(stubs)], metadata) for i in range(args.count)]
@@ -133,7 +102,7 @@ async def streams_run(args: argparse.Namespace, url: str, workdir: Path, env: di
             print(f"streams: {args.count:,} open in {opening:.2f} s; placing {args.calls} calls ...", file=sys.stderr,
                   flush=True)
             refs = [
-                (await stubs[0].CreateCall(calls_pb2.CreateCallRequest(source=agent.ref, destination=BUSY),
+                (await stubs[0].CreateCall(calls_pb2.CreateCallRequest(source=load.agent_refs[0], destination=BUSY),
                                            metadata=metadata, timeout=10)).ref
                 for _ in range(args.calls)
             ]

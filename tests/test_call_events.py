@@ -30,22 +30,13 @@ from voxplane.services.events.models import Event
 from voxplane.services.persistence.base import utcnow
 from voxplane.services.persistence.tenancy import Workspace
 
-from .test_calls import new_agent, wait_for
+from . import test_calls
+from .test_calls import wait_for
 from .test_grpcurl import GRPCURL
 
 S, H, T = pb.CallStatus, pb.HangupCause, pb.CallEventType
 E = states.Event
-
-
-@pytest.fixture
-def agent(tenant):  # type: ignore[no-untyped-def]
-    return new_agent(tenant)
-
-
-@pytest.fixture
-def calls(tenant):  # type: ignore[no-untyped-def]
-    with tenant.calls() as client:
-        yield client
+agent, calls = test_calls.agent, test_calls.calls  # its fixtures: an agent of the tenant, the tenant's Calls
 
 
 def events_of(stream, until: int | None = None, count: int | None = None, within: float = 10.0
