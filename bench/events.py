@@ -32,21 +32,13 @@ from pathlib import Path
 
 import grpc
 from calls import CallsLoad, member_keys  # bench/calls.py: its load's setup serves here too
-from ingress import BenchError, ServerExited, ServerProcess, cli, voxplane_command  # bench/ingress.py
+from ingress import BenchError, ServerExited, ServerProcess, cli, memory_mb, voxplane_command  # bench/ingress.py
 
 from voxplane.calls.v1 import calls_pb2, calls_pb2_grpc
 
 MAX_RSS_MB = 300
 BUSY = "+15005550002"  # the simulated network: rings, then BUSY
 EVENTS_PER_CALL = 3  # NEW_CALL, RINGING, HANGUP
-
-
-def rss_mb(pid: int) -> float:
-    """VmRSS: what the process holds now."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise BenchError(f"no VmRSS in /proc/{pid}/status")
 
 
 class Watcher:
@@ -93,12 +85,12 @@ async def streams_run(args: argparse.Namespace, url: str, workdir: Path, env: di
                     raise
                 continue  # the free port picked was taken before the server bound it: pick another
             await load.create_agents(1)
-            before = rss_mb(server.process.pid)
+            before = memory_mb(server.process.pid, "VmRSS")
             started = time.perf_counter()
             watchers = [Watcher(stubs[i % len(stubs)], metadata) for i in range(args.count)]
             await asyncio.wait_for(asyncio.gather(*(w.opened for w in watchers)), 120)
             opening = time.perf_counter() - started
-            idle = rss_mb(server.process.pid)
+            idle = memory_mb(server.process.pid, "VmRSS")
             print(f"streams: {args.count:,} open in {opening:.2f} s; placing {args.calls} calls ...", file=sys.stderr,
                   flush=True)
             refs = [
@@ -113,7 +105,7 @@ async def streams_run(args: argparse.Namespace, url: str, workdir: Path, env: di
                     short = sum(len(w.events) < expected for w in watchers)
                     raise BenchError(f"{short} streams did not get all {expected} events within 120 s")
                 await asyncio.sleep(0.1)
-            loaded = rss_mb(server.process.pid)
+            loaded = memory_mb(server.process.pid, "VmRSS")
             peak = server.peak_rss_mb()
         finally:
             for watcher in watchers:
