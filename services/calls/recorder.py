@@ -16,7 +16,7 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import exc as sa_exc
 
@@ -34,8 +34,10 @@ DATABASE_FAILURES = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.Time
 
 
 class EventRecorder:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, stored: Callable[[], None] = lambda: None):
+        """`stored` is told after each batch is stored."""
         self.db = db
+        self.stored = stored
         self._waiting: list[tuple[NetworkEvent, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -52,6 +54,7 @@ class EventRecorder:
         while self._waiting:
             batch, self._waiting = self._waiting[:MAX_EVENTS], self._waiting[MAX_EVENTS:]
             outcomes = await self._store([event for event, _ in batch])
+            self.stored()
             for (_, done), outcome in zip(batch, outcomes, strict=True):
                 if done.done():  # its reporter was cancelled meanwhile
                     continue

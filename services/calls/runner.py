@@ -21,9 +21,11 @@ from ..core import config, workspaces
 from ..core.auth import Caller, Role
 from ..core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ..core.rpc import Incoming
+from ..events import retention
+from ..events.feed import EventFeed
 from ..persistence.base import new_ref, utcnow
 from ..persistence.db import Database
-from . import heartbeats, inbound, live, liveness, states, steering
+from . import events, heartbeats, inbound, live, liveness, states, steering
 from .caller_id import caller_id_of
 from .directory import Services
 from .gateway import CallGateway, Device, Dial, InboundCall, Origination, SimulatedGateway, build_gateway
@@ -47,7 +49,8 @@ class Runner:
         self.db = db
         self.id = new_ref()
         self.gateway = build_gateway(self._on_report)
-        self.events = EventRecorder(db)
+        self.feed = EventFeed(db, events.TOPIC)  # what this process's WatchCallEvents streams read
+        self.events = EventRecorder(db, stored=self.feed.wake)
         self.steering = Steering(
             db, self.gateway, self.events.record, post or functools.partial(steering.post_now, db=db)
         )
@@ -59,6 +62,7 @@ class Runner:
         self._endpoint: str | None = None
         self._services: Services | None = None
         self._beating: asyncio.Task[None] | None = None
+        self._pruning: asyncio.Task[None] | None = None
         self.lock = liveness.RunnerLock(db, self.id)
 
     async def start(self, endpoint: str) -> None:
@@ -78,7 +82,9 @@ class Runner:
 
         ended = await self.db.run_transaction(start, write=True)
         _log_ended(ended, "call(s) of a Calls process that stopped")
+        self.feed.wake()
         self._beating = asyncio.get_running_loop().create_task(self._beat())
+        self._pruning = asyncio.get_running_loop().create_task(self._prune())
 
     async def _beat(self) -> None:
         """Every heartbeat: stamps this runner's, and ends the calls of runners that stopped."""
@@ -93,13 +99,29 @@ class Runner:
                 log.exception("the heartbeat of Calls process %s failed", self.id)
                 continue
             _log_ended(ended, "call(s) of a Calls process that stopped")
+            if ended:
+                self.feed.wake()
+
+    async def _prune(self) -> None:
+        """Every PRUNE_INTERVAL, from the start: deletes the events older than they are kept."""
+        while True:
+            prune = functools.partial(retention.prune, retention=config.settings().event_retention)
+            try:
+                pruned = await self.db.run_transaction(prune, write=True)
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("pruning old events failed")
+            else:
+                if pruned:
+                    log.info("pruned %d event(s) older than they are kept", pruned)
+            await asyncio.sleep(retention.PRUNE_INTERVAL)
 
     async def close(self) -> None:
         """Stops the network and the heartbeat, and ends the calls this process carried: nothing can
         control them once it is gone."""
-        if self._beating is not None:
-            self._beating.cancel()
-            await asyncio.gather(self._beating, return_exceptions=True)
+        for task in (self._beating, self._pruning):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.steering.close()
         await self.gateway.close()
         await self.events.close()
@@ -199,6 +221,7 @@ class Runner:
             )
         except IntegrityError:  # the request_id's unique key: a concurrent try of the same create won
             return await self._earlier_call(caller, new.request_id)
+        self.feed.wake()
         device = None
         if rings_first is not None:
             device = Device(rings_first.ref, tuple(rings_first.addresses), next(iter(rings_first.domains), ""))
@@ -221,9 +244,11 @@ class Runner:
         at = utcnow()
         call = await self.db.run_transaction(lambda s: live.controllable(s, caller, ref, control), write=False)
         await order(self.gateway, call.ref)
-        return await self.db.run_transaction(
+        changed = await self.db.run_transaction(
             lambda s: live.controlled(s, caller, ref, control, change, at), write=True
         )
+        self.feed.wake()
+        return changed
 
 
 def _new_service_key(session: Session) -> str:

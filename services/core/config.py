@@ -16,6 +16,10 @@ from typing import Literal
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# How long a webhook delivery is retried (the Standard Webhooks schedule ends after about 3 days).
+WEBHOOK_RETRY_WINDOW = timedelta(days=3)
+RETENTION_MARGIN = timedelta(days=1)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VOXPLANE_", frozen=True)
@@ -72,11 +76,27 @@ class Settings(BaseSettings):
     # Seconds between a failed attempt and the next (a JSON list; each drawn ±20% for jitter); after
     # the last, the delivery fails. The default is Standard Webhooks' schedule, about three days.
     webhook_retry_schedule: list[float] = [5, 300, 1800, 7200, 18000, 36000, 36000, 36000, 36000, 36000, 36000, 36000]
+    # Days events are kept for streams to resume from (and webhooks to deliver): at least the webhook
+    # retry window and a day, so that no delivery still being retried loses its event.
+    event_retention_days: float = 7
 
     @field_validator("home_region")
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    @field_validator("event_retention_days")
+    @classmethod
+    def _longer_than_retries(cls, value: float) -> float:
+        shortest = WEBHOOK_RETRY_WINDOW + RETENTION_MARGIN
+        if timedelta(days=value) < shortest:
+            raise ValueError(f"must be at least {shortest.days} days: the webhook retry window "
+                             f"({WEBHOOK_RETRY_WINDOW.days} days) and a day, got {value:g}")
+        return value
+
+    @property
+    def event_retention(self) -> timedelta:
+        return timedelta(days=self.event_retention_days)
 
     @property
     def release_aging(self) -> timedelta:
