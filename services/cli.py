@@ -19,7 +19,7 @@ from .core.errors import DomainError
 # The import names of pyproject.toml's `server` extra.
 SERVER_MODULES = (
     "sqlalchemy", "alembic", "psycopg", "phonenumbers", "grpc_reflection", "grpc_health", "pydantic_settings",
-    "cryptography",
+    "cryptography", "defusedxml", "httpx",
 )
 
 
@@ -79,7 +79,23 @@ def parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="revoke a key by its id; it stops working at once")
     revoke.add_argument("key_id")
     revoke.set_defaults(run="keys_revoke")
+
+    calls = commands.add_parser("calls", help="calls, on a running server").add_subparsers(dest="action", required=True)
+    inbound = calls.add_parser(
+        "simulate-inbound", help="have the simulated network report an inbound call (an operator key); prints it as JSON"
+    )
+    inbound.add_argument("--from", dest="source", required=True, help="the caller: E.164 or a SIP URI")
+    inbound.add_argument("--to", dest="destination", required=True, help="the number called, E.164")
+    inbound.add_argument("--digits", default="", help="DTMF the caller presses when a webhook's reply gathers some")
+    _client_options(inbound)
+    inbound.set_defaults(run="calls_simulate_inbound")
     return top
+
+
+def _client_options(command: argparse.ArgumentParser) -> None:
+    """Where a command that talks to a running server finds it, and with which key."""
+    command.add_argument("--endpoint", help="host:port; default: VOXPLANE_ENDPOINT, else 127.0.0.1:50051")
+    command.add_argument("--api-key", help="default: VOXPLANE_API_KEY")
 
 
 def main(argv: list[str] | None = None) -> None:

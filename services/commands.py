@@ -1,5 +1,5 @@
-"""What the `voxplane` commands do (cli.py reads the command line): serve, migrate, and manage
-workspaces, API keys and the inventory. Needs the `server` extra."""
+"""What the `voxplane` commands do (cli.py reads the command line): serve, migrate, manage
+workspaces, API keys and the inventory, and inject simulated inbound calls. Needs the `server` extra."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from google.protobuf.json_format import MessageToJson
 from sqlalchemy.orm import Session
 from tqdm import tqdm
+
+from voxplane import Calls, VoxplaneError
 
 from .app import SERVICES, build_server
 from .core import config, workspaces
@@ -208,3 +211,16 @@ def cmd_dev(args: argparse.Namespace) -> None:
         )
 
     _serve(["all"], args.host, args.port, announce)
+
+
+def cmd_calls_simulate_inbound(args: argparse.Namespace) -> None:
+    """SimulateInboundCall on the server at --endpoint: prints the response as JSON (grpcurl's form)."""
+    calls = Calls(endpoint=args.endpoint, api_key=args.api_key)
+    try:
+        routed = calls.simulate_inbound_call(source=args.source, destination=args.destination, digits=args.digits)
+    except VoxplaneError as error:
+        problems = "".join(f"\n  {v.field}: {v.description}" for v in error.field_violations)
+        sys.exit(f"voxplane: {error.code.name}: {error.message}{problems}")
+    finally:
+        calls.close()
+    print(MessageToJson(routed, preserving_proto_field_name=True))

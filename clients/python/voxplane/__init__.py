@@ -16,12 +16,14 @@ from ._errors import (
     FieldViolation,
     InvalidArgumentError,
     NotFoundError,
+    OutOfRangeError,
     PermissionDeniedError,
     UnauthenticatedError,
     UnavailableError,
     VoxplaneError,
 )
 from ._numbers import AsyncNumbers, Numbers
+from ._webhooks import AsyncWebhooks, Webhooks
 
 __all__ = [
     "AbortedError",
@@ -30,6 +32,7 @@ __all__ = [
     "AsyncAgents",
     "AsyncCalls",
     "AsyncNumbers",
+    "AsyncWebhooks",
     "Calls",
     "ClientOptions",
     "DeadlineExceededError",
@@ -38,8 +41,10 @@ __all__ = [
     "InvalidArgumentError",
     "NotFoundError",
     "Numbers",
+    "OutOfRangeError",
     "PermissionDeniedError",
     "UnauthenticatedError",
     "UnavailableError",
     "VoxplaneError",
+    "Webhooks",
 ]

@@ -1,0 +1,116 @@
+"""The delivery worker of a Webhooks server: it turns the outbox into deliveries and sends them.
+
+Two loops. The dispatcher follows the outbox (dispatch.py). The sender keeps up to `concurrency`
+deliveries in flight: each round records the answers that came back and claims as many due
+deliveries as there is room for, in one transaction, so a delivered event's successor in the same
+resource can go out in the very next round. Both poll the database briefly when idle: the outbox is
+the truth, and a replica needs no message from another to find its work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from datetime import timedelta
+
+from ..core import config
+from ..persistence.db import Database
+from . import deliveries, dispatch, egress
+from .deliveries import Attempt, Outcome
+from .posting import post
+
+log = logging.getLogger("voxplane.webhooks")
+
+DISPATCH_BATCH = 1000  # events read from the outbox per transaction
+IDLE_POLL = 0.05  # seconds between two looks at an idle outbox or an empty queue
+
+
+def _schedule() -> list[float]:
+    return config.settings().webhook_retry_schedule
+
+
+def _lease() -> timedelta:
+    """How long a claimed delivery is ours: a send ends well before (it is cut at the timeout)."""
+    return timedelta(seconds=config.settings().webhook_timeout + 30)
+
+
+class DeliveryWorker:
+    """The Runtime of the Webhooks service."""
+
+    def __init__(self, db: Database, *, concurrency: int = 256):
+        self.db = db
+        self.concurrency = concurrency
+        self.client = egress.client(connections=concurrency)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._in_flight: set[asyncio.Task[Outcome]] = set()
+        self._answered: list[Outcome] = []
+        self._wake = asyncio.Event()
+
+    async def start(self, endpoint: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._dispatching()), loop.create_task(self._sending())]
+
+    async def close(self) -> None:
+        """Stops claiming, lets the sends in flight end (their answers recorded), and closes the client."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=config.settings().webhook_timeout)
+        try:
+            await self.db.run_transaction(lambda s: deliveries.record(s, self._take_answers(), _schedule()), write=True)
+        except Exception:  # noqa: BLE001 - the leases run out, and the deliveries are sent again
+            log.exception("could not record the last webhook answers")
+        await self.client.aclose()
+
+    async def _dispatching(self) -> None:
+        while True:
+            try:
+                read = await self.db.run_transaction(lambda s: dispatch.dispatch(s, DISPATCH_BATCH), write=True)
+            except Exception:  # noqa: BLE001 - the database may be away for now, or a replica raced us
+                log.exception("dispatching webhook deliveries failed; trying again")
+                read = 0
+                await asyncio.sleep(1)
+            if read:
+                self._wake.set()
+            if read < DISPATCH_BATCH:
+                await asyncio.sleep(IDLE_POLL)
+
+    def _take_answers(self) -> list[Outcome]:
+        answered, self._answered = self._answered, []
+        return answered
+
+    async def _sending(self) -> None:
+        while True:
+            answers = self._take_answers()
+            room = self.concurrency - len(self._in_flight)
+            try:
+                claimed = await self.db.run_transaction(
+                    functools.partial(deliveries.exchange, answers=answers, room=room, lease=_lease(),
+                                      schedule=_schedule()),
+                    write=True,
+                )
+            except Exception:  # noqa: BLE001 - the answers stay for the next round; leases protect the rest
+                log.exception("recording webhook answers failed; trying again")
+                self._answered = answers + self._answered
+                await asyncio.sleep(1)
+                continue
+            for attempt in claimed:
+                task = asyncio.get_running_loop().create_task(self._send(attempt))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+            if not claimed and not answers:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
+                except TimeoutError:
+                    pass
+
+    async def _send(self, attempt: Attempt) -> Outcome:
+        timeout = config.settings().webhook_timeout
+        reply = await post(self.client, attempt.url, attempt.event_id, attempt.body, attempt.secrets, timeout=timeout)
+        outcome = Outcome(attempt, reply)
+        self._answered.append(outcome)
+        self._wake.set()
+        return outcome
