@@ -116,6 +116,7 @@ class Runner:
                 await asyncio.gather(task, return_exceptions=True)
         await self.gateway.close()
         await self.events.close()
+        await self.feed.close()
         if self._services is not None:
             await self._services.close()
         try:
