@@ -125,6 +125,7 @@ class Runner:
         await self.steering.close()
         await self.gateway.close()
         await self.events.close()
+        await self.feed.close()
         if self._services is not None:
             await self._services.close()
         try:

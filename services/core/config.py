@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # How long a webhook delivery is retried (the Standard Webhooks schedule ends after about 3 days).
 WEBHOOK_RETRY_WINDOW = timedelta(days=3)
 RETENTION_MARGIN = timedelta(days=1)
+LONGEST_RETENTION_DAYS = 3650
 
 
 class Settings(BaseSettings):
@@ -88,10 +89,10 @@ class Settings(BaseSettings):
     @field_validator("event_retention_days")
     @classmethod
     def _longer_than_retries(cls, value: float) -> float:
-        shortest = WEBHOOK_RETRY_WINDOW + RETENTION_MARGIN
-        if timedelta(days=value) < shortest:
-            raise ValueError(f"must be at least {shortest.days} days: the webhook retry window "
-                             f"({WEBHOOK_RETRY_WINDOW.days} days) and a day, got {value:g}")
+        shortest = (WEBHOOK_RETRY_WINDOW + RETENTION_MARGIN).days
+        if not shortest <= value <= LONGEST_RETENTION_DAYS:
+            raise ValueError(f"must be {shortest} to {LONGEST_RETENTION_DAYS} days (at least the webhook retry "
+                             f"window, {WEBHOOK_RETRY_WINDOW.days} days, and a day), got {value:g}")
         return value
 
     @property
