@@ -1,9 +1,10 @@
-// @voxplane/client: the Numbers, Agents and Calls services from Node, as in the Fonoster SDK:
+// @voxplane/client: the Numbers, Agents, Calls and Webhooks services from Node, as in the Fonoster SDK:
 // `new Numbers({ endpoint, apiKey }).createNumber({ ... })`.
 
 import { AgentsDefinition } from "./gen/voxplane/agents/v1/agents";
 import { CallsDefinition } from "./gen/voxplane/calls/v1/calls";
 import { NumbersDefinition } from "./gen/voxplane/numbers/v1/numbers";
+import { WebhooksDefinition } from "./gen/voxplane/webhooks/v1/webhooks";
 import { serviceClient, ServiceClient } from "./client";
 
 export const Numbers = serviceClient(NumbersDefinition);
@@ -12,6 +13,8 @@ export const Agents = serviceClient(AgentsDefinition);
 export type Agents = ServiceClient<typeof AgentsDefinition>;
 export const Calls = serviceClient(CallsDefinition);
 export type Calls = ServiceClient<typeof CallsDefinition>;
+export const Webhooks = serviceClient(WebhooksDefinition);
+export type Webhooks = ServiceClient<typeof WebhooksDefinition>;
 
 export { ClientOptions, CallOptions, DeepPartial, DEFAULT_ENDPOINT, serviceClient, ServiceClient } from "./client";
 export { FieldViolation, VoxplaneError } from "./errors";
@@ -20,3 +23,4 @@ export { status } from "@grpc/grpc-js";
 export * as numbers from "./gen/voxplane/numbers/v1/numbers";
 export * as agents from "./gen/voxplane/agents/v1/agents";
 export * as calls from "./gen/voxplane/calls/v1/calls";
+export * as webhooks from "./gen/voxplane/webhooks/v1/webhooks";
