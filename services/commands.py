@@ -31,6 +31,7 @@ from .webhooks import settings as webhook_settings
 
 T = TypeVar("T")
 DEV_WORKSPACE = "dev"
+DEV_WEBHOOK_ALLOW = "127.0.0.0/8,::1"  # receivers on the developer's machine
 
 
 def _transaction(fn: Callable[[Session], T]) -> T:
@@ -259,7 +260,11 @@ def dev_api_key(session: Session, key_file: Path) -> str:
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    """`make run`: migrate, make sure a development key exists, print how to call, serve everything."""
+    """`make run`: migrate, make sure a development key exists, print how to call, serve everything.
+    Webhooks may go to receivers on this machine (loopback), unless VOXPLANE_WEBHOOK_ALLOW says otherwise."""
+    if "VOXPLANE_WEBHOOK_ALLOW" not in os.environ:
+        os.environ["VOXPLANE_WEBHOOK_ALLOW"] = DEV_WEBHOOK_ALLOW
+        config.reload()
     upgrade(config.database_url())
     key_file = config.settings().data_dir / "dev-api-key"
     key = _transaction(lambda s: dev_api_key(s, key_file))
@@ -271,6 +276,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
             f"\nvoxplane is serving {', '.join(SERVICES)} on {address}"
             f" (database: {config.database_url()})\n"
             f"development API key (also in {key_file}):\n  {key}\n"
+            f"webhooks may go to: public addresses and {config.settings().webhook_allow or 'no other'}\n"
             "try:\n"
             f"  {grpcurl} -plaintext {address} list\n"
             f"  {grpcurl} -plaintext -H 'authorization: Bearer {key}' "

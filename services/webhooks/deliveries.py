@@ -65,6 +65,11 @@ def _due(now: datetime) -> ColumnElement[bool]:
     )
 
 
+def any_due(session: Session) -> bool:
+    """Whether a delivery is due: a read, so that an idle worker takes no write lock to learn it."""
+    return session.execute(select(Delivery.id).where(_due(utcnow())).limit(1)).first() is not None
+
+
 def claim(session: Session, limit: int, lease: timedelta) -> list[Attempt]:
     """Leases up to `limit` due deliveries and returns those that can be sent. Those of a workspace
     without a signing secret are held (PENDING, saying why); those of a disabled endpoint fail; those

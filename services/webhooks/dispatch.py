@@ -59,14 +59,20 @@ def _position(session: Session) -> DispatchPosition:
     return position
 
 
-def dispatch(session: Session, limit: int) -> int:
+def has_new_events(session: Session, after: outbox.Position) -> bool:
+    """Whether the outbox holds final events after `after`: a read, so that an idle dispatcher takes
+    no write lock to learn it."""
+    return bool(outbox.read(session, after, limit=1)[0])
+
+
+def dispatch(session: Session, limit: int) -> tuple[int, outbox.Position]:
     """Makes the deliveries of up to `limit` events after the stored position; returns how many events
-    it read (fewer than `limit`: the outbox is drained for now)."""
+    it read (fewer than `limit`: the outbox is drained for now) and the position it stored."""
     position = _position(session)
     events, after = outbox.read(session, outbox.Position(position.txid, position.event_id), limit=limit)
     position.txid, position.event_id = after.txid, after.id
     if not events:
-        return 0
+        return 0, after
     defaults = defaults_of(session, {e.workspace_id for e in events if not e.webhook})
     now = utcnow()
     deliveries: list[dict[str, Any]] = []
@@ -82,4 +88,4 @@ def dispatch(session: Session, limit: int) -> int:
     if deliveries:
         add_endpoints(session, ((d["workspace_id"], d["url"]) for d in deliveries))
         session.execute(insert(DELIVERIES), deliveries)
-    return len(events)
+    return len(events), after

@@ -15,6 +15,7 @@ import logging
 from datetime import timedelta
 
 from ..core import config
+from ..events import outbox
 from ..persistence.db import Database
 from . import deliveries, dispatch, egress
 from .deliveries import Attempt, Outcome
@@ -65,9 +66,18 @@ class DeliveryWorker:
         await self.client.aclose()
 
     async def _dispatching(self) -> None:
+        # Where this worker last left the outbox; the stored position may be further on (a replica's).
+        position, read = outbox.START, 0
         while True:
             try:
-                read = await self.db.run_transaction(lambda s: dispatch.dispatch(s, DISPATCH_BATCH), write=True)
+                if read == DISPATCH_BATCH or await self.db.run_transaction(
+                    functools.partial(dispatch.has_new_events, after=position), write=False
+                ):
+                    read, position = await self.db.run_transaction(
+                        functools.partial(dispatch.dispatch, limit=DISPATCH_BATCH), write=True
+                    )
+                else:
+                    read = 0
             except Exception:  # noqa: BLE001 - the database may be away for now, or a replica raced us
                 log.exception("dispatching webhook deliveries failed; trying again")
                 read = 0
@@ -85,6 +95,9 @@ class DeliveryWorker:
         while True:
             answers = self._take_answers()
             room = self.concurrency - len(self._in_flight)
+            if not answers and (room <= 0 or not await self._any_due()):
+                await self._idle()
+                continue
             try:
                 claimed = await self.db.run_transaction(
                     functools.partial(deliveries.exchange, answers=answers, room=room, lease=_lease(),
@@ -101,11 +114,22 @@ class DeliveryWorker:
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
             if not claimed and not answers:
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
-                except TimeoutError:
-                    pass
+                await self._idle()
+
+    async def _any_due(self) -> bool:
+        try:
+            return await self.db.run_transaction(deliveries.any_due, write=False)
+        except Exception:  # noqa: BLE001 - the database may be away for now: look again later
+            log.exception("looking for due webhook deliveries failed; trying again")
+            return False
+
+    async def _idle(self) -> None:
+        """Until an answer comes, the dispatcher makes deliveries, or the poll interval passes."""
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
+        except TimeoutError:
+            pass
 
     async def _send(self, attempt: Attempt) -> Outcome:
         timeout = config.settings().webhook_timeout
