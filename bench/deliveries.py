@@ -86,8 +86,8 @@ class Receiver:
                 self.acknowledged[event_id] += 1
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
                 self.arrived.set()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the client left, the receiver went down, or the bench ended
         finally:
             self._writers.discard(writer)
             writer.close()

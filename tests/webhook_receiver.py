@@ -67,6 +67,11 @@ class Receiver:
             answer = script.pop(0) if script else 200
         return (answer, {}) if isinstance(answer, int) else answer
 
+    def script(self, path: str, answers: list[Answer]) -> None:
+        """From now on, answers the requests to `path` from `answers` (then 200)."""
+        with self._lock:
+            self._by_path[path] = list(answers)
+
     def wait_for(self, count: int, timeout: float = 20) -> list[Received]:
         """The first `count` requests, once they have come (AssertionError if not in `timeout` s)."""
         with self._lock:

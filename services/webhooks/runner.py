@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from datetime import timedelta
 
 from ..core import config
@@ -25,6 +26,10 @@ log = logging.getLogger("voxplane.webhooks")
 
 DISPATCH_BATCH = 1000  # events read from the outbox per transaction
 IDLE_POLL = 0.05  # seconds between two looks at an idle outbox or an empty queue
+SWEEP_INTERVAL = 5.0  # seconds between two looks for resources left with no ready delivery
+# Seconds a round waits for more answers while fewer than half of those in flight are back: a round's
+# transaction costs about the same for 5 answers as for 100.
+GATHER = 0.02
 
 
 def _schedule() -> list[float]:
@@ -68,7 +73,11 @@ class DeliveryWorker:
     async def _dispatching(self) -> None:
         # Where this worker last left the outbox; the stored position may be further on (a replica's).
         position, read = outbox.START, 0
+        swept = time.monotonic()
         while True:
+            if time.monotonic() - swept > SWEEP_INTERVAL:
+                swept = time.monotonic()
+                await self._sweep()
             try:
                 if read == DISPATCH_BATCH or await self.db.run_transaction(
                     functools.partial(dispatch.has_new_events, after=position), write=False
@@ -87,12 +96,22 @@ class DeliveryWorker:
             if read < DISPATCH_BATCH:
                 await asyncio.sleep(IDLE_POLL)
 
+    async def _sweep(self) -> None:
+        try:
+            if await self.db.run_transaction(deliveries.unready_resources, write=False):
+                mended = await self.db.run_transaction(deliveries.sweep, write=True)
+                log.info("%d resource(s) had deliveries pending and none ready; mended", mended)
+        except Exception:  # noqa: BLE001 - the next sweep tries again
+            log.exception("sweeping webhook deliveries failed")
+
     def _take_answers(self) -> list[Outcome]:
         answered, self._answered = self._answered, []
         return answered
 
     async def _sending(self) -> None:
         while True:
+            if len(self._answered) * 2 < len(self._in_flight):
+                await asyncio.sleep(GATHER)
             answers = self._take_answers()
             room = self.concurrency - len(self._in_flight)
             if not answers and (room <= 0 or not await self._any_due()):
