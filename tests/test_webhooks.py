@@ -511,3 +511,19 @@ def test_endpoints_are_listed_disabled_first_and_paged(tenant):
     assert listed[0].disabled_reason == "disabled by request"
     with pytest.raises(InvalidArgumentError, match="url"):
         webhooks.update_webhook_endpoint(url="gopher://example.com")
+
+
+def test_a_resource_left_with_no_ready_delivery_is_mended_by_the_sweep(db, tenant, secret, allowed, receiver):
+    """What a race between replicas can leave on PostgreSQL (a dispatcher saw a delivery pending that a
+    worker was delivering): a pending delivery not marked ready, with none ahead of it."""
+    stranded = store_event(db, tenant, new_ref(), 1, webhook=None)  # no URL: no delivery of its own
+    event = db.transaction(lambda s: s.scalar(select(outbox.Event).where(outbox.Event.ref == stranded)),
+                           write=False)
+
+    def strand(session):  # type: ignore[no-untyped-def]
+        session.add(Delivery(workspace_id=event.workspace_id, event_row_id=event.id, event_id=event.ref,
+                             event_type="call.answer", resource_ref=event.resource_ref, sequence=1,
+                             url=receiver.url(), status="PENDING", ready=False, next_attempt_time=utcnow()))
+
+    db.transaction(strand, write=True)
+    assert receiver.wait_for(1)[0].event_id == event.ref
