@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, case, delete, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, case, delete, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from ..core.errors import NotFound
@@ -57,7 +57,7 @@ class Outcome:
 
 def _due(now: datetime) -> ColumnElement[bool]:
     return (
-        (Delivery.status == PENDING) & Delivery.ready.is_(True) & (Delivery.next_attempt_time <= now)
+        (Delivery.status == PENDING) & (Delivery.ready == true()) & (Delivery.next_attempt_time <= now)
         & or_(Delivery.lease_time.is_(None), Delivery.lease_time < now)
     )
 
@@ -71,10 +71,10 @@ def promote(session: Session, resource_refs: Iterable[str]) -> None:
         select(Delivery.resource_ref, func.min(Delivery.sequence))
         .where(Delivery.resource_ref.in_(wanted), Delivery.status == PENDING).group_by(Delivery.resource_ref)
     ).all()
-    if heads:
+    if heads:  # OR of (ref, sequence) pairs: SQLite looks each up in the index, where a row-value IN scans
         session.execute(
             update(Delivery).where(
-                tuple_(Delivery.resource_ref, Delivery.sequence).in_([tuple(head) for head in heads]),
+                or_(*((Delivery.resource_ref == ref) & (Delivery.sequence == sequence) for ref, sequence in heads)),
                 Delivery.status == PENDING,
             ).values(ready=True)
         )
