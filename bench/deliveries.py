@@ -160,7 +160,7 @@ async def run(args: argparse.Namespace, url: str, workdir: Path, env: dict[str, 
     server = ServerProcess("webhooks", [*voxplane_command(), "serve", "webhooks"], env, workdir / "server.log")
     try:
         serving = time.monotonic()
-        drained = await receiver.wait_for(set(backlog), timeout=args.backlog / 100 + 60)
+        drained = await receiver.wait_for(set(backlog), timeout=args.backlog / 20 + 60)
         if not drained:
             raise BenchError(f"the backlog did not drain: {len(receiver.acknowledged):,} of {len(backlog):,}\n"
                              + server.log_tail())

@@ -17,13 +17,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, case, delete, func, or_, select, true, update
+from sqlalchemy import ColumnElement, bindparam, case, delete, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from ..core.errors import NotFound
 from ..events.models import Event
 from ..persistence import keyset
-from ..persistence.base import utcnow
+from ..persistence.base import table_of, utcnow
 from .endpoints import endpoints_of
 from .models import Delivery, Endpoint, WebhookSettings
 from .payloads import STANDARD, Body, render
@@ -62,6 +62,15 @@ def _due(now: datetime) -> ColumnElement[bool]:
     )
 
 
+DELIVERIES = table_of(Delivery)
+MARK_READY = (
+    update(DELIVERIES)
+    .where(DELIVERIES.c.resource_ref == bindparam("head_ref"), DELIVERIES.c.sequence == bindparam("head_sequence"),
+           DELIVERIES.c.status == PENDING)
+    .values(ready=True)
+)
+
+
 def promote(session: Session, resource_refs: Iterable[str]) -> None:
     """Marks the oldest PENDING delivery of each of these resources ready (if one is)."""
     wanted = set(resource_refs)
@@ -71,13 +80,8 @@ def promote(session: Session, resource_refs: Iterable[str]) -> None:
         select(Delivery.resource_ref, func.min(Delivery.sequence))
         .where(Delivery.resource_ref.in_(wanted), Delivery.status == PENDING).group_by(Delivery.resource_ref)
     ).all()
-    if heads:  # OR of (ref, sequence) pairs: SQLite looks each up in the index, where a row-value IN scans
-        session.execute(
-            update(Delivery).where(
-                or_(*((Delivery.resource_ref == ref) & (Delivery.sequence == sequence) for ref, sequence in heads)),
-                Delivery.status == PENDING,
-            ).values(ready=True)
-        )
+    if heads:  # one indexed UPDATE per head, in one executemany
+        session.connection().execute(MARK_READY, [{"head_ref": ref, "head_sequence": sequence} for ref, sequence in heads])
 
 
 def reorder(session: Session, resource_refs: Iterable[str]) -> None:

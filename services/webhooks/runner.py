@@ -30,6 +30,9 @@ SWEEP_INTERVAL = 5.0  # seconds between two looks for resources left with no rea
 # Seconds a round waits for more answers while fewer than half of those in flight are back: a round's
 # transaction costs about the same for 5 answers as for 100.
 GATHER = 0.02
+# Connections per receiver host: httpcore looks at every connection of a pool for every request, so
+# more connections than this cost more than they bring.
+CONNECTIONS = 32
 
 
 def _schedule() -> list[float]:
@@ -47,7 +50,7 @@ class DeliveryWorker:
     def __init__(self, db: Database, *, concurrency: int = 256):
         self.db = db
         self.concurrency = concurrency
-        self.client = egress.client(connections=concurrency)
+        self.client = egress.client(connections=CONNECTIONS)
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: set[asyncio.Task[Outcome]] = set()
         self._answered: list[Outcome] = []
