@@ -39,11 +39,12 @@ from voxplane.agents.v1 import agents_pb2
 from voxplane.calls.v1 import calls_pb2
 from voxplane.numbers.v1 import numbers_pb2
 from voxplane.services.core.auth import Role
+from voxplane.webhooks.v1 import webhooks_pb2
 
 from .conftest import ServerThread, Tenant
 
 EXAMPLES = int(os.environ.get("VOXPLANE_FUZZ_EXAMPLES", "200"))
-MODULES = (numbers_pb2, agents_pb2, calls_pb2)
+MODULES = (numbers_pb2, agents_pb2, calls_pb2, webhooks_pb2)
 
 
 @dataclass(frozen=True)

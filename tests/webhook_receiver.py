@@ -127,6 +127,11 @@ class Receiver:
         with self._lock:
             return [r for r in self.requests if r.type == event_type]
 
+    def script(self, path: str, answers: list[Answer]) -> None:
+        """From now on, answers the requests to `path` from `answers` (then 200)."""
+        with self._lock:
+            self._by_path[path] = list(answers)
+
     def wait_for(self, count: int, timeout: float = 20) -> list[Received]:
         """The first `count` requests, once they have come (AssertionError if not in `timeout` s)."""
         with self._lock:

@@ -5,24 +5,25 @@ LOCKED on PostgreSQL; SQLite's writers take turns), sends them without holding t
 records the answers. Another worker skips a leased delivery until its lease ends, so two replicas
 never send one at once, and a worker that died mid-send has its deliveries sent again once their
 lease runs out. Of one resource's deliveries only the oldest pending one is due: a failing one holds
-back that resource's later ones, and no others.
+back that resource's later ones, and no others. That one is marked `ready`, so that finding what is
+due reads the due ones only, not every delivery waiting behind them; whatever takes a delivery out
+of PENDING (or puts one back) marks its resource's next one (`promote`, `reorder`).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, delete, exists, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, bindparam, case, delete, func, or_, select, true, update
+from sqlalchemy.orm import Session
 
 from ..core.errors import NotFound
 from ..events.models import Event
 from ..persistence import keyset
-from ..persistence.base import utcnow
+from ..persistence.base import table_of, utcnow
 from .endpoints import endpoints_of
 from .models import Delivery, Endpoint, WebhookSettings
 from .payloads import STANDARD, Body, render
@@ -55,14 +56,61 @@ class Outcome:
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
-    earlier = aliased(Delivery)
-    held_back = exists().where(
-        earlier.resource_ref == Delivery.resource_ref, earlier.status == PENDING, earlier.sequence < Delivery.sequence
-    )
     return (
-        (Delivery.status == PENDING) & (Delivery.next_attempt_time <= now)
-        & or_(Delivery.lease_time.is_(None), Delivery.lease_time < now) & ~held_back
+        (Delivery.status == PENDING) & (Delivery.ready == true()) & (Delivery.next_attempt_time <= now)
+        & or_(Delivery.lease_time.is_(None), Delivery.lease_time < now)
     )
+
+
+DELIVERIES = table_of(Delivery)
+MARK_READY = (
+    update(DELIVERIES)
+    .where(DELIVERIES.c.resource_ref == bindparam("head_ref"), DELIVERIES.c.sequence == bindparam("head_sequence"),
+           DELIVERIES.c.status == PENDING)
+    .values(ready=True)
+)
+
+
+def promote(session: Session, resource_refs: Iterable[str]) -> None:
+    """Marks the oldest PENDING delivery of each of these resources ready (if one is)."""
+    wanted = set(resource_refs)
+    if not wanted:
+        return
+    heads = session.execute(
+        select(Delivery.resource_ref, func.min(Delivery.sequence))
+        .where(Delivery.resource_ref.in_(wanted), Delivery.status == PENDING).group_by(Delivery.resource_ref)
+    ).all()
+    if heads:  # one indexed UPDATE per head, in one executemany
+        session.connection().execute(MARK_READY, [{"head_ref": ref, "head_sequence": sequence} for ref, sequence in heads])
+
+
+def reorder(session: Session, resource_refs: Iterable[str]) -> None:
+    """Marks ready again the oldest PENDING delivery of each resource, after older ones came back."""
+    wanted = set(resource_refs)
+    session.execute(update(Delivery).where(Delivery.resource_ref.in_(wanted), Delivery.ready).values(ready=False))
+    promote(session, wanted)
+
+
+def unready_resources(session: Session) -> list[str]:
+    """The resources with PENDING deliveries and none ready: after a race between replicas (a
+    dispatcher that saw a delivery pending, and the worker that delivered it, each not seeing the
+    other), what the sweep mends."""
+    return list(session.scalars(
+        select(Delivery.resource_ref).where(Delivery.status == PENDING).group_by(Delivery.resource_ref)
+        .having(func.sum(case((Delivery.ready.is_(True), 1), else_=0)) == 0)
+    ))
+
+
+def sweep(session: Session) -> int:
+    """Mends what `unready_resources` finds; returns how many resources it mended."""
+    found = unready_resources(session)
+    promote(session, found)
+    return len(found)
+
+
+def any_due(session: Session) -> bool:
+    """Whether a delivery is due: a read, so that an idle worker takes no write lock to learn it."""
+    return session.execute(select(Delivery.id).where(_due(utcnow())).limit(1)).first() is not None
 
 
 def claim(session: Session, limit: int, lease: timedelta) -> list[Attempt]:
@@ -80,25 +128,32 @@ def claim(session: Session, limit: int, lease: timedelta) -> list[Attempt]:
     endpoints = endpoints_of(session, {(d.workspace_id, d.url) for d in claimed})
     events = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_({d.event_row_id for d in claimed})))}
     attempts: list[Attempt] = []
+    left: set[str] = set()  # resources whose ready one is no longer pending
     for delivery in claimed:
         endpoint = endpoints.get((delivery.workspace_id, delivery.url))
         if delivery.workspace_id not in secrets:
             delivery.last_error, delivery.next_attempt_time = NO_SECRET, now + HOLD
         elif endpoint is not None and not endpoint.enabled:
             _fail(delivery, f"the endpoint is disabled: {endpoint.disabled_reason}")
+            left.add(delivery.resource_ref)
         elif (body := render(events[delivery.event_row_id], endpoint.payload_format if endpoint else STANDARD)) is None:
             session.delete(delivery)
+            left.add(delivery.resource_ref)
         else:
             delivery.lease_time = now + lease
             attempts.append(Attempt(
                 delivery.id, delivery.workspace_id, delivery.url, delivery.event_id, body,
                 secrets[delivery.workspace_id], delivery.attempts,
             ))
+    if left:
+        session.flush()
+        promote(session, left)
     return attempts
 
 
 def _fail(delivery: Delivery, why: str) -> None:
     delivery.status, delivery.last_error, delivery.next_attempt_time, delivery.lease_time = FAILED, why[:512], None, None
+    delivery.ready = False
 
 
 def _delay(attempts: int, schedule: Sequence[float], reply: Reply) -> timedelta | None:
@@ -137,6 +192,7 @@ def record(session: Session, outcomes: Sequence[Outcome], schedule: Sequence[flo
         WebhookSettings.workspace_id.in_({o.attempt.workspace_id for o in outcomes}), WebhookSettings.keep_delivery_log
     )))
     dropped: list[int] = []
+    left: set[str] = set()  # resources whose ready one is no longer pending
     for outcome in outcomes:
         delivery, reply = rows.get(outcome.attempt.delivery_id), outcome.reply
         if delivery is None or delivery.status != PENDING:
@@ -144,22 +200,28 @@ def record(session: Session, outcomes: Sequence[Outcome], schedule: Sequence[flo
         delivery.attempts = outcome.attempt.attempts + 1
         delivery.last_response_code, delivery.lease_time = reply.status_code, None
         if 200 <= reply.status_code < 300:
+            left.add(delivery.resource_ref)
             if delivery.workspace_id not in logged:
                 dropped.append(delivery.id)
                 continue
             delivery.status, delivery.last_error, delivery.deliver_time = DELIVERED, "", now
-            delivery.next_attempt_time = None
+            delivery.next_attempt_time, delivery.ready = None, False
         elif reply.status_code == 410:
             _fail(delivery, GONE)
+            left.add(delivery.resource_ref)
             disable(session, delivery.workspace_id, delivery.url, "the receiver answered 410 Gone", now)
         elif not _is_retried(reply):
             _fail(delivery, _describe(reply))
+            left.add(delivery.resource_ref)
         elif (delay := _delay(delivery.attempts, schedule, reply)) is None:
             _fail(delivery, f"gave up after {delivery.attempts} attempts; the last: {_describe(reply)}")
+            left.add(delivery.resource_ref)
         else:
             delivery.last_error, delivery.next_attempt_time = _describe(reply)[:512], now + delay
     if dropped:
         session.execute(delete(Delivery).where(Delivery.id.in_(dropped)))
+    session.flush()
+    promote(session, left)
 
 
 def disable(session: Session, workspace_id: int, url: str, why: str, now: datetime) -> None:
@@ -224,6 +286,8 @@ def retry_one(session: Session, workspace_id: int, ref: str) -> Delivery:
     for name, value in {**_AGAIN, "next_attempt_time": utcnow()}.items():
         setattr(delivery, name, value)
     session.flush()
+    reorder(session, [delivery.resource_ref])
+    session.refresh(delivery)
     return delivery
 
 
@@ -235,5 +299,8 @@ def retry_failed(session: Session, workspace_id: int, since: datetime, url: str)
     )
     if url:
         query = query.where(Delivery.url == url)
-    result: CursorResult[Any] = session.execute(query.values(**_AGAIN, next_attempt_time=utcnow()))  # type: ignore[assignment]
-    return result.rowcount
+    again = list(session.execute(
+        query.values(**_AGAIN, next_attempt_time=utcnow()).returning(Delivery.resource_ref)
+    ).scalars())
+    reorder(session, again)
+    return len(again)

@@ -59,27 +59,39 @@ def _position(session: Session) -> DispatchPosition:
     return position
 
 
-def dispatch(session: Session, limit: int) -> int:
+def has_new_events(session: Session, after: outbox.Position) -> bool:
+    """Whether the outbox holds final events after `after`: a read, so that an idle dispatcher takes
+    no write lock to learn it."""
+    return bool(outbox.read(session, after, limit=1)[0])
+
+
+def dispatch(session: Session, limit: int) -> tuple[int, outbox.Position]:
     """Makes the deliveries of up to `limit` events after the stored position; returns how many events
-    it read (fewer than `limit`: the outbox is drained for now)."""
+    it read (fewer than `limit`: the outbox is drained for now) and the position it stored."""
     position = _position(session)
     events, after = outbox.read(session, outbox.Position(position.txid, position.event_id), limit=limit)
     position.txid, position.event_id = after.txid, after.id
     if not events:
-        return 0
+        return 0, after
     defaults = defaults_of(session, {e.workspace_id for e in events if not e.webhook})
+    # A resource with a delivery pending already: its new ones wait behind it (deliveries.promote).
+    busy = set(session.scalars(select(Delivery.resource_ref).where(
+        Delivery.resource_ref.in_({e.resource_ref for e in events}), Delivery.status == "PENDING"
+    ).distinct()))
     now = utcnow()
     deliveries: list[dict[str, Any]] = []
     for event in events:
         url = event.webhook or defaults.get(event.workspace_id, Defaults()).url_for(event)
         if url:
+            ready = event.resource_ref not in busy
+            busy.add(event.resource_ref)
             deliveries.append({
                 "ref": new_ref(), "workspace_id": event.workspace_id, "event_row_id": event.id,
                 "event_id": event.ref, "event_type": event_type(event), "resource_ref": event.resource_ref,
-                "sequence": event.sequence, "url": url, "status": "PENDING", "attempts": 0, "last_error": "",
+                "sequence": event.sequence, "url": url, "status": "PENDING", "ready": ready, "attempts": 0, "last_error": "",
                 "last_response_code": 0, "next_attempt_time": now, "create_time": now,
             })
     if deliveries:
         add_endpoints(session, ((d["workspace_id"], d["url"]) for d in deliveries))
         session.execute(insert(DELIVERIES), deliveries)
-    return len(events)
+    return len(events), after

@@ -91,15 +91,20 @@ def why_refused(address: IpAddress) -> str | None:
 async def checked_address(host: str, port: int, allow: Allowlist) -> IpAddress:
     """The address to connect to for `host`: resolved once, every address it has checked (one bad
     address refuses the name: which one a later lookup returns is the name owner's choice)."""
+    literal = True
     try:
-        found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as error:
-        raise Refused(f"{host} does not resolve ({error.strerror})") from None
-    addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in found))
+        addresses: list[IpAddress] = [ipaddress.ip_address(host)]  # an address: no lookup, nor its thread hop
+    except ValueError:
+        literal = False
+        try:
+            found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as error:
+            raise Refused(f"{host} does not resolve ({error.strerror})") from None
+        addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in found))
     for address in addresses:
         why = why_refused(address)
         if why is not None and not allow.allows(host, address):
-            shown = host if host == str(address) else f"{host} resolves to {address}, which"
+            shown = host if literal else f"{host} resolves to {address}, which"
             raise Refused(
                 f"{shown} is {why}: webhooks are not posted there unless VOXPLANE_WEBHOOK_ALLOW allows it"
             )

@@ -62,7 +62,7 @@ class Delivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         UniqueConstraint("event_row_id", "url"),  # one delivery per event and URL, whoever dispatched it
-        Index("ix_webhook_deliveries_status_next_attempt_time", "status", "next_attempt_time"),  # what is due
+        Index("ix_webhook_deliveries_status_ready_next_attempt_time", "status", "ready", "next_attempt_time"),  # due
         Index("ix_webhook_deliveries_resource_ref_sequence", "resource_ref", "sequence"),  # per-resource order
         Index("ix_webhook_deliveries_workspace_id_id", "workspace_id", "id"),  # the list, newest first
     )
@@ -77,6 +77,8 @@ class Delivery(Base):
     sequence: Mapped[int] = mapped_column(Integer)
     url: Mapped[str] = mapped_column(String(URL_LENGTH))
     status: Mapped[str] = mapped_column(String(16), default="PENDING")  # PENDING, DELIVERED, FAILED
+    # The oldest PENDING one of its resource: the only one of them that may be sent (deliveries.promote).
+    ready: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # of the current series (a retry starts one)
     last_error: Mapped[str] = mapped_column(String(512), default="")
     last_response_code: Mapped[int] = mapped_column(Integer, default=0)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from datetime import timedelta
 
 from ..core import config
+from ..events import outbox
 from ..persistence.db import Database
 from . import deliveries, dispatch, egress
 from .deliveries import Attempt, Outcome
@@ -24,6 +26,13 @@ log = logging.getLogger("voxplane.webhooks")
 
 DISPATCH_BATCH = 1000  # events read from the outbox per transaction
 IDLE_POLL = 0.05  # seconds between two looks at an idle outbox or an empty queue
+SWEEP_INTERVAL = 5.0  # seconds between two looks for resources left with no ready delivery
+# Seconds a round waits for more answers while fewer than half of those in flight are back: a round's
+# transaction costs about the same for 5 answers as for 100.
+GATHER = 0.02
+# Connections per receiver host: httpcore looks at every connection of a pool for every request, so
+# more connections than this cost more than they bring.
+CONNECTIONS = 32
 
 
 def _schedule() -> list[float]:
@@ -41,7 +50,7 @@ class DeliveryWorker:
     def __init__(self, db: Database, *, concurrency: int = 256):
         self.db = db
         self.concurrency = concurrency
-        self.client = egress.client(connections=concurrency)
+        self.client = egress.client(connections=CONNECTIONS)
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: set[asyncio.Task[Outcome]] = set()
         self._answered: list[Outcome] = []
@@ -65,9 +74,22 @@ class DeliveryWorker:
         await self.client.aclose()
 
     async def _dispatching(self) -> None:
+        # Where this worker last left the outbox; the stored position may be further on (a replica's).
+        position, read = outbox.START, 0
+        swept = time.monotonic()
         while True:
+            if time.monotonic() - swept > SWEEP_INTERVAL:
+                swept = time.monotonic()
+                await self._sweep()
             try:
-                read = await self.db.run_transaction(lambda s: dispatch.dispatch(s, DISPATCH_BATCH), write=True)
+                if read == DISPATCH_BATCH or await self.db.run_transaction(
+                    functools.partial(dispatch.has_new_events, after=position), write=False
+                ):
+                    read, position = await self.db.run_transaction(
+                        functools.partial(dispatch.dispatch, limit=DISPATCH_BATCH), write=True
+                    )
+                else:
+                    read = 0
             except Exception:  # noqa: BLE001 - the database may be away for now, or a replica raced us
                 log.exception("dispatching webhook deliveries failed; trying again")
                 read = 0
@@ -77,14 +99,27 @@ class DeliveryWorker:
             if read < DISPATCH_BATCH:
                 await asyncio.sleep(IDLE_POLL)
 
+    async def _sweep(self) -> None:
+        try:
+            if await self.db.run_transaction(deliveries.unready_resources, write=False):
+                mended = await self.db.run_transaction(deliveries.sweep, write=True)
+                log.info("%d resource(s) had deliveries pending and none ready; mended", mended)
+        except Exception:  # noqa: BLE001 - the next sweep tries again
+            log.exception("sweeping webhook deliveries failed")
+
     def _take_answers(self) -> list[Outcome]:
         answered, self._answered = self._answered, []
         return answered
 
     async def _sending(self) -> None:
         while True:
+            if len(self._answered) * 2 < len(self._in_flight):
+                await asyncio.sleep(GATHER)
             answers = self._take_answers()
             room = self.concurrency - len(self._in_flight)
+            if not answers and (room <= 0 or not await self._any_due()):
+                await self._idle()
+                continue
             try:
                 claimed = await self.db.run_transaction(
                     functools.partial(deliveries.exchange, answers=answers, room=room, lease=_lease(),
@@ -101,11 +136,22 @@ class DeliveryWorker:
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
             if not claimed and not answers:
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
-                except TimeoutError:
-                    pass
+                await self._idle()
+
+    async def _any_due(self) -> bool:
+        try:
+            return await self.db.run_transaction(deliveries.any_due, write=False)
+        except Exception:  # noqa: BLE001 - the database may be away for now: look again later
+            log.exception("looking for due webhook deliveries failed; trying again")
+            return False
+
+    async def _idle(self) -> None:
+        """Until an answer comes, the dispatcher makes deliveries, or the poll interval passes."""
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
+        except TimeoutError:
+            pass
 
     async def _send(self, attempt: Attempt) -> Outcome:
         timeout = config.settings().webhook_timeout

@@ -32,6 +32,8 @@ class WebhooksServicer(Servicer, webhooks_pb2_grpc.WebhooksServicer):
 
     def __init__(self, db: Database, tokens: PageTokens, worker: DeliveryWorker):
         super().__init__(db, tokens)
+        # The delivery worker runs beside the RPCs (the server starts and stops it); they share only
+        # the database: a retried delivery is found by any replica's worker.
         self.worker = worker
 
     @rpc(Access.WRITE)

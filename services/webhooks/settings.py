@@ -30,11 +30,7 @@ class Changes:
 
 
 @dataclass(frozen=True)
-class Shown:
-    incoming_url: str = ""
-    outgoing_url: str = ""
-    whitelist: list[str] = field(default_factory=list)
-    keep_delivery_log: bool = False
+class Shown(Changes):
     update_time: datetime | None = None
 
 

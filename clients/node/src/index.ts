@@ -1,8 +1,9 @@
-// @voxplane/client: the Numbers, Agents and Calls services from Node, as in the Fonoster SDK:
+// @voxplane/client: the Numbers, Agents, Calls and Webhooks services from Node, as in the Fonoster SDK:
 // `new Numbers({ endpoint, apiKey }).createNumber({ ... })`.
 
 import { AgentsDefinition } from "./gen/voxplane/agents/v1/agents";
 import { NumbersDefinition } from "./gen/voxplane/numbers/v1/numbers";
+import { WebhooksDefinition } from "./gen/voxplane/webhooks/v1/webhooks";
 import { serviceClient, ServiceClient } from "./client";
 
 export const Numbers = serviceClient(NumbersDefinition);
@@ -10,6 +11,8 @@ export type Numbers = ServiceClient<typeof NumbersDefinition>;
 export const Agents = serviceClient(AgentsDefinition);
 export type Agents = ServiceClient<typeof AgentsDefinition>;
 export { Calls, CallsClass, CreateCall, TrackedCall } from "./calls";
+export const Webhooks = serviceClient(WebhooksDefinition);
+export type Webhooks = ServiceClient<typeof WebhooksDefinition>;
 
 export { ClientOptions, CallOptions, DeepPartial, DEFAULT_ENDPOINT, serviceClient, ServiceClient } from "./client";
 export { FieldViolation, VoxplaneError } from "./errors";
@@ -18,3 +21,4 @@ export { status } from "@grpc/grpc-js";
 export * as numbers from "./gen/voxplane/numbers/v1/numbers";
 export * as agents from "./gen/voxplane/agents/v1/agents";
 export * as calls from "./gen/voxplane/calls/v1/calls";
+export * as webhooks from "./gen/voxplane/webhooks/v1/webhooks";

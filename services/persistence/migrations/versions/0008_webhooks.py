@@ -61,6 +61,7 @@ def upgrade() -> None:
     sa.Column('sequence', sa.Integer(), nullable=False),
     sa.Column('url', sa.String(length=2048), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('ready', sa.Boolean(), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('last_error', sa.String(length=512), nullable=False),
     sa.Column('last_response_code', sa.Integer(), nullable=False),
@@ -74,7 +75,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('ref', name=op.f('uq_webhook_deliveries_ref')),
     sa.UniqueConstraint('event_row_id', 'url', name=op.f('uq_webhook_deliveries_event_row_id_url')),
     )
-    op.create_index('ix_webhook_deliveries_status_next_attempt_time', 'webhook_deliveries', ['status', 'next_attempt_time'])
+    op.create_index('ix_webhook_deliveries_status_ready_next_attempt_time', 'webhook_deliveries', ['status', 'ready', 'next_attempt_time'])
     op.create_index('ix_webhook_deliveries_resource_ref_sequence', 'webhook_deliveries', ['resource_ref', 'sequence'])
     op.create_index('ix_webhook_deliveries_workspace_id_id', 'webhook_deliveries', ['workspace_id', 'id'])
     op.create_table('webhook_dispatch',
