@@ -172,7 +172,7 @@ def cmd_webhooks_deliveries_retry(args: argparse.Namespace) -> None:
         raise InvalidArgument.of("since", f"{args.since!r} is not an ISO time such as 2026-12-01T09:00:00Z") from None
     since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
     count = _in_workspace(args.workspace, lambda s, w: deliveries.retry_failed(s, w, since, args.url or ""))
-    print(f"{count} failed deliveries are pending again", file=sys.stderr)
+    print(f"failed deliveries pending again: {count}", file=sys.stderr)
 
 
 class _Unreadable(Exception):

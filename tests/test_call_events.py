@@ -40,7 +40,7 @@ E = states.Event
 agent, calls = test_calls.agent, test_calls.calls  # its fixtures: an agent of the tenant, the tenant's Calls
 
 
-def events_of(stream, until: int | None = None, count: int | None = None, within: float = 10.0
+def events_of(stream, until: int | None = None, count: int | None = None, within: float = 30.0
               ) -> list[pb.CallEvent]:  # type: ignore[no-untyped-def]
     """The events of `stream` (heartbeats skipped) up to the first of type `until`, or `count` of them."""
     found: list[pb.CallEvent] = []

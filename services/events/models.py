@@ -21,6 +21,9 @@ class Event(Base):
         Index("ix_events_workspace_id_txid_id", "workspace_id", "txid", "id"),  # a workspace's stream
         Index("ix_events_txid_id", "txid", "id"),  # every workspace's: the webhook dispatcher
         Index("ix_events_create_time", "create_time"),  # retention
+        # Cursors and the webhook dispatcher's position are ids: SQLite must never give a pruned id out
+        # again (without AUTOINCREMENT it reuses the ids above the highest row left).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)

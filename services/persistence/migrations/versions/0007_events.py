@@ -33,6 +33,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_events')),
     sa.UniqueConstraint('ref', name=op.f('uq_events_ref')),
     sa.UniqueConstraint('topic', 'resource_ref', 'sequence', name=op.f('uq_events_topic_resource_ref_sequence')),
+    sqlite_autoincrement=True,
     )
     op.create_index('ix_events_workspace_id_txid_id', 'events', ['workspace_id', 'txid', 'id'])
     op.create_index('ix_events_txid_id', 'events', ['txid', 'id'])
