@@ -45,7 +45,7 @@ def test_secret_settings_and_deliveries_from_the_command_line(env, tmp_path):  #
     unknown = cli(env, "webhooks", "deliveries", "retry", "--workspace", "acme", new_ref(), check=False)
     assert unknown.returncode != 0 and "No webhook delivery" in unknown.stderr
     retried = cli(env, "webhooks", "deliveries", "retry", "--workspace", "acme", "--since", "2026-01-01T00:00:00")
-    assert "0 failed deliveries" in retried.stderr
+    assert "failed deliveries pending again: 0" in retried.stderr
 
 
 def test_serve_webhooks_alone_delivers_the_outbox(env, tmp_path):  # noqa: F811
