@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,6 +56,19 @@ class Settings(BaseSettings):
     # Seconds between a Calls process's heartbeats, the same on every replica: a process silent for six
     # of them is taken for stopped, and its running calls are ended.
     calls_heartbeat: float = 5
+    # The carrier off-net SMS and faxes go to: `simulated` is the only one so far.
+    messaging_carrier: Literal["simulated"] = "simulated"
+    # A `service` API key Messaging asks Numbers with where an SMS goes (any workspace's number); empty:
+    # Messaging makes one for itself, in the workspace `voxplane-messaging`, revoked when it stops.
+    messaging_service_key: str = ""
+    # Seconds a Messaging worker's claim on a message lasts: a worker that stopped mid-send has its
+    # messages taken back by another (or the next) after this long, and handed off again (idempotently).
+    messaging_lease: float = 30
+    # Seconds the simulated carrier takes to send a delivery receipt, and to send one for its slow number.
+    sim_receipt_delay: float = 0.05
+    sim_slow_receipt_delay: float = 3
+    # Seconds between two attempts of a fax whose line was busy or did not answer.
+    fax_retry_delay: float = 60
 
     @field_validator("home_region")
     @classmethod

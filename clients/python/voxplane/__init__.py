@@ -21,6 +21,7 @@ from ._errors import (
     UnavailableError,
     VoxplaneError,
 )
+from ._messaging import AsyncMessaging, Messaging
 from ._numbers import AsyncNumbers, Numbers
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "AlreadyExistsError",
     "AsyncAgents",
     "AsyncCalls",
+    "AsyncMessaging",
     "AsyncNumbers",
     "Calls",
     "ClientOptions",
@@ -36,6 +38,7 @@ __all__ = [
     "FailedPreconditionError",
     "FieldViolation",
     "InvalidArgumentError",
+    "Messaging",
     "NotFoundError",
     "Numbers",
     "PermissionDeniedError",

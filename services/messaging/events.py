@@ -1,0 +1,40 @@
+"""The events of messages: each status change of a message as an outbox row (topic "message").
+
+Like calls' events, a row keeps as columns what readers filter and order on, and the rest of the
+MessageEvent in `payload` in the proto's JSON form (camelCase names, enum value names, fields at their
+default left out), which the webhooks worker posts as it is and streams parse back. The event's type is
+the status the message took. Each event's sequence is the message's `event_sequence` after the change.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ..events.outbox import NewEvent
+from .models import Message
+
+TOPIC = "message"
+
+
+def payload(message: Message) -> dict[str, Any]:
+    """The MessageEvent's fields but the columns, as MessageToDict writes them."""
+    fields: dict[str, Any] = {
+        "status": f"MESSAGE_STATUS_{message.status}",
+        "messageType": f"MESSAGE_TYPE_{message.type}",
+        "direction": f"DIRECTION_{message.direction}",
+        "source": message.source,
+        "destination": message.destination,
+        "body": message.body if message.status == "RECEIVED" else "",
+        "failureReason": message.failure_reason,
+    }
+    return {name: value for name, value in fields.items() if value}
+
+
+def event(message: Message, at: datetime) -> NewEvent:
+    """The outbox row of `message` having just taken its status, at `at`."""
+    return NewEvent(
+        workspace_id=message.workspace_id, topic=TOPIC, resource_ref=message.ref, sequence=message.event_sequence,
+        type=message.status, network_time=at, direction=message.direction, webhook=message.webhook,
+        payload=payload(message),
+    )
