@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -69,10 +70,16 @@ def claim(session: Session, worker: str, lease: timedelta, limit: int) -> list[C
     return claimed
 
 
+def _locked(session: Session, query: Any) -> Any:
+    """`query` locking its rows on PostgreSQL until the transaction ends, so that a receipt and the
+    hand-off's answer for one message take turns (each then reads what the other wrote)."""
+    return query.with_for_update() if session.get_bind().dialect.name == "postgresql" else query
+
+
 def _still_mine(session: Session, worker: str, refs: Sequence[str]) -> dict[str, Message]:
-    rows = session.scalars(select(Message).where(
+    rows = session.scalars(_locked(session, select(Message).where(
         Message.ref.in_(refs), Message.claimed_by == worker, Message.status == "SENDING"
-    ))
+    ).order_by(Message.id)))
     return {m.ref: m for m in rows}
 
 
@@ -132,7 +139,8 @@ def delivered_on_net(session: Session, worker: str, delivery: OnNet) -> None:
 def receipts(session: Session, items: Sequence[tuple[str, str, datetime, str]]) -> list[None]:
     """Stores delivery receipts, each (ref, status, time, reason); one that would move a message back is
     dropped."""
-    by_ref = {m.ref: m for m in session.scalars(select(Message).where(Message.ref.in_([i[0] for i in items])))}
+    query = select(Message).where(Message.ref.in_([i[0] for i in items])).order_by(Message.id)
+    by_ref = {m.ref: m for m in session.scalars(_locked(session, query))}
     new_events: list[NewEvent] = []
     for ref, status, at, reason in items:
         message = by_ref.get(ref)

@@ -92,7 +92,7 @@ def delete_messages(session: Session, caller: Caller, refs: Sequence[str]) -> No
     query = select(Message.ref, Message.status).where(
         Message.workspace_id == caller.workspace_id, Message.ref.in_(set(refs))
     )
-    found = dict(session.execute(query).tuples())
+    found = {ref: status for ref, status in session.execute(query)}
     for i, ref in enumerate(refs):
         if ref not in found:
             raise NotFound(f"refs[{i}]: No message has the ref {ref!r}.")

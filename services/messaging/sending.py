@@ -146,7 +146,7 @@ def insert_messages(session: Session, items: Sequence[Accepted]) -> list[Message
     blocked = set(session.execute(
         select(OptOut.workspace_id, OptOut.sender, OptOut.recipient)
         .where(tuple_(OptOut.workspace_id, OptOut.sender, OptOut.recipient).in_(pairs))
-    ).tuples())
+    ))
     outcomes: list[Message | Exception] = []
     new_events: list[NewEvent] = []
     for accepted in items:

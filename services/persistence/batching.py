@@ -43,10 +43,12 @@ class WriteBatcher(Generic[Item, Outcome]):
         while self._waiting:
             batch, self._waiting = self._waiting[: self.max_items], self._waiting[self.max_items:]
             items = [item for item, _ in batch]
+
+            def write(session: Session, items: list[Item] = items) -> Sequence[Outcome | Exception]:
+                return self.write(session, items)
+
             try:
-                outcomes: Sequence[Outcome | Exception] = await self.db.run_transaction(
-                    lambda session: self.write(session, items), write=True
-                )
+                outcomes: Sequence[Outcome | Exception] = await self.db.run_transaction(write, write=True)
             except Exception as error:  # noqa: BLE001 - each waiting submitter gets the error
                 outcomes = [error] * len(batch)
             for (_, done), outcome in zip(batch, outcomes, strict=True):
