@@ -212,14 +212,26 @@ def check_answer(method: Method, request: bytes, code: grpc.StatusCode, details:
             assert marker not in answer, f"{method.name} returned another workspace's data to {shown!r}"
 
 
+# Streams that run until the caller stops them: each is read for ENDLESS_FOR seconds, then stopped.
+ENDLESS = {"WatchCallEvents"}
+ENDLESS_FOR = 0.5
+
+
 def send(channel: grpc.Channel, method: Method, key: str, body: bytes) -> tuple[grpc.StatusCode, str | None, Any, list]:
     metadata = (("authorization", f"Bearer {key}"),)
     identity: Callable[[bytes], bytes] = lambda b: b  # noqa: E731
     try:
         if method.streaming:
             stream = channel.unary_stream(method.path, request_serializer=identity, response_deserializer=identity)
-            call = stream(body, metadata=metadata, timeout=30)
-            answers = list(call)
+            endless = method.name in ENDLESS
+            call = stream(body, metadata=metadata, timeout=ENDLESS_FOR if endless else 30)
+            answers: list[bytes] = []
+            try:
+                answers.extend(call)
+            except grpc.RpcError:
+                if not (endless and call.code() == grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise
+                return grpc.StatusCode.OK, None, call.trailing_metadata(), answers  # streamed until stopped
             return call.code(), call.details(), call.trailing_metadata(), answers
         unary = channel.unary_unary(method.path, request_serializer=identity, response_deserializer=identity)
         answer, call = unary.with_call(body, metadata=metadata, timeout=30)

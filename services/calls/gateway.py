@@ -14,6 +14,7 @@ import collections
 import logging
 from collections.abc import Awaitable, Callable
 
+from ..persistence.base import utcnow
 from . import states
 from .states import NetworkEvent
 
@@ -121,7 +122,7 @@ class SimulatedGateway(CallGateway):
 
     async def _report(self, ref: str, event: states.Event, cause: str | None = None) -> None:
         try:
-            await self.report(NetworkEvent(ref, event, cause))
+            await self.report(NetworkEvent(ref, event, cause, time=utcnow()))
         except Exception:  # noqa: BLE001 - a failed report must not kill the simulated network
             log.exception("reporting %s of call %s failed", event.value, ref)
 

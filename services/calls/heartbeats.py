@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from ..persistence.base import utcnow
 from . import states
-from .live import ending
+from .live import change_call, ending
 from .models import Call, CallRunner
 
 
@@ -62,8 +62,10 @@ def stop_runner(session: Session, runner_id: str) -> int:
 
 
 def _end_running(session: Session, carried_by: ColumnElement[bool]) -> int:
-    """Ends the running calls `carried_by` selects: FAILED, cause SERVICE_RESTART. Returns how many."""
+    """Ends the running calls `carried_by` selects: FAILED, cause SERVICE_RESTART, each with its HANGUP
+    event. Returns how many."""
     calls = session.scalars(select(Call).where(Call.status.in_(states.ACTIVE), carried_by).with_for_update()).all()
+    now = utcnow()
     for call in calls:
-        ending(states.SERVICE_RESTART)(call)
+        change_call(session, call, ending(states.SERVICE_RESTART), now)
     return len(calls)

@@ -2,7 +2,7 @@
 network or a control request makes to a running call.
 
 Status changes go through `states` only. Who shows as caller is `caller_id`'s; which process carries
-a call is `heartbeats`'.
+a call is `heartbeats`'. Every change stores its events (`events`) in the outbox, in its transaction.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, String, bindparam, func, insert, select, update
 from sqlalchemy import inspect as sa_inspect
@@ -19,9 +20,12 @@ from ..core import validation
 from ..core.auth import Caller
 from ..core.errors import InvalidArgument, Violations
 from ..core.resources import by_request_id, get_owned
+from ..events import outbox
+from ..events.outbox import NewEvent
 from ..persistence import keyset
 from ..persistence.base import UtcDateTime, new_ref, table_of, utcnow
-from . import states
+from . import events, states
+from .events import Happened
 from .models import Call, CallParticipant
 from .states import NetworkEvent
 
@@ -109,9 +113,9 @@ _CALL_COLUMNS = [(a.key, a.columns[0].name) for a in sa_inspect(Call).column_att
 
 
 def insert_call(session: Session, caller: Caller, new: NewCall, caller_id: str, runner_id: str) -> Call:
-    """Stores the QUEUED call, carried by `runner_id`, and its two parties, with Core statements: the ORM's
-    unit of work cost several times as much, on every call. A request_id an earlier create used raises
-    IntegrityError.
+    """Stores the QUEUED call, carried by `runner_id`, its two parties and its NEW_CALL event, with Core
+    statements: the ORM's unit of work cost several times as much, on every call. A request_id an
+    earlier create used raises IntegrityError.
 
     Returns the Call as a transient object, every column set, for the response.
     """
@@ -122,7 +126,7 @@ def insert_call(session: Session, caller: Caller, new: NewCall, caller_id: str, 
         device_id=new.device_id, direction="OUTBOUND", status=states.QUEUED, hangup_cause=None, muted=False,
         on_hold=False, recording=False, webhook=new.webhook, timeout_seconds=new.timeout,
         call_metadata=new.metadata, answer_time=None, end_time=None, starred=False, archived=False, read=False,
-        note="", runner_id=runner_id, labels=[],
+        note="", runner_id=runner_id, labels=[], event_sequence=1,
         participants=[
             CallParticipant(number=new.source, owner=True, muted=False, on_hold=False),
             CallParticipant(number=new.destination, owner=False, muted=False, on_hold=False),
@@ -137,6 +141,7 @@ def insert_call(session: Session, caller: Caller, new: NewCall, caller_id: str, 
         [{"call_id": call.id, "number": p.number, "owner": p.owner, "muted": False, "on_hold": False}
          for p in call.participants],
     )
+    outbox.append(session, [events.event(call, Happened(events.NEW_CALL), 1, now)])
     return call
 
 
@@ -173,41 +178,76 @@ _EVENT_UPDATE = (
         end_time=func.coalesce(bindparam("ended", type_=UtcDateTime), _calls.end_time),
         update_time=bindparam("now", type_=UtcDateTime),
         version=_calls.version + 1,
+        event_sequence=bindparam("sequence"),
     )
 )
 
 
-def apply_events(session: Session, events: Sequence[NetworkEvent]) -> list[states.TransitionRefused | None]:
+@dataclass
+class _Running:
+    """A call as apply_events reads it, and as each event of the batch leaves it (events.CallFacts)."""
+
+    id: int
+    ref: str
+    workspace_id: int
+    direction: str
+    webhook: str | None
+    from_party: str
+    to_party: str
+    caller_id: str
+    status: str
+    hangup_cause: str | None
+    muted: bool
+    on_hold: bool
+    recording: bool
+    event_sequence: int
+
+
+_RUNNING = select(*(_calls[name] for name in _Running.__dataclass_fields__))
+_NETWORK_EVENT_TYPES = {states.Event.RING: events.RINGING, states.Event.ANSWER: events.ANSWER,
+                        states.Event.END: events.HANGUP}
+
+
+def apply_events(session: Session, reported: Sequence[NetworkEvent]) -> list[states.TransitionRefused | None]:
     """Applies what the network reported, in order, in the caller's transaction: one SELECT of the calls
-    (locked) and one executemany UPDATE, however many events. Returns, for each event, None when it was
-    applied (or its call is gone) or the TransitionRefused that says why its call's status refused it.
-    Events are ring, answer and end: DTMF changes nothing stored."""
-    found = session.execute(
-        select(_calls.ref, _calls.id, _calls.status).where(_calls.ref.in_({e.ref for e in events})).with_for_update()
-    )
-    calls = {ref: (call_id, status) for ref, call_id, status in found}
+    (locked), one executemany UPDATE and one executemany INSERT of their events, however many. Returns,
+    for each, None when it was applied (or its call is gone) or the TransitionRefused that says why its
+    call's status refused it. Ring, answer and end change the status; DTMF only makes a DATA event."""
+    found = session.execute(_RUNNING.where(_calls.ref.in_({e.ref for e in reported})).with_for_update())
+    calls = {row.ref: _Running(**row._mapping) for row in found}
     now = utcnow()
     changes: list[dict[str, object]] = []
+    made: list[NewEvent] = []
     outcomes: list[states.TransitionRefused | None] = []
-    for event in events:
-        if event.ref not in calls:
+    for network in reported:
+        call = calls.get(network.ref)
+        if call is None:
             outcomes.append(None)
             continue
-        call_id, status = calls[event.ref]
-        assert event.event is not None, "DTMF is not a status change"
         try:
-            step = states.transition(status, event.event, event.cause)
+            if network.event is None:
+                states.check_pressed(call.status)
+                step = states.Transition(call.status)
+            else:
+                step = states.transition(call.status, network.event, network.cause)
         except states.TransitionRefused as refused:
             outcomes.append(refused)
             continue
-        calls[event.ref] = (call_id, step.status)  # a later event of the same call follows this one
+        # A later event of the same call follows this one.
+        call.status, call.hangup_cause = step.status, step.hangup_cause or call.hangup_cause
+        call.event_sequence += 1
         changes.append({
-            "call_id": call_id, "new_status": step.status, "new_cause": step.hangup_cause,
-            "answered": now if step.answered else None, "ended": now if step.ended else None, "now": now,
+            "call_id": call.id, "new_status": step.status, "new_cause": step.hangup_cause,
+            "answered": network.time if step.answered else None, "ended": network.time if step.ended else None,
+            "now": now, "sequence": call.event_sequence,
         })
+        happened = Happened(events.DATA, digits=network.dtmf) if network.event is None else Happened(
+            _NETWORK_EVENT_TYPES[network.event])
+        made.append(events.event(call, happened, call.event_sequence, network.time))
         outcomes.append(None)
     if changes:
         session.execute(_EVENT_UPDATE, changes)
+        outbox.append(session, made)
     return outcomes
 
 
@@ -218,30 +258,55 @@ def controllable(session: Session, caller: Caller, ref: str, control: states.Con
     return call
 
 
-Change = Callable[[Call], None]
+# Tells what happened, right after it did, so that its event shows the call as that step left it.
+Emit = Callable[[Happened], None]
+Change = Callable[[Call, Emit], None]
 
 
-def controlled(session: Session, caller: Caller, ref: str, control: states.Control, change: Change) -> Call:
-    """Applies `change` to the caller's call `ref`, re-checking under a row lock that `control` is still allowed."""
+def change_call(session: Session, call: Call, change: Change, at: datetime) -> None:
+    """Applies `change` to `call` (locked) and stores the events it emits, made at `at`."""
+    made: list[NewEvent] = []
+
+    def emit(happened: Happened) -> None:
+        call.event_sequence += 1
+        made.append(events.event(call, happened, call.event_sequence, at))
+
+    change(call, emit)
+    outbox.append(session, made)
+
+
+def controlled(
+    session: Session, caller: Caller, ref: str, control: states.Control, change: Change, at: datetime
+) -> Call:
+    """Applies `change` to the caller's call `ref`, re-checking under a row lock that `control` is still
+    allowed; its events are made at `at`, the request's time."""
     get_owned(session, Call, caller, ref)  # NOT_FOUND first, for another workspace's ref
     call = _locked(session, (Call.ref == ref) & (Call.workspace_id == caller.workspace_id))
     assert call is not None
     states.check_control(call.status, control, call.ref)
-    change(call)
+    change_call(session, call, change, at)
     return call
 
 
 def ending(cause: str) -> Change:
     """Ends the call with `cause`, through the state machine."""
-    return lambda call: _apply(call, states.transition(call.status, states.Event.END, cause))
+
+    def change(call: Call, emit: Emit) -> None:
+        _apply(call, states.transition(call.status, states.Event.END, cause))
+        emit(Happened(events.HANGUP))
+
+    return change
 
 
 def muting(mute: bool) -> Change:
-    def change(call: Call) -> None:
+    def change(call: Call, emit: Emit) -> None:
+        if call.muted == mute:
+            return
         call.muted = mute
         for party in call.participants:
             if party.owner:
                 party.muted = mute
+        emit(Happened(events.MUTED if mute else events.UNMUTED))
 
     return change
 
@@ -249,42 +314,55 @@ def muting(mute: bool) -> Change:
 def holding(hold: bool) -> Change:
     """Hold is the owner's: the other parties are put on hold."""
 
-    def change(call: Call) -> None:
+    def change(call: Call, emit: Emit) -> None:
+        if call.on_hold == hold:
+            return
         call.on_hold = hold
         for party in call.participants:
             if not party.owner:
                 party.on_hold = hold
+        emit(Happened(events.HELD if hold else events.RESUMED))
 
     return change
 
 
 def recording(start: bool) -> Change:
-    def change(call: Call) -> None:
+    def change(call: Call, emit: Emit) -> None:
+        if call.recording == start:
+            return
         call.recording = start
+        emit(Happened(events.RECORDING_STARTED if start else events.RECORDING_STOPPED))
 
     return change
+
+
+def playing(url: str) -> Change:
+    """Changes nothing stored, but watchers hear of the announcement."""
+    return lambda call, emit: emit(Happened(events.PLAYING, audio_url=url))
 
 
 def transferring(to: str, attended: bool) -> Change:
     """Adds the transfer target as a party; a blind transfer ends this call (FORWARDED)."""
 
-    def change(call: Call) -> None:
+    def change(call: Call, emit: Emit) -> None:
         call.participants.append(CallParticipant(number=to))
+        emit(Happened(events.TRANSFERRED, transfer_destination=to))
         if not attended:
-            ending(states.FORWARDED)(call)
+            ending(states.FORWARDED)(call, emit)
 
     return change
 
 
 def redirecting(webhook: str) -> Change:
-    def change(call: Call) -> None:
+    def change(call: Call, emit: Emit) -> None:
         call.webhook = webhook
+        emit(Happened(events.REDIRECTED))
 
     return change
 
 
-def unchanged(call: Call) -> None:
-    """For orders that change nothing stored (play audio, DTMF)."""
+def unchanged(call: Call, emit: Emit) -> None:
+    """For orders that change nothing stored and tell nothing (DTMF sent into the call)."""
 
 
 def checked_transfer_target(destination: str) -> str:

@@ -10,12 +10,21 @@ from voxplane.calls.v1 import calls_pb2 as pb
 
 from ..core.convert import ProtoEnum, changed_fields, duration, optional, time_of, timedelta_of, timestamp
 from ..core.errors import Violations
-from . import history, live
+from ..core.paging import PageTokens
+from ..events.watching import StreamReplies
+from . import events, history, live
 from .models import Call
 
 DIRECTION = ProtoEnum(pb.Direction)
 STATUS = ProtoEnum(pb.CallStatus)
 HANGUP_CAUSE = ProtoEnum(pb.HangupCause)
+EVENT_TYPE = ProtoEnum(pb.CallEventType)
+
+
+def event_replies(tokens: PageTokens) -> StreamReplies:
+    """What WatchCallEvents answers (services/events/watching.py, shared with WatchMessageEvents)."""
+    return StreamReplies(tokens, events.TOPIC, pb.WatchCallEventsResponse, pb.CallEvent, pb.StreamHeartbeat,
+                         "call_ref", EVENT_TYPE)
 
 
 def call_proto(call: Call) -> pb.Call:

@@ -51,6 +51,8 @@ class Call(WorkspaceResource, Base):
     note: Mapped[str] = mapped_column(String(1000), default="")
     # The CallRunner (a running Calls process) whose gateway carries the call, while it runs.
     runner_id: Mapped[str | None] = mapped_column(String(32))
+    # The sequence of the call's last event (events.py): every change locks the row, so it hands out the next.
+    event_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     participants: Mapped[list[CallParticipant]] = relationship(
         cascade="all, delete-orphan", order_by="CallParticipant.id", lazy="selectin"

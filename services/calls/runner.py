@@ -19,9 +19,11 @@ from ..core import config
 from ..core.auth import Caller
 from ..core.errors import InvalidArgument, Unavailable
 from ..core.rpc import Incoming
-from ..persistence.base import new_ref
+from ..events import watching
+from ..events.feed import EventFeed
+from ..persistence.base import new_ref, utcnow
 from ..persistence.db import Database
-from . import heartbeats, live, liveness, states
+from . import events, heartbeats, live, liveness, states
 from .caller_id import caller_id_of
 from .directory import Services
 from .gateway import CallGateway, SimulatedGateway
@@ -47,12 +49,14 @@ class Runner:
                 self._on_network_event, ring_delay=settings.sim_ring_delay, answer_delay=settings.sim_answer_delay
             )
         self.gateway = gateway
-        self.events = EventRecorder(db)
+        self.feed = EventFeed(db, events.TOPIC)  # what this process's WatchCallEvents streams read
+        self.events = EventRecorder(db, stored=self.feed.wake)
         self.heartbeat = config.settings().calls_heartbeat
         self.stale_after = timedelta(seconds=self.heartbeat * 6)
         self._endpoint: str | None = None
         self._services: Services | None = None
         self._beating: asyncio.Task[None] | None = None
+        self._pruning: asyncio.Task[None] | None = None
         self.lock = liveness.RunnerLock(db, self.id)
 
     async def start(self, endpoint: str) -> None:
@@ -69,7 +73,9 @@ class Runner:
 
         ended = await self.db.run_transaction(start, write=True)
         _log_ended(ended, "call(s) of a Calls process that stopped")
+        self.feed.wake()
         self._beating = asyncio.get_running_loop().create_task(self._beat())
+        self._pruning = asyncio.get_running_loop().create_task(watching.keep_pruning(self.db))
 
     async def _beat(self) -> None:
         """Every heartbeat: stamps this runner's, and ends the calls of runners that stopped."""
@@ -84,13 +90,16 @@ class Runner:
                 log.exception("the heartbeat of Calls process %s failed", self.id)
                 continue
             _log_ended(ended, "call(s) of a Calls process that stopped")
+            if ended:
+                self.feed.wake()
 
     async def close(self) -> None:
         """Stops the network and the heartbeat, and ends the calls this process carried: nothing can
         control them once it is gone."""
-        if self._beating is not None:
-            self._beating.cancel()
-            await asyncio.gather(self._beating, return_exceptions=True)
+        for task in (self._beating, self._pruning):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.gateway.close()
         await self.events.close()
         if self._services is not None:
@@ -103,13 +112,11 @@ class Runner:
 
     async def _on_network_event(self, event: states.NetworkEvent) -> None:
         """What the gateway reports; an event the call's status does not allow is logged and dropped."""
-        if event.event is None:
-            log.info("DTMF %r received on call %s", event.dtmf, event.ref)
-            return
         try:
             await self.events.record(event)
         except states.TransitionRefused as refused:
-            log.info("network event %s on call %s ignored: %s", event.event.value, event.ref, refused)
+            what = event.event.value if event.event else f"DTMF {event.dtmf!r}"
+            log.info("network event %s on call %s ignored: %s", what, event.ref, refused)
 
     def _directory(self, caller: Caller, incoming: Incoming) -> Directory:
         if self._services is None:
@@ -134,6 +141,7 @@ class Runner:
             )
         except IntegrityError:  # the request_id's unique key: a concurrent try of the same create won
             return await self._earlier_call(caller, new.request_id)
+        self.feed.wake()
         await self.gateway.originate(call.ref, call.from_party, call.to_party, call.caller_id, call.timeout_seconds)
         return call
 
@@ -146,10 +154,16 @@ class Runner:
     async def control(
         self, caller: Caller, ref: str, control: states.Control, order: Order, change: live.Change
     ) -> Call:
-        """Checks the call allows `control`, gives the network its order, then stores the change."""
+        """Checks the call allows `control`, gives the network its order, then stores the change and its
+        events, stamped with the time of the request."""
+        at = utcnow()
         call = await self.db.run_transaction(lambda s: live.controllable(s, caller, ref, control), write=False)
         await order(self.gateway, call.ref)
-        return await self.db.run_transaction(lambda s: live.controlled(s, caller, ref, control, change), write=True)
+        changed = await self.db.run_transaction(
+            lambda s: live.controlled(s, caller, ref, control, change, at), write=True
+        )
+        self.feed.wake()
+        return changed
 
 
 def _log_ended(ended: int, which: str) -> None:

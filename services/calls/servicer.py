@@ -5,19 +5,23 @@ Proto in, a call of the Runner (the network side of this process) or of the rule
 
 from __future__ import annotations
 
+import functools
+from collections.abc import AsyncIterator
+
 from sqlalchemy.orm import Session
 
 from voxplane.calls.v1 import calls_pb2 as pb
 from voxplane.calls.v1 import calls_pb2_grpc
 
+from ..core import config
 from ..core.auth import Access, Caller
 from ..core.paging import PageTokens
 from ..core.resources import get_owned
 from ..core.rpc import Incoming, rpc
 from ..core.servicer import Servicer
 from ..persistence.db import Database
-from . import live, states
-from .messages import call_proto, new_call_from
+from . import events, live, states
+from .messages import call_proto, event_replies, new_call_from
 from .models import Call
 from .runner import Runner
 from .servicer_history import HistoryRpcs
@@ -33,6 +37,7 @@ class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
     def __init__(self, db: Database, tokens: PageTokens, runner: Runner):
         super().__init__(db, tokens)
         self.runner = runner
+        self.replies = event_replies(tokens)
 
     @rpc(Access.WRITE)
     async def CreateCall(self, request: pb.CreateCallRequest, caller: Caller, incoming: Incoming) -> pb.Call:
@@ -91,7 +96,7 @@ class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
     async def PlayAudio(self, request: pb.PlayAudioRequest, caller: Caller, incoming: Incoming) -> pb.Call:
         url = live.checked_url(request.url)
         return call_proto(await self.runner.control(
-            caller, request.ref, Control.PLAY, lambda network, ref: network.play(ref, url), live.unchanged
+            caller, request.ref, Control.PLAY, lambda network, ref: network.play(ref, url), live.playing(url)
         ))
 
     @rpc(Access.WRITE)
@@ -116,3 +121,18 @@ class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
             caller, request.ref, Control.REDIRECT, lambda network, ref: network.redirect(ref, webhook),
             live.redirecting(webhook),
         ))
+
+    @rpc(Access.READ)
+    async def WatchCallEvents(
+        self, request: pb.WatchCallEventsRequest, caller: Caller, incoming: Incoming
+    ) -> AsyncIterator[pb.WatchCallEventsResponse]:
+        idle, cursor = self.replies.heartbeat_interval(request), self.replies.cursor(caller.workspace_id, request)
+        kept = config.settings().event_retention
+        start = await self.db.run_transaction(
+            lambda s: events.watch_start(s, caller, request.call_ref, cursor, kept), write=False
+        )
+        async for message in self.runner.feed.watch(
+            caller.workspace_id, start.position, start.time, self.replies.event_reply,
+            functools.partial(self.replies.heartbeat_reply, caller.workspace_id), idle, request.call_ref or None,
+        ):
+            yield message

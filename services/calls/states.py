@@ -13,7 +13,8 @@ Plain Python: statuses and causes are the proto enum names without prefix.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from ..core.errors import FailedPrecondition
 
@@ -57,12 +58,14 @@ class Transition:
 @dataclass(frozen=True)
 class NetworkEvent:
     """What the network did to call `ref`: `event` RING / ANSWER / END (with `cause`), or None with `dtmf`
-    digits the far end pressed. Reported by a CallGateway, applied through `transition`."""
+    digits the far end pressed. Reported by a CallGateway, applied through `transition`. `time` is when
+    the network saw it: the gateway stamps it as it reports, however long the event then waits to be stored."""
 
     ref: str
     event: Event | None
     cause: str | None = None
     dtmf: str = ""
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class TransitionRefused(FailedPrecondition):
@@ -85,6 +88,12 @@ def transition(status: str, event: Event, cause: str | None = None) -> Transitio
             return Transition(table[cause], hangup_cause=cause, ended=True)
         raise TransitionRefused(f"A call that is {status} cannot end with cause {cause}.")
     raise TransitionRefused(f"A call that is {status} cannot {event.value}.")
+
+
+def check_pressed(status: str) -> None:
+    """Refuses DTMF the network reports on a call that has ended."""
+    if status in FINAL:
+        raise TransitionRefused(f"The call has ended ({status}); it cannot take DTMF.")
 
 
 class Control(enum.Enum):

@@ -16,6 +16,10 @@ from typing import Literal
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# How long a webhook delivery is retried (the Standard Webhooks schedule ends after about 3 days).
+WEBHOOK_RETRY_WINDOW = timedelta(days=3)
+RETENTION_MARGIN = timedelta(days=1)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VOXPLANE_", frozen=True)
@@ -69,11 +73,27 @@ class Settings(BaseSettings):
     sim_slow_receipt_delay: float = 3
     # Seconds between two attempts of a fax whose line was busy or did not answer.
     fax_retry_delay: float = 60
+    # Days events are kept for streams to resume from (and webhooks to deliver): at least the webhook
+    # retry window and a day, so that no delivery still being retried loses its event.
+    event_retention_days: float = 7
 
     @field_validator("home_region")
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    @field_validator("event_retention_days")
+    @classmethod
+    def _longer_than_retries(cls, value: float) -> float:
+        shortest = WEBHOOK_RETRY_WINDOW + RETENTION_MARGIN
+        if timedelta(days=value) < shortest:
+            raise ValueError(f"must be at least {shortest.days} days: the webhook retry window "
+                             f"({WEBHOOK_RETRY_WINDOW.days} days) and a day, got {value:g}")
+        return value
+
+    @property
+    def event_retention(self) -> timedelta:
+        return timedelta(days=self.event_retention_days)
 
     @property
     def release_aging(self) -> timedelta:

@@ -82,6 +82,10 @@ class FailedPrecondition(DomainError):
     pass
 
 
+class OutOfRange(DomainError):
+    """A position (a stream's cursor) past what is kept."""
+
+
 class Aborted(DomainError):
     pass
 

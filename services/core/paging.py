@@ -35,6 +35,10 @@ def page_size(requested: int, field: str = "page_size") -> int:
     return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
+class InvalidToken(ValueError):
+    """A token that was altered, or issued for another scope."""
+
+
 class PageTokens:
     def __init__(self, secret: bytes):
         key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"voxplane page tokens v1").derive(secret)
@@ -46,14 +50,21 @@ class PageTokens:
         sealed = self._aead.encrypt(nonce, str(position).encode(), scope.encode())
         return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
 
+    def unseal(self, scope: str, token: str) -> str:
+        """The position a token `issue`d for `scope` holds; InvalidToken if it was not."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            return self._aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], scope.encode()).decode()
+        except (ValueError, InvalidTag) as error:
+            raise InvalidToken(str(error)) from None
+
     def read(self, scope: str, token: str) -> str | None:
         """The position this token continues after; None for an empty token (the first page)."""
         if not token:
             return None
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            return self._aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], scope.encode()).decode()
-        except (ValueError, InvalidTag):
+            return self.unseal(scope, token)
+        except InvalidToken:
             pass
         raise InvalidArgument.of(
             "page_token", "is not a token this list issued for this filter; start again from the first page"

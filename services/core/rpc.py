@@ -29,6 +29,7 @@ _CODES: dict[type[errors.DomainError], int] = {
     errors.NotFound: code_pb2.NOT_FOUND,
     errors.AlreadyExists: code_pb2.ALREADY_EXISTS,
     errors.FailedPrecondition: code_pb2.FAILED_PRECONDITION,
+    errors.OutOfRange: code_pb2.OUT_OF_RANGE,
     errors.Aborted: code_pb2.ABORTED,
     errors.Unauthenticated: code_pb2.UNAUTHENTICATED,
     errors.PermissionDenied: code_pb2.PERMISSION_DENIED,

@@ -8,13 +8,20 @@ the status the message took. Each event's sequence is the message's `event_seque
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from ..core.auth import Caller
+from ..core.resources import get_owned
+from ..events import watching
 from ..events.outbox import NewEvent
+from ..events.watching import Cursor
 from .models import Message
 
 TOPIC = "message"
+START_OVER = "watch again without a cursor (and find what was missed with ListMessages)"
 
 
 def payload(message: Message) -> dict[str, Any]:
@@ -38,3 +45,11 @@ def event(message: Message, at: datetime) -> NewEvent:
         type=message.status, network_time=at, direction=message.direction, webhook=message.webhook,
         payload=payload(message),
     )
+
+
+def watch_start(session: Session, caller: Caller, message_ref: str, cursor: Cursor | None, kept: timedelta) -> Cursor:
+    """Where a WatchMessageEvents of the caller starts (watching.start); NOT_FOUND for a message_ref of no
+    message of the caller's."""
+    if message_ref:
+        get_owned(session, Message, caller, message_ref)
+    return watching.start(session, TOPIC, bool(message_ref), cursor, kept, START_OVER)

@@ -8,8 +8,10 @@ from voxplane.messaging.v1 import messaging_pb2 as pb
 
 from ..core.convert import ProtoEnum, changed_fields, optional, time_of, timestamp
 from ..core.errors import InvalidArgument, Violations
+from ..core.paging import PageTokens
+from ..events.watching import StreamReplies
 from ..persistence.base import utcnow
-from . import faxes, history, sending
+from . import events, faxes, history, sending
 from .models import Faxline, Message, MessagingSettings
 
 DIRECTION = ProtoEnum(pb.Direction)
@@ -18,6 +20,13 @@ STATUS = ProtoEnum(pb.MessageStatus)
 ENCODING = ProtoEnum(pb.Encoding)
 FAX_FAILURE = ProtoEnum(pb.FaxFailureReason)
 FAXLINE_FIELDS = ("alias", "tagline", "can_send", "can_receive")
+EVENT_TYPE = ProtoEnum(pb.MessageEventType)
+
+
+def event_replies(tokens: PageTokens) -> StreamReplies:
+    """What WatchMessageEvents answers: the call events' stream machinery (services/events/watching.py)."""
+    return StreamReplies(tokens, events.TOPIC, pb.WatchMessageEventsResponse, pb.MessageEvent, pb.StreamHeartbeat,
+                         "message_ref", EVENT_TYPE)
 
 
 def _history(message: Message) -> list[pb.StatusChange]:

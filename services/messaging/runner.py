@@ -18,10 +18,12 @@ from ..core import config, workspaces
 from ..core.auth import Caller
 from ..core.errors import InvalidArgument, Unavailable
 from ..core.rpc import Incoming
+from ..events import watching
+from ..events.feed import EventFeed
 from ..persistence.base import new_ref, utcnow
 from ..persistence.batching import WriteBatcher
 from ..persistence.db import Database
-from . import delivery, faxes, sending
+from . import delivery, events, faxes, sending
 from .carrier import Carrier, FaxAttempt, Outgoing, Receipt, SimulatedCarrier
 from .directory import NumbersDirectory
 from .models import Faxline, Message
@@ -45,6 +47,7 @@ class Runner:
             slow_receipt_delay=settings.sim_slow_receipt_delay,
         )
         self.lease = timedelta(seconds=settings.messaging_lease)
+        self.feed = EventFeed(db, events.TOPIC)  # what this process's WatchMessageEvents streams read
         self.accepting = WriteBatcher(db, sending.insert_messages)
         self.answers = WriteBatcher(db, delivery.handed_off)
         self.receipts = WriteBatcher(db, delivery.receipts)
@@ -54,6 +57,7 @@ class Runner:
         self._made_service_key = False
         self._wake = asyncio.Event()
         self._working: asyncio.Task[None] | None = None
+        self._pruning: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
 
     @property
@@ -66,11 +70,13 @@ class Runner:
                         "(see README, 'Messaging')")
         self._endpoint = endpoint
         self._working = asyncio.get_running_loop().create_task(self._work())
+        self._pruning = asyncio.get_running_loop().create_task(watching.keep_pruning(self.db))
 
     async def close(self) -> None:
-        if self._working is not None:
-            self._working.cancel()
-            await asyncio.gather(self._working, return_exceptions=True)
+        for task in (self._working, self._pruning):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await asyncio.gather(*self._in_flight, return_exceptions=True)
         await self.carrier.close()
         for batcher in (self.accepting, self.answers, self.receipts):
@@ -129,7 +135,9 @@ class Runner:
         )
 
     def wake(self) -> None:
+        """Messages or events were stored: the worker looks for due messages, the streams for events."""
         self._wake.set()
+        self.feed.wake()
 
     async def send_fax(self, caller: Caller, new: faxes.NewFax, pdf: bytes) -> Message:
         pages = await asyncio.to_thread(faxes.page_count, pdf)  # pypdf parses: off the event loop
@@ -154,6 +162,7 @@ class Runner:
                     lambda s: delivery.claim(s, self.id, self.lease, CLAIM_BATCH), write=True
                 )
                 if claimed:
+                    self.feed.wake()
                     self._dispatch(claimed)
                     continue
                 due = await self.db.run_transaction(delivery.next_due, write=False)
@@ -198,6 +207,7 @@ class Runner:
                 await asyncio.gather(*(
                     self.answers.submit((self.id, delivery.HandedOff(a.ref, a.accepted, a.reason))) for a in answers
                 ))
+                self.feed.wake()
             if any(routes):
                 self.wake()  # a HELP reply may be queued
         except Exception:  # noqa: BLE001 - the claims lapse and another round sends them again
@@ -217,6 +227,7 @@ class Runner:
 
     async def _on_receipt(self, receipt: Receipt) -> None:
         await self.receipts.submit((receipt.ref, receipt.status, receipt.at, receipt.reason))
+        self.feed.wake()
 
     # --- inbound -----------------------------------------------------------------------------
 

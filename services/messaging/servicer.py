@@ -11,14 +11,16 @@ from sqlalchemy.orm import Session
 from voxplane.messaging.v1 import messaging_pb2 as pb
 from voxplane.messaging.v1 import messaging_pb2_grpc
 
+from ..core import config
 from ..core.auth import Access, Caller
 from ..core.paging import PageTokens
 from ..core.resources import get_owned
 from ..core.rpc import Incoming, rpc
 from ..core.servicer import Servicer
 from ..persistence.db import Database
-from . import faxes, history, sending
+from . import events, faxes, history, sending
 from .messages import (
+    event_replies,
     fax_proto,
     fax_upload,
     faxline_create_fields,
@@ -43,6 +45,7 @@ class MessagingServicer(Servicer, messaging_pb2_grpc.MessagingServicer):
     def __init__(self, db: Database, tokens: PageTokens, runner: Runner):
         super().__init__(db, tokens)
         self.runner = runner
+        self.replies = event_replies(tokens)
 
     @rpc(Access.WRITE)
     async def SendMessage(self, request: pb.SendMessageRequest, caller: Caller, incoming: Incoming) -> pb.Message:
@@ -93,6 +96,21 @@ class MessagingServicer(Servicer, messaging_pb2_grpc.MessagingServicer):
                 yield pb.ExportMessagesChunk(data=data)
             if before is None:
                 break
+
+    @rpc(Access.READ)
+    async def WatchMessageEvents(
+        self, request: pb.WatchMessageEventsRequest, caller: Caller, incoming: Incoming
+    ) -> AsyncIterator[pb.WatchMessageEventsResponse]:
+        idle, cursor = self.replies.heartbeat_interval(request), self.replies.cursor(caller.workspace_id, request)
+        kept = config.settings().event_retention
+        start = await self.db.run_transaction(
+            lambda s: events.watch_start(s, caller, request.message_ref, cursor, kept), write=False
+        )
+        async for message in self.runner.feed.watch(
+            caller.workspace_id, start.position, start.time, self.replies.event_reply,
+            functools.partial(self.replies.heartbeat_reply, caller.workspace_id), idle, request.message_ref or None,
+        ):
+            yield message
 
     @rpc(Access.WRITE)
     async def SendFax(self, request: AsyncIterator[pb.SendFaxRequest], caller: Caller, incoming: Incoming) -> pb.Fax:

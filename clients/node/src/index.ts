@@ -2,7 +2,6 @@
 // `new Numbers({ endpoint, apiKey }).createNumber({ ... })`.
 
 import { AgentsDefinition } from "./gen/voxplane/agents/v1/agents";
-import { CallsDefinition } from "./gen/voxplane/calls/v1/calls";
 import { NumbersDefinition } from "./gen/voxplane/numbers/v1/numbers";
 import { serviceClient, ServiceClient } from "./client";
 
@@ -10,8 +9,7 @@ export const Numbers = serviceClient(NumbersDefinition);
 export type Numbers = ServiceClient<typeof NumbersDefinition>;
 export const Agents = serviceClient(AgentsDefinition);
 export type Agents = ServiceClient<typeof AgentsDefinition>;
-export const Calls = serviceClient(CallsDefinition);
-export type Calls = ServiceClient<typeof CallsDefinition>;
+export { Calls, CallsClass, CreateCall, TrackedCall } from "./calls";
 
 export { ClientOptions, CallOptions, DeepPartial, DEFAULT_ENDPOINT, serviceClient, ServiceClient } from "./client";
 export { FieldViolation, VoxplaneError } from "./errors";

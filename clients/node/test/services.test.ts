@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
-import { Agents, Calls, Numbers, status, VoxplaneError } from "../src";
+import { Agents, Calls, calls as pb, Numbers, status, VoxplaneError } from "../src";
 import * as contract from "./contract";
 
 const { server } = contract;
@@ -120,5 +120,65 @@ describe("Calls", { skip: contract.skip }, () => {
       break; // cancels the call: nothing may be thrown, now or later
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
+  });
+});
+
+// Call events: watchCallEvents as an async iterable, createCall's track option, resuming from a cursor.
+const BUSY = "+15005550002"; // the simulated network: rings, then BUSY
+
+async function eventsUntilHangup(stream: AsyncIterable<pb.WatchCallEventsResponse>): Promise<pb.WatchCallEventsResponse[]> {
+  const seen: pb.WatchCallEventsResponse[] = [];
+  for await (const response of stream) {
+    if (response.event) {
+      seen.push(response);
+      if (response.event.type === "CALL_EVENT_TYPE_HANGUP") {
+        break; // cancels the stream
+      }
+    }
+  }
+  return seen;
+}
+
+describe("Call events", { skip: contract.skip }, () => {
+  const agents = new Agents(options);
+  const calls = new Calls(options);
+  after(() => {
+    agents.close();
+    calls.close();
+  });
+
+  test("createCall with track streams the call's events from its first", async () => {
+    const agent = await agents.createAgent(contract.newAgent("tracked"));
+    const { call, events } = await calls.createCall({ source: agent.ref, destination: BUSY }, { track: true });
+    const seen = await eventsUntilHangup(events);
+    assert.deepEqual(
+      seen.map((r) => [r.event?.type, r.event?.sequence, r.event?.callRef]),
+      [
+        ["CALL_EVENT_TYPE_NEW_CALL", 1, call.ref],
+        ["CALL_EVENT_TYPE_RINGING", 2, call.ref],
+        ["CALL_EVENT_TYPE_HANGUP", 3, call.ref],
+      ],
+    );
+    assert.equal(seen[2].event?.hangupCause, "HANGUP_CAUSE_BUSY");
+    assert.ok(seen[0].event?.networkTime instanceof Date);
+
+    // Resuming after the first event's cursor: the two after it, and nothing else.
+    const resumed = await eventsUntilHangup(calls.watchCallEvents({ callRef: call.ref, cursor: seen[0].cursor }));
+    assert.deepEqual(resumed.map((r) => r.event?.eventId), [seen[1].event?.eventId, seen[2].event?.eventId]);
+  });
+
+  test("a heartbeat carries the cursor while nothing happens, and a bad cursor is INVALID_ARGUMENT", async () => {
+    for await (const response of calls.watchCallEvents({ heartbeatInterval: { seconds: 1, nanos: 0 } })) {
+      assert.ok(response.heartbeat && response.cursor);
+      break;
+    }
+    await assert.rejects(
+      async () => {
+        for await (const _ of calls.watchCallEvents({ cursor: "not-a-cursor" })) {
+          // never reached
+        }
+      },
+      (error: unknown) => error instanceof VoxplaneError && error.code === status.INVALID_ARGUMENT,
+    );
   });
 });

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._client import AsyncClient, Method, Pages, SyncClient
 from ._export import AsyncCallExport, CallExport
+from ._watch import AsyncCallWatch, CallWatch
 from .calls.v1 import calls_pb2 as pb
 from .calls.v1 import calls_pb2_grpc
 
@@ -11,7 +12,6 @@ from .calls.v1 import calls_pb2_grpc
 class _CallsMethods:
     stub_type = calls_pb2_grpc.CallsStub
 
-    create_call = Method("CreateCall", pb.CreateCallRequest)
     get_call = Method("GetCall", pb.GetCallRequest, positional="ref")
     list_active_calls = Method("ListActiveCalls", pb.ListActiveCallsRequest)
 
@@ -32,14 +32,16 @@ class _CallsMethods:
     iter_calls = Pages("list_calls", "calls")
 
 
-class Calls(CallExport, _CallsMethods, SyncClient):
+class Calls(CallWatch, CallExport, _CallsMethods, SyncClient):
     """Blocking client of the Calls service.
 
     >>> calls = Calls(endpoint="127.0.0.1:50051", api_key="vxp_...")
     >>> call = calls.create_call(source="<agent ref>", destination="+15005550001")
     >>> calls.get_call(call.ref).status  # QUEUED, then RINGING, IN_PROGRESS...
+    >>> call, events = calls.create_call(source="<agent ref>", destination="+15005550001", track=True)
+    >>> for response in events: ...  # NEW_CALL, RINGING, ANSWER... each with its cursor
     """
 
 
-class AsyncCalls(AsyncCallExport, _CallsMethods, AsyncClient):
+class AsyncCalls(AsyncCallWatch, AsyncCallExport, _CallsMethods, AsyncClient):
     """asyncio client of the Calls service: the same methods, awaited."""

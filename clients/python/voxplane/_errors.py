@@ -64,6 +64,10 @@ class DeadlineExceededError(VoxplaneError):
     pass
 
 
+class OutOfRangeError(VoxplaneError):
+    """A position past what the server keeps (a stream's cursor older than its events): start over."""
+
+
 _BY_CODE: dict[grpc.StatusCode, type[VoxplaneError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
     grpc.StatusCode.NOT_FOUND: NotFoundError,
@@ -74,6 +78,7 @@ _BY_CODE: dict[grpc.StatusCode, type[VoxplaneError]] = {
     grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+    grpc.StatusCode.OUT_OF_RANGE: OutOfRangeError,
 }
 
 

@@ -2,7 +2,7 @@
 messaging settings, the simulated carrier's hand-offs, and the numbers' messaging webhook
 
 Revision ID: 0011
-Revises: 0007 (0008 to 0010 are issue 11's; the lead re-chains this one after them)
+Revises: 0009 (0008 and 0010 are issue 11's too; the lead re-chains this one after the last of them)
 Create Date: 2026-12-01
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0011'
-down_revision = '0007'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
