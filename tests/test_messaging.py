@@ -7,6 +7,7 @@ The server's carrier is the simulated one: the recipient picks the outcome (serv
 from __future__ import annotations
 
 import io
+import json
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -319,3 +320,55 @@ def test_the_numbers_messaging_webhook_is_set_and_cleared(tenant, fresh_e164):
         cleared = numbers.update_number(ref=number.ref, update_mask="settings.messagingWebhook")
         assert cleared.messaging_webhook == ""
         assert numbers.get_messaging_route(number.e164_number).workspace_ref == tenant.ref
+
+
+# --- events ------------------------------------------------------------------------------------
+
+def test_every_status_change_is_an_event_streamed_in_order_and_resumable(tenant, other_tenant, db):
+    with tenant.messaging() as messaging:
+        sent = messaging.send_message(source="Shop", destination=DELIVERS, body="watch me")
+        with messaging.watch_message_events(sent.ref, heartbeat_interval=1) as stream:
+            seen = []
+            for response in stream:
+                if response.HasField("event"):
+                    seen.append(response)
+                    if response.event.type == pb.MESSAGE_EVENT_TYPE_DELIVERED:
+                        break
+        events = [r.event for r in seen]
+        assert [pb.MessageEventType.Name(e.type).removeprefix("MESSAGE_EVENT_TYPE_") for e in events] == \
+            ["QUEUED", "SENDING", "SENT", "DELIVERED"]
+        assert [e.sequence for e in events] == [1, 2, 3, 4]
+        assert {(e.message_ref, e.source, e.destination, e.message_type, e.direction) for e in events} == \
+            {(sent.ref, "Shop", DELIVERS, pb.MESSAGE_TYPE_SMS, pb.DIRECTION_OUTBOUND)}
+        with messaging.watch_message_events(sent.ref, cursor=seen[1].cursor, heartbeat_interval=1) as resumed:
+            after = []
+            for response in resumed:
+                if response.HasField("heartbeat"):
+                    break
+                after.append(response.event.event_id)
+        assert after == [events[2].event_id, events[3].event_id]
+        with other_tenant.messaging() as theirs, pytest.raises(NotFoundError):
+            next(iter(theirs.watch_message_events(sent.ref)))
+    # What the Webhooks dispatcher reads: the topic, the message's webhook and direction, a proto-JSON payload.
+    from voxplane.services.events.models import Event
+    rows = db.transaction(lambda s: list(s.execute(select(Event.topic, Event.direction, Event.webhook, Event.payload)
+                                                   .where(Event.resource_ref == sent.ref).order_by(Event.id))),
+                          write=False)
+    assert rows[0] == ("message", "OUTBOUND", None, {
+        "status": "MESSAGE_STATUS_QUEUED", "messageType": "MESSAGE_TYPE_SMS", "direction": "DIRECTION_OUTBOUND",
+        "source": "Shop", "destination": DELIVERS})
+
+
+def test_grpcurl_sends_an_sms(server, tenant, fresh_e164):
+    from .test_grpcurl import grpcurl
+
+    source = owned_number(tenant, fresh_e164)
+    sent = grpcurl(server.address, "voxplane.messaging.v1.Messaging/SendMessage", key=tenant.keys[Role.MEMBER],
+                   data={"source": source, "destination": DELIVERS, "body": "Hello from grpcurl"})
+    assert sent.returncode == 0, sent.stderr
+    answer = json.loads(sent.stdout)
+    assert (answer["status"], answer["encoding"], answer["num_segments"]) == ("MESSAGE_STATUS_QUEUED", "ENCODING_GSM7", 1), answer
+    refused = grpcurl(server.address, "voxplane.messaging.v1.Messaging/SendMessage", key=tenant.keys[Role.MEMBER],
+                      data={"source": source, "destination": DELIVERS, "body": "x",
+                            "send_time": "2020-01-01T00:00:00Z"})
+    assert refused.returncode != 0 and "InvalidArgument" in refused.stderr and "send_time" in refused.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import grpc
 
 from ._client import AsyncClient, Method, Pages, SyncClient
 from ._errors import from_rpc_error
+from ._watch import AsyncCallEventStream, CallEventStream
 from .messaging.v1 import messaging_pb2 as pb
 from .messaging.v1 import messaging_pb2_grpc
 
@@ -39,6 +41,17 @@ class _MessagingMethods:
 
 
 _SEND_FAX = Method("SendFax", pb.SendFaxRequest)
+_WATCH = Method("WatchMessageEvents", pb.WatchMessageEventsRequest)
+
+
+def _watch_request(message_ref: str, cursor: str, heartbeat_interval: float | timedelta | None
+                   ) -> pb.WatchMessageEventsRequest:
+    request = pb.WatchMessageEventsRequest(message_ref=message_ref, cursor=cursor)
+    if heartbeat_interval is not None:
+        if not isinstance(heartbeat_interval, timedelta):
+            heartbeat_interval = timedelta(seconds=heartbeat_interval)
+        request.heartbeat_interval.FromTimedelta(heartbeat_interval)
+    return request
 CHUNK = 1024 * 1024  # what SendFax takes in one message
 
 
@@ -60,6 +73,16 @@ class Messaging(_MessagingMethods, SyncClient):
     >>> messaging.get_message(sms.ref).status  # QUEUED, then SENDING, SENT, DELIVERED
     """
 
+    def watch_message_events(
+        self, message_ref: str = "", cursor: str = "", heartbeat_interval: float | timedelta | None = None, *,
+        timeout: float | None = None,
+    ) -> CallEventStream:
+        """The events of message `message_ref` (empty: of every message of the workspace) after `cursor`, as
+        Calls.watch_call_events streams a call's: WatchMessageEventsResponse, each with its cursor."""
+        call = self._rpc(_WATCH)(_watch_request(message_ref, cursor, heartbeat_interval), timeout=timeout,
+                                 metadata=self._metadata)
+        return CallEventStream(call)
+
     def send_fax(self, pdf: bytes | str | os.PathLike[str], **header: Any) -> pb.Fax:
         """Sends the PDF (its bytes or a path) as a fax: `faxline_ref`, `destination`, and optionally
         `filename`, `send_time`, `webhook` as FaxHeader names them. Streamed in 1 MB chunks."""
@@ -75,6 +98,15 @@ class Messaging(_MessagingMethods, SyncClient):
 
 class AsyncMessaging(_MessagingMethods, AsyncClient):
     """asyncio client of the Messaging service: the same methods, awaited."""
+
+    def watch_message_events(
+        self, message_ref: str = "", cursor: str = "", heartbeat_interval: float | timedelta | None = None, *,
+        timeout: float | None = None,
+    ) -> AsyncCallEventStream:
+        """Messaging.watch_message_events, as an async iterator."""
+        call = self._rpc(_WATCH)(_watch_request(message_ref, cursor, heartbeat_interval), timeout=timeout,
+                                 metadata=self._metadata)
+        return AsyncCallEventStream(call)
 
     async def send_fax(self, pdf: bytes | str | os.PathLike[str], **header: Any) -> pb.Fax:
         """As Messaging.send_fax, awaited."""
