@@ -1,7 +1,8 @@
-// @voxplane/client: the Numbers, Agents and Calls services from Node, as in the Fonoster SDK:
+// @voxplane/client: the Numbers, Agents, Calls and Messaging services from Node, as in the Fonoster SDK:
 // `new Numbers({ endpoint, apiKey }).createNumber({ ... })`.
 
 import { AgentsDefinition } from "./gen/voxplane/agents/v1/agents";
+import { MessagingDefinition } from "./gen/voxplane/messaging/v1/messaging";
 import { NumbersDefinition } from "./gen/voxplane/numbers/v1/numbers";
 import { serviceClient, ServiceClient } from "./client";
 
@@ -10,6 +11,9 @@ export type Numbers = ServiceClient<typeof NumbersDefinition>;
 export const Agents = serviceClient(AgentsDefinition);
 export type Agents = ServiceClient<typeof AgentsDefinition>;
 export { Calls, CallsClass, CreateCall, TrackedCall } from "./calls";
+// Every RPC but SendFax, whose client stream of PDF chunks this client has no wrapper for yet.
+export const Messaging = serviceClient(MessagingDefinition);
+export type Messaging = ServiceClient<typeof MessagingDefinition>;
 
 export { ClientOptions, CallOptions, DeepPartial, DEFAULT_ENDPOINT, serviceClient, ServiceClient } from "./client";
 export { FieldViolation, VoxplaneError } from "./errors";
@@ -18,3 +22,4 @@ export { status } from "@grpc/grpc-js";
 export * as numbers from "./gen/voxplane/numbers/v1/numbers";
 export * as agents from "./gen/voxplane/agents/v1/agents";
 export * as calls from "./gen/voxplane/calls/v1/calls";
+export * as messaging from "./gen/voxplane/messaging/v1/messaging";
