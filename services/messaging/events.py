@@ -9,7 +9,7 @@ the status the message took. Each event's sequence is the message's `event_seque
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,34 @@ TOPIC = "message"
 START_OVER = "watch again without a cursor (and find what was missed with ListMessages)"
 
 
-def payload(message: Message) -> dict[str, Any]:
+class MessageFacts(Protocol):
+    """What an event tells of its message, after the change: a Message, or one just stored (sending.Stored)."""
+
+    @property
+    def ref(self) -> str: ...
+    @property
+    def workspace_id(self) -> int: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def direction(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def destination(self) -> str: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def failure_reason(self) -> str: ...
+    @property
+    def webhook(self) -> str | None: ...
+    @property
+    def event_sequence(self) -> int: ...
+
+
+def payload(message: MessageFacts) -> dict[str, Any]:
     """The MessageEvent's fields but the columns, as MessageToDict writes them."""
     fields: dict[str, Any] = {
         "status": f"MESSAGE_STATUS_{message.status}",
@@ -38,7 +65,7 @@ def payload(message: Message) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value}
 
 
-def event(message: Message, at: datetime) -> NewEvent:
+def event(message: MessageFacts, at: datetime) -> NewEvent:
     """The outbox row of `message` having just taken its status, at `at`."""
     return NewEvent(
         workspace_id=message.workspace_id, topic=TOPIC, resource_ref=message.ref, sequence=message.event_sequence,

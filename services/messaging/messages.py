@@ -29,7 +29,7 @@ def event_replies(tokens: PageTokens) -> StreamReplies:
                          "message_ref", EVENT_TYPE)
 
 
-def _history(message: Message) -> list[pb.StatusChange]:
+def _history(message: Message | sending.Stored) -> list[pb.StatusChange]:
     return [pb.StatusChange(status=STATUS.number(c.status), time=timestamp(c.time)) for c in message.changes]
 
 
@@ -47,7 +47,7 @@ def fax_proto(message: Message) -> pb.Fax:
     return fax
 
 
-def message_proto(message: Message) -> pb.Message:
+def message_proto(message: Message | sending.Stored) -> pb.Message:
     proto = pb.Message(
         ref=message.ref, type=TYPE.number(message.type), direction=DIRECTION.number(message.direction),
         source=message.source, destination=message.destination, body=message.body,
@@ -58,7 +58,7 @@ def message_proto(message: Message) -> pb.Message:
     )
     if message.send_time is not None:
         proto.send_time.CopyFrom(timestamp(message.send_time))
-    if message.type == "FAX":
+    if isinstance(message, Message) and message.type == "FAX":
         proto.fax.CopyFrom(fax_proto(message))
     return proto
 

@@ -14,6 +14,8 @@ from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from ..core import config, workspaces
 from ..core.auth import Caller
 from ..core.errors import InvalidArgument, Unavailable
@@ -106,7 +108,7 @@ class Runner:
 
     # --- accepting ---------------------------------------------------------------------------
 
-    async def send(self, caller: Caller, incoming: Incoming, new: sending.NewMessage) -> Message:
+    async def send(self, caller: Caller, incoming: Incoming, new: sending.NewMessage) -> Message | sending.Stored:
         """Stores `new` QUEUED or SCHEDULED (its sender checked with Numbers); a retry of an earlier send
         (its request_id) returns the message that one stored."""
         if new.request_id:
@@ -119,13 +121,11 @@ class Runner:
             raise sending.sender_not_owned(new.source)
         try:
             message = await self.accepting.submit(sending.Accepted(caller.workspace_id, new))
-        except Exception as error:
-            if new.request_id and not isinstance(error, sending.FailedPrecondition):
-                earlier = await self._earlier(caller, new.request_id)  # a concurrent try of the same send won
-                if earlier is not None:
-                    return earlier
+        except IntegrityError:  # the request_id's unique key: a concurrent try of the same send won
+            earlier = await self._earlier(caller, new.request_id) if new.request_id else None
+            if earlier is None:
                 raise InvalidArgument.of("request_id", "is already used") from None
-            raise
+            return earlier
         self.wake()
         return message
 
