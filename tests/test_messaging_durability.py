@@ -104,7 +104,7 @@ def test_two_servers_on_one_postgresql_send_each_scheduled_message_once_and_on_t
                 "Twins", False, DELIVERS, f"m{i}", due + timedelta(milliseconds=5 * i), None, None))
                 for i in range(400)]
             stored = db.transaction(lambda s: sending.insert_messages(s, batch), write=True)
-            refs = [m.ref for m in stored if isinstance(m, Message)]
+            refs = [m.ref for m in stored if isinstance(m, sending.Stored)]
             deadline = time.monotonic() + 30
             while db.transaction(lambda s: s.scalar(select(func.count()).where(
                     Message.ref.in_(refs), Message.status.in_(("SCHEDULED", "SENDING")))), write=False):

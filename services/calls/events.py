@@ -102,7 +102,8 @@ def event(call: CallFacts, happened: Happened, sequence: int, at: datetime) -> N
 START_OVER = "watch again without a cursor (and find what was missed with ListCalls)"
 
 
-def watch_start(session: Session, caller: Caller, call_ref: str, cursor: Cursor | None, kept: timedelta) -> Cursor:
+def watch_start(session: Session, cursor: Cursor | None, kept: timedelta, *, caller: Caller, call_ref: str
+                ) -> Cursor:
     """Where a WatchCallEvents of the caller starts (watching.start); NOT_FOUND for a call_ref of no call
     of the caller's."""
     if call_ref:

@@ -13,12 +13,12 @@ from sqlalchemy.orm import Session
 from voxplane.calls.v1 import calls_pb2 as pb
 from voxplane.calls.v1 import calls_pb2_grpc
 
-from ..core import config
 from ..core.auth import Access, Caller
 from ..core.paging import PageTokens
 from ..core.resources import get_owned
 from ..core.rpc import Incoming, rpc
 from ..core.servicer import Servicer
+from ..events import watching
 from ..persistence.db import Database
 from . import events, live, states
 from .messages import call_proto, event_replies, new_call_from
@@ -126,13 +126,7 @@ class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
     async def WatchCallEvents(
         self, request: pb.WatchCallEventsRequest, caller: Caller, incoming: Incoming
     ) -> AsyncIterator[pb.WatchCallEventsResponse]:
-        idle, cursor = self.replies.heartbeat_interval(request), self.replies.cursor(caller.workspace_id, request)
-        kept = config.settings().event_retention
-        start = await self.db.run_transaction(
-            lambda s: events.watch_start(s, caller, request.call_ref, cursor, kept), write=False
-        )
-        async for message in self.runner.feed.watch(
-            caller.workspace_id, start.position, start.time, self.replies.event_reply,
-            functools.partial(self.replies.heartbeat_reply, caller.workspace_id), idle, request.call_ref or None,
-        ):
+        start = functools.partial(events.watch_start, caller=caller, call_ref=request.call_ref)
+        async for message in watching.stream(self.db, self.runner.feed, self.replies, caller.workspace_id, request,
+                                             request.call_ref, start):
             yield message

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from ..core.paging import InvalidToken, PageTokens
 from ..persistence.base import utcnow
 from ..persistence.db import Database
 from . import outbox, retention
+from .feed import EventFeed
 from .models import Event
 from .outbox import Position
 
@@ -97,6 +99,22 @@ async def keep_pruning(db: Database) -> None:
             if pruned:
                 log.info("pruned %d event(s) older than they are kept", pruned)
         await asyncio.sleep(retention.PRUNE_INTERVAL)
+
+
+async def stream(
+    db: Database, feed: EventFeed, replies: StreamReplies, workspace_id: int, request: Any, resource_ref: str,
+    start: Callable[[Session, Cursor | None, timedelta], Cursor],
+) -> AsyncIterator[Any]:
+    """A Watch…Events RPC: the responses for `request` (its cursor and heartbeat interval), from where
+    `start(session, cursor, kept)` says (which checks `resource_ref` is the caller's), until cancelled."""
+    idle, cursor = replies.heartbeat_interval(request), replies.cursor(workspace_id, request)
+    kept = config.settings().event_retention
+    begin = await db.run_transaction(lambda s: start(s, cursor, kept), write=False)
+    async for message in feed.watch(
+        workspace_id, begin.position, begin.time, replies.event_reply,
+        functools.partial(replies.heartbeat_reply, workspace_id), idle, resource_ref or None,
+    ):
+        yield message
 
 
 class StreamReplies:

@@ -74,7 +74,8 @@ def event(message: MessageFacts, at: datetime) -> NewEvent:
     )
 
 
-def watch_start(session: Session, caller: Caller, message_ref: str, cursor: Cursor | None, kept: timedelta) -> Cursor:
+def watch_start(session: Session, cursor: Cursor | None, kept: timedelta, *, caller: Caller, message_ref: str
+                ) -> Cursor:
     """Where a WatchMessageEvents of the caller starts (watching.start); NOT_FOUND for a message_ref of no
     message of the caller's."""
     if message_ref:

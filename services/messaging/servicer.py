@@ -11,13 +11,14 @@ from sqlalchemy.orm import Session
 from voxplane.messaging.v1 import messaging_pb2 as pb
 from voxplane.messaging.v1 import messaging_pb2_grpc
 
-from ..core import config
 from ..core.auth import Access, Caller
 from ..core.paging import PageTokens
 from ..core.resources import get_owned
 from ..core.rpc import Incoming, rpc
 from ..core.servicer import Servicer
+from ..events import watching
 from ..persistence.db import Database
+from ..persistence.export import csv_chunks
 from . import events, faxes, history, sending
 from .messages import (
     event_replies,
@@ -82,34 +83,17 @@ class MessagingServicer(Servicer, messaging_pb2_grpc.MessagingServicer):
         self, request: pb.ExportMessagesRequest, caller: Caller, incoming: Incoming
     ) -> AsyncIterator[pb.ExportMessagesChunk]:
         """One chunk per database round trip (one short read transaction each), so memory stays flat."""
-        message_filter = filter_from(request.filter)
-        header = history.export_header()
-        before: int | None = None
-        while True:
-            data, before = await self.db.run_transaction(
-                functools.partial(history.export_chunk, caller=caller, f=message_filter, before_id=before),
-                write=False,
-            )
-            if header:
-                data, header = header + data, b""
-            if data:
-                yield pb.ExportMessagesChunk(data=data)
-            if before is None:
-                break
+        chunk = functools.partial(history.export_chunk, caller=caller, f=filter_from(request.filter))
+        async for data in csv_chunks(self.db, history.export_header(), chunk):
+            yield pb.ExportMessagesChunk(data=data)
 
     @rpc(Access.READ)
     async def WatchMessageEvents(
         self, request: pb.WatchMessageEventsRequest, caller: Caller, incoming: Incoming
     ) -> AsyncIterator[pb.WatchMessageEventsResponse]:
-        idle, cursor = self.replies.heartbeat_interval(request), self.replies.cursor(caller.workspace_id, request)
-        kept = config.settings().event_retention
-        start = await self.db.run_transaction(
-            lambda s: events.watch_start(s, caller, request.message_ref, cursor, kept), write=False
-        )
-        async for message in self.runner.feed.watch(
-            caller.workspace_id, start.position, start.time, self.replies.event_reply,
-            functools.partial(self.replies.heartbeat_reply, caller.workspace_id), idle, request.message_ref or None,
-        ):
+        start = functools.partial(events.watch_start, caller=caller, message_ref=request.message_ref)
+        async for message in watching.stream(self.db, self.runner.feed, self.replies, caller.workspace_id, request,
+                                             request.message_ref, start):
             yield message
 
     @rpc(Access.WRITE)
