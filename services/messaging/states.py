@@ -1,8 +1,7 @@
-"""Where a message may go from where it stands, and how every change is recorded.
-
-A receipt that arrives late (SENT after DELIVERED, say) never moves a message back: a status only
-advances, and a terminal one never changes again. Every change stores its time (a StatusChange) and
-its event, in the transaction that makes it.
+"""How a status change of a message loaded as a row object is recorded: its time kept (a StatusChange)
+and its event made, in the transaction that makes it. (The worker's hot path, delivery.py, moves many
+messages with single UPDATE statements instead, whose WHERE clauses say which statuses may move: a
+receipt that arrives late never moves a message back, and a final status never changes again.)
 """
 
 from __future__ import annotations
@@ -13,29 +12,10 @@ from ..events.outbox import NewEvent
 from . import events
 from .models import Message, StatusChange
 
-TERMINAL = frozenset({"DELIVERED", "UNDELIVERED", "FAILED", "CANCELED", "RECEIVED"})
-# How far along each status is; a change only ever goes further. A fax's SENT is terminal.
-_RANK = {"QUEUED": 0, "SCHEDULED": 0, "PENDING": 0, "SENDING": 1, "SENT": 2}
-
-
-def is_final(message: Message) -> bool:
-    return message.status in TERMINAL or (message.type == "FAX" and message.status == "SENT")
-
-
-def advances(message: Message, status: str) -> bool:
-    """Whether taking `status` moves `message` forward (a fax retry's PENDING after SENDING does)."""
-    if is_final(message) or status == message.status:
-        return False
-    if status in TERMINAL:
-        return True
-    if message.type == "FAX" and message.status == "SENDING" and status == "PENDING":
-        return True  # an attempt failed; another follows
-    return _RANK[status] > _RANK[message.status]
-
 
 def record(message: Message, status: str, at: datetime, reason: str = "") -> NewEvent:
-    """`message` takes `status` at `at` (the caller checked it advances), with its time kept; returns its
-    event, for the caller to append with the others of its transaction (one INSERT for them all)."""
+    """`message` takes `status` at `at`, with its time kept; returns its event, for the caller to append
+    with the others of its transaction (one INSERT for them all)."""
     message.status = status
     if reason:
         message.failure_reason = reason[:255]
