@@ -220,12 +220,17 @@ def busy_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def memory_mb(pid: int, field: str) -> float:
+    """A memory figure of the process's /proc status (VmRSS: now; VmHWM: its high-water mark), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no {field} in /proc/{pid}/status")
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM: the process's resident set high-water mark."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise BenchError(f"no VmHWM in /proc/{pid}/status")
+    return memory_mb(pid, "VmHWM")
 
 
 class ServerProcess:

@@ -74,6 +74,9 @@ def descriptor_set(source_info: bool = False) -> descriptor_pb2.FileDescriptorSe
         return descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
 
 
+HAND_WRITTEN_PACKAGES = {Path("voxplane/webhooks")}
+
+
 def generate(out: Path) -> None:
     """The Python modules, stubs and service config, into `out` (clients/python)."""
     _protoc(
@@ -84,11 +87,13 @@ def generate(out: Path) -> None:
         f"--mypy_out={out}",
         f"--mypy_grpc_out={out}",
     )
-    # Generated folders must be regular packages so setuptools ships them.
+    # Generated folders must be regular packages so setuptools ships them. One is the client's own
+    # code too: voxplane/webhooks/__init__.py (voxplane.webhooks.verify), which is not generated.
     for proto in proto_files():
         package = out / proto.parent.relative_to(PROTOS)
         while package != out:
-            (package / "__init__.py").touch()
+            if package.relative_to(out) not in HAND_WRITTEN_PACKAGES:
+                (package / "__init__.py").touch()
             package = package.parent
             if package == out / "voxplane":
                 break

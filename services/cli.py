@@ -19,7 +19,7 @@ from .core.errors import DomainError
 # The import names of pyproject.toml's `server` extra.
 SERVER_MODULES = (
     "sqlalchemy", "alembic", "psycopg", "phonenumbers", "grpc_reflection", "grpc_health", "pydantic_settings",
-    "cryptography", "gsm0338", "pypdf",
+    "cryptography", "defusedxml", "httpx", "sniffio", "gsm0338", "pypdf",
 )
 
 
@@ -79,7 +79,60 @@ def parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="revoke a key by its id; it stops working at once")
     revoke.add_argument("key_id")
     revoke.set_defaults(run="keys_revoke")
+
+    calls = commands.add_parser("calls", help="calls, on a running server").add_subparsers(dest="action", required=True)
+    inbound = calls.add_parser(
+        "simulate-inbound", help="have the simulated network report an inbound call (an operator key); prints it as JSON"
+    )
+    inbound.add_argument("--from", dest="source", required=True, help="the caller: E.164 or a SIP URI")
+    inbound.add_argument("--to", dest="destination", required=True, help="the number called, E.164")
+    inbound.add_argument("--digits", default="", help="DTMF the caller presses when a webhook's reply gathers some")
+    _client_options(inbound)
+    inbound.set_defaults(run="calls_simulate_inbound")
+    _webhooks_commands(commands)
     return top
+
+
+def _client_options(command: argparse.ArgumentParser) -> None:
+    """Where a command that talks to a running server finds it, and with which key."""
+    command.add_argument("--endpoint", help="host:port; default: VOXPLANE_ENDPOINT, else 127.0.0.1:50051")
+    command.add_argument("--api-key", help="default: VOXPLANE_API_KEY")
+
+
+def _webhooks_commands(commands: argparse._SubParsersAction) -> None:
+    hooks = commands.add_parser("webhooks", help="manage a workspace's webhook secret, settings and deliveries")
+    groups = hooks.add_subparsers(dest="group", required=True)
+
+    def command(group: argparse._SubParsersAction, name: str, run: str, help: str) -> argparse.ArgumentParser:
+        found = group.add_parser(name, help=help)
+        found.add_argument("--workspace", required=True, help="workspace name")
+        found.set_defaults(run=run)
+        return found
+
+    secret = groups.add_parser("secret", help="the signing secret").add_subparsers(dest="action", required=True)
+    command(secret, "create", "webhooks_secret_create", "create the signing secret; prints it, once, alone on stdout")
+    command(secret, "rotate", "webhooks_secret_rotate",
+            "replace it (both are signed with for 24 h); prints the new one, once, alone on stdout")
+
+    settings = groups.add_parser("settings", help="default URLs, whitelist, delivery log").add_subparsers(
+        dest="action", required=True
+    )
+    command(settings, "get", "webhooks_settings_get", "print the settings")
+    setting = command(settings, "set", "webhooks_settings_set", "change the settings given (an empty value clears one)")
+    setting.add_argument("--incoming-url", help="default URL for the events of inbound calls")
+    setting.add_argument("--outgoing-url", help="default URL for the events of outbound calls")
+    setting.add_argument("--whitelist", help="comma-separated agent refs and E.164 numbers whose calls use them")
+    setting.add_argument("--keep-delivery-log", choices=["on", "off"], help="keep delivered deliveries listed")
+    command(settings, "clear", "webhooks_settings_clear", "clear every setting")
+
+    deliveries = groups.add_parser("deliveries", help="list and redeliver").add_subparsers(dest="action", required=True)
+    listing = command(deliveries, "list", "webhooks_deliveries_list", "list deliveries, newest first")
+    listing.add_argument("--status", choices=["pending", "delivered", "failed"])
+    listing.add_argument("--limit", type=int, default=20)
+    retry = command(deliveries, "retry", "webhooks_deliveries_retry", "deliver one again, or every failed one since a time")
+    retry.add_argument("ref", nargs="?", help="the delivery")
+    retry.add_argument("--since", help="instead of a ref: every FAILED delivery created at or after this ISO time")
+    retry.add_argument("--url", help="with --since: only those to this URL")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,5 @@
-"""What the `voxplane` commands do (cli.py reads the command line): serve, migrate, and manage
-workspaces, API keys and the inventory. Needs the `server` extra."""
+"""What the `voxplane` commands do (cli.py reads the command line): serve, migrate, manage
+workspaces, API keys and the inventory, and inject simulated inbound calls. Needs the `server` extra."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
 
+from google.protobuf.json_format import MessageToJson
 from sqlalchemy.orm import Session
 from tqdm import tqdm
+
+from voxplane import Calls, VoxplaneError
 
 from .app import SERVICES, build_server
 from .core import config, workspaces
@@ -25,9 +29,12 @@ from .core.server import TlsFiles, serve_until_signalled
 from .numbers import inventory
 from .persistence.db import Database
 from .persistence.migrate import upgrade
+from .webhooks import deliveries, signing_keys
+from .webhooks import settings as webhook_settings
 
 T = TypeVar("T")
 DEV_WORKSPACE = "dev"
+DEV_WEBHOOK_ALLOW = "127.0.0.0/8,::1"  # receivers on the developer's machine
 
 
 def _transaction(fn: Callable[[Session], T]) -> T:
@@ -98,6 +105,74 @@ def cmd_keys_list(args: argparse.Namespace) -> None:
 def cmd_keys_revoke(args: argparse.Namespace) -> None:
     _transaction(lambda s: workspaces.revoke_key(s, args.key_id))
     print(f"revoked {args.key_id}", file=sys.stderr)
+
+
+def _in_workspace(name: str, fn: Callable[[Session, int], T]) -> T:
+    return _transaction(lambda s: fn(s, workspaces.find_workspace(s, name).id))
+
+
+def cmd_webhooks_secret_create(args: argparse.Namespace) -> None:
+    print(_in_workspace(args.workspace, signing_keys.create).secret)
+
+
+def cmd_webhooks_secret_rotate(args: argparse.Namespace) -> None:
+    rotated = _in_workspace(args.workspace, signing_keys.rotate)
+    print(rotated.secret)
+    print(f"the previous secret signs deliveries too until {rotated.previous_expire_time:%Y-%m-%d %H:%M:%S} UTC",
+          file=sys.stderr)
+
+
+def _print_settings(shown: webhook_settings.Shown) -> None:
+    print(f"incoming_url\t{shown.incoming_url}\noutgoing_url\t{shown.outgoing_url}\n"
+          f"whitelist\t{','.join(shown.whitelist)}\nkeep_delivery_log\t{'on' if shown.keep_delivery_log else 'off'}")
+
+
+def cmd_webhooks_settings_get(args: argparse.Namespace) -> None:
+    _print_settings(_in_workspace(args.workspace, webhook_settings.get))
+
+
+def cmd_webhooks_settings_set(args: argparse.Namespace) -> None:
+    given = {"incoming_url": args.incoming_url, "outgoing_url": args.outgoing_url, "whitelist": args.whitelist,
+             "keep_delivery_log": args.keep_delivery_log}
+    changes = webhook_settings.Changes(
+        args.incoming_url or "", args.outgoing_url or "",
+        [entry for entry in (args.whitelist or "").split(",") if entry.strip()], args.keep_delivery_log == "on",
+    )
+    fields = [name for name, value in given.items() if value is not None]
+    _print_settings(_in_workspace(args.workspace, lambda s, w: webhook_settings.update(s, w, changes, fields)))
+
+
+def cmd_webhooks_settings_clear(args: argparse.Namespace) -> None:
+    _print_settings(_in_workspace(args.workspace, webhook_settings.clear))
+
+
+def cmd_webhooks_deliveries_list(args: argparse.Namespace) -> None:
+    where = deliveries.Filter(status=args.status.upper() if args.status else None)
+
+    def rows(session: Session, workspace_id: int) -> list[str]:
+        found, _ = deliveries.list_deliveries(session, workspace_id, where, None, max(1, args.limit))
+        return [
+            f"{d.ref}\t{d.status}\t{d.attempts}\t{d.event_type}\t{d.resource_ref}\t{d.url}\t{d.last_error}"
+            for d in found
+        ]
+
+    print("\n".join(["REF\tSTATUS\tATTEMPTS\tEVENT\tRESOURCE\tURL\tLAST_ERROR", *_in_workspace(args.workspace, rows)]))
+
+
+def cmd_webhooks_deliveries_retry(args: argparse.Namespace) -> None:
+    if bool(args.ref) == bool(args.since):
+        raise InvalidArgument.of("ref", "give either a delivery's ref or --since, not both nor neither")
+    if args.ref:
+        _in_workspace(args.workspace, lambda s, w: deliveries.retry_one(s, w, args.ref))
+        print(f"delivery {args.ref} is pending again", file=sys.stderr)
+        return
+    try:
+        since = datetime.fromisoformat(args.since)
+    except ValueError:
+        raise InvalidArgument.of("since", f"{args.since!r} is not an ISO time such as 2026-12-01T09:00:00Z") from None
+    since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+    count = _in_workspace(args.workspace, lambda s, w: deliveries.retry_failed(s, w, since, args.url or ""))
+    print(f"{count} failed deliveries are pending again", file=sys.stderr)
 
 
 class _Unreadable(Exception):
@@ -188,7 +263,11 @@ def dev_api_key(session: Session, key_file: Path) -> str:
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    """`make run`: migrate, make sure a development key exists, print how to call, serve everything."""
+    """`make run`: migrate, make sure a development key exists, print how to call, serve everything.
+    Webhooks may go to receivers on this machine (loopback), unless VOXPLANE_WEBHOOK_ALLOW says otherwise."""
+    if "VOXPLANE_WEBHOOK_ALLOW" not in os.environ:
+        os.environ["VOXPLANE_WEBHOOK_ALLOW"] = DEV_WEBHOOK_ALLOW
+        config.reload()
     upgrade(config.database_url())
     key_file = config.settings().data_dir / "dev-api-key"
     key = _transaction(lambda s: dev_api_key(s, key_file))
@@ -200,6 +279,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
             f"\nvoxplane is serving {', '.join(SERVICES)} on {address}"
             f" (database: {config.database_url()})\n"
             f"development API key (also in {key_file}):\n  {key}\n"
+            f"webhooks may go to: public addresses and {config.settings().webhook_allow or 'no other'}\n"
             "try:\n"
             f"  {grpcurl} -plaintext {address} list\n"
             f"  {grpcurl} -plaintext -H 'authorization: Bearer {key}' "
@@ -208,3 +288,16 @@ def cmd_dev(args: argparse.Namespace) -> None:
         )
 
     _serve(["all"], args.host, args.port, announce)
+
+
+def cmd_calls_simulate_inbound(args: argparse.Namespace) -> None:
+    """SimulateInboundCall on the server at --endpoint: prints the response as JSON (grpcurl's form)."""
+    calls = Calls(endpoint=args.endpoint, api_key=args.api_key)
+    try:
+        routed = calls.simulate_inbound_call(source=args.source, destination=args.destination, digits=args.digits)
+    except VoxplaneError as error:
+        problems = "".join(f"\n  {v.field}: {v.description}" for v in error.field_violations)
+        sys.exit(f"voxplane: {error.code.name}: {error.message}{problems}")
+    finally:
+        calls.close()
+    print(MessageToJson(routed, preserving_proto_field_name=True))

@@ -7,5 +7,6 @@ from .messaging import models as _messaging  # noqa: F401
 from .numbers import models as _numbers  # noqa: F401
 from .persistence import tenancy as _tenancy  # noqa: F401
 from .persistence.base import Base
+from .webhooks import models as _webhooks  # noqa: F401
 
 metadata = Base.metadata

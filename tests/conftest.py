@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from voxplane import Agents, AsyncAgents, AsyncCalls, AsyncNumbers, Calls, Messaging, Numbers
+from voxplane import Agents, AsyncAgents, AsyncCalls, AsyncNumbers, Calls, Messaging, Numbers, Webhooks
 from voxplane.services.app import build_server
 from voxplane.services.calls.gateway import SimulatedGateway
 from voxplane.services.core import config, workspaces
@@ -214,6 +214,14 @@ def tenant(new_tenant) -> Tenant:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def other_tenant(new_tenant) -> Tenant:  # type: ignore[no-untyped-def]
     return new_tenant()
+
+
+@pytest.fixture
+def webhooks(tenant: Tenant, environment: Environment) -> None:
+    """The tenant signs its webhooks (a POST needs a signing secret), and the servers may post to 127.0.0.1."""
+    environment.set(VOXPLANE_WEBHOOK_ALLOW="127.0.0.0/8")
+    with Webhooks(endpoint=tenant.address, api_key=tenant.keys[Role.MEMBER]) as client:
+        client.create_signing_secret()
 
 
 def _valid_numbers() -> Iterator[str]:

@@ -8,6 +8,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import secrets
 import sqlite3
 import subprocess
 import time
@@ -25,27 +26,18 @@ from voxplane.services.calls import gateway, live, states
 from voxplane.services.calls.states import NetworkEvent
 from voxplane.services.core import config
 from voxplane.services.core.auth import Caller, Role
-from voxplane.services.events import outbox, retention
+from voxplane.services.events import feed, outbox, retention
 from voxplane.services.events.models import Event
 from voxplane.services.persistence.base import utcnow
 from voxplane.services.persistence.tenancy import Workspace
 
-from .test_calls import new_agent, wait_for
+from . import test_calls
+from .test_calls import wait_for
 from .test_grpcurl import GRPCURL
 
 S, H, T = pb.CallStatus, pb.HangupCause, pb.CallEventType
 E = states.Event
-
-
-@pytest.fixture
-def agent(tenant):  # type: ignore[no-untyped-def]
-    return new_agent(tenant)
-
-
-@pytest.fixture
-def calls(tenant):  # type: ignore[no-untyped-def]
-    with tenant.calls() as client:
-        yield client
+agent, calls = test_calls.agent, test_calls.calls  # its fixtures: an agent of the tenant, the tenant's Calls
 
 
 def events_of(stream, until: int | None = None, count: int | None = None, within: float = 10.0
@@ -402,3 +394,41 @@ def test_a_report_the_database_fails_is_retried_until_stored(calls, agent, serve
     with calls.watch_call_events(call.ref) as stream:
         found = events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)
     assert types(found)[-1] == "HANGUP" and calls.get_call(call.ref).status == S.CALL_STATUS_COMPLETED
+
+
+def test_a_watcher_too_slow_for_the_poller_reads_on_its_own_and_still_gets_each_event_once(
+        tenant, db, monkeypatch):
+    """The poller queues at most MAX_QUEUED rows for a watcher; one that does not read meanwhile is
+    dropped back to reading the outbox on its own, from where its queue ended."""
+    monkeypatch.setattr(feed, "MAX_QUEUED", 3)
+    workspace_id = db.transaction(
+        lambda s: s.scalars(select(Workspace.id).where(Workspace.ref == tenant.ref)).one(), write=False)
+
+    def store(count: int) -> list[str]:
+        made = [outbox.NewEvent(workspace_id, "call", f"slow-{secrets.token_hex(6)}", 1, "NEW_CALL", utcnow(),
+                                "OUTBOUND", None, {}) for _ in range(count)]
+        return db.transaction(lambda s: outbox.append(s, made), write=True)
+
+    async def watch() -> tuple[list[str], list[str]]:
+        events = feed.EventFeed(db, "call")
+        start = db.transaction(lambda s: outbox.read(s, outbox.START, limit=0, topic="call")[1], write=False)
+        stream = events.watch(workspace_id, start, utcnow(), lambda row: row.ref, lambda *_: None, idle=0.2)
+        assert await anext(stream) is None  # a heartbeat: it has joined the poller
+        stored = []
+        for _ in range(4):  # more than a queue takes, each while the watcher is not reading
+            stored += await asyncio.to_thread(store, 5)
+            events.wake()
+            await asyncio.sleep(0.2)
+        seen = []
+        deadline = time.monotonic() + 10
+        while len(seen) < len(stored):
+            assert time.monotonic() < deadline, f"{len(seen)} of {len(stored)} events came"
+            item = await asyncio.wait_for(anext(stream), 5)
+            if item is not None:
+                seen.append(item)
+        await stream.aclose()
+        await events.close()
+        return stored, seen
+
+    stored, seen = asyncio.run(watch())
+    assert seen == stored

@@ -102,8 +102,8 @@ def test_every_service_rpc_message_field_and_enum_value_is_commented():
 def test_public_surface_is_the_clients_options_and_errors():
     assert sorted(voxplane.__all__) == sorted(
         [
-            "Numbers", "AsyncNumbers", "Agents", "AsyncAgents", "Calls", "AsyncCalls", "Messaging", "AsyncMessaging",
-            "ClientOptions",
+            "Numbers", "AsyncNumbers", "Agents", "AsyncAgents", "Calls", "AsyncCalls", "Webhooks",
+            "AsyncWebhooks", "Messaging", "AsyncMessaging", "ClientOptions",
             "VoxplaneError", "InvalidArgumentError", "FieldViolation", "NotFoundError", "AlreadyExistsError",
             "FailedPreconditionError", "AbortedError", "UnauthenticatedError", "PermissionDeniedError",
             "UnavailableError", "DeadlineExceededError", "OutOfRangeError",

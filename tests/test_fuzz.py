@@ -4,7 +4,8 @@ Every RPC of every service in the generated `*_pb2` modules is covered by itself
 the requests are built from its input message's descriptor, with the values that break servers —
 empty, huge (a few KB), unicode, control and NUL characters, out-of-range numbers and enum values,
 Timestamps past year 9999 or with negative nanos, huge Durations, batches over 1,000 items, forged
-page tokens, another workspace's refs — plus raw bytes that decode as no message at all. Whatever
+page tokens, another workspace's refs — plus raw bytes that decode as no message at all, and
+requests plausible in every field but one, so that writes get past their checks too. Whatever
 the server answers must be OK or a deliberate code: never UNKNOWN or INTERNAL, never the client's
 RESOURCE_EXHAUSTED for a trailer over gRPC's metadata limit, a message under 1 KB; an OK answer never
 carries another workspace's data; and the server is healthy afterwards.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import secrets
 import string
 from collections.abc import Callable, Iterator
@@ -28,6 +30,7 @@ import pytest
 from google.protobuf import descriptor, message_factory
 from google.protobuf.descriptor import FieldDescriptor as F
 from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -37,11 +40,12 @@ from voxplane.calls.v1 import calls_pb2
 from voxplane.messaging.v1 import messaging_pb2
 from voxplane.numbers.v1 import numbers_pb2
 from voxplane.services.core.auth import Role
+from voxplane.webhooks.v1 import webhooks_pb2
 
 from .conftest import ServerThread, Tenant
 
 EXAMPLES = int(os.environ.get("VOXPLANE_FUZZ_EXAMPLES", "200"))
-MODULES = (numbers_pb2, agents_pb2, calls_pb2, messaging_pb2)
+MODULES = (numbers_pb2, agents_pb2, calls_pb2, webhooks_pb2, messaging_pb2)
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,84 @@ def build(cls: Any, desc: descriptor.Descriptor, values: dict[str, Any]) -> Any:
     return message
 
 
+# --- plausible requests, one field awkward ---------------------------------------------------------------
+#
+# Awkward values in every field mostly stop at the first check, so writes would rarely be reached: a
+# request is also drawn valid-looking in every field the fuzzer knows by name (the tenant's own refs, a
+# fresh valid number, a SIP URI…), then one field, any, is given an awkward value.
+
+
+def own_refs() -> list[str]:
+    """The fuzzing tenant's number, agent and call refs (the world fixture fills POOL)."""
+    return [POOL[i] for i in (0, 2, 4)] if POOL else [""]
+
+
+def fresh_numbers() -> st.SearchStrategy[str]:
+    from .conftest import _numbers, _numbers_lock
+
+    def take(_: object) -> str:
+        with _numbers_lock:
+            return next(_numbers)
+
+    return st.just(None).map(take)
+
+
+def _hex(prefix: str, suffix: str = "") -> st.SearchStrategy[str]:
+    return st.binary(min_size=4, max_size=4).map(lambda b: f"{prefix}{b.hex()}{suffix}")
+
+
+REFS = st.integers(0, 2).map(lambda i: own_refs()[i % len(own_refs())])
+PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
+    "ref": REFS, "refs": st.lists(REFS, min_size=1, max_size=3), "call_ref": REFS,
+    "e164_number": st.one_of(fresh_numbers(), st.integers(0, 10).map(lambda _: POOL[1] if POOL else "")),
+    "e164_numbers": st.lists(fresh_numbers(), min_size=1, max_size=3), "numbers": st.lists(fresh_numbers(), max_size=3),
+    "number": fresh_numbers(), "party": fresh_numbers(), "caller_id": st.just(""),
+    "source": st.integers(0, 1).map(lambda _: POOL[2] if POOL else ""), "device_id": st.just(""),
+    "destination": st.sampled_from(["+15005550001", "+15005550002", "sip:bob@sip.example.com"]),
+    "provider_ref": st.just("trunk-1"), "name": _hex("n-"), "username": _hex("u"), "secret": _hex("Secret-", "XYZ"),
+    "domains": st.lists(_hex("sip-", ".example.com"), min_size=1, max_size=2),
+    "aor_link": st.just("sip:1001@sip.example.com"), "forward_sip_to": st.just("sip:desk@sip.example.com"),
+    "webhook": st.just("https://hooks.example.com/voice"), "url": st.just("https://hooks.example.com/a.wav"),
+    "request_id": _hex("req-"), "region_code": st.sampled_from(["US", "GB"]), "country": st.just("US"),
+    "digits": st.sampled_from(["1", "123#"]), "note": st.text(max_size=20), "labels": st.lists(_hex("l"), max_size=3),
+    "label": _hex("l"), "prefix": st.sampled_from(["+1415", "+44"]), "etag": st.just(""), "page_token": st.just(""),
+}
+
+
+def plausible(desc: descriptor.Descriptor, depth: int = 0) -> st.SearchStrategy[Any]:
+    """Messages of `desc` with a plausible value in every field known by name (sub-messages too)."""
+    key = (desc.full_name, -1 - depth)
+    if key in _CACHE:
+        return _CACHE[key]
+    cls = message_factory.GetMessageClass(desc)
+    fields: dict[str, st.SearchStrategy[Any]] = {}
+    for field in desc.fields:
+        if field.name in PLAUSIBLE:
+            fields[field.name] = PLAUSIBLE[field.name]
+        elif field.message_type is not None and not field.message_type.GetOptions().map_entry and depth < 2 \
+                and not field.message_type.full_name.startswith("google.protobuf."):
+            sub = plausible(field.message_type, depth + 1)
+            fields[field.name] = st.lists(sub, min_size=1, max_size=2) if field.is_repeated else sub
+    made = st.fixed_dictionaries(fields).map(lambda values: build(cls, desc, values))
+    _CACHE[key] = made
+    return made
+
+
+def one_field_awkward(desc: descriptor.Descriptor) -> st.SearchStrategy[Any]:
+    """A plausible message of `desc` with one of its fields given an awkward value."""
+    if not desc.fields:
+        return plausible(desc)
+
+    def mutate(pair: tuple[Any, Any]) -> Any:
+        message, (name, value) = pair  # a message `build` made for this example alone
+        message.ClearField(name)
+        message.MergeFrom(build(type(message), desc, {name: value}))
+        return message
+
+    awkward = st.sampled_from(list(desc.fields)).flatmap(lambda f: field_values(f, 1).map(lambda v: (f.name, v)))
+    return st.tuples(plausible(desc), awkward).map(mutate)
+
+
 # --- the checks --------------------------------------------------------------------------------------------
 
 DELIBERATE = {
@@ -212,10 +294,44 @@ def check_answer(method: Method, request: bytes, code: grpc.StatusCode, details:
     assert len((details or "").encode()) < 1024, f"{method.name}: a {len(details or '')}-char message to {shown!r}"
     size = sum(len(k) + len(v) for k, v in trailers or ())
     assert size < 8192, f"{method.name}: a trailer of {size} bytes to {shown!r}"
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        for name in violated_fields(trailers):
+            assert name in REQUEST_WIDE or names_a_field(method.input, name), (
+                f"{method.name}: {name!r} is no field of {method.input.name} ({details!r} to {shown!r})")
     for answer in answers:
         for marker in SECRETS:
             assert marker not in answer or marker in SENT, \
                 f"{method.name} returned another workspace's data to {shown!r}"
+
+
+# What an INVALID_ARGUMENT may name besides a field: the request as a whole (undecodable, too large).
+REQUEST_WIDE = {"request", "…"}
+_PATH_STEP = re.compile(r"^(\w+)(?:\[[^\]]*\])*(?:\.(.*))?$")
+
+
+def violated_fields(trailers: Any) -> list[str]:
+    raw = dict(trailers or ()).get("grpc-status-details-bin")
+    if raw is None:
+        return []
+    status = status_pb2.Status.FromString(raw)
+    found = error_details_pb2.BadRequest()
+    return [v.field for d in status.details if d.Unpack(found) for v in found.field_violations]
+
+
+def names_a_field(desc: descriptor.Descriptor, path: str) -> bool:
+    """Whether `path` (`requests[3].e164_number`, `filter.party`, `metadata['k']`) walks fields of `desc`;
+    a path cut short (`metadata['ééé…`: a long key) by the field it starts with."""
+    if path.endswith("…"):
+        path = re.split(r"[.\[]", path, maxsplit=1)[0]
+    step = _PATH_STEP.match(path)
+    if step is None or step.group(1) not in desc.fields_by_name:
+        return False
+    field, rest = desc.fields_by_name[step.group(1)], step.group(2)
+    if not rest or field.message_type is None or field.message_type.GetOptions().map_entry:
+        return not rest
+    if field.message_type.full_name.startswith("google.protobuf."):
+        return True  # a Timestamp's or Duration's own parts
+    return names_a_field(field.message_type, rest)
 
 
 # Streams that run until the caller stops them: each is read for ENDLESS_FOR seconds, then stopped.
@@ -302,7 +418,11 @@ GARBAGE = st.one_of(st.binary(max_size=64), st.sampled_from([b"\xff" * 16, b"\x0
 @pytest.mark.parametrize("method", METHODS, ids=[m.name for m in METHODS])
 def test_no_request_reaches_internal(world: World, method: Method, record_property) -> None:  # type: ignore[no-untyped-def]
     codes: collections.Counter[str] = collections.Counter()
-    requests = st.one_of(messages(method.input).map(lambda m: m.SerializeToString()), GARBAGE)
+    requests = st.one_of(
+        messages(method.input).map(lambda m: m.SerializeToString()),
+        one_field_awkward(method.input).map(lambda m: m.SerializeToString()),
+        GARBAGE,
+    )
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
@@ -423,6 +543,14 @@ def test_a_batch_of_a_thousand_bad_items_names_the_first_fifty_and_counts_the_re
     fields = bad_fields(trailers)
     assert 2 <= len(fields) <= 51 and fields[0] == "requests[0].e164_number" and fields[-1] == "…"
     assert sum(len(k) + len(v) for k, v in trailers) < 8192
+
+
+def test_a_batch_items_unknown_mask_path_is_named_by_its_index(world):
+    item = calls_pb2.UpdateCallRecordRequest(ref=POOL[4], update_mask={"paths": ["status"]})
+    request = calls_pb2.BatchUpdateCallRecordsRequest(requests=[calls_pb2.UpdateCallRecordRequest(ref=POOL[4]), item])
+    code, _, trailers = call_raw(world, "BatchUpdateCallRecords", request.SerializeToString())
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_fields(trailers) == ["requests[1].update_mask"]
 
 
 def test_undecodable_bytes_are_invalid_argument(world):

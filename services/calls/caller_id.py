@@ -9,8 +9,9 @@ from .live import NewCall
 from .parties import Agent, Directory
 
 
-async def caller_id_of(new: NewCall, directory: Directory) -> str:
+async def caller_id_of(new: NewCall, directory: Directory) -> tuple[str, Agent | None]:
     """Checks every number and agent the call names against the workspace, then picks the caller ID.
+    Returns it and the agent whose phone rings first (the device, else the `source` agent).
 
     Every valid combination of sipgate's table is accepted (an agent `source`
     with or without caller_id / device_id; a number `source` with device_id,
@@ -42,9 +43,10 @@ async def caller_id_of(new: NewCall, directory: Directory) -> str:
         agent("device_id", new.device_id),
     )
     v.raise_if_any()
+    rings_first = device or from_agent
     if new.caller_id:
-        return new.caller_id
+        return new.caller_id, rings_first
     for candidate in (device, from_agent):
         if candidate is not None and (found := await directory.agent_number(candidate)):
-            return found
-    return new.source if new.source_is_number else ""
+            return found, rings_first
+    return (new.source if new.source_is_number else ""), rings_first

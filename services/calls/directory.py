@@ -30,7 +30,7 @@ from voxplane.numbers.v1 import numbers_pb2
 
 from ..core import config
 from ..core.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
-from .parties import Agent
+from .parties import Agent, Ingress
 
 
 def _unreachable(service: str, endpoint: str, error: VoxplaneError) -> Exception:
@@ -86,6 +86,25 @@ class Services:
             self.agents.with_api_key(api_key, timeout=time_remaining),
             self.answers,
             workspace_ref,
+        )
+
+    async def ingress(self, service_key: str, e164: str) -> Ingress | None:
+        """Where Numbers routes a call to `e164`, asked with a `service` key (which sees every workspace's
+        numbers); None when no ACTIVE or SUSPENDED number has it. Never reused: routing changes take effect
+        at once."""
+        try:
+            found = await self.numbers.with_api_key(service_key).get_ingress_info(
+                e164_number=e164, include_suspended=True
+            )
+        except (NotFoundError, InvalidArgumentError):
+            return None
+        except VoxplaneError as error:
+            raise _unreachable("Numbers", self.numbers.options.endpoint or "", error) from None
+        return Ingress(
+            workspace_ref=found.workspace_ref, e164=found.e164_number,
+            sip_target=found.aor_link or found.forward_sip_to or None,
+            webhook=found.ingress_info.webhook if found.HasField("ingress_info") else None,
+            suspended=found.state == numbers_pb2.NUMBER_STATE_SUSPENDED,
         )
 
     async def close(self) -> None:

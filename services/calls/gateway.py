@@ -1,9 +1,9 @@
 """The network side of calls, behind one narrow interface, and the built-in simulated network.
 
-The Calls service tells a `CallGateway` what to do (originate, hang up, mute…);
-the gateway reports what the network did (ringing, answer, hangup with a
-cause, DTMF) through the `report` callback it was built with. A SIP or
-media-server gateway implements the same interface.
+The Calls service tells a `CallGateway` what to do (originate, answer, dial, hang up, mute…); the
+gateway reports what the network did (ringing, answer, hangup with a cause, DTMF, each at the
+network's time) and the inbound calls it receives, through the `report` callback it was built with
+(`build_gateway`). A SIP or media-server gateway implements the same interface.
 """
 
 from __future__ import annotations
@@ -12,16 +12,74 @@ import abc
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from ..persistence.base import utcnow
+from ..core import config
+from ..persistence.base import new_ref, utcnow
 from . import states
 from .states import NetworkEvent
 
 log = logging.getLogger("voxplane.calls.gateway")
 
 
-Report = Callable[[NetworkEvent], Awaitable[None]]
+@dataclass(frozen=True)
+class InboundCall:
+    """A call the network received for `destination`: reported under a `ref` the gateway chose, which
+    the call keeps (and every later order and event of it uses)."""
+
+    ref: str
+    network_call_id: str  # the network's own id (a SIP Call-ID)
+    source: str  # the caller: E.164 or a SIP URI
+    destination: str  # the number called, E.164
+    time: datetime
+
+
+# What a gateway reports: a change of a call, or an inbound call (for which the callback returns what
+# Calls made of it; a gateway needs nothing back).
+Report = Callable[[NetworkEvent | InboundCall], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Device:
+    """The agent whose phone an outbound call rings first: where a SIP network reaches it."""
+
+    agent_ref: str
+    aors: tuple[str, ...]  # sip:username@domain, one per domain
+    domain: str  # the first of its domains
+
+
+@dataclass(frozen=True)
+class Origination:
+    """What a network needs to place an outbound call."""
+
+    ref: str
+    source: str  # an agent ref, or a number of the workspace
+    destination: str  # E.164 or a SIP URI
+    caller_id: str  # shown to the callee; "": anonymous
+    device: Device | None  # whose phone rings first
+    webhook: str | None  # the handler told of the call's events
+    timeout: int  # seconds the callee may take to answer
+
+
+@dataclass(frozen=True)
+class Dial:
+    """Ring `targets` (E.164 or SIP URIs) for a call that came in; the first to answer is bridged."""
+
+    targets: tuple[str, ...]
+    caller_id: str  # shown to the targets; "": anonymous
+    timeout: int
+
+
+@dataclass(frozen=True)
+class Gather:
+    """Collect up to `max_digits` DTMF digits within `timeout` seconds, after an optional announcement."""
+
+    max_digits: int
+    timeout: float
+    announcement: str = ""
 
 
 class CallGateway(abc.ABC):
@@ -31,7 +89,26 @@ class CallGateway(abc.ABC):
         self.report = report
 
     @abc.abstractmethod
-    async def originate(self, ref: str, from_party: str, to: str, caller_id: str, timeout: int) -> None: ...
+    async def originate(self, order: Origination) -> None: ...
+
+    @abc.abstractmethod
+    async def answer(self, ref: str) -> None:
+        """Answers a call that came in (reported as ANSWER)."""
+
+    @abc.abstractmethod
+    async def reject(self, ref: str, cause: str) -> None:
+        """Refuses a call that came in, with a hangup cause (reported as its END)."""
+
+    @abc.abstractmethod
+    async def dial(self, ref: str, order: Dial) -> None: ...
+
+    @abc.abstractmethod
+    async def voicemail(self, ref: str) -> None:
+        """Hands a call that came in to the voicemail (which answers it)."""
+
+    @abc.abstractmethod
+    async def gather(self, ref: str, order: Gather) -> None:
+        """Collects DTMF on an answered call; what was pressed is reported as DTMF ("" when nothing)."""
 
     @abc.abstractmethod
     async def hangup(self, ref: str) -> None: ...
@@ -64,6 +141,14 @@ class CallGateway(abc.ABC):
         """Stops reporting; calls on the network are left as they are."""
 
 
+def build_gateway(report: Report) -> CallGateway:
+    """The gateway `VOXPLANE_CALL_GATEWAY` names (the setting admits only those built here)."""
+    settings = config.settings()
+    if settings.call_gateway == "simulated":
+        return SimulatedGateway(report, ring_delay=settings.sim_ring_delay, answer_delay=settings.sim_answer_delay)
+    raise ValueError(f"VOXPLANE_CALL_GATEWAY: no gateway is named {settings.call_gateway!r}")
+
+
 # The simulated network's test destinations (any other destination answers).
 ANSWERS = "+15005550001"
 BUSY = "+15005550002"
@@ -77,8 +162,9 @@ FAR_END_HANGS_UP = "+1500555006"  # + N: answers, then the far end hangs up afte
 class SimulatedGateway(CallGateway):
     """A network in asyncio tasks, for development and tests: the destination picks the outcome.
 
-    `ring_delay` is the time from originate to ringing, `answer_delay` from
-    ringing to the answer (or to BUSY).
+    `ring_delay` is the time from originate (or dial) to ringing, `answer_delay` from ringing to the
+    answer (or to BUSY). `inject` reports an inbound call, whose caller presses the digits given
+    when a gather asks.
     """
 
     def __init__(self, report: Report, *, ring_delay: float = 0.05, answer_delay: float = 0.1):
@@ -86,14 +172,56 @@ class SimulatedGateway(CallGateway):
         self.ring_delay = ring_delay
         self.answer_delay = answer_delay
         self._calls: dict[str, asyncio.Task[None]] = {}
+        self._digits: dict[str, str] = {}  # what the caller of each injected call presses
         # (ref, order, args): the latest orders it was given, for tests and debugging.
         self.orders: collections.deque[tuple[str, str, tuple[object, ...]]] = collections.deque(maxlen=1000)
 
-    async def originate(self, ref: str, from_party: str, to: str, caller_id: str, timeout: int) -> None:
-        self.orders.append((ref, "originate", (from_party, to, caller_id, timeout)))
-        task = asyncio.get_running_loop().create_task(self._run(ref, to, timeout))
+    async def originate(self, order: Origination) -> None:
+        ref = order.ref
+        self.orders.append((ref, "originate", (order.source, order.destination, order.caller_id, order.timeout)))
+        self._start(ref, self._run(ref, order.destination, order.timeout))
+
+    def _start(self, ref: str, work: Coroutine[Any, Any, None]) -> None:
+        """Runs what the network does next for call `ref`, in place of what it was doing."""
+        self._stop(ref)
+        task = asyncio.get_running_loop().create_task(work)
         self._calls[ref] = task
-        task.add_done_callback(lambda _: self._calls.pop(ref, None))
+        task.add_done_callback(lambda done: self._calls.pop(ref, None) if self._calls.get(ref) is done else None)
+
+    async def inject(self, source: str, destination: str, digits: str = "") -> Any:
+        """Reports an inbound call from `source` to `destination`; returns what Calls made of it."""
+        ref = new_ref()
+        self._digits[ref] = digits
+        return await self.report(InboundCall(ref, f"sim-{ref}", source, destination, utcnow()))
+
+    async def answer(self, ref: str) -> None:
+        self.orders.append((ref, "answer", ()))
+        await self._report(ref, states.Event.ANSWER)
+
+    async def reject(self, ref: str, cause: str) -> None:
+        self.orders.append((ref, "reject", (cause,)))
+        self._stop(ref)
+        self._digits.pop(ref, None)
+        await self._report(ref, states.Event.END, cause)
+
+    async def dial(self, ref: str, order: Dial) -> None:
+        """The first target picks the outcome, as an originate's destination does."""
+        self.orders.append((ref, "dial", (order.targets, order.caller_id, order.timeout)))
+        self._start(ref, self._run(ref, order.targets[0], order.timeout))
+
+    async def voicemail(self, ref: str) -> None:
+        self.orders.append((ref, "voicemail", ()))
+        await self._report(ref, states.Event.ANSWER)
+
+    async def gather(self, ref: str, order: Gather) -> None:
+        self.orders.append((ref, "gather", (order.max_digits, order.timeout, order.announcement)))
+        self._start(ref, self._press(ref, order))
+
+    async def _press(self, ref: str, order: Gather) -> None:
+        """The caller presses their digits (up to `max_digits`) at once, or nothing until the timeout."""
+        digits = self._digits.get(ref, "")[: order.max_digits]
+        await asyncio.sleep(self.ring_delay if digits else order.timeout)
+        await self._report(ref, None, dtmf=digits)
 
     async def _run(self, ref: str, to: str, timeout: int) -> None:
         end = states.Event.END
@@ -120,11 +248,11 @@ class SimulatedGateway(CallGateway):
             await asyncio.sleep(int(suffix))
             await self._report(ref, end, states.NORMAL_CLEARING)
 
-    async def _report(self, ref: str, event: states.Event, cause: str | None = None) -> None:
+    async def _report(self, ref: str, event: states.Event | None, cause: str | None = None, dtmf: str = "") -> None:
         try:
-            await self.report(NetworkEvent(ref, event, cause, time=utcnow()))
+            await self.report(NetworkEvent(ref, event, cause, dtmf, utcnow()))
         except Exception:  # noqa: BLE001 - a failed report must not kill the simulated network
-            log.exception("reporting %s of call %s failed", event.value, ref)
+            log.exception("reporting %s of call %s failed", event.value if event else "DTMF", ref)
 
     def _stop(self, ref: str) -> None:
         task = self._calls.pop(ref, None)
@@ -134,6 +262,7 @@ class SimulatedGateway(CallGateway):
     async def hangup(self, ref: str) -> None:
         self.orders.append((ref, "hangup", ()))
         self._stop(ref)
+        self._digits.pop(ref, None)
 
     async def cancel(self, ref: str) -> None:
         self.orders.append((ref, "cancel", ()))
@@ -168,3 +297,4 @@ class SimulatedGateway(CallGateway):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._calls.clear()
+        self._digits.clear()

@@ -50,7 +50,7 @@ class NewCall:
     request_id: str | None
 
 
-def _party(v: Violations, field: str, value: str) -> str | None:
+def checked_party(v: Violations, field: str, value: str) -> str | None:
     """A callee: E.164 (any form with a country code) or a `sip:`/`sips:` URI."""
     value = value.strip()
     if value.lower().startswith(("sip:", "sips:")):
@@ -71,7 +71,7 @@ def checked_new_call(
         checked_source = validation.e164(v, "source", source) or ""
     else:
         checked_source = validation.text(v, "source", source, max_len=MAX_REF, required=True)
-    checked_destination = _party(v, "destination", destination) or ""
+    checked_destination = checked_party(v, "destination", destination) or ""
     checked_caller_id = validation.e164(v, "caller_id", caller_id) or "" if caller_id.strip() else ""
     device_id = validation.text(v, "device_id", device_id, max_len=MAX_REF)
     if source_is_number and not device_id:
@@ -112,18 +112,21 @@ _CALLS = table_of(Call)
 _CALL_COLUMNS = [(a.key, a.columns[0].name) for a in sa_inspect(Call).column_attrs if a.key != "id"]
 
 
-def insert_call(session: Session, caller: Caller, new: NewCall, caller_id: str, runner_id: str) -> Call:
+def insert_call(
+    session: Session, caller: Caller, new: NewCall, caller_id: str, runner_id: str, *, ref: str | None = None,
+    direction: str = "OUTBOUND",
+) -> Call:
     """Stores the QUEUED call, carried by `runner_id`, its two parties and its NEW_CALL event, with Core
     statements: the ORM's unit of work cost several times as much, on every call. A request_id an
-    earlier create used raises IntegrityError.
+    earlier create used raises IntegrityError. An inbound call keeps the `ref` the network reported it under.
 
     Returns the Call as a transient object, every column set, for the response.
     """
     now = utcnow()
     call = Call(
-        ref=new_ref(), workspace_id=caller.workspace_id, request_id=new.request_id, create_time=now,
+        ref=ref or new_ref(), workspace_id=caller.workspace_id, request_id=new.request_id, create_time=now,
         update_time=now, version=1, from_party=new.source, to_party=new.destination, caller_id=caller_id,
-        device_id=new.device_id, direction="OUTBOUND", status=states.QUEUED, hangup_cause=None, muted=False,
+        device_id=new.device_id, direction=direction, status=states.QUEUED, hangup_cause=None, muted=False,
         on_hold=False, recording=False, webhook=new.webhook, timeout_seconds=new.timeout,
         call_metadata=new.metadata, answer_time=None, end_time=None, starred=False, archived=False, read=False,
         note="", runner_id=runner_id, labels=[], event_sequence=1,
@@ -367,7 +370,7 @@ def unchanged(call: Call, emit: Emit) -> None:
 
 def checked_transfer_target(destination: str) -> str:
     v = Violations()
-    target = _party(v, "destination", destination)
+    target = checked_party(v, "destination", destination)
     v.raise_if_any()
     return target or ""
 

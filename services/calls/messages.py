@@ -12,7 +12,7 @@ from ..core.convert import ProtoEnum, changed_fields, duration, optional, time_o
 from ..core.errors import Violations
 from ..core.paging import PageTokens
 from ..events.watching import StreamReplies
-from . import events, history, live
+from . import events, history, inbound, live
 from .models import Call
 
 DIRECTION = ProtoEnum(pb.Direction)
@@ -99,9 +99,10 @@ def filter_from(message: pb.CallFilter) -> history.CallFilter:
     return call_filter
 
 
-def marks_from(request: pb.UpdateCallRecordRequest) -> history.Marks:
-    """The marks an UpdateCallRecord changes; None for those it leaves alone."""
-    changes = changed_fields(request, MARK_FIELDS)
+def marks_from(request: pb.UpdateCallRecordRequest, prefix: str = "") -> history.Marks:
+    """The marks an UpdateCallRecord changes; None for those it leaves alone. `prefix` names the request
+    in errors (`requests[3].`, in a batch)."""
+    changes = changed_fields(request, MARK_FIELDS, f"{prefix}update_mask")
     return history.Marks(
         starred=request.starred if "starred" in changes else None,
         archived=request.archived if "archived" in changes else None,
@@ -109,3 +110,13 @@ def marks_from(request: pb.UpdateCallRecordRequest) -> history.Marks:
         note=request.note if "note" in changes else None,
         labels=list(request.labels) if "labels" in changes else None,
     )
+
+
+def simulated_call_from(request: pb.SimulateInboundCallRequest) -> inbound.SimulatedCall:
+    return inbound.checked_simulated_call(request.source, request.destination, request.digits)
+
+
+def routed_proto(routed: inbound.Routed) -> pb.SimulateInboundCallResponse:
+    if routed.call is None:
+        return pb.SimulateInboundCallResponse(hangup_cause=HANGUP_CAUSE.number(routed.rejected_cause))
+    return pb.SimulateInboundCallResponse(call=call_proto(routed.call))

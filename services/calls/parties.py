@@ -23,6 +23,18 @@ class Agent:
         return [f"sip:{self.username}@{domain}" for domain in self.domains]
 
 
+@dataclass(frozen=True)
+class Ingress:
+    """Where the Numbers service routes an inbound call: exactly one of `sip_target` (the number's
+    `aor_link` or `forward_sip_to`) and `webhook` is set. A `suspended` number routes no call."""
+
+    workspace_ref: str
+    e164: str
+    sip_target: str | None
+    webhook: str | None
+    suspended: bool = False
+
+
 class Directory(Protocol):
     """The caller's workspace as the Numbers and Agents services see it."""
 

@@ -1,13 +1,15 @@
 """This Calls process at work: the network it carries calls on, and everything that runs beside the RPCs.
 
 A `Runner` owns the CallGateway, the EventRecorder that stores what the network reports, the
-heartbeat that keeps this process's calls its own (heartbeats.py), and the Numbers and Agents
-clients that check a new call's parties. The servicer is given one and turns protos into its calls.
+heartbeat that keeps this process's calls its own (heartbeats.py), the Numbers and Agents clients
+that check a new call's parties and route inbound calls, and the steering of calls by their
+webhooks' replies (steering.py). The servicer is given one and turns protos into its calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -15,42 +17,46 @@ from datetime import timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..core import config
-from ..core.auth import Caller
-from ..core.errors import InvalidArgument, Unavailable
+from ..core import config, workspaces
+from ..core.auth import Caller, Role
+from ..core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ..core.rpc import Incoming
 from ..events import watching
 from ..events.feed import EventFeed
 from ..persistence.base import new_ref, utcnow
 from ..persistence.db import Database
-from . import events, heartbeats, live, liveness, states
+from . import events, heartbeats, inbound, live, liveness, states, steering
 from .caller_id import caller_id_of
 from .directory import Services
-from .gateway import CallGateway, SimulatedGateway
+from .gateway import CallGateway, Device, Dial, InboundCall, Origination, SimulatedGateway, build_gateway
 from .models import Call
 from .parties import Directory
 from .recorder import EventRecorder
+from .steering import Post, Steering
 
 log = logging.getLogger("voxplane.calls")
 
 # An order to the network about one call: `lambda network, ref: network.mute(ref, True)`.
 Order = Callable[[CallGateway, str], Awaitable[None]]
+# The workspace of the service key a Calls process makes for itself when VOXPLANE_CALLS_SERVICE_KEY is unset.
+SERVICE_WORKSPACE = "voxplane-calls"
 
 
 class Runner:
     """One Calls process: its runner id, gateway, event recorder, heartbeat and directory clients."""
 
-    def __init__(self, db: Database, gateway: CallGateway | None = None):
+    def __init__(self, db: Database, post: Post | None = None):
         self.db = db
         self.id = new_ref()
-        if gateway is None:
-            settings = config.settings()
-            gateway = SimulatedGateway(
-                self._on_network_event, ring_delay=settings.sim_ring_delay, answer_delay=settings.sim_answer_delay
-            )
-        self.gateway = gateway
+        self.gateway = build_gateway(self._on_report)
         self.feed = EventFeed(db, events.TOPIC)  # what this process's WatchCallEvents streams read
         self.events = EventRecorder(db, stored=self.feed.wake)
+        self.steering = Steering(
+            db, self.gateway, self.events.record, post or functools.partial(steering.post_now, db=db)
+        )
+        self._service_key: str | None = None
+        self._made_service_key = False
+        self._key_lock = asyncio.Lock()
         self.heartbeat = config.settings().calls_heartbeat
         self.stale_after = timedelta(seconds=self.heartbeat * 6)
         self._endpoint: str | None = None
@@ -63,7 +69,10 @@ class Runner:
         """Records this runner and ends the calls of runners that stopped (a crash, including a previous run
         of this one), then beats. Numbers and Agents are asked at `endpoint` unless configured elsewhere."""
         if isinstance(self.gateway, SimulatedGateway):
-            log.warning("Calls runs on the SIMULATED network: no call reaches a phone (see README, 'Calls')")
+            log.warning(
+                "Calls runs on the SIMULATED network: no call reaches a phone, and inbound calls are only those "
+                "injected with SimulateInboundCall (see README, 'Calls')"
+            )
         self._endpoint = endpoint
         await self.db.run(self.lock.acquire)
 
@@ -100,15 +109,26 @@ class Runner:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        await self.steering.close()
         await self.gateway.close()
         await self.events.close()
+        await self.feed.close()
         if self._services is not None:
             await self._services.close()
         try:
             ended = await self.db.run_transaction(lambda s: heartbeats.stop_runner(s, self.id), write=True)
             _log_ended(ended, "running call(s) on stopping")
+            if self._made_service_key and self._service_key:
+                key_id = self._service_key.split("_")[1]  # vxp_<key id>_<secret>
+                await self.db.run_transaction(lambda s: workspaces.revoke_key(s, key_id), write=True)
         finally:
             await self.db.run(self.lock.release)
+
+    async def _on_report(self, report: states.NetworkEvent | InboundCall) -> inbound.Routed | None:
+        if isinstance(report, InboundCall):
+            return await self._route(report)
+        await self._on_network_event(report)
+        return None
 
     async def _on_network_event(self, event: states.NetworkEvent) -> None:
         """What the gateway reports; an event the call's status does not allow is logged and dropped."""
@@ -117,15 +137,63 @@ class Runner:
         except states.TransitionRefused as refused:
             what = event.event.value if event.event else f"DTMF {event.dtmf!r}"
             log.info("network event %s on call %s ignored: %s", what, event.ref, refused)
+            return
+        if event.event is None:
+            self.steering.data(event.ref)
+        elif event.event is states.Event.END:
+            self.steering.forget(event.ref)
 
-    def _directory(self, caller: Caller, incoming: Incoming) -> Directory:
+    async def _route(self, call: InboundCall) -> inbound.Routed:
+        """Asks Numbers where the call goes, stores it in the number's workspace, then hands the call to the
+        webhook that steers it, if any, else rings the number's SIP target. A number no workspace has is
+        rejected (NOT_FOUND) and nothing is stored; a suspended one's call is stored, rejected the same way."""
+        ingress = await self._numbers_and_agents().ingress(await self._routing_key(), call.destination)
+        if ingress is None:
+            await self.gateway.reject(call.ref, states.NOT_FOUND)
+            return inbound.Routed(None, states.NOT_FOUND)
+        stored, steered_by = await self.db.run_transaction(
+            lambda s: inbound.insert_inbound_call(s, call, ingress, self.id), write=True
+        )
+        if ingress.suspended:  # refused, and kept in the workspace's history
+            await self.gateway.reject(call.ref, states.NOT_FOUND)
+            return inbound.Routed(await self.db.run_transaction(lambda s: inbound.call_by_ref(s, call.ref), write=False))
+        if steered_by:
+            self.steering.new_call(stored, steered_by, ingress.sip_target)
+        elif ingress.sip_target:
+            await self.gateway.dial(stored.ref, Dial((ingress.sip_target,), stored.caller_id, stored.timeout_seconds))
+        return inbound.Routed(stored)
+
+    async def simulate_inbound(self, call: inbound.SimulatedCall) -> inbound.Routed:
+        """Has the simulated network report an inbound call; refused on any other network."""
+        if not isinstance(self.gateway, SimulatedGateway):
+            raise FailedPrecondition(
+                f"This server's network is {config.settings().call_gateway!r}, not the simulated one: "
+                "inbound calls come from the network."
+            )
+        routed: inbound.Routed = await self.gateway.inject(call.source, call.destination, call.digits)
+        return routed
+
+    async def _routing_key(self) -> str:
+        """The `service` key Calls asks Numbers with where inbound calls go: VOXPLANE_CALLS_SERVICE_KEY, else
+        one this process makes for itself (and revokes when it stops)."""
+        async with self._key_lock:
+            if self._service_key is None:
+                configured = config.settings().calls_service_key
+                self._made_service_key = not configured
+                self._service_key = configured or await self.db.run_transaction(_new_service_key, write=True)
+            return self._service_key
+
+    def _numbers_and_agents(self) -> Services:
         if self._services is None:
             numbers = config.settings().numbers_endpoint or self._endpoint
             agents = config.settings().agents_endpoint or self._endpoint
             if not (numbers and agents):
                 raise Unavailable("The Calls service does not know where Numbers and Agents are; retry shortly.")
             self._services = Services(numbers, agents)
-        return self._services.directory(incoming.api_key, caller.workspace_ref, incoming.time_remaining)
+        return self._services
+
+    def _directory(self, caller: Caller, incoming: Incoming) -> Directory:
+        return self._numbers_and_agents().directory(incoming.api_key, caller.workspace_ref, incoming.time_remaining)
 
     async def create(self, caller: Caller, incoming: Incoming, new: live.NewCall) -> Call:
         """Places `new`: checks its parties, stores it QUEUED, and gives the network the order. A retry of
@@ -134,7 +202,7 @@ class Runner:
             live.CALL_BY_REQUEST_ID, workspace_id=caller.workspace_id, request_id=new.request_id
         ):
             return await self._earlier_call(caller, new.request_id)
-        caller_id = await caller_id_of(new, self._directory(caller, incoming))
+        caller_id, rings_first = await caller_id_of(new, self._directory(caller, incoming))
         try:
             call = await self.db.run_transaction(
                 lambda s: live.insert_call(s, caller, new, caller_id, self.id), write=True
@@ -142,7 +210,12 @@ class Runner:
         except IntegrityError:  # the request_id's unique key: a concurrent try of the same create won
             return await self._earlier_call(caller, new.request_id)
         self.feed.wake()
-        await self.gateway.originate(call.ref, call.from_party, call.to_party, call.caller_id, call.timeout_seconds)
+        device = None
+        if rings_first is not None:
+            device = Device(rings_first.ref, tuple(rings_first.addresses), next(iter(rings_first.domains), ""))
+        await self.gateway.originate(Origination(
+            call.ref, call.from_party, call.to_party, call.caller_id, device, call.webhook, call.timeout_seconds
+        ))
         return call
 
     async def _earlier_call(self, caller: Caller, request_id: str | None) -> Call:
@@ -164,6 +237,18 @@ class Runner:
         )
         self.feed.wake()
         return changed
+
+
+def _new_service_key(session: Session) -> str:
+    try:
+        workspace = workspaces.find_workspace(session, SERVICE_WORKSPACE)
+    except NotFound:
+        try:
+            with session.begin_nested():
+                workspace = workspaces.create_workspace(session, SERVICE_WORKSPACE)
+        except AlreadyExists:  # another Calls process made it meanwhile
+            workspace = workspaces.find_workspace(session, SERVICE_WORKSPACE)
+    return workspaces.create_key(session, workspace, Role.SERVICE)
 
 
 def _log_ended(ended: int, which: str) -> None:

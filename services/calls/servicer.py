@@ -21,7 +21,7 @@ from ..core.servicer import Servicer
 from ..events import watching
 from ..persistence.db import Database
 from . import events, live, states
-from .messages import call_proto, event_replies, new_call_from
+from .messages import call_proto, event_replies, new_call_from, routed_proto, simulated_call_from
 from .models import Call
 from .runner import Runner
 from .servicer_history import HistoryRpcs
@@ -130,3 +130,9 @@ class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
         async for message in watching.stream(self.db, self.runner.feed, self.replies, caller.workspace_id, request,
                                              request.call_ref, start):
             yield message
+
+    @rpc(Access.OPERATE)
+    async def SimulateInboundCall(
+        self, request: pb.SimulateInboundCallRequest, caller: Caller, incoming: Incoming
+    ) -> pb.SimulateInboundCallResponse:
+        return routed_proto(await self.runner.simulate_inbound(simulated_call_from(request)))

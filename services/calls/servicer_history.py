@@ -39,7 +39,8 @@ class HistoryRpcs(Servicer):
         self, request: pb.BatchUpdateCallRecordsRequest, caller: Caller, session: Session
     ) -> pb.BatchUpdateCallRecordsResponse:
         calls = history.update_records(
-            session, caller, [(item.ref, marks_from(item), item.etag) for item in request.requests]
+            session, caller,
+            [(item.ref, marks_from(item, f"requests[{i}]."), item.etag) for i, item in enumerate(request.requests)],
         )
         return pb.BatchUpdateCallRecordsResponse(calls=[call_proto(c) for c in calls])
 

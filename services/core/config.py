@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # How long a webhook delivery is retried (the Standard Webhooks schedule ends after about 3 days).
 WEBHOOK_RETRY_WINDOW = timedelta(days=3)
 RETENTION_MARGIN = timedelta(days=1)
+LONGEST_RETENTION_DAYS = 3650
 
 
 class Settings(BaseSettings):
@@ -60,6 +61,22 @@ class Settings(BaseSettings):
     # Seconds between a Calls process's heartbeats, the same on every replica: a process silent for six
     # of them is taken for stopped, and its running calls are ended.
     calls_heartbeat: float = 5
+    # The network calls are carried on: `simulated` is the only one so far (a SIP gateway follows).
+    call_gateway: Literal["simulated"] = "simulated"
+    # A `service` API key Calls asks Numbers with where an inbound call goes (any workspace's number);
+    # empty: Calls makes one for itself, in the workspace `voxplane-calls`, revoked when it stops.
+    calls_service_key: str = ""
+    # Seconds an inbound call waits for a webhook's reply to NEW_CALL or DATA before it goes on without.
+    steering_timeout: float = 5
+    # Webhook URLs the server may post to although they resolve to loopback, private, link-local or
+    # metadata addresses: comma-separated CIDRs ("127.0.0.0/8") and host names ("receiver.internal").
+    # For development and tests; empty in production.
+    webhook_allow: str = ""
+    # Seconds one delivery attempt waits for the receiver's answer.
+    webhook_timeout: float = 10
+    # Seconds between a failed attempt and the next (a JSON list; each drawn ±20% for jitter); after
+    # the last, the delivery fails. The default is Standard Webhooks' schedule, about three days.
+    webhook_retry_schedule: list[float] = [5, 300, 1800, 7200, 18000, 36000, 36000, 36000, 36000, 36000, 36000, 36000]
     # The carrier off-net SMS and faxes go to: `simulated` is the only one so far.
     messaging_carrier: Literal["simulated"] = "simulated"
     # A `service` API key Messaging asks Numbers with where an SMS goes (any workspace's number); empty:
@@ -85,10 +102,10 @@ class Settings(BaseSettings):
     @field_validator("event_retention_days")
     @classmethod
     def _longer_than_retries(cls, value: float) -> float:
-        shortest = WEBHOOK_RETRY_WINDOW + RETENTION_MARGIN
-        if timedelta(days=value) < shortest:
-            raise ValueError(f"must be at least {shortest.days} days: the webhook retry window "
-                             f"({WEBHOOK_RETRY_WINDOW.days} days) and a day, got {value:g}")
+        shortest = (WEBHOOK_RETRY_WINDOW + RETENTION_MARGIN).days
+        if not shortest <= value <= LONGEST_RETENTION_DAYS:
+            raise ValueError(f"must be {shortest} to {LONGEST_RETENTION_DAYS} days (at least the webhook retry "
+                             f"window, {WEBHOOK_RETRY_WINDOW.days} days, and a day), got {value:g}")
         return value
 
     @property

@@ -111,17 +111,18 @@ class ProtoEnum(Generic[V]):
         return ""
 
 
-def changed_fields(request: Any, allowed: Collection[str]) -> frozenset[str]:
+def changed_fields(request: Any, allowed: Collection[str], field: str = "update_mask") -> frozenset[str]:
     """The fields an Update request changes (AIP-134): the paths of its `update_mask`, each one of
-    `allowed` (else INVALID_ARGUMENT naming `update_mask`), or, without a mask, the allowed fields set
-    to a non-default value. A path naming a message ("settings") stands for its allowed subfields too.
+    `allowed` (else INVALID_ARGUMENT naming `field`: a batch item's is `requests[i].update_mask`), or,
+    without a mask, the allowed fields set to a non-default value. A path naming a message ("settings")
+    stands for its allowed subfields too.
     """
     paths = list(request.update_mask.paths)
     if paths:
         unknown = [path for path in paths if path not in allowed]
         if unknown:
             raise InvalidArgument.of(
-                "update_mask", f"{unknown[0]!r} is not a field this update changes; it changes {', '.join(allowed)}"
+                field, f"{unknown[0]!r} is not a field this update changes; it changes {', '.join(allowed)}"
             )
     else:
         paths = [path for path in _populated(request) if path in allowed]

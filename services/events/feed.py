@@ -71,6 +71,12 @@ class EventFeed:
         """This process stored events: read them now rather than at the next tick."""
         self._woken.set()
 
+    async def close(self) -> None:
+        """Stops the poller (the server has stopped its streams, or is about to)."""
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+
     async def watch(
         self, workspace_id: int, after: Position, since: datetime, render: Callable[[Event], T],
         heartbeat: Callable[[Position, datetime], T], idle: float, resource_ref: str | None = None,

@@ -76,6 +76,7 @@ class IngressRoute:
     workspace_ref: str
     routing: Routing
     settings: Settings
+    state: str = "ACTIVE"
 
 
 NO_ROUTING = Routing()
@@ -301,7 +302,7 @@ def list_numbers(
     return keyset.page(session, query, Number.id, after_id, size)
 
 
-_INGRESS_LOOKUP = (
+_INGRESS_COLUMNS = (
     select(
         Number.ref,
         Number.e164_number,
@@ -313,10 +314,14 @@ _INGRESS_LOOKUP = (
         Number.recording_enabled,
         Number.caller_id_prefix,
         Number.caller_id_passthrough,
+        Number.state,
     )
     .join(Workspace, Workspace.id == Number.workspace_id)
-    .where(Number.e164_number == bindparam("e164"), Number.state == "ACTIVE")
+    .where(Number.e164_number == bindparam("e164"))
 )
+_INGRESS_LOOKUP = _INGRESS_COLUMNS.where(Number.state == "ACTIVE")
+# Spelled as an OR: `lookup` runs a statement compiled once, which an IN's expanding parameter is not.
+_INGRESS_OR_SUSPENDED = _INGRESS_COLUMNS.where(or_(Number.state == "ACTIVE", Number.state == "SUSPENDED"))
 
 
 _MESSAGING_LOOKUP = (
@@ -335,7 +340,7 @@ class MessagingRoute:
 
 
 async def _active_number_row(db: Database, caller: Caller, lookup: Any, e164_number: str) -> Any:
-    """The row `lookup` finds for the ACTIVE number `e164_number`, if the caller may see it. Stored
+    """The row `lookup` finds for the number `e164_number` (ACTIVE, as lookups ask), if the caller may see it. Stored
     numbers are E.164 already, so the number is parsed only when the exact lookup misses (to normalise
     another spelling, or to explain why it is not a number)."""
     row = await db.lookup(lookup, e164=e164_number)
@@ -355,12 +360,16 @@ async def messaging_route(db: Database, caller: Caller, e164_number: str) -> Mes
     return MessagingRoute(row[0], row[1], row[3], row[4])
 
 
-async def ingress_route(db: Database, caller: Caller, e164_number: str) -> IngressRoute:
+async def ingress_route(
+    db: Database, caller: Caller, e164_number: str, include_suspended: bool = False
+) -> IngressRoute:
     """Where a call to `e164_number` goes, if the caller may know: the SIP edge's hot path. Only ACTIVE
-    numbers with a routing route calls."""
-    row = await _active_number_row(db, caller, _INGRESS_LOOKUP, e164_number)
+    numbers with a routing route calls (a SUSPENDED one is answered, routing none, when
+    `include_suspended`)."""
+    lookup = _INGRESS_OR_SUSPENDED if include_suspended else _INGRESS_LOOKUP
+    row = await _active_number_row(db, caller, lookup, e164_number)
     routing = Routing(*row[4:7])
     if not routing.is_set:
         raise NotFound(f"The number {e164_number} has no routing yet.")
     settings = Settings(recording_enabled=bool(row[7]), caller_id_prefix=row[8], caller_id_passthrough=bool(row[9]))
-    return IngressRoute(row[0], row[1], row[3], routing, settings)
+    return IngressRoute(row[0], row[1], row[3], routing, settings, row[10])

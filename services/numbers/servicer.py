@@ -95,9 +95,10 @@ class NumbersServicer(
     async def GetIngressInfo(
         self, request: pb.GetIngressInfoRequest, caller: Caller, incoming: Incoming
     ) -> pb.GetIngressInfoResponse:
-        route = await provisioning.ingress_route(self.db, caller, request.e164_number)
+        route = await provisioning.ingress_route(self.db, caller, request.e164_number, request.include_suspended)
         response = pb.GetIngressInfoResponse(
-            number_ref=route.number_ref, e164_number=route.e164_number, workspace_ref=route.workspace_ref
+            number_ref=route.number_ref, e164_number=route.e164_number, workspace_ref=route.workspace_ref,
+            state=STATE.number(route.state),
         )
         set_routing(response, route.routing)
         response.recording_enabled = bool(route.settings.recording_enabled)

@@ -1,9 +1,10 @@
-// @voxplane/client: the Numbers, Agents, Calls and Messaging services from Node, as in the Fonoster SDK:
+// @voxplane/client: the Numbers, Agents, Calls, Webhooks and Messaging services from Node, as in the Fonoster SDK:
 // `new Numbers({ endpoint, apiKey }).createNumber({ ... })`.
 
 import { AgentsDefinition } from "./gen/voxplane/agents/v1/agents";
 import { MessagingDefinition } from "./gen/voxplane/messaging/v1/messaging";
 import { NumbersDefinition } from "./gen/voxplane/numbers/v1/numbers";
+import { WebhooksDefinition } from "./gen/voxplane/webhooks/v1/webhooks";
 import { serviceClient, ServiceClient } from "./client";
 
 export const Numbers = serviceClient(NumbersDefinition);
@@ -11,6 +12,8 @@ export type Numbers = ServiceClient<typeof NumbersDefinition>;
 export const Agents = serviceClient(AgentsDefinition);
 export type Agents = ServiceClient<typeof AgentsDefinition>;
 export { Calls, CallsClass, CreateCall, TrackedCall } from "./calls";
+export const Webhooks = serviceClient(WebhooksDefinition);
+export type Webhooks = ServiceClient<typeof WebhooksDefinition>;
 // Every RPC but SendFax, whose client stream of PDF chunks this client has no wrapper for yet.
 export const Messaging = serviceClient(MessagingDefinition);
 export type Messaging = ServiceClient<typeof MessagingDefinition>;
@@ -22,4 +25,5 @@ export { status } from "@grpc/grpc-js";
 export * as numbers from "./gen/voxplane/numbers/v1/numbers";
 export * as agents from "./gen/voxplane/agents/v1/agents";
 export * as calls from "./gen/voxplane/calls/v1/calls";
+export * as webhooks from "./gen/voxplane/webhooks/v1/webhooks";
 export * as messaging from "./gen/voxplane/messaging/v1/messaging";

@@ -24,6 +24,7 @@ from ._errors import (
 )
 from ._messaging import AsyncMessaging, Messaging
 from ._numbers import AsyncNumbers, Numbers
+from ._webhooks import AsyncWebhooks, Webhooks
 
 __all__ = [
     "AbortedError",
@@ -33,6 +34,7 @@ __all__ = [
     "AsyncCalls",
     "AsyncMessaging",
     "AsyncNumbers",
+    "AsyncWebhooks",
     "Calls",
     "ClientOptions",
     "DeadlineExceededError",
@@ -47,4 +49,5 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "VoxplaneError",
+    "Webhooks",
 ]

@@ -24,6 +24,7 @@ class _CallsMethods:
     transfer_call = Method("TransferCall", pb.TransferCallRequest, positional="ref")
     send_dtmf = Method("SendDtmf", pb.SendDtmfRequest, positional="ref")
     redirect_call = Method("RedirectCall", pb.RedirectCallRequest, positional="ref")
+    simulate_inbound_call = Method("SimulateInboundCall", pb.SimulateInboundCallRequest)
 
     list_calls = Method("ListCalls", pb.ListCallsRequest)
     update_call_record = Method("UpdateCallRecord", pb.UpdateCallRecordRequest)

@@ -93,7 +93,7 @@ def _request_ids(message: Any) -> list[Any]:
     return []
 
 
-_NOT_CHANGES = frozenset({"ref", "etag", "update_mask"})  # what identifies or guards an update
+_NOT_CHANGES = frozenset({"ref", "url", "etag", "update_mask"})  # what identifies (a webhook endpoint by its url) or guards an update
 
 
 def _mask_paths(descriptor: Any, values: Mapping[str, Any], prefix: str = "") -> list[str]:

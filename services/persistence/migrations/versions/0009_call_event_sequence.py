@@ -1,7 +1,7 @@
 """calls.event_sequence: the sequence of the call's last event
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-01
 
 Each event of a call carries the next number of the call's own sequence. A counter on the call row,
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0009'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,7 @@
 messaging settings, the simulated carrier's hand-offs, and the numbers' messaging webhook
 
 Revision ID: 0011
-Revises: 0009 (0008 and 0010 are issue 11's too; the lead re-chains this one after the last of them)
+Revises: 0009 (the head of issue 11's migrations; re-chain it after any that lands first)
 Create Date: 2026-12-01
 """
 

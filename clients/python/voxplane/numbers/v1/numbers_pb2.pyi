@@ -982,18 +982,26 @@ class GetIngressInfoRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     E164_NUMBER_FIELD_NUMBER: _builtins.int
+    INCLUDE_SUSPENDED_FIELD_NUMBER: _builtins.int
     e164_number: _builtins.str
     """The called number, in E.164 (other forms with a country code are
     normalised the same way CreateNumber does).
+    """
+    include_suspended: _builtins.bool
+    """Also answer for a SUSPENDED Number (`state` says so; it routes no
+    call), so that a caller refusing the call can record it in the Number's
+    workspace. Without it a SUSPENDED Number is NOT_FOUND, as is any Number
+    that is not ACTIVE.
     """
     def __init__(
         self,
         *,
         e164_number: _builtins.str = ...,
+        include_suspended: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["e164_number", b"e164_number"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["e164_number", b"e164_number", "include_suspended", b"include_suspended"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1014,6 +1022,7 @@ class GetIngressInfoResponse(_message.Message):
     RECORDING_ENABLED_FIELD_NUMBER: _builtins.int
     CALLER_ID_PREFIX_FIELD_NUMBER: _builtins.int
     CALLER_ID_PASSTHROUGH_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
     number_ref: _builtins.str
     """The ref of the Number that routes the call."""
     e164_number: _builtins.str
@@ -1030,6 +1039,8 @@ class GetIngressInfoResponse(_message.Message):
     """Put this before the caller ID."""
     caller_id_passthrough: _builtins.bool
     """Pass the caller's ID on when forwarding."""
+    state: Global___NumberState.ValueType
+    """ACTIVE; SUSPENDED only when the request included suspended Numbers."""
     @_builtins.property
     def ingress_info(self) -> Global___IngressInfo:
         """Hand the call to this application."""
@@ -1046,10 +1057,11 @@ class GetIngressInfoResponse(_message.Message):
         recording_enabled: _builtins.bool = ...,
         caller_id_prefix: _builtins.str = ...,
         caller_id_passthrough: _builtins.bool = ...,
+        state: Global___NumberState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["aor_link", b"aor_link", "forward_sip_to", b"forward_sip_to", "ingress_info", b"ingress_info", "routing", b"routing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aor_link", b"aor_link", "caller_id_passthrough", b"caller_id_passthrough", "caller_id_prefix", b"caller_id_prefix", "e164_number", b"e164_number", "forward_sip_to", b"forward_sip_to", "ingress_info", b"ingress_info", "number_ref", b"number_ref", "recording_enabled", b"recording_enabled", "routing", b"routing", "workspace_ref", b"workspace_ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aor_link", b"aor_link", "caller_id_passthrough", b"caller_id_passthrough", "caller_id_prefix", b"caller_id_prefix", "e164_number", b"e164_number", "forward_sip_to", b"forward_sip_to", "ingress_info", b"ingress_info", "number_ref", b"number_ref", "recording_enabled", b"recording_enabled", "routing", b"routing", "state", b"state", "workspace_ref", b"workspace_ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_routing: _TypeAlias = _typing.Literal["aor_link", "ingress_info", "forward_sip_to"]  # noqa: Y015
     _WhichOneofArgType_routing: _TypeAlias = _typing.Literal["routing", b"routing"]  # noqa: Y015

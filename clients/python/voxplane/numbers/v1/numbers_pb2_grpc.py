@@ -226,7 +226,9 @@ class NumbersServicer:
     def GetIngressInfo(self, request, context):
         """Answers where an inbound call to an E.164 number goes: the lookup the
         SIP edge makes for every inbound call. A `service` key may look up any
-        workspace's Number; other keys see only their own workspace's.
+        workspace's Number; other keys see only their own workspace's. Only
+        ACTIVE Numbers route calls; `include_suspended` answers for a SUSPENDED
+        one too (its `state` says so).
         Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
         Number routes it, as far as the caller may see).
         """

@@ -89,7 +89,9 @@ class NumbersStub:
     GetIngressInfo: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.GetIngressInfoRequest, _numbers_pb2.GetIngressInfoResponse]
     """Answers where an inbound call to an E.164 number goes: the lookup the
     SIP edge makes for every inbound call. A `service` key may look up any
-    workspace's Number; other keys see only their own workspace's.
+    workspace's Number; other keys see only their own workspace's. Only
+    ACTIVE Numbers route calls; `include_suspended` answers for a SUSPENDED
+    one too (its `state` says so).
     Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
     Number routes it, as far as the caller may see).
     """
@@ -254,7 +256,9 @@ class NumbersAsyncStub(NumbersStub):
     GetIngressInfo: _aio.UnaryUnaryMultiCallable[_numbers_pb2.GetIngressInfoRequest, _numbers_pb2.GetIngressInfoResponse]  # type: ignore[assignment]
     """Answers where an inbound call to an E.164 number goes: the lookup the
     SIP edge makes for every inbound call. A `service` key may look up any
-    workspace's Number; other keys see only their own workspace's.
+    workspace's Number; other keys see only their own workspace's. Only
+    ACTIVE Numbers route calls; `include_suspended` answers for a SUSPENDED
+    one too (its `state` says so).
     Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
     Number routes it, as far as the caller may see).
     """
@@ -452,7 +456,9 @@ class NumbersServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_numbers_pb2.GetIngressInfoResponse, _abc.Awaitable[_numbers_pb2.GetIngressInfoResponse]]:
         """Answers where an inbound call to an E.164 number goes: the lookup the
         SIP edge makes for every inbound call. A `service` key may look up any
-        workspace's Number; other keys see only their own workspace's.
+        workspace's Number; other keys see only their own workspace's. Only
+        ACTIVE Numbers route calls; `include_suspended` answers for a SUSPENDED
+        one too (its `state` says so).
         Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
         Number routes it, as far as the caller may see).
         """

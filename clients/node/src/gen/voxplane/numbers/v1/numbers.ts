@@ -1013,6 +1013,13 @@ export interface GetIngressInfoRequest {
    * normalised the same way CreateNumber does).
    */
   e164Number: string;
+  /**
+   * Also answer for a SUSPENDED Number (`state` says so; it routes no
+   * call), so that a caller refusing the call can record it in the Number's
+   * workspace. Without it a SUSPENDED Number is NOT_FOUND, as is any Number
+   * that is not ACTIVE.
+   */
+  includeSuspended: boolean;
 }
 
 /** Where an inbound call goes. */
@@ -1041,6 +1048,8 @@ export interface GetIngressInfoResponse {
   callerIdPrefix: string;
   /** Pass the caller's ID on when forwarding. */
   callerIdPassthrough: boolean;
+  /** ACTIVE; SUSPENDED only when the request included suspended Numbers. */
+  state: NumberState;
 }
 
 /** Request of GetMessagingRoute. */
@@ -3830,13 +3839,16 @@ export const DeleteNumberResponse: MessageFns<DeleteNumberResponse> = {
 };
 
 function createBaseGetIngressInfoRequest(): GetIngressInfoRequest {
-  return { e164Number: "" };
+  return { e164Number: "", includeSuspended: false };
 }
 
 export const GetIngressInfoRequest: MessageFns<GetIngressInfoRequest> = {
   encode(message: GetIngressInfoRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.e164Number !== "") {
       writer.uint32(10).string(message.e164Number);
+    }
+    if (message.includeSuspended !== false) {
+      writer.uint32(16).bool(message.includeSuspended);
     }
     return writer;
   },
@@ -3862,6 +3874,14 @@ export const GetIngressInfoRequest: MessageFns<GetIngressInfoRequest> = {
             message.e164Number = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.includeSuspended = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3881,6 +3901,11 @@ export const GetIngressInfoRequest: MessageFns<GetIngressInfoRequest> = {
         : isSet(object.e164_number)
         ? globalThis.String(object.e164_number)
         : "",
+      includeSuspended: isSet(object.includeSuspended)
+        ? globalThis.Boolean(object.includeSuspended)
+        : isSet(object.include_suspended)
+        ? globalThis.Boolean(object.include_suspended)
+        : false,
     };
   },
 
@@ -3888,6 +3913,9 @@ export const GetIngressInfoRequest: MessageFns<GetIngressInfoRequest> = {
     const obj: any = {};
     if (message.e164Number !== "") {
       obj.e164Number = message.e164Number;
+    }
+    if (message.includeSuspended !== false) {
+      obj.includeSuspended = message.includeSuspended;
     }
     return obj;
   },
@@ -3898,6 +3926,7 @@ export const GetIngressInfoRequest: MessageFns<GetIngressInfoRequest> = {
   fromPartial<I extends Exact<DeepPartial<GetIngressInfoRequest>, I>>(object: I): GetIngressInfoRequest {
     const message = createBaseGetIngressInfoRequest();
     message.e164Number = object.e164Number ?? "";
+    message.includeSuspended = object.includeSuspended ?? false;
     return message;
   },
 };
@@ -3913,6 +3942,7 @@ function createBaseGetIngressInfoResponse(): GetIngressInfoResponse {
     recordingEnabled: false,
     callerIdPrefix: "",
     callerIdPassthrough: false,
+    state: NumberState.NUMBER_STATE_UNSPECIFIED,
   };
 }
 
@@ -3944,6 +3974,9 @@ export const GetIngressInfoResponse: MessageFns<GetIngressInfoResponse> = {
     }
     if (message.callerIdPassthrough !== false) {
       writer.uint32(72).bool(message.callerIdPassthrough);
+    }
+    if (message.state !== NumberState.NUMBER_STATE_UNSPECIFIED) {
+      writer.uint32(80).int32(numberStateToNumber(message.state));
     }
     return writer;
   },
@@ -4033,6 +4066,14 @@ export const GetIngressInfoResponse: MessageFns<GetIngressInfoResponse> = {
             message.callerIdPassthrough = reader.bool();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.state = numberStateFromJSON(reader.int32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4092,6 +4133,7 @@ export const GetIngressInfoResponse: MessageFns<GetIngressInfoResponse> = {
         : isSet(object.caller_id_passthrough)
         ? globalThis.Boolean(object.caller_id_passthrough)
         : false,
+      state: isSet(object.state) ? numberStateFromJSON(object.state) : NumberState.NUMBER_STATE_UNSPECIFIED,
     };
   },
 
@@ -4124,6 +4166,9 @@ export const GetIngressInfoResponse: MessageFns<GetIngressInfoResponse> = {
     if (message.callerIdPassthrough !== false) {
       obj.callerIdPassthrough = message.callerIdPassthrough;
     }
+    if (message.state !== NumberState.NUMBER_STATE_UNSPECIFIED) {
+      obj.state = numberStateToJSON(message.state);
+    }
     return obj;
   },
 
@@ -4143,6 +4188,7 @@ export const GetIngressInfoResponse: MessageFns<GetIngressInfoResponse> = {
     message.recordingEnabled = object.recordingEnabled ?? false;
     message.callerIdPrefix = object.callerIdPrefix ?? "";
     message.callerIdPassthrough = object.callerIdPassthrough ?? false;
+    message.state = object.state ?? NumberState.NUMBER_STATE_UNSPECIFIED;
     return message;
   },
 };
@@ -7918,7 +7964,9 @@ export const NumbersDefinition = {
     /**
      * Answers where an inbound call to an E.164 number goes: the lookup the
      * SIP edge makes for every inbound call. A `service` key may look up any
-     * workspace's Number; other keys see only their own workspace's.
+     * workspace's Number; other keys see only their own workspace's. Only
+     * ACTIVE Numbers route calls; `include_suspended` answers for a SUSPENDED
+     * one too (its `state` says so).
      * Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
      * Number routes it, as far as the caller may see).
      */
@@ -8297,7 +8345,9 @@ export const NumbersService = {
   /**
    * Answers where an inbound call to an E.164 number goes: the lookup the
    * SIP edge makes for every inbound call. A `service` key may look up any
-   * workspace's Number; other keys see only their own workspace's.
+   * workspace's Number; other keys see only their own workspace's. Only
+   * ACTIVE Numbers route calls; `include_suspended` answers for a SUSPENDED
+   * one too (its `state` says so).
    * Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
    * Number routes it, as far as the caller may see).
    */
@@ -8683,7 +8733,9 @@ export interface NumbersServer extends UntypedServiceImplementation {
   /**
    * Answers where an inbound call to an E.164 number goes: the lookup the
    * SIP edge makes for every inbound call. A `service` key may look up any
-   * workspace's Number; other keys see only their own workspace's.
+   * workspace's Number; other keys see only their own workspace's. Only
+   * ACTIVE Numbers route calls; `include_suspended` answers for a SUSPENDED
+   * one too (its `state` says so).
    * Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
    * Number routes it, as far as the caller may see).
    */
@@ -8941,7 +8993,9 @@ export interface NumbersClient extends Client {
   /**
    * Answers where an inbound call to an E.164 number goes: the lookup the
    * SIP edge makes for every inbound call. A `service` key may look up any
-   * workspace's Number; other keys see only their own workspace's.
+   * workspace's Number; other keys see only their own workspace's. Only
+   * ACTIVE Numbers route calls; `include_suspended` answers for a SUSPENDED
+   * one too (its `state` says so).
    * Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
    * Number routes it, as far as the caller may see).
    */

@@ -1,0 +1,157 @@
+"""The HTTP client that posts webhooks: tenants choose the URLs, the server fetches them, so it must
+not be turned against the deployment's own network (SSRF).
+
+Every request's host is resolved once, each of its addresses is checked, and the connection goes to
+the checked address (the URL's host is replaced by it; the Host header and TLS's SNI and certificate
+check keep the name): a DNS answer that changes between check and connect (rebinding) cannot move
+the request elsewhere. Loopback, private, link-local, carrier-grade NAT, multicast, unspecified,
+reserved and cloud metadata addresses are refused unless the deployment allows them
+(VOXPLANE_WEBHOOK_ALLOW: CIDRs and host names). Redirects are not followed at all (a 3xx answer is a
+failed delivery), so no redirect can lead anywhere unchecked; environment proxies are ignored, since a
+proxy would connect to the name itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from ..core.config import settings
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Cloud metadata services (AWS, GCP, Azure, Oracle, Alibaba), some outside the ranges refused anyway.
+METADATA = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200")
+)
+CGNAT = ipaddress.ip_network("100.64.0.0/10")
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class Refused(Exception):
+    """A URL the server will not post to; the message says why and how to allow it."""
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    """Addresses and host names exempt from the refusal, for development and tests."""
+
+    networks: tuple[IpNetwork, ...] = ()
+    hosts: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def parse(cls, text: str) -> Allowlist:
+        """`127.0.0.0/8, ::1, receiver.internal`: CIDRs or single addresses, and host names."""
+        networks: list[IpNetwork] = []
+        hosts: set[str] = set()
+        for entry in filter(None, (part.strip() for part in text.split(","))):
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                hosts.add(entry.lower().rstrip("."))
+        return cls(tuple(networks), frozenset(hosts))
+
+    @staticmethod
+    @functools.lru_cache(maxsize=8)
+    def of_settings(text: str) -> Allowlist:
+        return Allowlist.parse(text)
+
+    def allows(self, host: str, address: IpAddress) -> bool:
+        return host.lower().rstrip(".") in self.hosts or any(address in network for network in self.networks)
+
+
+def why_refused(address: IpAddress) -> str | None:
+    """What kind of address this is when it is one the server must not reach; None when public."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return why_refused(embedded)
+    checks = (
+        (address in METADATA, "a cloud metadata address"),
+        (address.is_loopback, "a loopback address"),
+        (address.is_link_local, "a link-local address"),
+        (address.is_multicast, "a multicast address"),
+        (address.is_unspecified, "an unspecified address"),
+        (isinstance(address, ipaddress.IPv4Address) and address in CGNAT, "a carrier-grade NAT address"),
+        (address.is_private, "a private address"),
+        (not address.is_global, "a reserved address"),
+    )
+    return next((why for refused, why in checks if refused), None)
+
+
+async def checked_address(host: str, port: int, allow: Allowlist) -> IpAddress:
+    """The address to connect to for `host`: resolved once, every address it has checked (one bad
+    address refuses the name: which one a later lookup returns is the name owner's choice)."""
+    literal = True
+    try:
+        addresses: list[IpAddress] = [ipaddress.ip_address(host)]  # an address: no lookup, nor its thread hop
+    except ValueError:
+        literal = False
+        try:
+            found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as error:
+            raise Refused(f"{host} does not resolve ({error.strerror})") from None
+        addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in found))
+    for address in addresses:
+        why = why_refused(address)
+        if why is not None and not allow.allows(host, address):
+            shown = host if literal else f"{host} resolves to {address}, which"
+            raise Refused(
+                f"{shown} is {why}: webhooks are not posted there unless VOXPLANE_WEBHOOK_ALLOW allows it"
+            )
+    return addresses[0]
+
+
+def configured() -> Allowlist:
+    """VOXPLANE_WEBHOOK_ALLOW, as it is set now."""
+    return Allowlist.of_settings(settings().webhook_allow)
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """Connects each request to its host's checked address. HTTPS connections are pooled per host
+    name, so that a connection made (and its certificate checked) for one name never carries a request
+    for another name served at the same address."""
+
+    def __init__(self, allow: Callable[[], Allowlist], limits: httpx.Limits):
+        self._allow = allow
+        self._limits = limits
+        self._pools: dict[str, httpx.AsyncHTTPTransport] = {}
+
+    def _pool(self, key: str) -> httpx.AsyncHTTPTransport:
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = httpx.AsyncHTTPTransport(limits=self._limits, retries=0)
+        return pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise Refused(f"{url.scheme}: is not http or https")
+        address = await checked_address(url.host, url.port or (443 if url.scheme == "https" else 80), self._allow())
+        request.url = url.copy_with(host=str(address))  # Host header was set from the name already
+        if url.scheme == "https":
+            request.extensions = {**request.extensions, "sni_hostname": url.host}
+        return await self._pool(url.host if url.scheme == "https" else "").handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(pool.aclose() for pool in self._pools.values()))
+        self._pools.clear()
+
+
+def client(allow: Callable[[], Allowlist] = lambda: configured(), *, connections: int = 200) -> httpx.AsyncClient:
+    """An HTTP client that posts only where the address checks and `allow()` (by default: the setting,
+    read at each request) permit, never following a redirect or an environment proxy."""
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(
+        transport=GuardedTransport(allow, limits), follow_redirects=False, trust_env=False,
+        headers={"user-agent": "voxplane-webhooks/1"},
+    )
