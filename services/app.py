@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from voxplane.agents.v1 import agents_pb2_grpc
 from voxplane.calls.v1 import calls_pb2_grpc
+from voxplane.messaging.v1 import messaging_pb2_grpc
 from voxplane.numbers.v1 import numbers_pb2_grpc
 from voxplane.webhooks.v1 import webhooks_pb2_grpc
 
@@ -11,6 +12,8 @@ from .agents.servicer import AgentsServicer
 from .calls.runner import Runner
 from .calls.servicer import CallsServicer
 from .core.server import Server, Service, TlsFiles
+from .messaging.runner import Runner as MessagingRunner
+from .messaging.servicer import MessagingServicer
 from .numbers.servicer import NumbersServicer
 from .persistence.db import Database
 from .webhooks.runner import DeliveryWorker
@@ -21,6 +24,8 @@ SERVICES: dict[str, Service] = {
     "agents": Service(AgentsServicer, agents_pb2_grpc.add_AgentsServicer_to_server),
     "calls": Service(CallsServicer, calls_pb2_grpc.add_CallsServicer_to_server, runtime=Runner),
     "webhooks": Service(WebhooksServicer, webhooks_pb2_grpc.add_WebhooksServicer_to_server, runtime=DeliveryWorker),
+    "messaging": Service(MessagingServicer, messaging_pb2_grpc.add_MessagingServicer_to_server,
+                         runtime=MessagingRunner),
 }
 
 

@@ -3,6 +3,7 @@
 from .agents import models as _agents  # noqa: F401
 from .calls import models as _calls  # noqa: F401
 from .events import models as _events  # noqa: F401
+from .messaging import models as _messaging  # noqa: F401
 from .numbers import models as _numbers  # noqa: F401
 from .persistence import tenancy as _tenancy  # noqa: F401
 from .persistence.base import Base

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from voxplane import Agents, AsyncAgents, AsyncCalls, AsyncNumbers, Calls, Numbers, Webhooks
+from voxplane import Agents, AsyncAgents, AsyncCalls, AsyncNumbers, Calls, Messaging, Numbers, Webhooks
 from voxplane.services.app import build_server
 from voxplane.services.calls.gateway import SimulatedGateway
 from voxplane.services.core import config, workspaces
@@ -187,6 +187,9 @@ class Tenant:
 
     def async_calls(self, role: Role = Role.MEMBER) -> AsyncCalls:
         return AsyncCalls(endpoint=self.address, api_key=self.keys[role])
+
+    def messaging(self, role: Role = Role.MEMBER, **options) -> Messaging:  # type: ignore[no-untyped-def]
+        return Messaging(endpoint=self.address, api_key=self.keys[role], **options)
 
 
 @pytest.fixture

@@ -103,7 +103,7 @@ def test_public_surface_is_the_clients_options_and_errors():
     assert sorted(voxplane.__all__) == sorted(
         [
             "Numbers", "AsyncNumbers", "Agents", "AsyncAgents", "Calls", "AsyncCalls", "Webhooks",
-            "AsyncWebhooks", "ClientOptions",
+            "AsyncWebhooks", "Messaging", "AsyncMessaging", "ClientOptions",
             "VoxplaneError", "InvalidArgumentError", "FieldViolation", "NotFoundError", "AlreadyExistsError",
             "FailedPreconditionError", "AbortedError", "UnauthenticatedError", "PermissionDeniedError",
             "UnavailableError", "DeadlineExceededError", "OutOfRangeError",

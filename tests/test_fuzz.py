@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 
 from voxplane.agents.v1 import agents_pb2
 from voxplane.calls.v1 import calls_pb2
+from voxplane.messaging.v1 import messaging_pb2
 from voxplane.numbers.v1 import numbers_pb2
 from voxplane.services.core.auth import Role
 from voxplane.webhooks.v1 import webhooks_pb2
@@ -44,7 +45,7 @@ from voxplane.webhooks.v1 import webhooks_pb2
 from .conftest import ServerThread, Tenant
 
 EXAMPLES = int(os.environ.get("VOXPLANE_FUZZ_EXAMPLES", "200"))
-MODULES = (numbers_pb2, agents_pb2, calls_pb2, webhooks_pb2)
+MODULES = (numbers_pb2, agents_pb2, calls_pb2, webhooks_pb2, messaging_pb2)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Method:
     path: str  # /voxplane.numbers.v1.Numbers/CreateNumber
     input: descriptor.Descriptor
     streaming: bool
+    uploading: bool  # a client stream (SendFax): the drawn request is sent as its messages
 
     @property
     def name(self) -> str:
@@ -59,7 +61,7 @@ class Method:
 
 
 METHODS = [
-    Method(f"/{service.full_name}/{m.name}", m.input_type, m.server_streaming)
+    Method(f"/{service.full_name}/{m.name}", m.input_type, m.server_streaming, m.client_streaming)
     for module in MODULES
     for service in module.DESCRIPTOR.services_by_name.values()
     for m in service.methods
@@ -69,8 +71,10 @@ METHODS = [
 
 # Filled once the workspaces exist: the tenant's own refs and numbers, and the other workspace's.
 POOL: list[str] = []
-# Markers in the other workspace's data: no answer to the fuzzing tenant may contain one.
+# Markers in the other workspace's data: no answer to the fuzzing tenant may contain one, but those it
+# sent itself (a ref it drew from POOL, stored as its own text: an SMS body, a HELP reply).
 SECRETS: list[bytes] = []
+SENT: set[bytes] = set()
 
 NASTY = [
     "", " ", "\x00", "a\x00b", "\x01\x1f\x7f", "\n", "\t", "é", "日本語", "\U0001f4de", "\u202e", "\ufeff",
@@ -285,6 +289,7 @@ DELIBERATE = {
 def check_answer(method: Method, request: bytes, code: grpc.StatusCode, details: str | None,
                  trailers: Any, answers: list[bytes]) -> None:
     shown = request[:300]
+    SENT.update(marker for marker in SECRETS if marker in request)
     assert code in DELIBERATE, f"{method.name} answered {code.name}: {details!r} to {shown!r}"
     assert len((details or "").encode()) < 1024, f"{method.name}: a {len(details or '')}-char message to {shown!r}"
     size = sum(len(k) + len(v) for k, v in trailers or ())
@@ -294,9 +299,9 @@ def check_answer(method: Method, request: bytes, code: grpc.StatusCode, details:
             assert name in REQUEST_WIDE or names_a_field(method.input, name), (
                 f"{method.name}: {name!r} is no field of {method.input.name} ({details!r} to {shown!r})")
     for answer in answers:
-        for marker in SECRETS:  # unless the request sent it, as a name say, and the answer echoes it
-            assert marker not in answer or marker in request, (
-                f"{method.name} returned another workspace's data to {shown!r}")
+        for marker in SECRETS:
+            assert marker not in answer or marker in SENT, \
+                f"{method.name} returned another workspace's data to {shown!r}"
 
 
 # What an INVALID_ARGUMENT may name besides a field: the request as a whole (undecodable, too large).
@@ -330,7 +335,7 @@ def names_a_field(desc: descriptor.Descriptor, path: str) -> bool:
 
 
 # Streams that run until the caller stops them: each is read for ENDLESS_FOR seconds, then stopped.
-ENDLESS = {"WatchCallEvents"}
+ENDLESS = {"WatchCallEvents", "WatchMessageEvents"}
 ENDLESS_FOR = 0.5
 
 
@@ -338,6 +343,10 @@ def send(channel: grpc.Channel, method: Method, key: str, body: bytes) -> tuple[
     metadata = (("authorization", f"Bearer {key}"),)
     identity: Callable[[bytes], bytes] = lambda b: b  # noqa: E731
     try:
+        if method.uploading:  # the request, then the same again: a header repeated, chunks in a row
+            upload = channel.stream_unary(method.path, request_serializer=identity, response_deserializer=identity)
+            answer, call = upload.with_call(iter([body, body]), metadata=metadata, timeout=30)
+            return call.code(), call.details(), call.trailing_metadata(), [answer]
         if method.streaming:
             stream = channel.unary_stream(method.path, request_serializer=identity, response_deserializer=identity)
             endless = method.name in ENDLESS
@@ -383,10 +392,13 @@ def world(server: ServerThread, new_tenant, fresh_e164) -> Iterator[World]:  # t
             found += [agent.ref, agent.username]
         with who.calls() as calls:
             found.append(calls.create_call(source=agent.ref, destination="+15005550001").ref)
+        with who.messaging() as messaging:
+            found.append(messaging.send_message(source="Shop", destination="+15005550001", body=name).ref)
     POOL[:] = found
     # The other workspace's name marker and refs; its E.164 and username are public (CheckAvailability
     # names the one, another domain may take the other).
-    SECRETS[:] = [marker.encode(), *(found[i].encode() for i in (5, 7, 9))]
+    SECRETS[:] = [marker.encode(), *(found[i].encode() for i in (6, 8, 10, 11))]
+    SENT.clear()
     channel = grpc.insecure_channel(server.address, options=[("grpc.max_metadata_size", 16384)])
     yield World(tenant, channel)
     channel.close()

@@ -17,11 +17,10 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from ..core.auth import Caller
-from ..core.errors import InvalidArgument
 from ..core.resources import get_owned
-from ..events import outbox, retention
-from ..events.outbox import NewEvent, Position
-from ..persistence.base import utcnow
+from ..events import watching
+from ..events.outbox import NewEvent
+from ..events.watching import Cursor
 from .models import Call
 
 TOPIC = "call"
@@ -100,39 +99,13 @@ def event(call: CallFacts, happened: Happened, sequence: int, at: datetime) -> N
     )
 
 
-DEFAULT_HEARTBEAT, MIN_HEARTBEAT, MAX_HEARTBEAT = 15.0, 1.0, 60.0  # seconds
 START_OVER = "watch again without a cursor (and find what was missed with ListCalls)"
 
 
-@dataclass(frozen=True)
-class Cursor:
-    """Where a stream stopped: after `position`, which was final at `time` (when its event was stored)."""
-
-    position: Position
-    time: datetime
-
-
-def checked_heartbeat(interval: timedelta | None) -> float:
-    """The heartbeat interval in seconds: 1 to 60, None meaning 15."""
-    if interval is None:
-        return DEFAULT_HEARTBEAT
-    seconds = interval.total_seconds()
-    if not MIN_HEARTBEAT <= seconds <= MAX_HEARTBEAT:
-        raise InvalidArgument.of("heartbeat_interval", f"must be 1 to 60 seconds (unset means 15), got {seconds:g}s")
-    return seconds
-
-
-def watch_start(session: Session, caller: Caller, call_ref: str, cursor: Cursor | None, kept: timedelta) -> Cursor:
-    """Where a WatchCallEvents of the caller starts: after `cursor` if it is not older than the events
-    `kept`; without one, from the first event of `call_ref`, or from now for the whole workspace.
-    NOT_FOUND for a call_ref of no call of the caller's."""
+def watch_start(session: Session, cursor: Cursor | None, kept: timedelta, *, caller: Caller, call_ref: str
+                ) -> Cursor:
+    """Where a WatchCallEvents of the caller starts (watching.start); NOT_FOUND for a call_ref of no call
+    of the caller's."""
     if call_ref:
         get_owned(session, Call, caller, call_ref)
-    if cursor is not None:
-        retention.check_resumable(cursor.time, kept, START_OVER)
-        return cursor
-    now = utcnow()
-    if call_ref:
-        return Cursor(outbox.START, now)
-    _, newest = outbox.read(session, outbox.START, limit=0, topic=TOPIC)
-    return Cursor(newest, now)
+    return watching.start(session, TOPIC, bool(call_ref), cursor, kept, START_OVER)

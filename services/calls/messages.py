@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
 
 from voxplane.calls.v1 import calls_pb2 as pb
 
 from ..core.convert import ProtoEnum, changed_fields, duration, optional, time_of, timedelta_of, timestamp
-from ..core.errors import InvalidArgument, Violations
-from ..core.paging import InvalidToken, PageTokens
-from ..events.models import Event
-from ..events.outbox import Position
+from ..core.errors import Violations
+from ..core.paging import PageTokens
+from ..events.watching import StreamReplies
 from . import events, history, inbound, live
 from .models import Call
 
@@ -21,6 +19,12 @@ DIRECTION = ProtoEnum(pb.Direction)
 STATUS = ProtoEnum(pb.CallStatus)
 HANGUP_CAUSE = ProtoEnum(pb.HangupCause)
 EVENT_TYPE = ProtoEnum(pb.CallEventType)
+
+
+def event_replies(tokens: PageTokens) -> StreamReplies:
+    """What WatchCallEvents answers (services/events/watching.py, shared with WatchMessageEvents)."""
+    return StreamReplies(tokens, events.TOPIC, pb.WatchCallEventsResponse, pb.CallEvent, pb.StreamHeartbeat,
+                         "call_ref", EVENT_TYPE)
 
 
 def call_proto(call: Call) -> pb.Call:
@@ -106,61 +110,6 @@ def marks_from(request: pb.UpdateCallRecordRequest, prefix: str = "") -> history
         note=request.note if "note" in changes else None,
         labels=list(request.labels) if "labels" in changes else None,
     )
-
-
-def call_event_proto(row: Event) -> pb.CallEvent:
-    """An outbox row of a call as the CallEvent it stores: its columns, and its payload (events.py)."""
-    message = pb.CallEvent(
-        event_id=row.ref, call_ref=row.resource_ref, sequence=row.sequence, type=EVENT_TYPE.number(row.type),
-        network_time=timestamp(row.network_time),
-    )
-    json_format.ParseDict(row.payload, message, ignore_unknown_fields=True)
-    return message
-
-
-def _cursor_scope(workspace_id: int) -> str:
-    return f"call-events/{workspace_id}"
-
-
-def cursor_token(tokens: PageTokens, workspace_id: int, cursor: events.Cursor) -> str:
-    """A cursor as callers see it: opaque, and only good for the workspace's streams."""
-    position = cursor.position
-    return tokens.issue(_cursor_scope(workspace_id), f"{position.txid}:{position.id}:{cursor.time.timestamp():.6f}")
-
-
-def cursor_of(tokens: PageTokens, workspace_id: int, token: str) -> events.Cursor | None:
-    """The cursor a WatchCallEventsRequest resumes after; None for none."""
-    if not token:
-        return None
-    try:
-        txid, row_id, seconds = tokens.unseal(_cursor_scope(workspace_id), token).split(":")
-        return events.Cursor(Position(int(txid), int(row_id)), datetime.fromtimestamp(float(seconds), UTC))
-    except (InvalidToken, ValueError):
-        raise InvalidArgument.of(
-            "cursor", "is not a cursor a stream of this workspace sent; watch again without one"
-        ) from None
-
-
-def event_response(tokens: PageTokens, row: Event) -> pb.WatchCallEventsResponse:
-    cursor = events.Cursor(Position(row.txid, row.id), row.create_time)
-    return pb.WatchCallEventsResponse(
-        cursor=cursor_token(tokens, row.workspace_id, cursor), event=call_event_proto(row)
-    )
-
-
-def heartbeat_response(tokens: PageTokens, workspace_id: int, position: Position, time: datetime
-                       ) -> pb.WatchCallEventsResponse:
-    return pb.WatchCallEventsResponse(
-        cursor=cursor_token(tokens, workspace_id, events.Cursor(position, time)),
-        heartbeat=pb.StreamHeartbeat(time=timestamp(datetime.now(UTC))),
-    )
-
-
-def heartbeat_from(request: pb.WatchCallEventsRequest) -> float:
-    v = Violations()
-    interval = timedelta_of(request, "heartbeat_interval", v)
-    v.raise_if_any()
-    return events.checked_heartbeat(interval)
 
 
 def simulated_call_from(request: pb.SimulateInboundCallRequest) -> inbound.SimulatedCall:

@@ -21,7 +21,7 @@ from ..core import config, workspaces
 from ..core.auth import Caller, Role
 from ..core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ..core.rpc import Incoming
-from ..events import retention
+from ..events import watching
 from ..events.feed import EventFeed
 from ..persistence.base import new_ref, utcnow
 from ..persistence.db import Database
@@ -84,7 +84,7 @@ class Runner:
         _log_ended(ended, "call(s) of a Calls process that stopped")
         self.feed.wake()
         self._beating = asyncio.get_running_loop().create_task(self._beat())
-        self._pruning = asyncio.get_running_loop().create_task(self._prune())
+        self._pruning = asyncio.get_running_loop().create_task(watching.keep_pruning(self.db))
 
     async def _beat(self) -> None:
         """Every heartbeat: stamps this runner's, and ends the calls of runners that stopped."""
@@ -101,19 +101,6 @@ class Runner:
             _log_ended(ended, "call(s) of a Calls process that stopped")
             if ended:
                 self.feed.wake()
-
-    async def _prune(self) -> None:
-        """Every PRUNE_INTERVAL, from the start: deletes the events older than they are kept."""
-        while True:
-            prune = functools.partial(retention.prune, retention=config.settings().event_retention)
-            try:
-                pruned = await self.db.run_transaction(prune, write=True)
-            except Exception:  # noqa: BLE001 - the next round tries again
-                log.exception("pruning old events failed")
-            else:
-                if pruned:
-                    log.info("pruned %d event(s) older than they are kept", pruned)
-            await asyncio.sleep(retention.PRUNE_INTERVAL)
 
     async def close(self) -> None:
         """Stops the network and the heartbeat, and ends the calls this process carried: nothing can

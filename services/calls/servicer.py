@@ -13,24 +13,15 @@ from sqlalchemy.orm import Session
 from voxplane.calls.v1 import calls_pb2 as pb
 from voxplane.calls.v1 import calls_pb2_grpc
 
-from ..core import config
 from ..core.auth import Access, Caller
 from ..core.paging import PageTokens
 from ..core.resources import get_owned
 from ..core.rpc import Incoming, rpc
 from ..core.servicer import Servicer
+from ..events import watching
 from ..persistence.db import Database
 from . import events, live, states
-from .messages import (
-    call_proto,
-    cursor_of,
-    event_response,
-    heartbeat_from,
-    heartbeat_response,
-    new_call_from,
-    routed_proto,
-    simulated_call_from,
-)
+from .messages import call_proto, event_replies, new_call_from, routed_proto, simulated_call_from
 from .models import Call
 from .runner import Runner
 from .servicer_history import HistoryRpcs
@@ -46,7 +37,7 @@ class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
     def __init__(self, db: Database, tokens: PageTokens, runner: Runner):
         super().__init__(db, tokens)
         self.runner = runner
-        self._render_event = functools.partial(event_response, tokens)  # one object: the feed renders once for all
+        self.replies = event_replies(tokens)
 
     @rpc(Access.WRITE)
     async def CreateCall(self, request: pb.CreateCallRequest, caller: Caller, incoming: Incoming) -> pb.Call:
@@ -135,15 +126,9 @@ class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
     async def WatchCallEvents(
         self, request: pb.WatchCallEventsRequest, caller: Caller, incoming: Incoming
     ) -> AsyncIterator[pb.WatchCallEventsResponse]:
-        idle, cursor = heartbeat_from(request), cursor_of(self.tokens, caller.workspace_id, request.cursor)
-        kept = config.settings().event_retention
-        start = await self.db.run_transaction(
-            lambda s: events.watch_start(s, caller, request.call_ref, cursor, kept), write=False
-        )
-        async for message in self.runner.feed.watch(
-            caller.workspace_id, start.position, start.time, self._render_event,
-            functools.partial(heartbeat_response, self.tokens, caller.workspace_id), idle, request.call_ref or None,
-        ):
+        start = functools.partial(events.watch_start, caller=caller, call_ref=request.call_ref)
+        async for message in watching.stream(self.db, self.runner.feed, self.replies, caller.workspace_id, request,
+                                             request.call_ref, start):
             yield message
 
     @rpc(Access.OPERATE)

@@ -12,6 +12,7 @@ from voxplane.calls.v1 import calls_pb2 as pb
 from ..core.auth import Access, Caller
 from ..core.rpc import Incoming, rpc
 from ..core.servicer import Servicer
+from ..persistence.export import csv_chunks
 from . import history
 from .messages import call_proto, filter_from, marks_from
 
@@ -55,17 +56,6 @@ class HistoryRpcs(Servicer):
         self, request: pb.ExportCallsRequest, caller: Caller, incoming: Incoming
     ) -> AsyncIterator[pb.ExportCallsChunk]:
         """One chunk per database round trip (one short read transaction each), so memory stays flat."""
-        call_filter = filter_from(request.filter)
-        header = history.export_header()
-        before: int | None = None
-        while True:
-            data, before = await self.db.run_transaction(
-                functools.partial(history.export_chunk, caller=caller, call_filter=call_filter, before_id=before),
-                write=False,
-            )
-            if header:
-                data, header = header + data, b""
-            if data:
-                yield pb.ExportCallsChunk(data=data)
-            if before is None:
-                break
+        chunk = functools.partial(history.export_chunk, caller=caller, call_filter=filter_from(request.filter))
+        async for data in csv_chunks(self.db, history.export_header(), chunk):
+            yield pb.ExportCallsChunk(data=data)

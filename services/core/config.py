@@ -77,6 +77,19 @@ class Settings(BaseSettings):
     # Seconds between a failed attempt and the next (a JSON list; each drawn ±20% for jitter); after
     # the last, the delivery fails. The default is Standard Webhooks' schedule, about three days.
     webhook_retry_schedule: list[float] = [5, 300, 1800, 7200, 18000, 36000, 36000, 36000, 36000, 36000, 36000, 36000]
+    # The carrier off-net SMS and faxes go to: `simulated` is the only one so far.
+    messaging_carrier: Literal["simulated"] = "simulated"
+    # A `service` API key Messaging asks Numbers with where an SMS goes (any workspace's number); empty:
+    # Messaging makes one for itself, in the workspace `voxplane-messaging`, revoked when it stops.
+    messaging_service_key: str = ""
+    # Seconds a Messaging worker's claim on a message lasts: a worker that stopped mid-send has its
+    # messages taken back by another (or the next) after this long, and handed off again (idempotently).
+    messaging_lease: float = 30
+    # Seconds the simulated carrier takes to send a delivery receipt, and to send one for its slow number.
+    sim_receipt_delay: float = 0.05
+    sim_slow_receipt_delay: float = 3
+    # Seconds between two attempts of a fax whose line was busy or did not answer.
+    fax_retry_delay: float = 60
     # Days events are kept for streams to resume from (and webhooks to deliver): at least the webhook
     # retry window and a day, so that no delivery still being retried loses its event.
     event_retention_days: float = 7

@@ -25,6 +25,9 @@ from .errors import FieldViolation, InvalidArgument
 from .rpc import status_of
 
 REQUEST_LIMIT = 64 * 1024  # bytes of one request; the largest legitimate one is a few KB
+# One message of an upload stream (a request with a `bytes` field: SendFax's chunks of at most 1 MiB),
+# with room for the fields beside its chunk.
+CHUNK_REQUEST_LIMIT = 1024 * 1024 + REQUEST_LIMIT
 BATCH_REQUEST_LIMIT = 4 * 1024 * 1024  # 10,000 inventory entries or 1,000 full creates take about 1.5 MB
 MAX_TEXT = 4096  # characters of any one string; each field's own limit (its column's) is lower
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -101,9 +104,12 @@ def _scan(message: Message, prefix: str, found: list[FieldViolation]) -> None:
 
 
 def limit_of(request_type: Any) -> int:
-    """The bytes a request of this type may take: a batch's more."""
+    """The bytes a request of this type may take: a batch's more, an upload chunk's more still."""
+    fields = request_type.DESCRIPTOR.fields
+    if any(f.type == f.TYPE_BYTES for f in fields):
+        return CHUNK_REQUEST_LIMIT
     batch = any(f.is_repeated and f.message_type is not None and not f.message_type.GetOptions().map_entry
-                for f in request_type.DESCRIPTOR.fields)
+                for f in fields)
     return BATCH_REQUEST_LIMIT if batch else REQUEST_LIMIT
 
 
@@ -129,7 +135,24 @@ def guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         behaviour = getattr(handler, kind)
         if behaviour is not None:
             replaced[kind] = _refusing(behaviour, kind == "unary_stream")
+    if handler.stream_unary is not None:
+        replaced["stream_unary"] = _refusing_in_stream(handler.stream_unary)
     return handler._replace(**replaced)  # type: ignore[attr-defined]  # grpc's handlers: namedtuples
+
+
+def _refusing_in_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    """A client stream's handler, reading a refused message as the error it is (its status, via `rpc`)."""
+
+    async def checked(requests: Any) -> Any:
+        async for request in requests:
+            if isinstance(request, Refused):
+                raise request.error
+            yield request
+
+    async def unary(requests: Any, context: Any) -> Any:
+        return await behaviour(checked(requests), context)
+
+    return unary
 
 
 def _refusing(behaviour: Callable[..., Any], streaming: bool) -> Callable[..., Any]:

@@ -62,3 +62,17 @@ def revoke_key(session: Session, key_id: str) -> None:
         raise NotFound(f"No API key has the id {key_id!r}.")
     if key.revoke_time is None:
         key.revoke_time = utcnow()
+
+
+def new_service_key(session: Session, workspace_name: str) -> str:
+    """A new `service` key of the workspace `workspace_name`, made if missing: what a service that asks
+    another about any workspace (Messaging asking Numbers where an SMS goes) makes for itself."""
+    try:
+        workspace = find_workspace(session, workspace_name)
+    except NotFound:
+        try:
+            with session.begin_nested():
+                workspace = create_workspace(session, workspace_name)
+        except AlreadyExists:  # another process made it meanwhile
+            workspace = find_workspace(session, workspace_name)
+    return create_key(session, workspace, Role.SERVICE)

@@ -55,6 +55,7 @@ def settings_from(message: Any) -> Settings:
         caller_id_prefix=optional(settings, "caller_id_prefix"),
         caller_id_passthrough=optional(settings, "caller_id_passthrough"),
         context=CONTEXT.name(context, "settings.context") if context is not None else None,
+        messaging_webhook=optional(settings, "messaging_webhook"),
     )
 
 
@@ -72,6 +73,7 @@ def number_update(request: pb.UpdateNumberRequest) -> tuple[dict[str, str | None
         caller_id_passthrough=s.caller_id_passthrough if "settings.caller_id_passthrough" in changes else None,
         context=(CONTEXT.name(s.context, "settings.context") if s.context else "INCOMING")
         if "settings.context" in changes else None,
+        messaging_webhook=s.messaging_webhook if "settings.messaging_webhook" in changes else None,
     )
     return fields, routing, settings
 
@@ -143,6 +145,7 @@ def number_proto(number: Number) -> pb.Number:
         subscriber=subscriber_proto(number.subscriber),
         emergency_enabled=number.emergency_enabled,
         from_inventory=number.from_inventory,
+        messaging_webhook=number.messaging_webhook,
     )
     if number.reserve_expire_time and number.state == "RESERVED":
         message.reserve_expire_time.CopyFrom(timestamp(number.reserve_expire_time))

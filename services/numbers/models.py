@@ -50,6 +50,8 @@ class Number(WorkspaceResource, Base):
     caller_id_passthrough: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
     context: Mapped[str] = mapped_column(String(16), default="INCOMING", server_default="INCOMING")
     emergency_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Where Messaging posts the SMS this number receives; "" the workspace's default.
+    messaging_webhook: Mapped[str] = mapped_column(String(2048), default="", server_default="")
 
     subscriber: Mapped[Subscriber | None] = relationship(cascade="all, delete-orphan", lazy="selectin")
     emergency_address: Mapped[EmergencyAddress | None] = relationship(

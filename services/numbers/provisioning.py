@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, delete, or_, select
 from sqlalchemy.orm import Session
@@ -52,6 +53,7 @@ class Settings:
     caller_id_prefix: str | None = None
     caller_id_passthrough: bool | None = None
     context: str | None = None  # INCOMING or UTILITY
+    messaging_webhook: str | None = None  # "" clears it
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,9 @@ def _checked_settings(v: Violations, settings: Settings) -> Settings:
             v.add("settings.caller_id_prefix", f"must be at most {MAX_CALLER_ID_PREFIX} printable characters")
     if settings.context is not None and settings.context not in CONTEXTS:
         v.add("settings.context", f"must be NUMBER_CONTEXT_INCOMING or NUMBER_CONTEXT_UTILITY, got {settings.context}")
+    if settings.messaging_webhook:
+        url = validation.http_url(v, "settings.messaging_webhook", settings.messaging_webhook)
+        return replace(settings, messaging_webhook=url)
     return settings
 
 
@@ -151,6 +156,7 @@ def new_number(caller: Caller, **fields: object) -> Number:
         caller_id_passthrough=True,
         context="INCOMING",
         emergency_enabled=False,
+        messaging_webhook="",
     )
     for name, value in fields.items():
         setattr(number, name, value)
@@ -318,16 +324,25 @@ _INGRESS_LOOKUP = _INGRESS_COLUMNS.where(Number.state == "ACTIVE")
 _INGRESS_OR_SUSPENDED = _INGRESS_COLUMNS.where(or_(Number.state == "ACTIVE", Number.state == "SUSPENDED"))
 
 
-async def ingress_route(
-    db: Database, caller: Caller, e164_number: str, include_suspended: bool = False
-) -> IngressRoute:
-    """Where a call to `e164_number` goes, if the caller may know: the SIP edge's hot path.
+_MESSAGING_LOOKUP = (
+    select(Number.ref, Number.e164_number, Number.workspace_id, Workspace.ref, Number.messaging_webhook)
+    .join(Workspace, Workspace.id == Number.workspace_id)
+    .where(Number.e164_number == bindparam("e164"), Number.state == "ACTIVE")
+)
 
-    Only ACTIVE numbers with a routing route calls (a SUSPENDED one is answered, routing none, when
-    `include_suspended`). Stored numbers are E.164 already, so the number is parsed only when the
-    exact lookup misses (to normalise another spelling, or to explain why it is not a number).
-    """
-    lookup = _INGRESS_OR_SUSPENDED if include_suspended else _INGRESS_LOOKUP
+
+@dataclass(frozen=True)
+class MessagingRoute:
+    number_ref: str
+    e164_number: str
+    workspace_ref: str
+    messaging_webhook: str
+
+
+async def _active_number_row(db: Database, caller: Caller, lookup: Any, e164_number: str) -> Any:
+    """The row `lookup` finds for the number `e164_number` (ACTIVE, as lookups ask), if the caller may see it. Stored
+    numbers are E.164 already, so the number is parsed only when the exact lookup misses (to normalise
+    another spelling, or to explain why it is not a number)."""
     row = await db.lookup(lookup, e164=e164_number)
     if row is None:
         v = Violations()
@@ -336,6 +351,23 @@ async def ingress_route(
         row = await db.lookup(lookup, e164=e164) if e164 != e164_number else None
     if row is None or (row[2] != caller.workspace_id and not caller.sees_every_workspace_routing):
         raise NotFound(f"No number routes {e164_number}.")
+    return row
+
+
+async def messaging_route(db: Database, caller: Caller, e164_number: str) -> MessagingRoute:
+    """Where an SMS to `e164_number` goes: Messaging's on-net lookup."""
+    row = await _active_number_row(db, caller, _MESSAGING_LOOKUP, e164_number)
+    return MessagingRoute(row[0], row[1], row[3], row[4])
+
+
+async def ingress_route(
+    db: Database, caller: Caller, e164_number: str, include_suspended: bool = False
+) -> IngressRoute:
+    """Where a call to `e164_number` goes, if the caller may know: the SIP edge's hot path. Only ACTIVE
+    numbers with a routing route calls (a SUSPENDED one is answered, routing none, when
+    `include_suspended`)."""
+    lookup = _INGRESS_OR_SUSPENDED if include_suspended else _INGRESS_LOOKUP
+    row = await _active_number_row(db, caller, lookup, e164_number)
     routing = Routing(*row[4:7])
     if not routing.is_set:
         raise NotFound(f"The number {e164_number} has no routing yet.")

@@ -105,3 +105,13 @@ class NumbersServicer(
         response.caller_id_prefix = route.settings.caller_id_prefix or ""
         response.caller_id_passthrough = bool(route.settings.caller_id_passthrough)
         return response
+
+    @rpc(Access.READ)
+    async def GetMessagingRoute(
+        self, request: pb.GetMessagingRouteRequest, caller: Caller, incoming: Incoming
+    ) -> pb.GetMessagingRouteResponse:
+        route = await provisioning.messaging_route(self.db, caller, request.e164_number)
+        return pb.GetMessagingRouteResponse(
+            number_ref=route.number_ref, e164_number=route.e164_number, workspace_ref=route.workspace_ref,
+            messaging_webhook=route.messaging_webhook,
+        )

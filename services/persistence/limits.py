@@ -39,11 +39,14 @@ def _limits_of(compiled: Any) -> tuple[tuple[str, str, int], ...]:
 @event.listens_for(Engine, "before_cursor_execute")
 def _check_lengths(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
     compiled = getattr(context, "compiled", None)
-    if compiled is None:
+    if compiled is None or getattr(context, "_lengths_checked", False):
         return
     limits = _limits_of(compiled)
     if not limits:
         return
+    # An executemany the driver is sent in several statements (insertmanyvalues: an ORM flush of many
+    # rows) calls this for each of them, with every row's parameters: the rows are checked once.
+    context._lengths_checked = True
     for values in context.compiled_parameters:
         for key, column, length in limits:
             value = values.get(key)

@@ -1,7 +1,8 @@
-// @voxplane/client: the Numbers, Agents, Calls and Webhooks services from Node, as in the Fonoster SDK:
+// @voxplane/client: the Numbers, Agents, Calls, Webhooks and Messaging services from Node, as in the Fonoster SDK:
 // `new Numbers({ endpoint, apiKey }).createNumber({ ... })`.
 
 import { AgentsDefinition } from "./gen/voxplane/agents/v1/agents";
+import { MessagingDefinition } from "./gen/voxplane/messaging/v1/messaging";
 import { NumbersDefinition } from "./gen/voxplane/numbers/v1/numbers";
 import { WebhooksDefinition } from "./gen/voxplane/webhooks/v1/webhooks";
 import { serviceClient, ServiceClient } from "./client";
@@ -13,6 +14,9 @@ export type Agents = ServiceClient<typeof AgentsDefinition>;
 export { Calls, CallsClass, CreateCall, TrackedCall } from "./calls";
 export const Webhooks = serviceClient(WebhooksDefinition);
 export type Webhooks = ServiceClient<typeof WebhooksDefinition>;
+// Every RPC but SendFax, whose client stream of PDF chunks this client has no wrapper for yet.
+export const Messaging = serviceClient(MessagingDefinition);
+export type Messaging = ServiceClient<typeof MessagingDefinition>;
 
 export { ClientOptions, CallOptions, DeepPartial, DEFAULT_ENDPOINT, serviceClient, ServiceClient } from "./client";
 export { FieldViolation, VoxplaneError } from "./errors";
@@ -22,3 +26,4 @@ export * as numbers from "./gen/voxplane/numbers/v1/numbers";
 export * as agents from "./gen/voxplane/agents/v1/agents";
 export * as calls from "./gen/voxplane/calls/v1/calls";
 export * as webhooks from "./gen/voxplane/webhooks/v1/webhooks";
+export * as messaging from "./gen/voxplane/messaging/v1/messaging";

@@ -45,3 +45,6 @@ export const newCall = (agentRef: string) => ({ source: agentRef, destination: "
 export const caller = (call: calls.Call) => call.source;
 export const everyCall = {}; // ExportCalls' request: no filter
 export const csvHeader = "ref,direction,status,hangup_cause,source,destination";
+
+// An SMS from an alphanumeric sender ID to the simulated carrier's number that delivers.
+export const sms = (body: string) => ({ source: "Node", destination: "+15005550001", body });

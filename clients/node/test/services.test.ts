@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
-import { Agents, Calls, calls as pb, Numbers, status, VoxplaneError } from "../src";
+import { Agents, Calls, calls as pb, Messaging, messaging, Numbers, status, VoxplaneError } from "../src";
 import * as contract from "./contract";
 
 const { server } = contract;
@@ -180,5 +180,26 @@ describe("Call events", { skip: contract.skip }, () => {
       },
       (error: unknown) => error instanceof VoxplaneError && error.code === status.INVALID_ARGUMENT,
     );
+  });
+});
+
+describe("Messaging", { skip: contract.skip }, () => {
+  const client = new Messaging(options);
+  after(() => client.close());
+
+  test("sends an SMS, which the simulated carrier delivers", async () => {
+    const sent = await client.sendMessage(contract.sms("Hello from Node"));
+    assert.equal(sent.status, messaging.MessageStatus.MESSAGE_STATUS_QUEUED);
+    assert.equal(sent.encoding, messaging.Encoding.ENCODING_GSM7);
+    assert.equal(sent.numSegments, 1);
+    const deadline = Date.now() + 10_000;
+    let got = await client.getMessage(contract.byRef(sent.ref));
+    while (got.status !== messaging.MessageStatus.MESSAGE_STATUS_DELIVERED) {
+      assert.ok(Date.now() < deadline, `still ${got.status}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      got = await client.getMessage(contract.byRef(sent.ref));
+    }
+    await assert.rejects(client.sendMessage(contract.sms("")), (error: VoxplaneError) =>
+      error.code === status.INVALID_ARGUMENT && error.fieldViolations[0].field === "body");
   });
 });

@@ -22,6 +22,7 @@ from ._errors import (
     UnavailableError,
     VoxplaneError,
 )
+from ._messaging import AsyncMessaging, Messaging
 from ._numbers import AsyncNumbers, Numbers
 from ._webhooks import AsyncWebhooks, Webhooks
 
@@ -31,6 +32,7 @@ __all__ = [
     "AlreadyExistsError",
     "AsyncAgents",
     "AsyncCalls",
+    "AsyncMessaging",
     "AsyncNumbers",
     "AsyncWebhooks",
     "Calls",
@@ -39,6 +41,7 @@ __all__ = [
     "FailedPreconditionError",
     "FieldViolation",
     "InvalidArgumentError",
+    "Messaging",
     "NotFoundError",
     "Numbers",
     "OutOfRangeError",

@@ -19,6 +19,7 @@ class _NumbersMethods:
     list_numbers = Method("ListNumbers", pb.ListNumbersRequest)
     delete_number = Method("DeleteNumber", pb.DeleteNumberRequest, positional="ref")
     get_ingress_info = Method("GetIngressInfo", pb.GetIngressInfoRequest, positional="e164_number")
+    get_messaging_route = Method("GetMessagingRoute", pb.GetMessagingRouteRequest, positional="e164_number")
     iter_numbers = Pages("list_numbers", "numbers")
 
     activate_number = Method("ActivateNumber", pb.ActivateNumberRequest, positional="ref")

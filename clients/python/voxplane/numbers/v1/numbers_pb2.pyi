@@ -466,6 +466,7 @@ class Number(_message.Message):
     EMERGENCY_ADDRESS_FIELD_NUMBER: _builtins.int
     EMERGENCY_ENABLED_FIELD_NUMBER: _builtins.int
     FROM_INVENTORY_FIELD_NUMBER: _builtins.int
+    MESSAGING_WEBHOOK_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """Opaque identifier, assigned by the server."""
     name: _builtins.str
@@ -502,6 +503,10 @@ class Number(_message.Message):
     """
     from_inventory: _builtins.bool
     """True when the number came from the deployment's inventory."""
+    messaging_webhook: _builtins.str
+    """An http(s) URL told of the SMS this number receives (voxplane.messaging.v1);
+    empty: the workspace's default webhook for inbound messages.
+    """
     @_builtins.property
     def ingress_info(self) -> Global___IngressInfo:
         """An application, told of the call at its webhook."""
@@ -561,10 +566,11 @@ class Number(_message.Message):
         emergency_address: Global___EmergencyAddress | None = ...,
         emergency_enabled: _builtins.bool = ...,
         from_inventory: _builtins.bool = ...,
+        messaging_webhook: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["aor_link", b"aor_link", "classification", b"classification", "create_time", b"create_time", "emergency_address", b"emergency_address", "forward_sip_to", b"forward_sip_to", "ingress_info", b"ingress_info", "release_time", b"release_time", "reserve_expire_time", b"reserve_expire_time", "routing", b"routing", "subscriber", b"subscriber", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aor_link", b"aor_link", "caller_id_passthrough", b"caller_id_passthrough", "caller_id_prefix", b"caller_id_prefix", "classification", b"classification", "context", b"context", "create_time", b"create_time", "e164_number", b"e164_number", "emergency_address", b"emergency_address", "emergency_enabled", b"emergency_enabled", "etag", b"etag", "forward_sip_to", b"forward_sip_to", "from_inventory", b"from_inventory", "ingress_info", b"ingress_info", "name", b"name", "provider_ref", b"provider_ref", "recording_enabled", b"recording_enabled", "ref", b"ref", "release_time", b"release_time", "reserve_expire_time", b"reserve_expire_time", "routing", b"routing", "state", b"state", "subscriber", b"subscriber", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aor_link", b"aor_link", "caller_id_passthrough", b"caller_id_passthrough", "caller_id_prefix", b"caller_id_prefix", "classification", b"classification", "context", b"context", "create_time", b"create_time", "e164_number", b"e164_number", "emergency_address", b"emergency_address", "emergency_enabled", b"emergency_enabled", "etag", b"etag", "forward_sip_to", b"forward_sip_to", "from_inventory", b"from_inventory", "ingress_info", b"ingress_info", "messaging_webhook", b"messaging_webhook", "name", b"name", "provider_ref", b"provider_ref", "recording_enabled", b"recording_enabled", "ref", b"ref", "release_time", b"release_time", "reserve_expire_time", b"reserve_expire_time", "routing", b"routing", "state", b"state", "subscriber", b"subscriber", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_routing: _TypeAlias = _typing.Literal["aor_link", "ingress_info", "forward_sip_to"]  # noqa: Y015
     _WhichOneofArgType_routing: _TypeAlias = _typing.Literal["routing", b"routing"]  # noqa: Y015
@@ -670,6 +676,7 @@ class NumberSettings(_message.Message):
     CALLER_ID_PREFIX_FIELD_NUMBER: _builtins.int
     CALLER_ID_PASSTHROUGH_FIELD_NUMBER: _builtins.int
     CONTEXT_FIELD_NUMBER: _builtins.int
+    MESSAGING_WEBHOOK_FIELD_NUMBER: _builtins.int
     recording_enabled: _builtins.bool
     """Record inbound calls; default false."""
     caller_id_prefix: _builtins.str
@@ -678,6 +685,10 @@ class NumberSettings(_message.Message):
     """Pass the caller's ID on when forwarding; default true."""
     context: Global___NumberContext.ValueType
     """Default NUMBER_CONTEXT_INCOMING."""
+    messaging_webhook: _builtins.str
+    """An http(s) URL told of the SMS the number receives; default "" (the
+    workspace's default webhook for inbound messages).
+    """
     def __init__(
         self,
         *,
@@ -685,10 +696,11 @@ class NumberSettings(_message.Message):
         caller_id_prefix: _builtins.str | None = ...,
         caller_id_passthrough: _builtins.bool | None = ...,
         context: Global___NumberContext.ValueType | None = ...,
+        messaging_webhook: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_caller_id_passthrough", b"_caller_id_passthrough", "_caller_id_prefix", b"_caller_id_prefix", "_context", b"_context", "_recording_enabled", b"_recording_enabled", "caller_id_passthrough", b"caller_id_passthrough", "caller_id_prefix", b"caller_id_prefix", "context", b"context", "recording_enabled", b"recording_enabled"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_caller_id_passthrough", b"_caller_id_passthrough", "_caller_id_prefix", b"_caller_id_prefix", "_context", b"_context", "_messaging_webhook", b"_messaging_webhook", "_recording_enabled", b"_recording_enabled", "caller_id_passthrough", b"caller_id_passthrough", "caller_id_prefix", b"caller_id_prefix", "context", b"context", "messaging_webhook", b"messaging_webhook", "recording_enabled", b"recording_enabled"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_caller_id_passthrough", b"_caller_id_passthrough", "_caller_id_prefix", b"_caller_id_prefix", "_context", b"_context", "_recording_enabled", b"_recording_enabled", "caller_id_passthrough", b"caller_id_passthrough", "caller_id_prefix", b"caller_id_prefix", "context", b"context", "recording_enabled", b"recording_enabled"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_caller_id_passthrough", b"_caller_id_passthrough", "_caller_id_prefix", b"_caller_id_prefix", "_context", b"_context", "_messaging_webhook", b"_messaging_webhook", "_recording_enabled", b"_recording_enabled", "caller_id_passthrough", b"caller_id_passthrough", "caller_id_prefix", b"caller_id_prefix", "context", b"context", "messaging_webhook", b"messaging_webhook", "recording_enabled", b"recording_enabled"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__caller_id_passthrough: _TypeAlias = _typing.Literal["caller_id_passthrough"]  # noqa: Y015
     _WhichOneofArgType__caller_id_passthrough: _TypeAlias = _typing.Literal["_caller_id_passthrough", b"_caller_id_passthrough"]  # noqa: Y015
@@ -696,6 +708,8 @@ class NumberSettings(_message.Message):
     _WhichOneofArgType__caller_id_prefix: _TypeAlias = _typing.Literal["_caller_id_prefix", b"_caller_id_prefix"]  # noqa: Y015
     _WhichOneofReturnType__context: _TypeAlias = _typing.Literal["context"]  # noqa: Y015
     _WhichOneofArgType__context: _TypeAlias = _typing.Literal["_context", b"_context"]  # noqa: Y015
+    _WhichOneofReturnType__messaging_webhook: _TypeAlias = _typing.Literal["messaging_webhook"]  # noqa: Y015
+    _WhichOneofArgType__messaging_webhook: _TypeAlias = _typing.Literal["_messaging_webhook", b"_messaging_webhook"]  # noqa: Y015
     _WhichOneofReturnType__recording_enabled: _TypeAlias = _typing.Literal["recording_enabled"]  # noqa: Y015
     _WhichOneofArgType__recording_enabled: _TypeAlias = _typing.Literal["_recording_enabled", b"_recording_enabled"]  # noqa: Y015
     @_typing.overload
@@ -704,6 +718,8 @@ class NumberSettings(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__caller_id_prefix) -> _WhichOneofReturnType__caller_id_prefix | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__context) -> _WhichOneofReturnType__context | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__messaging_webhook) -> _WhichOneofReturnType__messaging_webhook | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__recording_enabled) -> _WhichOneofReturnType__recording_enabled | None: ...
 
@@ -769,9 +785,10 @@ class UpdateNumberRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """The fields to change, of: name, provider_ref, aor_link, ingress_info,
-        forward_sip_to (any of the three: the routing), settings (all four) or
+        forward_sip_to (any of the three: the routing), settings (all five) or
         settings.recording_enabled, settings.caller_id_prefix,
-        settings.caller_id_passthrough, settings.context. A named field left at
+        settings.caller_id_passthrough, settings.context,
+        settings.messaging_webhook. A named field left at
         its default clears it (a routing field not set clears the routing).
         Without a mask, the fields set to a non-default value are changed.
         """
@@ -1051,6 +1068,64 @@ class GetIngressInfoResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_routing) -> _WhichOneofReturnType_routing | None: ...
 
 Global___GetIngressInfoResponse: _TypeAlias = GetIngressInfoResponse  # noqa: Y015
+
+@_typing.final
+class GetMessagingRouteRequest(_message.Message):
+    """Request of GetMessagingRoute."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    E164_NUMBER_FIELD_NUMBER: _builtins.int
+    e164_number: _builtins.str
+    """The number messaged, in E.164 (other forms with a country code are
+    normalised the same way CreateNumber does).
+    """
+    def __init__(
+        self,
+        *,
+        e164_number: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["e164_number", b"e164_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMessagingRouteRequest: _TypeAlias = GetMessagingRouteRequest  # noqa: Y015
+
+@_typing.final
+class GetMessagingRouteResponse(_message.Message):
+    """Where an inbound SMS goes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUMBER_REF_FIELD_NUMBER: _builtins.int
+    E164_NUMBER_FIELD_NUMBER: _builtins.int
+    WORKSPACE_REF_FIELD_NUMBER: _builtins.int
+    MESSAGING_WEBHOOK_FIELD_NUMBER: _builtins.int
+    number_ref: _builtins.str
+    """The ref of the ACTIVE Number that has it."""
+    e164_number: _builtins.str
+    """The number in E.164."""
+    workspace_ref: _builtins.str
+    """The ref of the workspace that holds the Number."""
+    messaging_webhook: _builtins.str
+    """The Number's messaging webhook; empty: the workspace's default."""
+    def __init__(
+        self,
+        *,
+        number_ref: _builtins.str = ...,
+        e164_number: _builtins.str = ...,
+        workspace_ref: _builtins.str = ...,
+        messaging_webhook: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["e164_number", b"e164_number", "messaging_webhook", b"messaging_webhook", "number_ref", b"number_ref", "workspace_ref", b"workspace_ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMessagingRouteResponse: _TypeAlias = GetMessagingRouteResponse  # noqa: Y015
 
 @_typing.final
 class BatchCreateNumbersRequest(_message.Message):

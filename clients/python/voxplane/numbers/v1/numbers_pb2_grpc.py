@@ -65,6 +65,11 @@ class NumbersStub:
                 request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetIngressInfoRequest.SerializeToString,
                 response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetIngressInfoResponse.FromString,
                 _registered_method=True)
+        self.GetMessagingRoute = channel.unary_unary(
+                '/voxplane.numbers.v1.Numbers/GetMessagingRoute',
+                request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetMessagingRouteRequest.SerializeToString,
+                response_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetMessagingRouteResponse.FromString,
+                _registered_method=True)
         self.BatchCreateNumbers = channel.unary_unary(
                 '/voxplane.numbers.v1.Numbers/BatchCreateNumbers',
                 request_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.BatchCreateNumbersRequest.SerializeToString,
@@ -226,6 +231,18 @@ class NumbersServicer:
         one too (its `state` says so).
         Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
         Number routes it, as far as the caller may see).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMessagingRoute(self, request, context):
+        """Answers where an inbound SMS to an E.164 number goes: the workspace
+        holding it ACTIVE and its messaging webhook (the Messaging service's
+        on-net delivery). A `service` key may look up any workspace's Number;
+        other keys see only their own workspace's.
+        Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
+        ACTIVE Number has it, as far as the caller may see).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -451,6 +468,11 @@ def add_NumbersServicer_to_server(servicer, server):
                     servicer.GetIngressInfo,
                     request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetIngressInfoRequest.FromString,
                     response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetIngressInfoResponse.SerializeToString,
+            ),
+            'GetMessagingRoute': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMessagingRoute,
+                    request_deserializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetMessagingRouteRequest.FromString,
+                    response_serializer=voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetMessagingRouteResponse.SerializeToString,
             ),
             'BatchCreateNumbers': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchCreateNumbers,
@@ -711,6 +733,33 @@ class Numbers:
             '/voxplane.numbers.v1.Numbers/GetIngressInfo',
             voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetIngressInfoRequest.SerializeToString,
             voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetIngressInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMessagingRoute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.numbers.v1.Numbers/GetMessagingRoute',
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetMessagingRouteRequest.SerializeToString,
+            voxplane_dot_numbers_dot_v1_dot_numbers__pb2.GetMessagingRouteResponse.FromString,
             options,
             channel_credentials,
             insecure,

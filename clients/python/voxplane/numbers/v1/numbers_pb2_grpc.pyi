@@ -95,6 +95,14 @@ class NumbersStub:
     Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
     Number routes it, as far as the caller may see).
     """
+    GetMessagingRoute: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.GetMessagingRouteRequest, _numbers_pb2.GetMessagingRouteResponse]
+    """Answers where an inbound SMS to an E.164 number goes: the workspace
+    holding it ACTIVE and its messaging webhook (the Messaging service's
+    on-net delivery). A `service` key may look up any workspace's Number;
+    other keys see only their own workspace's.
+    Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
+    ACTIVE Number has it, as far as the caller may see).
+    """
     BatchCreateNumbers: _grpc.UnaryUnaryMultiCallable[_numbers_pb2.BatchCreateNumbersRequest, _numbers_pb2.BatchCreateNumbersResponse]
     """Creates up to 1,000 Numbers in one transaction: all of them or none.
     Errors: INVALID_ARGUMENT naming each bad item (`requests[3].e164_number`,
@@ -253,6 +261,14 @@ class NumbersAsyncStub(NumbersStub):
     one too (its `state` says so).
     Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
     Number routes it, as far as the caller may see).
+    """
+    GetMessagingRoute: _aio.UnaryUnaryMultiCallable[_numbers_pb2.GetMessagingRouteRequest, _numbers_pb2.GetMessagingRouteResponse]  # type: ignore[assignment]
+    """Answers where an inbound SMS to an E.164 number goes: the workspace
+    holding it ACTIVE and its messaging webhook (the Messaging service's
+    on-net delivery). A `service` key may look up any workspace's Number;
+    other keys see only their own workspace's.
+    Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
+    ACTIVE Number has it, as far as the caller may see).
     """
     BatchCreateNumbers: _aio.UnaryUnaryMultiCallable[_numbers_pb2.BatchCreateNumbersRequest, _numbers_pb2.BatchCreateNumbersResponse]  # type: ignore[assignment]
     """Creates up to 1,000 Numbers in one transaction: all of them or none.
@@ -445,6 +461,20 @@ class NumbersServicer(metaclass=_abc_1.ABCMeta):
         one too (its `state` says so).
         Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
         Number routes it, as far as the caller may see).
+        """
+
+    @_abc_1.abstractmethod
+    def GetMessagingRoute(
+        self,
+        request: _numbers_pb2.GetMessagingRouteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_numbers_pb2.GetMessagingRouteResponse, _abc.Awaitable[_numbers_pb2.GetMessagingRouteResponse]]:
+        """Answers where an inbound SMS to an E.164 number goes: the workspace
+        holding it ACTIVE and its messaging webhook (the Messaging service's
+        on-net delivery). A `service` key may look up any workspace's Number;
+        other keys see only their own workspace's.
+        Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
+        ACTIVE Number has it, as far as the caller may see).
         """
 
     @_abc_1.abstractmethod

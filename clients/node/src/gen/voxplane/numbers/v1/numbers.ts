@@ -824,6 +824,11 @@ export interface Number {
   emergencyEnabled: boolean;
   /** True when the number came from the deployment's inventory. */
   fromInventory: boolean;
+  /**
+   * An http(s) URL told of the SMS this number receives (voxplane.messaging.v1);
+   * empty: the workspace's default webhook for inbound messages.
+   */
+  messagingWebhook: string;
 }
 
 /** An application that takes inbound calls. */
@@ -886,7 +891,14 @@ export interface NumberSettings {
     | boolean
     | undefined;
   /** Default NUMBER_CONTEXT_INCOMING. */
-  context?: NumberContext | undefined;
+  context?:
+    | NumberContext
+    | undefined;
+  /**
+   * An http(s) URL told of the SMS the number receives; default "" (the
+   * workspace's default webhook for inbound messages).
+   */
+  messagingWebhook?: string | undefined;
 }
 
 /** Request of GetNumber. */
@@ -923,9 +935,10 @@ export interface UpdateNumberRequest {
     | undefined;
   /**
    * The fields to change, of: name, provider_ref, aor_link, ingress_info,
-   * forward_sip_to (any of the three: the routing), settings (all four) or
+   * forward_sip_to (any of the three: the routing), settings (all five) or
    * settings.recording_enabled, settings.caller_id_prefix,
-   * settings.caller_id_passthrough, settings.context. A named field left at
+   * settings.caller_id_passthrough, settings.context,
+   * settings.messaging_webhook. A named field left at
    * its default clears it (a routing field not set clears the routing).
    * Without a mask, the fields set to a non-default value are changed.
    */
@@ -1037,6 +1050,27 @@ export interface GetIngressInfoResponse {
   callerIdPassthrough: boolean;
   /** ACTIVE; SUSPENDED only when the request included suspended Numbers. */
   state: NumberState;
+}
+
+/** Request of GetMessagingRoute. */
+export interface GetMessagingRouteRequest {
+  /**
+   * The number messaged, in E.164 (other forms with a country code are
+   * normalised the same way CreateNumber does).
+   */
+  e164Number: string;
+}
+
+/** Where an inbound SMS goes. */
+export interface GetMessagingRouteResponse {
+  /** The ref of the ACTIVE Number that has it. */
+  numberRef: string;
+  /** The number in E.164. */
+  e164Number: string;
+  /** The ref of the workspace that holds the Number. */
+  workspaceRef: string;
+  /** The Number's messaging webhook; empty: the workspace's default. */
+  messagingWebhook: string;
 }
 
 /** Request of BatchCreateNumbers. */
@@ -2018,6 +2052,7 @@ function createBaseNumber(): Number {
     emergencyAddress: undefined,
     emergencyEnabled: false,
     fromInventory: false,
+    messagingWebhook: "",
   };
 }
 
@@ -2088,6 +2123,9 @@ export const Number: MessageFns<Number> = {
     }
     if (message.fromInventory !== false) {
       writer.uint32(176).bool(message.fromInventory);
+    }
+    if (message.messagingWebhook !== "") {
+      writer.uint32(186).string(message.messagingWebhook);
     }
     return writer;
   },
@@ -2281,6 +2319,14 @@ export const Number: MessageFns<Number> = {
             message.fromInventory = reader.bool();
             continue;
           }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.messagingWebhook = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2377,6 +2423,11 @@ export const Number: MessageFns<Number> = {
         : isSet(object.from_inventory)
         ? globalThis.Boolean(object.from_inventory)
         : false,
+      messagingWebhook: isSet(object.messagingWebhook)
+        ? globalThis.String(object.messagingWebhook)
+        : isSet(object.messaging_webhook)
+        ? globalThis.String(object.messaging_webhook)
+        : "",
     };
   },
 
@@ -2448,6 +2499,9 @@ export const Number: MessageFns<Number> = {
     if (message.fromInventory !== false) {
       obj.fromInventory = message.fromInventory;
     }
+    if (message.messagingWebhook !== "") {
+      obj.messagingWebhook = message.messagingWebhook;
+    }
     return obj;
   },
 
@@ -2486,6 +2540,7 @@ export const Number: MessageFns<Number> = {
       : undefined;
     message.emergencyEnabled = object.emergencyEnabled ?? false;
     message.fromInventory = object.fromInventory ?? false;
+    message.messagingWebhook = object.messagingWebhook ?? "";
     return message;
   },
 };
@@ -2797,7 +2852,13 @@ export const CreateNumberRequest: MessageFns<CreateNumberRequest> = {
 };
 
 function createBaseNumberSettings(): NumberSettings {
-  return { recordingEnabled: undefined, callerIdPrefix: undefined, callerIdPassthrough: undefined, context: undefined };
+  return {
+    recordingEnabled: undefined,
+    callerIdPrefix: undefined,
+    callerIdPassthrough: undefined,
+    context: undefined,
+    messagingWebhook: undefined,
+  };
 }
 
 export const NumberSettings: MessageFns<NumberSettings> = {
@@ -2813,6 +2874,9 @@ export const NumberSettings: MessageFns<NumberSettings> = {
     }
     if (message.context !== undefined) {
       writer.uint32(32).int32(numberContextToNumber(message.context));
+    }
+    if (message.messagingWebhook !== undefined) {
+      writer.uint32(42).string(message.messagingWebhook);
     }
     return writer;
   },
@@ -2862,6 +2926,14 @@ export const NumberSettings: MessageFns<NumberSettings> = {
             message.context = numberContextFromJSON(reader.int32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.messagingWebhook = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2892,6 +2964,11 @@ export const NumberSettings: MessageFns<NumberSettings> = {
         ? globalThis.Boolean(object.caller_id_passthrough)
         : undefined,
       context: isSet(object.context) ? numberContextFromJSON(object.context) : undefined,
+      messagingWebhook: isSet(object.messagingWebhook)
+        ? globalThis.String(object.messagingWebhook)
+        : isSet(object.messaging_webhook)
+        ? globalThis.String(object.messaging_webhook)
+        : undefined,
     };
   },
 
@@ -2909,6 +2986,9 @@ export const NumberSettings: MessageFns<NumberSettings> = {
     if (message.context !== undefined) {
       obj.context = numberContextToJSON(message.context);
     }
+    if (message.messagingWebhook !== undefined) {
+      obj.messagingWebhook = message.messagingWebhook;
+    }
     return obj;
   },
 
@@ -2921,6 +3001,7 @@ export const NumberSettings: MessageFns<NumberSettings> = {
     message.callerIdPrefix = object.callerIdPrefix ?? undefined;
     message.callerIdPassthrough = object.callerIdPassthrough ?? undefined;
     message.context = object.context ?? undefined;
+    message.messagingWebhook = object.messagingWebhook ?? undefined;
     return message;
   },
 };
@@ -4108,6 +4189,212 @@ export const GetIngressInfoResponse: MessageFns<GetIngressInfoResponse> = {
     message.callerIdPrefix = object.callerIdPrefix ?? "";
     message.callerIdPassthrough = object.callerIdPassthrough ?? false;
     message.state = object.state ?? NumberState.NUMBER_STATE_UNSPECIFIED;
+    return message;
+  },
+};
+
+function createBaseGetMessagingRouteRequest(): GetMessagingRouteRequest {
+  return { e164Number: "" };
+}
+
+export const GetMessagingRouteRequest: MessageFns<GetMessagingRouteRequest> = {
+  encode(message: GetMessagingRouteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.e164Number !== "") {
+      writer.uint32(10).string(message.e164Number);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetMessagingRouteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetMessagingRouteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.e164Number = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetMessagingRouteRequest {
+    return {
+      e164Number: isSet(object.e164Number)
+        ? globalThis.String(object.e164Number)
+        : isSet(object.e164_number)
+        ? globalThis.String(object.e164_number)
+        : "",
+    };
+  },
+
+  toJSON(message: GetMessagingRouteRequest): unknown {
+    const obj: any = {};
+    if (message.e164Number !== "") {
+      obj.e164Number = message.e164Number;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetMessagingRouteRequest>, I>>(base?: I): GetMessagingRouteRequest {
+    return GetMessagingRouteRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetMessagingRouteRequest>, I>>(object: I): GetMessagingRouteRequest {
+    const message = createBaseGetMessagingRouteRequest();
+    message.e164Number = object.e164Number ?? "";
+    return message;
+  },
+};
+
+function createBaseGetMessagingRouteResponse(): GetMessagingRouteResponse {
+  return { numberRef: "", e164Number: "", workspaceRef: "", messagingWebhook: "" };
+}
+
+export const GetMessagingRouteResponse: MessageFns<GetMessagingRouteResponse> = {
+  encode(message: GetMessagingRouteResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.numberRef !== "") {
+      writer.uint32(10).string(message.numberRef);
+    }
+    if (message.e164Number !== "") {
+      writer.uint32(18).string(message.e164Number);
+    }
+    if (message.workspaceRef !== "") {
+      writer.uint32(26).string(message.workspaceRef);
+    }
+    if (message.messagingWebhook !== "") {
+      writer.uint32(34).string(message.messagingWebhook);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetMessagingRouteResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetMessagingRouteResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.numberRef = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.e164Number = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.workspaceRef = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.messagingWebhook = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetMessagingRouteResponse {
+    return {
+      numberRef: isSet(object.numberRef)
+        ? globalThis.String(object.numberRef)
+        : isSet(object.number_ref)
+        ? globalThis.String(object.number_ref)
+        : "",
+      e164Number: isSet(object.e164Number)
+        ? globalThis.String(object.e164Number)
+        : isSet(object.e164_number)
+        ? globalThis.String(object.e164_number)
+        : "",
+      workspaceRef: isSet(object.workspaceRef)
+        ? globalThis.String(object.workspaceRef)
+        : isSet(object.workspace_ref)
+        ? globalThis.String(object.workspace_ref)
+        : "",
+      messagingWebhook: isSet(object.messagingWebhook)
+        ? globalThis.String(object.messagingWebhook)
+        : isSet(object.messaging_webhook)
+        ? globalThis.String(object.messaging_webhook)
+        : "",
+    };
+  },
+
+  toJSON(message: GetMessagingRouteResponse): unknown {
+    const obj: any = {};
+    if (message.numberRef !== "") {
+      obj.numberRef = message.numberRef;
+    }
+    if (message.e164Number !== "") {
+      obj.e164Number = message.e164Number;
+    }
+    if (message.workspaceRef !== "") {
+      obj.workspaceRef = message.workspaceRef;
+    }
+    if (message.messagingWebhook !== "") {
+      obj.messagingWebhook = message.messagingWebhook;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetMessagingRouteResponse>, I>>(base?: I): GetMessagingRouteResponse {
+    return GetMessagingRouteResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetMessagingRouteResponse>, I>>(object: I): GetMessagingRouteResponse {
+    const message = createBaseGetMessagingRouteResponse();
+    message.numberRef = object.numberRef ?? "";
+    message.e164Number = object.e164Number ?? "";
+    message.workspaceRef = object.workspaceRef ?? "";
+    message.messagingWebhook = object.messagingWebhook ?? "";
     return message;
   },
 };
@@ -7692,6 +7979,22 @@ export const NumbersDefinition = {
       options: {},
     },
     /**
+     * Answers where an inbound SMS to an E.164 number goes: the workspace
+     * holding it ACTIVE and its messaging webhook (the Messaging service's
+     * on-net delivery). A `service` key may look up any workspace's Number;
+     * other keys see only their own workspace's.
+     * Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
+     * ACTIVE Number has it, as far as the caller may see).
+     */
+    getMessagingRoute: {
+      name: "GetMessagingRoute",
+      requestType: GetMessagingRouteRequest as typeof GetMessagingRouteRequest,
+      requestStream: false,
+      responseType: GetMessagingRouteResponse as typeof GetMessagingRouteResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
      * Creates up to 1,000 Numbers in one transaction: all of them or none.
      * Errors: INVALID_ARGUMENT naming each bad item (`requests[3].e164_number`,
      * also for an E.164 repeated within the batch), ALREADY_EXISTS naming the
@@ -8060,6 +8363,25 @@ export const NumbersService = {
     responseDeserialize: (value: Buffer): GetIngressInfoResponse => GetIngressInfoResponse.decode(value),
   },
   /**
+   * Answers where an inbound SMS to an E.164 number goes: the workspace
+   * holding it ACTIVE and its messaging webhook (the Messaging service's
+   * on-net delivery). A `service` key may look up any workspace's Number;
+   * other keys see only their own workspace's.
+   * Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
+   * ACTIVE Number has it, as far as the caller may see).
+   */
+  getMessagingRoute: {
+    path: "/voxplane.numbers.v1.Numbers/GetMessagingRoute" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetMessagingRouteRequest): Buffer =>
+      Buffer.from(GetMessagingRouteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetMessagingRouteRequest => GetMessagingRouteRequest.decode(value),
+    responseSerialize: (value: GetMessagingRouteResponse): Buffer =>
+      Buffer.from(GetMessagingRouteResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetMessagingRouteResponse => GetMessagingRouteResponse.decode(value),
+  },
+  /**
    * Creates up to 1,000 Numbers in one transaction: all of them or none.
    * Errors: INVALID_ARGUMENT naming each bad item (`requests[3].e164_number`,
    * also for an E.164 repeated within the batch), ALREADY_EXISTS naming the
@@ -8419,6 +8741,15 @@ export interface NumbersServer extends UntypedServiceImplementation {
    */
   getIngressInfo: handleUnaryCall<GetIngressInfoRequest, GetIngressInfoResponse>;
   /**
+   * Answers where an inbound SMS to an E.164 number goes: the workspace
+   * holding it ACTIVE and its messaging webhook (the Messaging service's
+   * on-net delivery). A `service` key may look up any workspace's Number;
+   * other keys see only their own workspace's.
+   * Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
+   * ACTIVE Number has it, as far as the caller may see).
+   */
+  getMessagingRoute: handleUnaryCall<GetMessagingRouteRequest, GetMessagingRouteResponse>;
+  /**
    * Creates up to 1,000 Numbers in one transaction: all of them or none.
    * Errors: INVALID_ARGUMENT naming each bad item (`requests[3].e164_number`,
    * also for an E.164 repeated within the batch), ALREADY_EXISTS naming the
@@ -8682,6 +9013,29 @@ export interface NumbersClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetIngressInfoResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Answers where an inbound SMS to an E.164 number goes: the workspace
+   * holding it ACTIVE and its messaging webhook (the Messaging service's
+   * on-net delivery). A `service` key may look up any workspace's Number;
+   * other keys see only their own workspace's.
+   * Errors: INVALID_ARGUMENT (not a valid phone number), NOT_FOUND (no
+   * ACTIVE Number has it, as far as the caller may see).
+   */
+  getMessagingRoute(
+    request: GetMessagingRouteRequest,
+    callback: (error: ServiceError | null, response: GetMessagingRouteResponse) => void,
+  ): ClientUnaryCall;
+  getMessagingRoute(
+    request: GetMessagingRouteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetMessagingRouteResponse) => void,
+  ): ClientUnaryCall;
+  getMessagingRoute(
+    request: GetMessagingRouteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetMessagingRouteResponse) => void,
   ): ClientUnaryCall;
   /**
    * Creates up to 1,000 Numbers in one transaction: all of them or none.
