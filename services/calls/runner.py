@@ -18,8 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..core import config, workspaces
-from ..core.auth import Caller, Role
-from ..core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ..core.auth import Caller
+from ..core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from ..core.rpc import Incoming
 from ..events import watching
 from ..events.feed import EventFeed
@@ -180,7 +180,9 @@ class Runner:
             if self._service_key is None:
                 configured = config.settings().calls_service_key
                 self._made_service_key = not configured
-                self._service_key = configured or await self.db.run_transaction(_new_service_key, write=True)
+                self._service_key = configured or await self.db.run_transaction(
+                    lambda s: workspaces.new_service_key(s, SERVICE_WORKSPACE), write=True
+                )
             return self._service_key
 
     def _numbers_and_agents(self) -> Services:
@@ -237,18 +239,6 @@ class Runner:
         )
         self.feed.wake()
         return changed
-
-
-def _new_service_key(session: Session) -> str:
-    try:
-        workspace = workspaces.find_workspace(session, SERVICE_WORKSPACE)
-    except NotFound:
-        try:
-            with session.begin_nested():
-                workspace = workspaces.create_workspace(session, SERVICE_WORKSPACE)
-        except AlreadyExists:  # another Calls process made it meanwhile
-            workspace = workspaces.find_workspace(session, SERVICE_WORKSPACE)
-    return workspaces.create_key(session, workspace, Role.SERVICE)
 
 
 def _log_ended(ended: int, which: str) -> None:
