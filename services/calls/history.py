@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import ColumnElement, delete, select, true, union_all
+from sqlalchemy import ColumnElement, select, true, union_all
 from sqlalchemy.orm import Session
 
 from ..core import validation
 from ..core.auth import Caller
-from ..core.errors import Aborted, FailedPrecondition, NotFound, Violations
-from ..core.resources import check_etag, get_owned
+from ..core.errors import Aborted, NotFound, Violations
+from ..core.resources import check_etag, delete_finished, get_owned
 from ..persistence import keyset
 from ..persistence.base import utcnow
 from ..persistence.db import AnySelect
@@ -218,33 +218,10 @@ def update_records(session: Session, caller: Caller, updates: Sequence[tuple[str
 def delete_records(session: Session, caller: Caller, refs: Sequence[str]) -> None:
     """Deletes up to 1,000 ended calls, all or none: an unknown ref is NOT_FOUND, a running call
     FAILED_PRECONDITION, each naming the first such ref."""
-    validation.check_batch_size("refs", len(refs), "refs")
-    v = Violations()
-    for i, ref in enumerate(refs):
-        if not ref:
-            v.add(f"refs[{i}]", "is required")
-    v.raise_if_any()
-    query = select(Call.ref, Call.status).where(Call.workspace_id == caller.workspace_id, Call.ref.in_(set(refs)))
-    found = {ref: status for ref, status in session.execute(query)}
-    for i, ref in enumerate(refs):
-        if ref not in found:
-            raise NotFound(f"refs[{i}]: No call has the ref {ref!r}.")
-    for i, ref in enumerate(refs):
-        if found[ref] in ACTIVE_STATUSES:
-            raise FailedPrecondition(
-                f"refs[{i}]: The call {ref} is {found[ref]}; only ended calls can be deleted "
-                "(hang it up or cancel it first)."
-            )
-    deleted = session.execute(
-        delete(Call)
-        .where(
-            Call.workspace_id == caller.workspace_id, Call.ref.in_(list(found)), Call.status.not_in(ACTIVE_STATUSES)
-        )
-        .execution_options(synchronize_session=False)
+    delete_finished(
+        session, Call, caller, refs, running=ACTIVE_STATUSES,
+        rule="only ended calls can be deleted (hang it up or cancel it first)",
     )
-    # A DELETE's Result is a CursorResult; fewer rows: a call changed meanwhile, the transaction rolls back.
-    if deleted.rowcount != len(found):  # type: ignore[attr-defined]
-        raise FailedPrecondition("Some of these calls changed meanwhile; list them again and retry.")
 
 
 # --- CSV export -------------------------------------------------------------------------------

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..persistence.base import WorkspaceResource
+from . import validation
 from .auth import Caller
-from .errors import Aborted, InvalidArgument, NotFound
+from .errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, Violations
 
 R = TypeVar("R", bound=WorkspaceResource)
 
@@ -72,3 +73,33 @@ def insert_once(session: Session, resource: R, caller: Caller, on_conflict: Call
             return earlier
         raise on_conflict() from None
     return resource
+
+
+def delete_finished(
+    session: Session, model: Any, caller: Caller, refs: Sequence[str], *, running: Collection[str], rule: str
+) -> None:
+    """Deletes up to 1,000 of the caller's `model` rows (a WorkspaceResource with a `status`) by ref, all or none: an empty or unknown ref is
+    INVALID_ARGUMENT / NOT_FOUND, one whose status is `running` FAILED_PRECONDITION saying `rule`, each
+    naming the first such ref."""
+    validation.check_batch_size("refs", len(refs), "refs")
+    v = Violations()
+    for i, ref in enumerate(refs):
+        if not ref:
+            v.add(f"refs[{i}]", "is required")
+    v.raise_if_any()
+    mine = model.workspace_id == caller.workspace_id
+    found: dict[str, str] = dict(session.execute(select(model.ref, model.status).where(mine, model.ref.in_(set(refs)))).all())
+    for i, ref in enumerate(refs):
+        if ref not in found:
+            raise NotFound(f"refs[{i}]: No {model.kind} has the ref {ref!r}.")
+    for i, ref in enumerate(refs):
+        if found[ref] in running:
+            raise FailedPrecondition(f"refs[{i}]: The {model.kind} {ref} is {found[ref]}; {rule}.")
+    deleted = session.execute(
+        delete(model)
+        .where(mine, model.ref.in_(list(found)), model.status.not_in(running))
+        .execution_options(synchronize_session=False)
+    )
+    # A DELETE's Result is a CursorResult; fewer rows: one changed meanwhile, the transaction rolls back.
+    if deleted.rowcount != len(found):  # type: ignore[attr-defined]
+        raise FailedPrecondition(f"Some of these {model.kind}s changed meanwhile; list them again and retry.")

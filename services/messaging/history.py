@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import ColumnElement, delete, select, true, union_all
+from sqlalchemy import ColumnElement, select, true, union_all
 from sqlalchemy.orm import Session
 
 from ..core import validation
 from ..core.auth import Caller
-from ..core.errors import FailedPrecondition, NotFound, Violations
+from ..core.errors import Violations
+from ..core.resources import delete_finished
 from ..persistence import keyset
 from ..persistence.db import AnySelect
 from .models import UNDER_WAY_STATUSES, Message
@@ -83,33 +84,10 @@ def list_messages(
 
 def delete_messages(session: Session, caller: Caller, refs: Sequence[str]) -> None:
     """Deletes up to 1,000 messages that are done, all or none."""
-    validation.check_batch_size("refs", len(refs), "refs")
-    v = Violations()
-    for i, ref in enumerate(refs):
-        if not ref:
-            v.add(f"refs[{i}]", "is required")
-    v.raise_if_any()
-    query = select(Message.ref, Message.status).where(
-        Message.workspace_id == caller.workspace_id, Message.ref.in_(set(refs))
+    delete_finished(
+        session, Message, caller, refs, running=UNDER_WAY_STATUSES,
+        rule="only messages that are done can be deleted (cancel a scheduled one first)",
     )
-    found = {ref: status for ref, status in session.execute(query)}
-    for i, ref in enumerate(refs):
-        if ref not in found:
-            raise NotFound(f"refs[{i}]: No message has the ref {ref!r}.")
-    for i, ref in enumerate(refs):
-        if found[ref] in UNDER_WAY_STATUSES:
-            raise FailedPrecondition(
-                f"refs[{i}]: The message {ref} is {found[ref]}; only messages that are done can be deleted "
-                "(cancel a scheduled one first)."
-            )
-    deleted = session.execute(
-        delete(Message)
-        .where(Message.workspace_id == caller.workspace_id, Message.ref.in_(list(found)),
-               Message.status.not_in(UNDER_WAY_STATUSES))
-        .execution_options(synchronize_session=False)
-    )
-    if deleted.rowcount != len(found):  # type: ignore[attr-defined]
-        raise FailedPrecondition("Some of these messages changed meanwhile; list them again and retry.")
 
 
 _EXPORT_ROW = select(
