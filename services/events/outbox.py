@@ -20,15 +20,14 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
-    and_,
     bindparam,
     delete,
     func,
     insert,
     literal_column,
-    or_,
     select,
     text,
+    tuple_,
 )
 from sqlalchemy.orm import Session
 
@@ -111,10 +110,10 @@ def read(
     last one's, or, when there are none, the furthest point known final (a heartbeat's cursor), so that
     an idle reader does not scan again what it has passed."""
     bound = horizon(session)
-    query = select(Event).where(
-        _events.txid < bound,
-        or_(_events.txid > after.txid, and_(_events.txid == after.txid, _events.id > after.id)),
-    )
+    if bound == NO_HORIZON:  # SQLite: txid is 0, and an id range is what its index can seek (an OR is not)
+        query = select(Event).where(_events.txid == 0, _events.id > after.id)
+    else:
+        query = select(Event).where(_events.txid < bound, tuple_(_events.txid, _events.id) > (after.txid, after.id))
     if workspace_id is not None:
         query = query.where(_events.workspace_id == workspace_id)
     if topic is not None:

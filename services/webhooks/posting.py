@@ -61,14 +61,14 @@ def _retry_after(value: str | None) -> float | None:
 
 
 async def post(
-    client: httpx.AsyncClient, url: str, event_id: str, body: Body, secrets: list[str], *, timeout: float,
+    poster: egress.Poster, url: str, event_id: str, body: Body, secrets: list[str], *, timeout: float,
     now: datetime | None = None,
 ) -> Reply:
     """POSTs `body` signed with `secrets`, waiting `timeout` seconds at most in all."""
     headers = {"content-type": body.content_type, **signed_headers(event_id, now or utcnow(), body.text, secrets)}
     try:
         async with asyncio.timeout(timeout):
-            async with client.stream("POST", url, content=body.text.encode(), headers=headers, timeout=timeout) as answer:
+            async with poster.post(url, body.text.encode(), headers) as answer:
                 content = bytearray()
                 async for chunk in answer.aiter_bytes():
                     content += chunk
@@ -88,16 +88,16 @@ async def post(
     )
 
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+_posters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, egress.Poster] = weakref.WeakKeyDictionary()
 
 
-def shared_client() -> httpx.AsyncClient:
-    """This event loop's guarded client, for the posts made outside the worker (steering)."""
+def shared_poster() -> egress.Poster:
+    """This event loop's guarded poster, for the posts made outside the worker (steering)."""
     loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        client = _clients[loop] = egress.client()
-    return client
+    poster = _posters.get(loop)
+    if poster is None:
+        poster = _posters[loop] = egress.Poster()
+    return poster
 
 
 @dataclass(frozen=True)
@@ -129,4 +129,4 @@ async def post_now(db: Database, workspace_id: int, url: str, event: Event, *, t
     body = render(event, target.payload_format)
     if body is None:
         return Reply(error=f"the endpoint's payload format ({target.payload_format}) has no {event.type} event", refused=True)
-    return await post(shared_client(), url, event.ref, body, target.secrets, timeout=timeout)
+    return await post(shared_poster(), url, event.ref, body, target.secrets, timeout=timeout)

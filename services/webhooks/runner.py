@@ -24,15 +24,13 @@ from .posting import post
 
 log = logging.getLogger("voxplane.webhooks")
 
-DISPATCH_BATCH = 1000  # events read from the outbox per transaction
+DISPATCH_BATCH = 250  # events read from the outbox per transaction: short, so that answers are not kept waiting
 IDLE_POLL = 0.05  # seconds between two looks at an idle outbox or an empty queue
 SWEEP_INTERVAL = 5.0  # seconds between two looks for resources left with no ready delivery
 # Seconds a round waits for more answers while fewer than half of those in flight are back: a round's
 # transaction costs about the same for 5 answers as for 100.
 GATHER = 0.02
-# Connections per receiver host: httpcore looks at every connection of a pool for every request, so
-# more connections than this cost more than they bring.
-CONNECTIONS = 32
+CONNECTIONS = 32  # per receiver host (in pools of egress.LANE)
 
 
 def _schedule() -> list[float]:
@@ -50,7 +48,7 @@ class DeliveryWorker:
     def __init__(self, db: Database, *, concurrency: int = 256):
         self.db = db
         self.concurrency = concurrency
-        self.client = egress.client(connections=CONNECTIONS)
+        self.poster = egress.Poster(connections=CONNECTIONS)
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: set[asyncio.Task[Outcome]] = set()
         self._answered: list[Outcome] = []
@@ -61,7 +59,7 @@ class DeliveryWorker:
         self._tasks = [loop.create_task(self._dispatching()), loop.create_task(self._sending())]
 
     async def close(self) -> None:
-        """Stops claiming, lets the sends in flight end (their answers recorded), and closes the client."""
+        """Stops claiming, lets the sends in flight end (their answers recorded), and closes the poster."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -71,7 +69,7 @@ class DeliveryWorker:
             await self.db.run_transaction(lambda s: deliveries.record(s, self._take_answers(), _schedule()), write=True)
         except Exception:  # noqa: BLE001 - the leases run out, and the deliveries are sent again
             log.exception("could not record the last webhook answers")
-        await self.client.aclose()
+        await self.poster.aclose()
 
     async def _dispatching(self) -> None:
         # Where this worker last left the outbox; the stored position may be further on (a replica's).
@@ -155,7 +153,7 @@ class DeliveryWorker:
 
     async def _send(self, attempt: Attempt) -> Outcome:
         timeout = config.settings().webhook_timeout
-        reply = await post(self.client, attempt.url, attempt.event_id, attempt.body, attempt.secrets, timeout=timeout)
+        reply = await post(self.poster, attempt.url, attempt.event_id, attempt.body, attempt.secrets, timeout=timeout)
         outcome = Outcome(attempt, reply)
         self._answered.append(outcome)
         self._wake.set()
