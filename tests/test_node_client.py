@@ -12,6 +12,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from pypdf import PdfWriter
+
 from voxplane.services.core.auth import Role
 
 from .test_resilience import FlakyNumbers
@@ -20,7 +22,21 @@ NODE_CLIENT = Path(__file__).resolve().parent.parent / "clients" / "node"
 TESTS = NODE_CLIENT / "dist" / "test"
 
 
-def test_node_client_drives_every_service(tenant, fresh_e164):
+FAX_PAGES = 3
+
+
+def fax_pdf(path: Path) -> Path:
+    """A real PDF of FAX_PAGES pages, over 1 MB (an attached file pads it), so that it takes two chunks."""
+    writer = PdfWriter()
+    for _ in range(FAX_PAGES):
+        writer.add_blank_page(width=595, height=842)
+    writer.add_attachment("padding.bin", os.urandom(1_300_000))
+    with path.open("wb") as out:
+        writer.write(out)
+    return path
+
+
+def test_node_client_drives_every_service(tenant, fresh_e164, tmp_path):
     node = shutil.which("node")
     assert node, "the Node client's tests need node (20 or later) on PATH"
     files = sorted(str(p) for p in TESTS.glob("*.test.js"))
@@ -33,6 +49,8 @@ def test_node_client_drives_every_service(tenant, fresh_e164):
             "VOXPLANE_API_KEY": tenant.keys[Role.MEMBER],
             "VOXPLANE_TEST_E164S": ",".join(fresh_e164() for _ in range(8)),
             "VOXPLANE_TEST_FLAKY_ENDPOINT": f"127.0.0.1:{flaky.port}",
+            "VOXPLANE_TEST_FAX_PDF": str(fax_pdf(tmp_path / "offer.pdf")),
+            "VOXPLANE_TEST_FAX_PAGES": str(FAX_PAGES),
         }
         done = subprocess.run(
             [node, "--test", "--test-reporter=tap", *files],

@@ -13,11 +13,12 @@ from sqlalchemy import select
 from voxplane.calls.v1 import calls_pb2 as pb
 from voxplane.services.calls import gateway
 from voxplane.services.events.models import Event
+from voxplane.webhooks.v1 import webhooks_pb2 as wpb
 from voxplane.webhooks.v1.webhooks_pb2 import PAYLOAD_FORMAT_SIPGATE
 
 from .test_calls import S, wait_for
 from .test_inbound import CALLER, inject, number
-from .test_webhooks import webhooks_of
+from .test_webhooks import eventually, keep_log, webhooks_of
 from .webhook_receiver import Receiver, Reply
 
 H = pb.HangupCause
@@ -287,3 +288,83 @@ def test_what_a_reply_changes_is_stored_as_the_calls_events(tenant, db, fresh_e1
 
     assert events_of(db, played.ref) == ["NEW_CALL", "ANSWER", "PLAYING"]
     assert events_of(db, gathered.ref) == ["NEW_CALL", "ANSWER", "DATA", "HANGUP"]
+
+
+# --- the outcome, on the event's delivery ----------------------------------------------------------
+
+
+def steered_delivery(tenant, call_ref: str, event_type: str = "call.new_call") -> wpb.WebhookDelivery:  # type: ignore[no-untyped-def]
+    """The delivery of call `call_ref`'s `event_type` event, once it shows what came of the steering."""
+
+    def found() -> wpb.WebhookDelivery | None:
+        page = webhooks_of(tenant).list_webhook_deliveries(filter={"resource_ref": call_ref})
+        steered = [d for d in page.deliveries if d.event_type == event_type and d.HasField("steering")]
+        return steered[0] if steered else None
+
+    return eventually(found)  # type: ignore[return-value]
+
+
+def test_a_steering_timeout_is_recorded_on_the_delivery(tenant, network, fresh_e164, webhook, environment):
+    keep_log(tenant)
+    environment.set(VOXPLANE_STEERING_TIMEOUT="0.3")
+    call = Steered(tenant, fresh_e164, webhook(Reply(json.dumps({"action": "voicemail"}), delay=1.0)))
+    call.becomes(S.CALL_STATUS_FAILED)
+
+    steering = steered_delivery(tenant, call.ref).steering
+
+    assert steering.result == wpb.STEERING_RESULT_TIMEOUT
+    assert (steering.error, steering.instruction, steering.response_code) == ("no reply within 0.3 s", "", 0)
+    waited = steering.outcome_time.ToDatetime() - steering.request_time.ToDatetime()
+    assert 0.25 <= waited.total_seconds() < 1.0  # the timeout ran out, and the late reply was not waited for
+
+
+def test_an_invalid_steering_reply_is_recorded_on_the_delivery(tenant, network, fresh_e164, webhook):
+    keep_log(tenant)
+    call = Steered(tenant, fresh_e164, webhook(FAILURES["an invalid JSON reply"]))
+    call.becomes(S.CALL_STATUS_FAILED)
+
+    delivery = steered_delivery(tenant, call.ref)
+
+    assert delivery.steering.result == wpb.STEERING_RESULT_INVALID_REPLY
+    assert "unknown action 'teleport'" in delivery.steering.error
+    assert (delivery.steering.instruction, delivery.steering.response_code) == ("", 200)
+    assert delivery.steering.request_time.seconds > 0
+
+
+def test_an_error_answer_to_a_steering_post_is_recorded_on_the_delivery(tenant, network, fresh_e164, webhook):
+    keep_log(tenant)
+    call = Steered(tenant, fresh_e164, webhook(new_call=Reply(status=404)))
+    call.becomes(S.CALL_STATUS_FAILED)
+
+    delivery = steered_delivery(tenant, call.ref)
+
+    assert delivery.steering.result == wpb.STEERING_RESULT_ERROR
+    assert (delivery.steering.error, delivery.steering.response_code) == ("the webhook answered HTTP 404", 404)
+
+
+def test_an_applied_steering_instruction_is_recorded_on_the_delivery(tenant, network, fresh_e164, webhook):
+    keep_log(tenant)
+    call = Steered(tenant, fresh_e164, webhook(xml('<Reject reason="busy"/>')))
+    call.becomes(S.CALL_STATUS_BUSY)
+
+    delivery = steered_delivery(tenant, call.ref)
+
+    assert delivery.steering.result == wpb.STEERING_RESULT_APPLIED
+    assert json.loads(delivery.steering.instruction) == {"action": "reject", "reason": "busy"}  # XML, shown as JSON
+    assert (delivery.steering.error, delivery.steering.response_code) == ("", 200)
+    answer_delivery = [d for d in webhooks_of(tenant).list_webhook_deliveries(filter={"resource_ref": call.ref}).deliveries
+                       if d.event_type != "call.new_call"]
+    assert not any(d.HasField("steering") for d in answer_delivery)  # only the event that steered shows it
+
+
+def test_a_data_reply_that_gives_no_instruction_is_recorded_on_the_data_delivery(tenant, network, fresh_e164, webhook):
+    keep_log(tenant)
+    receiver = webhook(as_json(action="gather", max_digits=1, timeout_ms=1000), Reply(""))
+    call = Steered(tenant, fresh_e164, receiver, digits="5")
+
+    data = steered_delivery(tenant, call.ref, "call.data")
+    new_call = steered_delivery(tenant, call.ref)
+
+    assert data.steering.result == wpb.STEERING_RESULT_NO_INSTRUCTION
+    assert new_call.steering.result == wpb.STEERING_RESULT_APPLIED
+    assert json.loads(new_call.steering.instruction) == {"action": "gather", "max_digits": 1, "timeout_ms": 1000}

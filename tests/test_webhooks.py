@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -297,6 +298,76 @@ def test_a_host_name_is_checked_by_the_addresses_it_resolves_to(db, tenant, secr
     store_event(db, tenant, new_ref(), 1, webhook=url)
     (got,) = receiver.wait_for(1)
     assert got.headers["host"] == f"localhost:{receiver.port}"  # pinned to the address, named as the URL names it
+
+
+class Resolver:
+    """DNS answers for one name, stubbed on the test server's event loop (the only thing stubbed): the
+    `answers` in turn, the last one again after that; every other name resolves as usual."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, name: str, answers: list[list[str]]):
+        self.name, self.answers, self.lookups = name, answers, 0
+        self._resolve = loop.getaddrinfo
+
+    async def getaddrinfo(self, host, port, **options):  # type: ignore[no-untyped-def]
+        if host != self.name:
+            return await self._resolve(host, port, **options)
+        addresses = self.answers[min(self.lookups, len(self.answers) - 1)]
+        self.lookups += 1
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (a, int(port or 0))) for a in addresses]
+
+
+@pytest.fixture
+def resolver(server, monkeypatch):  # type: ignore[no-untyped-def]
+    """`resolver(name, *answers)`: the server's lookups of `name` get `answers`, one per lookup."""
+
+    def stub(name: str, *answers: list[str]) -> Resolver:
+        made = Resolver(server.loop, name, list(answers))
+        monkeypatch.setattr(server.loop, "getaddrinfo", made.getaddrinfo)
+        return made
+
+    return stub
+
+
+@pytest.fixture
+def pinned_and_trap() -> Iterator[tuple[Receiver, Receiver]]:
+    """A receiver on 127.0.0.2 (standing in for an allowed, public address) and a trap on 127.0.0.1 at the
+    same port (the internal address a rebinding answer points at)."""
+    pinned = Receiver(host="127.0.0.2")
+    trap = Receiver(host="127.0.0.1", port=pinned.port)
+    yield pinned, trap
+    pinned.close()
+    trap.close()
+
+
+def test_a_rebinding_answer_never_gets_the_request(db, tenant, secret, environment, resolver, pinned_and_trap):
+    pinned, trap = pinned_and_trap
+    environment.set(VOXPLANE_WEBHOOK_ALLOW="127.0.0.2/32")  # the first answer's address only
+    dns = resolver("rebind.example", ["127.0.0.2"], ["127.0.0.1"])  # checked, then rebound to loopback
+    url = f"http://rebind.example:{pinned.port}/hook"
+
+    first = store_event(db, tenant, new_ref(), 1, webhook=url)
+    (got,) = pinned.wait_for(1)
+
+    assert got.event_id == first and got.headers["host"] == f"rebind.example:{pinned.port}"
+    assert dns.lookups == 1  # the connection went to the checked address: nothing looked the name up again
+    rebound = store_event(db, tenant, new_ref(), 1, webhook=url)  # the next request's lookup gets loopback
+    failed = delivery_of(tenant, rebound, pb.DELIVERY_STATUS_FAILED)
+    assert "rebind.example resolves to 127.0.0.1, which is a loopback address" in failed.last_error
+    assert dns.lookups == 2 and trap.requests == [] and len(pinned.requests) == 1
+
+
+def test_a_name_with_one_private_address_among_several_is_refused(
+    db, tenant, secret, environment, resolver, pinned_and_trap
+):
+    pinned, trap = pinned_and_trap
+    environment.set(VOXPLANE_WEBHOOK_ALLOW="127.0.0.2/32")
+    resolver("mixed.example", ["127.0.0.2", "10.0.0.7"])  # the first would be allowed, the second is private
+    url = f"http://mixed.example:{pinned.port}/hook"
+
+    failed = delivery_of(tenant, store_event(db, tenant, new_ref(), 1, webhook=url), pb.DELIVERY_STATUS_FAILED)
+
+    assert "mixed.example resolves to 10.0.0.7, which is a private address" in failed.last_error
+    assert failed.attempts == 1 and pinned.requests == [] and trap.requests == []
 
 
 @pytest.mark.parametrize("address, kind", [

@@ -67,7 +67,7 @@ class Receiver:
 
     def __init__(
         self, answers: Iterable[Answer] = (), *, by_path: dict[str, list[Answer]] | None = None,
-        by_type: dict[str, Answer] | None = None, port: int = 0,
+        by_type: dict[str, Answer] | None = None, port: int = 0, host: str = "127.0.0.1",
     ):
         self.requests: list[Received] = []
         self.answered: list[Received] = []  # those whose answer was sent (or given up by the sender)
@@ -104,14 +104,15 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.host = host
+        self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def _record(self, received: Received) -> Reply:
         with self._lock:

@@ -90,6 +90,31 @@ def parse(body: bytes, content_type: str = "") -> Instruction | None:
     return _from_json(text)
 
 
+def as_json(instruction: Instruction) -> str:
+    """`instruction` in the documented JSON reply form (whichever form it came in), defaults left out."""
+    reply: dict[str, Any]
+    match instruction:
+        case Dial(targets=targets, anonymous=anonymous, caller_id=caller_id):
+            reply = {"action": "dial", "targets": list(targets)}
+            if anonymous:
+                reply["anonymous"] = True
+            if caller_id:
+                reply["caller_id"] = caller_id
+        case Voicemail():
+            reply = {"action": "voicemail"}
+        case Reject(reason=reason):
+            reply = {"action": "reject", "reason": reason}
+        case Play(url=url):
+            reply = {"action": "play", "url": url}
+        case Gather(max_digits=max_digits, timeout=timeout, announcement=announcement):
+            reply = {"action": "gather", "max_digits": max_digits, "timeout_ms": round(timeout * 1000)}
+            if announcement:
+                reply["announcement"] = announcement
+        case Hangup():
+            reply = {"action": "hangup"}
+    return json.dumps(reply, separators=(", ", ": "))
+
+
 def _from_json(text: str) -> Instruction | None:
     try:
         reply = json.loads(text)

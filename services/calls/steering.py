@@ -6,8 +6,9 @@ A steering POST waits at most `VOXPLANE_STEERING_TIMEOUT` seconds (5) and is not
 waits. When it times out, fails or gets a reply that is no instruction this service reads, the call
 takes its number's fallback: the number's SIP target (`aor_link` / `forward_sip_to`) when it has one,
 else it ends (rejected, cause CONGESTION, before the answer; hung up after). A reply that comes later
-is ignored, and so is one that comes when the call has ended. The event itself is still delivered for
-the record by the Webhooks service's retrying path.
+is ignored, and so is one that comes when the call has ended. What came of the POST (the instruction, or
+why there was none) is stored by the Webhooks service (`webhooks.steerings`) and shown on the event's
+delivery; the event itself is still delivered for the record by the Webhooks service's retrying path.
 
 Outbound calls are not steered by NEW_CALL: their application placed them with CreateCall and said
 there what it wants; DTMF on them is steered like any other.
@@ -21,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,7 +31,7 @@ from ..core import config
 from ..events.models import Event
 from ..persistence.base import utcnow
 from ..persistence.db import Database
-from ..webhooks import posting
+from ..webhooks import posting, steerings
 from ..webhooks.posting import Reply
 from . import live, replies, states
 from .gateway import CallGateway, Dial, Gather
@@ -114,21 +116,41 @@ class Steering:
             await self.apply(call, None, failed=True)
             return
         timeout = config.settings().steering_timeout
+        asked = utcnow()
+        instruction: replies.Instruction | None = None
         try:
             reply = await asyncio.wait_for(self.post(call.workspace_id, call.webhook, event, timeout), timeout)
-            if reply.error:
-                raise replies.InvalidReply(reply.error)
-            if not reply.ok:
-                raise replies.InvalidReply(f"the webhook answered HTTP {reply.status_code}")
-            instruction = replies.parse(reply.body, reply.content_type)
-        except (TimeoutError, replies.InvalidReply) as failure:
-            why = str(failure) if isinstance(failure, replies.InvalidReply) else f"no reply within {timeout:g} s"
+        except TimeoutError:
+            reply = Reply(error=f"no reply within {timeout:g} s", timed_out=True)
+        if reply.timed_out:
+            outcome = _outcome(steerings.TIMEOUT, asked, reply, f"no reply within {timeout:g} s")
+        elif reply.error:
+            outcome = _outcome(steerings.ERROR, asked, reply, reply.error)
+        elif not reply.ok:
+            outcome = _outcome(steerings.ERROR, asked, reply, f"the webhook answered HTTP {reply.status_code}")
+        else:
+            try:
+                instruction = replies.parse(reply.body, reply.content_type)
+            except replies.InvalidReply as invalid:
+                outcome = _outcome(steerings.INVALID_REPLY, asked, reply, str(invalid))
+            else:
+                outcome = (_outcome(steerings.APPLIED, asked, reply, instruction=replies.as_json(instruction))
+                           if instruction else _outcome(steerings.NO_INSTRUCTION, asked, reply))
+        await self._keep(event, call.webhook, outcome)
+        if outcome.error:
             log.warning("steering %s of call %s by %s failed: %s; the call takes its fallback",
-                        event.type, call.ref, call.webhook, why)
+                        event.type, call.ref, call.webhook, outcome.error)
             await self.apply(call, None, failed=True)
             return
         log.info("steering %s of call %s by %s: %s", event.type, call.ref, call.webhook, instruction or "no instruction")
         await self.apply(call, instruction, failed=False)
+
+    async def _keep(self, event: Event, url: str, outcome: steerings.Outcome) -> None:
+        """Stores the outcome for ListWebhookDeliveries; the call is steered even if that fails."""
+        try:
+            await steerings.record(self.db, event.id, url, outcome)
+        except Exception:  # noqa: BLE001 - the record is for the log; the call must not wait on it
+            log.exception("the outcome of steering %s of call %s was not stored", event.type, event.resource_ref)
 
     async def apply(self, call: Steered, instruction: replies.Instruction | None, *, failed: bool) -> None:
         """Carries out `instruction` (None: none came, `failed` says whether it should have) on the call as
@@ -184,6 +206,10 @@ class Steering:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _outcome(result: str, asked: datetime, reply: Reply, error: str = "", instruction: str = "") -> steerings.Outcome:
+    return steerings.Outcome(result, asked, utcnow(), instruction, error, reply.status_code)
 
 
 def _latest_event(session: Session, ref: str, event_type: str) -> Event | None:

@@ -12,11 +12,12 @@ from ..core.convert import ProtoEnum, changed_fields, time_of, timestamp
 from ..core.errors import Violations
 from . import settings
 from .deliveries import Filter
-from .models import Delivery, Endpoint
+from .models import Delivery, Endpoint, Steering
 from .signing_keys import Described
 
 PAYLOAD_FORMAT = ProtoEnum(pb.PayloadFormat)
 DELIVERY_STATUS = ProtoEnum(pb.DeliveryStatus)
+STEERING_RESULT = ProtoEnum(pb.SteeringResult)
 UPDATE_ENDPOINT_FIELDS = ("enabled", "payload_format")
 
 
@@ -82,7 +83,16 @@ def delivery_filter(request: pb.ListWebhookDeliveriesRequest) -> Filter:
     )
 
 
-def delivery_proto(delivery: Delivery) -> pb.WebhookDelivery:
+def steering_proto(steering: Steering) -> pb.WebhookSteering:
+    return pb.WebhookSteering(
+        result=STEERING_RESULT.number(steering.result), instruction=steering.instruction, error=steering.error,
+        response_code=steering.response_code, request_time=timestamp(steering.request_time),
+        outcome_time=timestamp(steering.outcome_time),
+    )
+
+
+def delivery_proto(delivery: Delivery, steering: Steering | None = None) -> pb.WebhookDelivery:
+    """The delivery, with what came of steering with its event (`steering`) if that was done."""
     message = pb.WebhookDelivery(
         ref=delivery.ref, event_id=delivery.event_id, event_type=delivery.event_type,
         resource_ref=delivery.resource_ref, url=delivery.url, status=DELIVERY_STATUS.number(delivery.status),
@@ -93,6 +103,8 @@ def delivery_proto(delivery: Delivery) -> pb.WebhookDelivery:
         message.next_attempt_time.CopyFrom(timestamp(delivery.next_attempt_time))
     if delivery.deliver_time is not None:
         message.deliver_time.CopyFrom(timestamp(delivery.deliver_time))
+    if steering is not None:
+        message.steering.CopyFrom(steering_proto(steering))
     return message
 
 

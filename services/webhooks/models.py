@@ -98,3 +98,20 @@ class DispatchPosition(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     txid: Mapped[int] = mapped_column(BigInteger, default=0)
     event_id: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Steering(Base):
+    """What came of the steering POST of one event to one URL (Calls' steering), kept beside the event
+    because the event's delivery is made later, by the dispatcher; ListWebhookDeliveries joins it to
+    the delivery of the same event and URL. It goes with its event."""
+
+    __tablename__ = "webhook_steerings"
+
+    event_row_id: Mapped[int] = mapped_column(Id, ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)
+    url: Mapped[str] = mapped_column(String(URL_LENGTH), primary_key=True)
+    result: Mapped[str] = mapped_column(String(16))  # steering.RESULTS
+    instruction: Mapped[str] = mapped_column(String(1024), default="")  # JSON, when APPLIED
+    error: Mapped[str] = mapped_column(String(512), default="")
+    response_code: Mapped[int] = mapped_column(Integer, default=0)
+    request_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    outcome_time: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -37,6 +37,8 @@ class Reply:
     retry_after: float | None = None
     # Not sent at all: the URL is invalid or its address is not allowed (no retry changes that).
     refused: bool = False
+    # No answer (or not all of it) came within the timeout.
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
@@ -77,7 +79,7 @@ async def post(
     except egress.Refused as refused:
         return Reply(error=str(refused), refused=True)
     except (TimeoutError, httpx.TimeoutException):
-        return Reply(error=f"no answer within {timeout:g} s")
+        return Reply(error=f"no answer within {timeout:g} s", timed_out=True)
     except httpx.InvalidURL as error:
         return Reply(error=f"the URL is not valid: {error}", refused=True)
     except httpx.HTTPError as error:

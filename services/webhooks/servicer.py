@@ -13,7 +13,7 @@ from ..core.paging import PageTokens
 from ..core.rpc import rpc
 from ..core.servicer import Servicer
 from ..persistence.db import Database
-from . import deliveries, endpoints, settings, signing_keys
+from . import deliveries, endpoints, settings, signing_keys, steerings
 from .messages import (
     delivery_filter,
     delivery_proto,
@@ -89,13 +89,17 @@ class WebhooksServicer(Servicer, webhooks_pb2_grpc.WebhooksServicer):
             f"webhook-deliveries/{caller.workspace_id}/{where.scope}", request,
             lambda after, size: deliveries.list_deliveries(session, caller.workspace_id, where, after, size),
         )
-        return pb.ListWebhookDeliveriesResponse(deliveries=[delivery_proto(d) for d in found], next_page_token=next_token)
+        steered = steerings.steerings_of(session, found)
+        return pb.ListWebhookDeliveriesResponse(
+            deliveries=[delivery_proto(d, steered.get((d.event_row_id, d.url))) for d in found], next_page_token=next_token
+        )
 
     @rpc(Access.WRITE)
     def RetryWebhookDelivery(self, request: pb.RetryWebhookDeliveryRequest, caller: Caller, session: Session) -> pb.WebhookDelivery:
         if not request.ref.strip():
             raise InvalidArgument.of("ref", "is required")
-        return delivery_proto(deliveries.retry_one(session, caller.workspace_id, request.ref.strip()))
+        delivery = deliveries.retry_one(session, caller.workspace_id, request.ref.strip())
+        return delivery_proto(delivery, steerings.steerings_of(session, [delivery]).get((delivery.event_row_id, delivery.url)))
 
     @rpc(Access.WRITE)
     def RetryWebhookDeliveries(

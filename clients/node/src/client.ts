@@ -77,8 +77,9 @@ type Paged<M extends MethodDefinition> = Request<M> extends { pageToken: string 
     : false
   : false;
 
+/** One method per RPC but the client streams, which a service's own wrapper gives (clientStream). */
 type Methods<D extends ServiceDefinition> = {
-  [K in keyof D["methods"]]: Rpc<D["methods"][K]>;
+  [K in keyof D["methods"] as D["methods"][K]["requestStream"] extends true ? never : K]: Rpc<D["methods"][K]>;
 };
 /** `iterNumbers` for `listNumbers`: every item of every page, for each List RPC that pages. */
 type Iterators<D extends ServiceDefinition> = {
@@ -239,6 +240,47 @@ export class BaseClient {
     }
   }
 
+  /**
+   * A client stream: `requests` sent in order (each built from a plain object as a unary request is,
+   * waiting for the channel to drain when its buffer is full), then the server's one response. Not
+   * retried: a stream is not replayed.
+   */
+  protected async clientStream<T>(rpc: string, requests: Iterable<unknown>, options: CallOptions = {}): Promise<T> {
+    const method = this.definition.methods[rpc];
+    const deadline = Date.now() + (options.timeoutMs ?? this.options.timeoutMs);
+    let call: grpc.ClientWritableStream<unknown> | undefined;
+    const answered = new Promise<T>((resolve, reject) => {
+      call = this.channel.makeClientStreamRequest<unknown, T>(
+        ...this.wire<T>(method),
+        this.metadata(),
+        { deadline },
+        (error, response) => (error ? reject(VoxplaneError.from(error)) : resolve(response as T)),
+      );
+    });
+    const stream = call as grpc.ClientWritableStream<unknown>;
+    let ended = false;
+    answered.catch(() => {}).finally(() => (ended = true)); // an early answer (an error) stops the writes
+    try {
+      for (const request of requests) {
+        const { message } = buildRequest(this.fullName(method), method.requestType, request);
+        if (ended) {
+          break;
+        }
+        if (!stream.write(message)) {
+          await new Promise<void>((drained) => {
+            stream.once("drain", drained);
+            answered.catch(() => {}).finally(drained);
+          });
+        }
+      }
+    } catch (error) {
+      stream.cancel(); // a request that could not be built: the server must not take what came before it
+      throw error;
+    }
+    stream.end();
+    return answered;
+  }
+
   /** Every item of every page of a List RPC, asking for the next page as the caller reaches it. */
   protected async *walk<T>(rpc: string, items: string, request: unknown, options?: CallOptions): AsyncGenerator<T> {
     const query = { ...(request as object) };
@@ -269,7 +311,7 @@ export function serviceClient<D extends ServiceDefinition>(definition: D): Servi
   const methods: Record<string, unknown> = {};
   for (const [rpc, method] of Object.entries(definition.methods)) {
     if (method.requestStream) {
-      continue; // no RPC of the contract streams requests; a wrapper for one would be its own design
+      continue; // a client stream takes its own wrapper (Messaging's sendFax), on clientStream
     }
     methods[rpc] = method.responseStream
       ? function (this: Client, request?: unknown, options?: CallOptions) {

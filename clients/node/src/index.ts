@@ -2,7 +2,6 @@
 // `new Numbers({ endpoint, apiKey }).createNumber({ ... })`.
 
 import { AgentsDefinition } from "./gen/voxplane/agents/v1/agents";
-import { MessagingDefinition } from "./gen/voxplane/messaging/v1/messaging";
 import { NumbersDefinition } from "./gen/voxplane/numbers/v1/numbers";
 import { WebhooksDefinition } from "./gen/voxplane/webhooks/v1/webhooks";
 import { serviceClient, ServiceClient } from "./client";
@@ -14,9 +13,7 @@ export type Agents = ServiceClient<typeof AgentsDefinition>;
 export { Calls, CallsClass, CreateCall, TrackedCall } from "./calls";
 export const Webhooks = serviceClient(WebhooksDefinition);
 export type Webhooks = ServiceClient<typeof WebhooksDefinition>;
-// Every RPC but SendFax, whose client stream of PDF chunks this client has no wrapper for yet.
-export const Messaging = serviceClient(MessagingDefinition);
-export type Messaging = ServiceClient<typeof MessagingDefinition>;
+export { FAX_CHUNK, Messaging, MessagingClass, SendFax } from "./messaging";
 
 export { ClientOptions, CallOptions, DeepPartial, DEFAULT_ENDPOINT, serviceClient, ServiceClient } from "./client";
 export { FieldViolation, VoxplaneError } from "./errors";

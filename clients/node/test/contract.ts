@@ -12,6 +12,8 @@ export const server = process.env.VOXPLANE_TEST_E164S
       apiKey: process.env.VOXPLANE_API_KEY as string,
       e164s: process.env.VOXPLANE_TEST_E164S.split(","), // valid numbers no other test uses
       flakyEndpoint: process.env.VOXPLANE_TEST_FLAKY_ENDPOINT, // a Numbers server failing UNAVAILABLE twice
+      faxPdf: process.env.VOXPLANE_TEST_FAX_PDF as string, // a real PDF of faxPages pages, over 1 MB
+      faxPages: Number(process.env.VOXPLANE_TEST_FAX_PAGES),
     }
   : undefined;
 
@@ -48,3 +50,7 @@ export const csvHeader = "ref,direction,status,hangup_cause,source,destination";
 
 // An SMS from an alphanumeric sender ID to the simulated carrier's number that delivers.
 export const sms = (body: string) => ({ source: "Node", destination: "+15005550001", body });
+
+// A faxline on a number of the workspace, and a fax from it to the simulated carrier's number that takes it.
+export const newFaxline = (number: string) => ({ number, alias: "Node office" });
+export const faxFrom = (faxlineRef: string) => ({ faxlineRef, destination: "+15005550001" });

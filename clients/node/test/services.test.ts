@@ -4,6 +4,8 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { Agents, Calls, calls as pb, Messaging, messaging, Numbers, status, VoxplaneError } from "../src";
+import { readFileSync } from "node:fs";
+import { FAX_CHUNK, faxRequests } from "../src/messaging";
 import * as contract from "./contract";
 
 const { server } = contract;
@@ -201,5 +203,34 @@ describe("Messaging", { skip: contract.skip }, () => {
     }
     await assert.rejects(client.sendMessage(contract.sms("")), (error: VoxplaneError) =>
       error.code === status.INVALID_ARGUMENT && error.fieldViolations[0].field === "body");
+  });
+
+  test("sends a fax, its PDF streamed in chunks of at most 1 MB, and reads it back", async () => {
+    const numbers = new Numbers(options);
+    const number = await numbers.createNumber(contract.newNumber(e164s.pop() as string));
+    numbers.close();
+    const line = await client.createFaxline(contract.newFaxline(number.e164Number));
+    const pdf = readFileSync(server?.faxPdf as string);
+    const sizes = [...faxRequests(pdf, contract.faxFrom(line.ref))].map((request) => request.chunk?.length);
+    assert.ok(sizes.length >= 2 && sizes.every((size) => size !== undefined && size <= FAX_CHUNK), `${sizes}`);
+
+    const fax = await client.sendFax(server?.faxPdf as string, contract.faxFrom(line.ref)); // a path: read, named
+    assert.equal(fax.status, messaging.MessageStatus.MESSAGE_STATUS_PENDING);
+    assert.deepEqual([fax.pageCount, fax.sizeBytes, fax.filename, fax.source], [server?.faxPages, pdf.length,
+      "offer.pdf", number.e164Number]);
+    const deadline = Date.now() + 10_000;
+    let got = await client.getFax(contract.byRef(fax.ref));
+    while (got.status !== messaging.MessageStatus.MESSAGE_STATUS_SENT) {
+      assert.ok(Date.now() < deadline, `still ${got.status}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      got = await client.getFax(contract.byRef(fax.ref));
+    }
+    assert.equal(got.ref, fax.ref);
+    assert.equal(got.attempts, 1);
+
+    const bytes = await client.sendFax(pdf, { ...contract.faxFrom(line.ref), filename: "bytes.pdf" });
+    assert.equal(bytes.filename, "bytes.pdf");
+    await assert.rejects(client.sendFax(Buffer.from("%PDF-1.4 not really"), contract.faxFrom(line.ref)),
+      (error: VoxplaneError) => error.code === status.INVALID_ARGUMENT && error.message.includes("not a readable PDF"));
   });
 });

@@ -111,6 +111,64 @@ the endpoint is disabled. RetryWebhookDelivery tries again.
 """
 Global___DeliveryStatus: _TypeAlias = DeliveryStatus  # noqa: Y015
 
+class _SteeringResult:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SteeringResultEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SteeringResult.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STEERING_RESULT_UNSPECIFIED: _SteeringResult.ValueType  # 0
+    """Not set."""
+    STEERING_RESULT_APPLIED: _SteeringResult.ValueType  # 1
+    """The reply gave an instruction, and it was carried out (unless the call
+    had ended meanwhile).
+    """
+    STEERING_RESULT_NO_INSTRUCTION: _SteeringResult.ValueType  # 2
+    """The reply (2xx, empty body) gave no instruction: NEW_CALL takes the
+    number's fallback, DATA leaves the call as it is.
+    """
+    STEERING_RESULT_TIMEOUT: _SteeringResult.ValueType  # 3
+    """No reply came within the steering timeout; the call took its number's
+    fallback (a reply after that is ignored).
+    """
+    STEERING_RESULT_ERROR: _SteeringResult.ValueType  # 4
+    """The POST failed (no connection, a refused address, a disabled endpoint)
+    or was answered with a status other than 2xx; the call took its
+    number's fallback.
+    """
+    STEERING_RESULT_INVALID_REPLY: _SteeringResult.ValueType  # 5
+    """A 2xx reply that is no instruction this service reads; the call took its
+    number's fallback.
+    """
+
+class SteeringResult(_SteeringResult, metaclass=_SteeringResultEnumTypeWrapper):
+    """What came of a steering POST."""
+
+STEERING_RESULT_UNSPECIFIED: SteeringResult.ValueType  # 0
+"""Not set."""
+STEERING_RESULT_APPLIED: SteeringResult.ValueType  # 1
+"""The reply gave an instruction, and it was carried out (unless the call
+had ended meanwhile).
+"""
+STEERING_RESULT_NO_INSTRUCTION: SteeringResult.ValueType  # 2
+"""The reply (2xx, empty body) gave no instruction: NEW_CALL takes the
+number's fallback, DATA leaves the call as it is.
+"""
+STEERING_RESULT_TIMEOUT: SteeringResult.ValueType  # 3
+"""No reply came within the steering timeout; the call took its number's
+fallback (a reply after that is ignored).
+"""
+STEERING_RESULT_ERROR: SteeringResult.ValueType  # 4
+"""The POST failed (no connection, a refused address, a disabled endpoint)
+or was answered with a status other than 2xx; the call took its
+number's fallback.
+"""
+STEERING_RESULT_INVALID_REPLY: SteeringResult.ValueType  # 5
+"""A 2xx reply that is no instruction this service reads; the call took its
+number's fallback.
+"""
+Global___SteeringResult: _TypeAlias = SteeringResult  # noqa: Y015
+
 @_typing.final
 class SigningSecret(_message.Message):
     """The workspace's signing secret."""
@@ -477,6 +535,7 @@ class WebhookDelivery(_message.Message):
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     DELIVER_TIME_FIELD_NUMBER: _builtins.int
+    STEERING_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """Opaque identifier."""
     event_id: _builtins.str
@@ -507,6 +566,14 @@ class WebhookDelivery(_message.Message):
     def deliver_time(self) -> _timestamp_pb2.Timestamp:
         """When the receiver acknowledged it; unset unless DELIVERED."""
 
+    @_builtins.property
+    def steering(self) -> Global___WebhookSteering:
+        """How the event steered its call, when it did: a NEW_CALL or DATA event
+        is POSTed to the webhook at once, before this delivery (the one for the
+        record) is made, and its reply tells the call what to do. Unset for
+        events that steer nothing.
+        """
+
     def __init__(
         self,
         *,
@@ -522,14 +589,70 @@ class WebhookDelivery(_message.Message):
         next_attempt_time: _timestamp_pb2.Timestamp | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         deliver_time: _timestamp_pb2.Timestamp | None = ...,
+        steering: Global___WebhookSteering | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "deliver_time", b"deliver_time", "next_attempt_time", b"next_attempt_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "deliver_time", b"deliver_time", "next_attempt_time", b"next_attempt_time", "steering", b"steering"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "create_time", b"create_time", "deliver_time", b"deliver_time", "event_id", b"event_id", "event_type", b"event_type", "last_error", b"last_error", "last_response_code", b"last_response_code", "next_attempt_time", b"next_attempt_time", "ref", b"ref", "resource_ref", b"resource_ref", "status", b"status", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "create_time", b"create_time", "deliver_time", b"deliver_time", "event_id", b"event_id", "event_type", b"event_type", "last_error", b"last_error", "last_response_code", b"last_response_code", "next_attempt_time", b"next_attempt_time", "ref", b"ref", "resource_ref", b"resource_ref", "status", b"status", "steering", b"steering", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WebhookDelivery: _TypeAlias = WebhookDelivery  # noqa: Y015
+
+@_typing.final
+class WebhookSteering(_message.Message):
+    """One steering POST of an event to a webhook, and what its reply did. It is
+    made once (never retried while the call waits); the number's fallback is
+    its SIP target if it has one, else the call ends.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    INSTRUCTION_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    RESPONSE_CODE_FIELD_NUMBER: _builtins.int
+    REQUEST_TIME_FIELD_NUMBER: _builtins.int
+    OUTCOME_TIME_FIELD_NUMBER: _builtins.int
+    result: Global___SteeringResult.ValueType
+    """What came of it."""
+    instruction: _builtins.str
+    """The instruction carried out, in the documented JSON reply form (e.g.
+    `{"action": "reject", "reason": "busy"}`); empty unless APPLIED.
+    """
+    error: _builtins.str
+    """Why no instruction was carried out (the error, the invalid reply's
+    problem, the timeout); empty when APPLIED or NO_INSTRUCTION.
+    """
+    response_code: _builtins.int
+    """The HTTP status of the reply; 0 when none came."""
+    @_builtins.property
+    def request_time(self) -> _timestamp_pb2.Timestamp:
+        """When the POST was sent."""
+
+    @_builtins.property
+    def outcome_time(self) -> _timestamp_pb2.Timestamp:
+        """When its outcome was known: the reply came, the POST failed or the
+        timeout ran out.
+        """
+
+    def __init__(
+        self,
+        *,
+        result: Global___SteeringResult.ValueType = ...,
+        instruction: _builtins.str = ...,
+        error: _builtins.str = ...,
+        response_code: _builtins.int = ...,
+        request_time: _timestamp_pb2.Timestamp | None = ...,
+        outcome_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["outcome_time", b"outcome_time", "request_time", b"request_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "instruction", b"instruction", "outcome_time", b"outcome_time", "request_time", b"request_time", "response_code", b"response_code", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebhookSteering: _TypeAlias = WebhookSteering  # noqa: Y015
 
 @_typing.final
 class DeliveryFilter(_message.Message):

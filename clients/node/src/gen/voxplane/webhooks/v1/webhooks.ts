@@ -206,6 +206,118 @@ export function deliveryStatusToNumber(object: DeliveryStatus): number {
   }
 }
 
+/** What came of a steering POST. */
+export const SteeringResult = {
+  /** STEERING_RESULT_UNSPECIFIED - Not set. */
+  STEERING_RESULT_UNSPECIFIED: "STEERING_RESULT_UNSPECIFIED",
+  /**
+   * STEERING_RESULT_APPLIED - The reply gave an instruction, and it was carried out (unless the call
+   * had ended meanwhile).
+   */
+  STEERING_RESULT_APPLIED: "STEERING_RESULT_APPLIED",
+  /**
+   * STEERING_RESULT_NO_INSTRUCTION - The reply (2xx, empty body) gave no instruction: NEW_CALL takes the
+   * number's fallback, DATA leaves the call as it is.
+   */
+  STEERING_RESULT_NO_INSTRUCTION: "STEERING_RESULT_NO_INSTRUCTION",
+  /**
+   * STEERING_RESULT_TIMEOUT - No reply came within the steering timeout; the call took its number's
+   * fallback (a reply after that is ignored).
+   */
+  STEERING_RESULT_TIMEOUT: "STEERING_RESULT_TIMEOUT",
+  /**
+   * STEERING_RESULT_ERROR - The POST failed (no connection, a refused address, a disabled endpoint)
+   * or was answered with a status other than 2xx; the call took its
+   * number's fallback.
+   */
+  STEERING_RESULT_ERROR: "STEERING_RESULT_ERROR",
+  /**
+   * STEERING_RESULT_INVALID_REPLY - A 2xx reply that is no instruction this service reads; the call took its
+   * number's fallback.
+   */
+  STEERING_RESULT_INVALID_REPLY: "STEERING_RESULT_INVALID_REPLY",
+  UNRECOGNIZED: "UNRECOGNIZED",
+} as const;
+
+export type SteeringResult = typeof SteeringResult[keyof typeof SteeringResult];
+
+export namespace SteeringResult {
+  export type STEERING_RESULT_UNSPECIFIED = typeof SteeringResult.STEERING_RESULT_UNSPECIFIED;
+  export type STEERING_RESULT_APPLIED = typeof SteeringResult.STEERING_RESULT_APPLIED;
+  export type STEERING_RESULT_NO_INSTRUCTION = typeof SteeringResult.STEERING_RESULT_NO_INSTRUCTION;
+  export type STEERING_RESULT_TIMEOUT = typeof SteeringResult.STEERING_RESULT_TIMEOUT;
+  export type STEERING_RESULT_ERROR = typeof SteeringResult.STEERING_RESULT_ERROR;
+  export type STEERING_RESULT_INVALID_REPLY = typeof SteeringResult.STEERING_RESULT_INVALID_REPLY;
+  export type UNRECOGNIZED = typeof SteeringResult.UNRECOGNIZED;
+}
+
+export function steeringResultFromJSON(object: any): SteeringResult {
+  switch (object) {
+    case 0:
+    case "STEERING_RESULT_UNSPECIFIED":
+      return SteeringResult.STEERING_RESULT_UNSPECIFIED;
+    case 1:
+    case "STEERING_RESULT_APPLIED":
+      return SteeringResult.STEERING_RESULT_APPLIED;
+    case 2:
+    case "STEERING_RESULT_NO_INSTRUCTION":
+      return SteeringResult.STEERING_RESULT_NO_INSTRUCTION;
+    case 3:
+    case "STEERING_RESULT_TIMEOUT":
+      return SteeringResult.STEERING_RESULT_TIMEOUT;
+    case 4:
+    case "STEERING_RESULT_ERROR":
+      return SteeringResult.STEERING_RESULT_ERROR;
+    case 5:
+    case "STEERING_RESULT_INVALID_REPLY":
+      return SteeringResult.STEERING_RESULT_INVALID_REPLY;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return SteeringResult.UNRECOGNIZED;
+  }
+}
+
+export function steeringResultToJSON(object: SteeringResult): string {
+  switch (object) {
+    case SteeringResult.STEERING_RESULT_UNSPECIFIED:
+      return "STEERING_RESULT_UNSPECIFIED";
+    case SteeringResult.STEERING_RESULT_APPLIED:
+      return "STEERING_RESULT_APPLIED";
+    case SteeringResult.STEERING_RESULT_NO_INSTRUCTION:
+      return "STEERING_RESULT_NO_INSTRUCTION";
+    case SteeringResult.STEERING_RESULT_TIMEOUT:
+      return "STEERING_RESULT_TIMEOUT";
+    case SteeringResult.STEERING_RESULT_ERROR:
+      return "STEERING_RESULT_ERROR";
+    case SteeringResult.STEERING_RESULT_INVALID_REPLY:
+      return "STEERING_RESULT_INVALID_REPLY";
+    case SteeringResult.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export function steeringResultToNumber(object: SteeringResult): number {
+  switch (object) {
+    case SteeringResult.STEERING_RESULT_UNSPECIFIED:
+      return 0;
+    case SteeringResult.STEERING_RESULT_APPLIED:
+      return 1;
+    case SteeringResult.STEERING_RESULT_NO_INSTRUCTION:
+      return 2;
+    case SteeringResult.STEERING_RESULT_TIMEOUT:
+      return 3;
+    case SteeringResult.STEERING_RESULT_ERROR:
+      return 4;
+    case SteeringResult.STEERING_RESULT_INVALID_REPLY:
+      return 5;
+    case SteeringResult.UNRECOGNIZED:
+    default:
+      return -1;
+  }
+}
+
 /** The workspace's signing secret. */
 export interface SigningSecret {
   /**
@@ -361,7 +473,47 @@ export interface WebhookDelivery {
     | Date
     | undefined;
   /** When the receiver acknowledged it; unset unless DELIVERED. */
-  deliverTime?: Date | undefined;
+  deliverTime?:
+    | Date
+    | undefined;
+  /**
+   * How the event steered its call, when it did: a NEW_CALL or DATA event
+   * is POSTed to the webhook at once, before this delivery (the one for the
+   * record) is made, and its reply tells the call what to do. Unset for
+   * events that steer nothing.
+   */
+  steering?: WebhookSteering | undefined;
+}
+
+/**
+ * One steering POST of an event to a webhook, and what its reply did. It is
+ * made once (never retried while the call waits); the number's fallback is
+ * its SIP target if it has one, else the call ends.
+ */
+export interface WebhookSteering {
+  /** What came of it. */
+  result: SteeringResult;
+  /**
+   * The instruction carried out, in the documented JSON reply form (e.g.
+   * `{"action": "reject", "reason": "busy"}`); empty unless APPLIED.
+   */
+  instruction: string;
+  /**
+   * Why no instruction was carried out (the error, the invalid reply's
+   * problem, the timeout); empty when APPLIED or NO_INSTRUCTION.
+   */
+  error: string;
+  /** The HTTP status of the reply; 0 when none came. */
+  responseCode: number;
+  /** When the POST was sent. */
+  requestTime?:
+    | Date
+    | undefined;
+  /**
+   * When its outcome was known: the reply came, the POST failed or the
+   * timeout ran out.
+   */
+  outcomeTime?: Date | undefined;
 }
 
 /** Which deliveries; unset fields match every delivery. */
@@ -1568,6 +1720,7 @@ function createBaseWebhookDelivery(): WebhookDelivery {
     nextAttemptTime: undefined,
     createTime: undefined,
     deliverTime: undefined,
+    steering: undefined,
   };
 }
 
@@ -1608,6 +1761,9 @@ export const WebhookDelivery: MessageFns<WebhookDelivery> = {
     }
     if (message.deliverTime !== undefined) {
       Timestamp.encode(toTimestamp(message.deliverTime), writer.uint32(98).fork()).join();
+    }
+    if (message.steering !== undefined) {
+      WebhookSteering.encode(message.steering, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -1721,6 +1877,14 @@ export const WebhookDelivery: MessageFns<WebhookDelivery> = {
             message.deliverTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.steering = WebhookSteering.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1779,6 +1943,7 @@ export const WebhookDelivery: MessageFns<WebhookDelivery> = {
         : isSet(object.deliver_time)
         ? fromJsonTimestamp(object.deliver_time)
         : undefined,
+      steering: isSet(object.steering) ? WebhookSteering.fromJSON(object.steering) : undefined,
     };
   },
 
@@ -1820,6 +1985,9 @@ export const WebhookDelivery: MessageFns<WebhookDelivery> = {
     if (message.deliverTime !== undefined) {
       obj.deliverTime = message.deliverTime.toISOString();
     }
+    if (message.steering !== undefined) {
+      obj.steering = WebhookSteering.toJSON(message.steering);
+    }
     return obj;
   },
 
@@ -1840,6 +2008,177 @@ export const WebhookDelivery: MessageFns<WebhookDelivery> = {
     message.nextAttemptTime = object.nextAttemptTime ?? undefined;
     message.createTime = object.createTime ?? undefined;
     message.deliverTime = object.deliverTime ?? undefined;
+    message.steering = (object.steering !== undefined && object.steering !== null)
+      ? WebhookSteering.fromPartial(object.steering)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseWebhookSteering(): WebhookSteering {
+  return {
+    result: SteeringResult.STEERING_RESULT_UNSPECIFIED,
+    instruction: "",
+    error: "",
+    responseCode: 0,
+    requestTime: undefined,
+    outcomeTime: undefined,
+  };
+}
+
+export const WebhookSteering: MessageFns<WebhookSteering> = {
+  encode(message: WebhookSteering, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.result !== SteeringResult.STEERING_RESULT_UNSPECIFIED) {
+      writer.uint32(8).int32(steeringResultToNumber(message.result));
+    }
+    if (message.instruction !== "") {
+      writer.uint32(18).string(message.instruction);
+    }
+    if (message.error !== "") {
+      writer.uint32(26).string(message.error);
+    }
+    if (message.responseCode !== 0) {
+      writer.uint32(32).int32(message.responseCode);
+    }
+    if (message.requestTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.requestTime), writer.uint32(42).fork()).join();
+    }
+    if (message.outcomeTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.outcomeTime), writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WebhookSteering {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWebhookSteering();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.result = steeringResultFromJSON(reader.int32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.instruction = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.responseCode = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.requestTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.outcomeTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WebhookSteering {
+    return {
+      result: isSet(object.result) ? steeringResultFromJSON(object.result) : SteeringResult.STEERING_RESULT_UNSPECIFIED,
+      instruction: isSet(object.instruction) ? globalThis.String(object.instruction) : "",
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+      responseCode: isSet(object.responseCode)
+        ? globalThis.Number(object.responseCode)
+        : isSet(object.response_code)
+        ? globalThis.Number(object.response_code)
+        : 0,
+      requestTime: isSet(object.requestTime)
+        ? fromJsonTimestamp(object.requestTime)
+        : isSet(object.request_time)
+        ? fromJsonTimestamp(object.request_time)
+        : undefined,
+      outcomeTime: isSet(object.outcomeTime)
+        ? fromJsonTimestamp(object.outcomeTime)
+        : isSet(object.outcome_time)
+        ? fromJsonTimestamp(object.outcome_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: WebhookSteering): unknown {
+    const obj: any = {};
+    if (message.result !== SteeringResult.STEERING_RESULT_UNSPECIFIED) {
+      obj.result = steeringResultToJSON(message.result);
+    }
+    if (message.instruction !== "") {
+      obj.instruction = message.instruction;
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    if (message.responseCode !== 0) {
+      obj.responseCode = Math.round(message.responseCode);
+    }
+    if (message.requestTime !== undefined) {
+      obj.requestTime = message.requestTime.toISOString();
+    }
+    if (message.outcomeTime !== undefined) {
+      obj.outcomeTime = message.outcomeTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WebhookSteering>, I>>(base?: I): WebhookSteering {
+    return WebhookSteering.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WebhookSteering>, I>>(object: I): WebhookSteering {
+    const message = createBaseWebhookSteering();
+    message.result = object.result ?? SteeringResult.STEERING_RESULT_UNSPECIFIED;
+    message.instruction = object.instruction ?? "";
+    message.error = object.error ?? "";
+    message.responseCode = object.responseCode ?? 0;
+    message.requestTime = object.requestTime ?? undefined;
+    message.outcomeTime = object.outcomeTime ?? undefined;
     return message;
   },
 };
