@@ -18,8 +18,8 @@ completed calls/s (calls over first create -> last end_time), p50/p99/max Create
 statuses, the server's CPU per call and peak RSS (VmHWM), and PASS/FAIL on the two targets.
 
 pages: ListCalls page cost, first page against deep pages of a large history. Bulk-inserts `--calls`
-ended calls for one workspace with SQLAlchemy Core, serves the Calls service in this process (grpc.aio
-on a thread of its own), and times ListCalls with the blocking client: page 1, and pages 10, 1,000 and
+ended calls for one workspace with SQLAlchemy Core, starts `voxplane serve calls` as a process of its
+own (INFO logs), and times ListCalls with the blocking client from this one: page 1, and pages 10, 1,000 and
 10,000 (of `--page-size` calls) reached with the tokens the server would have issued there (signed
 with the deployment's own page-token key, so the server cannot tell them from walked ones). Each page
 also runs with a filter (starred calls). Prints the median and p99 of `--repeat` requests per page
@@ -44,7 +44,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -64,9 +63,8 @@ from ingress import (  # bench/ingress.py: the same server process helpers
 )
 from sqlalchemy import insert, select
 
-from voxplane import AsyncAgents, Calls
+from voxplane import AsyncAgents, Calls, NotFoundError
 from voxplane.calls.v1 import calls_pb2, calls_pb2_grpc
-from voxplane.services.app import build_server
 from voxplane.services.calls import history
 from voxplane.services.calls.models import Call, CallLabel
 from voxplane.services.core import workspaces
@@ -108,24 +106,32 @@ def load(db: Database, workspace_id: int, count: int) -> None:
     print(file=sys.stderr)
 
 
-class ServedCalls:
-    """The Calls service on an ephemeral port, on an event loop thread of its own."""
+def serve_calls(url: str, workdir: Path) -> ServerProcess:
+    """`voxplane serve calls` on `url`, a process of its own (INFO logs), once it answers."""
+    env = {"VOXPLANE_LOG_LEVEL": "INFO", **os.environ, "VOXPLANE_DATABASE_URL": url}
+    server = ServerProcess("calls", [*voxplane_command(), "serve", "calls"], env, workdir / "calls.log")
+    deadline = time.monotonic() + 60
+    with grpc.insecure_channel(server.address) as channel:
+        while True:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=1)
+                return server
+            except grpc.FutureTimeoutError:
+                if server.process.poll() is not None or time.monotonic() > deadline:
+                    raise ServerExited(f"calls exited or never served:\n{server.log_tail()}") from None
 
-    def __init__(self, url: str):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
 
-        async def start() -> int:
-            self.server = build_server(["calls"], Database(url, threads=4))
-            return await self.server.start("127.0.0.1", 0)
-
-        self.address = f"127.0.0.1:{asyncio.run_coroutine_threadsafe(start(), self.loop).result(60)}"
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(0), self.loop).result(60)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+def timed_miss(calls: Calls, repeat: int) -> float:
+    """Median ms of `repeat` GetCall requests for a ref that does not exist (NOT_FOUND)."""
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        try:
+            calls.get_call("0" * 28)
+        except NotFoundError:
+            pass
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
 
 
 def timed(calls: Calls, request: dict, repeat: int) -> tuple[float, float, int]:
@@ -154,7 +160,7 @@ def pages(args: argparse.Namespace) -> None:
         newest = db.transaction(lambda s: s.scalar(select(Call.id).order_by(Call.id.desc()).limit(1)), write=False)
         tokens = page_tokens(db)
         caller = Caller("bench", Role.READER, workspace_id, ws.ref)
-        served = ServedCalls(url)
+        served = serve_calls(url, Path(workdir))
         print(f"\n{args.calls:,} calls, {args.page_size} a page, {args.repeat} requests a page, {url.split(':')[0]}")
         print(f"{'filter':<10}{'page':>8}{'median ms':>12}{'p99 ms':>10}{'calls':>8}")
         verdicts = []
@@ -179,6 +185,9 @@ def pages(args: argparse.Namespace) -> None:
                         first = first or median
                         print(f"{name:<10}{page:>8,}{median:>12.2f}{p99:>10.2f}{got:>8}")
                     verdicts.append((name, deepest, median / first))
+                # What any call costs on this machine: a GetCall that finds nothing (no page to build).
+                floor = timed_miss(calls, args.repeat)
+                print(f"{'(floor)':<10}{'':>8}{floor:>12.2f}{'':>10}{'':>8}  GetCall of a missing ref, for comparison")
                 # Sparse filters: a number on 1 call in 10,000 (the load's destinations cycle), a label on 40.
                 for name, wire in (("party", {"party": "+14155550042"}), ("label", {"label": "sparse"})):
                     median, p99, got = timed(calls, {"filter": wire, "page_size": args.page_size}, args.repeat)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 
@@ -12,6 +14,7 @@ from ..core.convert import ProtoEnum, changed_fields, duration, optional, time_o
 from ..core.errors import Violations
 from ..core.paging import PageTokens
 from ..events.watching import StreamReplies
+from ..persistence.base import etag_of
 from . import events, history, inbound, live
 from .models import Call
 
@@ -27,7 +30,10 @@ def event_replies(tokens: PageTokens) -> StreamReplies:
                          "call_ref", EVENT_TYPE)
 
 
-def call_proto(call: Call) -> pb.Call:
+def call_proto(call: Call | Any, participants: Iterable[Any] | None = None, labels: Iterable[str] | None = None
+               ) -> pb.Call:
+    """`call` (an ORM Call, or a row of a history page) as the contract has it; `participants` and
+    `labels`, when given, instead of its relationships (a history page reads them for the whole page)."""
     message = pb.Call(
         ref=call.ref,
         source=call.from_party,
@@ -39,7 +45,7 @@ def call_proto(call: Call) -> pb.Call:
         hangup_cause=HANGUP_CAUSE.number(call.hangup_cause),
         participants=[
             pb.Participant(number=p.number, muted=p.muted, on_hold=p.on_hold, owner=p.owner)
-            for p in call.participants
+            for p in (call.participants if participants is None else participants)
         ],
         muted=call.muted,
         on_hold=call.on_hold,
@@ -53,8 +59,8 @@ def call_proto(call: Call) -> pb.Call:
         archived=call.archived,
         read=call.read,
         note=call.note,
-        labels=[label.label for label in call.labels],
-        etag=call.etag,
+        labels=[label.label for label in call.labels] if labels is None else list(labels),
+        etag=etag_of(call.ref, call.version),
     )
     if call.answer_time is not None:
         message.answer_time.CopyFrom(timestamp(call.answer_time))

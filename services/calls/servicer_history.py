@@ -23,12 +23,13 @@ class HistoryRpcs(Servicer):
     @rpc(Access.READ)
     def ListCalls(self, request: pb.ListCallsRequest, caller: Caller, session: Session) -> pb.ListCallsResponse:
         call_filter = filter_from(request.filter)
-        calls, next_token = self.tokens.page(
-            history.scope(caller, call_filter),
-            request,
-            lambda before, size: history.list_calls(session, caller, call_filter, before, size),
-        )
-        return pb.ListCallsResponse(calls=[call_proto(c) for c in calls], next_page_token=next_token)
+
+        def fetch(before: int | None, size: int) -> tuple[list[pb.Call], int | None]:
+            page = history.list_calls(session, caller, call_filter, before, size)
+            return [call_proto(c, page.participants.get(c.id, ()), page.labels.get(c.id, ())) for c in page.calls], page.last
+
+        calls, next_token = self.tokens.page(history.scope(caller, call_filter), request, fetch)
+        return pb.ListCallsResponse(calls=calls, next_page_token=next_token)
 
     @rpc(Access.WRITE)
     def UpdateCallRecord(self, request: pb.UpdateCallRecordRequest, caller: Caller, session: Session) -> pb.Call:

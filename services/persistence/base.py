@@ -77,6 +77,11 @@ def table_of(model: type[Base]) -> Table:
     return table
 
 
+def etag_of(ref: str, version: int) -> str:
+    """A resource's etag, from its row (or an ORM object)."""
+    return f"{ref}-{version}"
+
+
 class WorkspaceResource:
     """Columns of every resource a workspace owns.
 
@@ -103,4 +108,4 @@ class WorkspaceResource:
 
     @property
     def etag(self) -> str:
-        return f"{self.ref}-{self.version}"
+        return etag_of(self.ref, self.version)
