@@ -34,7 +34,7 @@ from voxplane.services.webhooks.models import Delivery
 from voxplane.webhooks import VerificationError, verify
 from voxplane.webhooks.v1 import webhooks_pb2 as pb
 
-from .webhook_receiver import Receiver
+from .webhook_receiver import Receiver, Reply
 
 FAST_RETRIES = "[0.2, 0.2, 0.2]"
 
@@ -598,3 +598,34 @@ def test_a_resource_left_with_no_ready_delivery_is_mended_by_the_sweep(db, tenan
 
     db.transaction(strand, write=True)
     assert receiver.wait_for(1)[0].event_id == event.ref
+
+
+def test_a_host_gets_at_most_its_connections_in_flight_and_idle_hosts_are_closed_past_the_cap(allowed, monkeypatch):
+    """The poster's lanes: requests beyond a host's connections wait for room (none is lost), and past
+    HOSTS_KEPT the least recently used idle host is closed, so tenants' many hosts hold no sockets."""
+    monkeypatch.setattr(egress.GuardedTransport, "HOSTS_KEPT", 2)
+    slow = Receiver([Reply(status=200, delay=0.2)] * 12)
+    others = [Receiver(), Receiver()]
+    body = posting.Body('{"type": "call.answer"}', "application/json")
+
+    async def scenario() -> tuple[list[posting.Reply], list[tuple[str, str, int]]]:
+        poster = egress.Poster(connections=egress.LANE)  # one lane: 4 requests in flight at most
+        try:
+            started = time.monotonic()
+            replies = await asyncio.gather(*(
+                posting.post(poster, slow.url(), f"e{i}", body, ["whsec_" + "A" * 32], timeout=10) for i in range(12)
+            ))
+            assert time.monotonic() - started >= 0.55  # 12 requests of 0.2 s, 4 at a time: three rounds
+            for other in others:
+                assert (await posting.post(poster, other.url(), "x", body, ["whsec_" + "A" * 32], timeout=10)).ok
+            return replies, list(poster._transport._hosts)  # noqa: SLF001 - what the poster keeps open
+        finally:
+            await poster.aclose()
+
+    try:
+        replies, kept = asyncio.run(scenario())
+        assert all(reply.ok for reply in replies) and len(slow.requests) == 12
+        assert [port for _, _, port in kept] == [int(o.url().split(":")[2].split("/")[0]) for o in others]
+    finally:
+        for receiver in (slow, *others):
+            receiver.close()

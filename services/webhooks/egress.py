@@ -14,6 +14,7 @@ proxy would connect to the name itself.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import ipaddress
@@ -181,10 +182,26 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     that a connection made (and its certificate checked) for one name never carries a request for
     another name served at the same address."""
 
+    HOSTS_KEPT = 256  # hosts whose idle connections stay open: tenants name as many hosts as they like
+
     def __init__(self, allow: Callable[[], Allowlist], connections: int):
         self._allow = allow
         self._lanes = max(1, -(-connections // LANE))
-        self._hosts: dict[tuple[str, str, int], _Host] = {}
+        self._hosts: collections.OrderedDict[tuple[str, str, int], _Host] = collections.OrderedDict()
+
+    async def _host(self, key: tuple[str, str, int]) -> _Host:
+        """The lanes of `key`, the most recently used last; past HOSTS_KEPT, the least recently used
+        host with nothing in flight is closed."""
+        host = self._hosts.get(key)
+        if host is not None:
+            self._hosts.move_to_end(key)
+            return host
+        if len(self._hosts) >= self.HOSTS_KEPT:
+            idle = next((k for k, h in self._hosts.items() if not any(h.busy)), None)
+            if idle is not None:
+                await asyncio.gather(*(pool.aclose() for pool in self._hosts.pop(idle).pools))
+        host = self._hosts[key] = _Host(self._lanes)
+        return host
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -195,10 +212,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         request.url = url.copy_with(host=str(address))  # Host header was set from the name already
         if url.scheme == "https":
             request.extensions = {**request.extensions, "sni_hostname": url.host}
-        key = (url.scheme, url.host, port)
-        host = self._hosts.get(key)
-        if host is None:
-            host = self._hosts[key] = _Host(self._lanes)
+        host = await self._host((url.scheme, url.host, port))
         await host.room.acquire()
         lane = host.take()
         try:
