@@ -47,6 +47,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -121,17 +122,22 @@ def serve_calls(url: str, workdir: Path) -> ServerProcess:
                     raise ServerExited(f"calls exited or never served:\n{server.log_tail()}") from None
 
 
-def timed_miss(calls: Calls, repeat: int) -> float:
-    """Median ms of `repeat` GetCall requests for a ref that does not exist (NOT_FOUND)."""
+def timed_rpc(call: Callable[[], Any], repeat: int) -> float:
+    """Median ms of `repeat` calls of `call`."""
     samples = []
     for _ in range(repeat):
         started = time.perf_counter()
-        try:
-            calls.get_call("0" * 28)
-        except NotFoundError:
-            pass
+        call()
         samples.append((time.perf_counter() - started) * 1000)
     return statistics.median(samples)
+
+
+def get_missing(calls: Calls) -> None:
+    """A GetCall that finds nothing: no page to build, what any call costs."""
+    try:
+        calls.get_call("0" * 28)
+    except NotFoundError:
+        pass
 
 
 def timed(calls: Calls, request: dict, repeat: int) -> tuple[float, float, int]:
@@ -186,8 +192,10 @@ def pages(args: argparse.Namespace) -> None:
                         print(f"{name:<10}{page:>8,}{median:>12.2f}{p99:>10.2f}{got:>8}")
                     verdicts.append((name, deepest, median / first))
                 # What any call costs on this machine: a GetCall that finds nothing (no page to build).
-                floor = timed_miss(calls, args.repeat)
+                floor = timed_rpc(lambda: get_missing(calls), args.repeat)
                 print(f"{'(floor)':<10}{'':>8}{floor:>12.2f}{'':>10}{'':>8}  GetCall of a missing ref, for comparison")
+                active = timed_rpc(calls.list_active_calls, args.repeat)
+                print(f"{'(active)':<10}{'':>8}{active:>12.2f}{'':>10}{'':>8}  ListActiveCalls: none active among them all")
                 # Sparse filters: a number on 1 call in 10,000 (the load's destinations cycle), a label on 40.
                 for name, wire in (("party", {"party": "+14155550042"}), ("label", {"label": "sparse"})):
                     median, p99, got = timed(calls, {"filter": wire, "page_size": args.page_size}, args.repeat)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, String, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, String, bindparam, func, insert, select, union_all, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
@@ -150,9 +150,18 @@ def insert_call(
 
 def list_active(session: Session, caller: Caller, after_id: int | None, size: int
                 ) -> tuple[Sequence[Call], int | None]:
-    """One page of the calls that have not ended, oldest first, and the last id if more follow."""
-    query = select(Call).where(Call.workspace_id == caller.workspace_id, Call.status.in_(states.ACTIVE))
-    return keyset.page(session, query, Call.id, after_id, size)
+    """One page of the calls that have not ended, oldest first, and the last id if more follow.
+
+    Each active status is a walk of its (workspace, status, id) index, the walks merged: with a plain
+    `status IN (...)`, SQLite walked the workspace's whole history in id order instead (0.5 s at
+    300,000 ended calls), to save sorting a page."""
+    walks = [
+        keyset.window(select(Call.id).where(Call.workspace_id == caller.workspace_id, Call.status == status),
+                      Call.id, after_id, size)
+        for status in sorted(states.ACTIVE)
+    ]
+    merged = union_all(*(select(walk.subquery().c.id) for walk in walks)).subquery()
+    return keyset.page(session, select(Call).where(Call.id.in_(select(merged.c.id))), Call.id, after_id, size)
 
 
 def _locked(session: Session, query_filter: ColumnElement[bool]) -> Call | None:
