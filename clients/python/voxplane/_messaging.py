@@ -12,7 +12,7 @@ import grpc
 
 from ._client import AsyncClient, Method, Pages, SyncClient
 from ._errors import from_rpc_error
-from ._watch import AsyncCallEventStream, CallEventStream
+from ._watch import AsyncEventStream, EventStream
 from .messaging.v1 import messaging_pb2 as pb
 from .messaging.v1 import messaging_pb2_grpc
 
@@ -76,12 +76,12 @@ class Messaging(_MessagingMethods, SyncClient):
     def watch_message_events(
         self, message_ref: str = "", cursor: str = "", heartbeat_interval: float | timedelta | None = None, *,
         timeout: float | None = None,
-    ) -> CallEventStream:
+    ) -> EventStream:
         """The events of message `message_ref` (empty: of every message of the workspace) after `cursor`, as
         Calls.watch_call_events streams a call's: WatchMessageEventsResponse, each with its cursor."""
         call = self._rpc(_WATCH)(_watch_request(message_ref, cursor, heartbeat_interval), timeout=timeout,
                                  metadata=self._metadata)
-        return CallEventStream(call)
+        return EventStream(call)
 
     def send_fax(self, pdf: bytes | str | os.PathLike[str], **header: Any) -> pb.Fax:
         """Sends the PDF (its bytes or a path) as a fax: `faxline_ref`, `destination`, and optionally
@@ -102,11 +102,11 @@ class AsyncMessaging(_MessagingMethods, AsyncClient):
     def watch_message_events(
         self, message_ref: str = "", cursor: str = "", heartbeat_interval: float | timedelta | None = None, *,
         timeout: float | None = None,
-    ) -> AsyncCallEventStream:
+    ) -> AsyncEventStream:
         """Messaging.watch_message_events, as an async iterator."""
         call = self._rpc(_WATCH)(_watch_request(message_ref, cursor, heartbeat_interval), timeout=timeout,
                                  metadata=self._metadata)
-        return AsyncCallEventStream(call)
+        return AsyncEventStream(call)
 
     async def send_fax(self, pdf: bytes | str | os.PathLike[str], **header: Any) -> pb.Fax:
         """As Messaging.send_fax, awaited."""

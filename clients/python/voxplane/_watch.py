@@ -33,8 +33,8 @@ def _request(call_ref: str, cursor: str, heartbeat_interval: float | timedelta |
     return request
 
 
-class CallEventStream:
-    """The responses of one WatchCallEvents, as they come."""
+class EventStream:
+    """The responses of one WatchCallEvents or WatchMessageEvents, as they come."""
 
     def __init__(self, call: Any):
         self._call = call
@@ -56,15 +56,15 @@ class CallEventStream:
         self._cancelled = True
         self._call.cancel()
 
-    def __enter__(self) -> CallEventStream:
+    def __enter__(self) -> EventStream:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.cancel()
 
 
-class AsyncCallEventStream:
-    """CallEventStream, for `async for`."""
+class AsyncEventStream:
+    """EventStream, for `async for`."""
 
     def __init__(self, call: Any):
         self._call = call
@@ -92,7 +92,7 @@ class AsyncCallEventStream:
         self._cancelled = True
         self._call.cancel()
 
-    async def __aenter__(self) -> AsyncCallEventStream:
+    async def __aenter__(self) -> AsyncEventStream:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -105,7 +105,7 @@ class CallWatch:
     def watch_call_events(
         self, call_ref: str = "", cursor: str = "", heartbeat_interval: float | timedelta | None = None, *,
         timeout: float | None = None,
-    ) -> CallEventStream:
+    ) -> EventStream:
         """The events of call `call_ref` (empty: of every call of the workspace) after `cursor` (empty:
         from the call's first event, or from now for the whole workspace), with a heartbeat every
         `heartbeat_interval` seconds while none comes (None: 15). `timeout` bounds the stream in seconds
@@ -113,7 +113,7 @@ class CallWatch:
         client: Any = self
         call = client._rpc(_WATCH)(_request(call_ref, cursor, heartbeat_interval), timeout=timeout,
                                    metadata=client._metadata)
-        return CallEventStream(call)
+        return EventStream(call)
 
     def create_call(self, request: Any = None, /, *, track: bool = False, **fields: Any) -> Any:
         """Calls CreateCall with a CreateCallRequest (message, dict or keywords). With `track`, returns
@@ -129,12 +129,12 @@ class AsyncCallWatch:
     def watch_call_events(
         self, call_ref: str = "", cursor: str = "", heartbeat_interval: float | timedelta | None = None, *,
         timeout: float | None = None,
-    ) -> AsyncCallEventStream:
+    ) -> AsyncEventStream:
         """Calls.watch_call_events, as an async iterator."""
         client: Any = self
         call = client._rpc(_WATCH)(_request(call_ref, cursor, heartbeat_interval), timeout=timeout,
                                    metadata=client._metadata)
-        return AsyncCallEventStream(call)
+        return AsyncEventStream(call)
 
     async def create_call(self, request: Any = None, /, *, track: bool = False, **fields: Any) -> Any:
         """Calls.create_call, awaited."""
