@@ -67,8 +67,8 @@ class Rtpengine:
 class Phone:
     """A sipp UAS playing one scenario of tests/sipp/ for one call, on free SIP and media ports."""
 
-    def __init__(self, scenario: str, workdir: Path, name: str):
-        self.port = free_udp_port()
+    def __init__(self, scenario: str, workdir: Path, name: str, port: int | None = None):
+        self.port = port or free_udp_port()
         self.media_port = free_udp_port()
         self.messages = workdir / f"{name}-messages.log"
         self.screen = workdir / f"{name}-screen.log"
@@ -99,3 +99,4 @@ class Phone:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+

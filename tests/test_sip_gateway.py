@@ -1,0 +1,198 @@
+"""The SIP gateway placing real calls on loopback: a Calls server with VOXPLANE_CALL_GATEWAY=sip, a real
+rtpengine anchoring the media, and sipp phones: A (the agent's device, behind the "proxy") and B (the
+destination, behind the "trunk"). Skipped without rtpengine and sipp, unless CI=true."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from voxplane import VoxplaneError
+from voxplane.calls.v1 import calls_pb2 as pb
+from voxplane.services.calls.rtpengine import NgClient, NgError
+from voxplane.services.calls.sip import A_TAG, B_TAG, cause_for
+from voxplane.services.core import config, workspaces
+from voxplane.services.core.auth import Role
+
+from .conftest import ServerThread, Tenant
+from .sip_peers import Phone, Rtpengine, free_udp_port, require
+from .test_call_events import events_of, types
+from .test_calls import wait_for
+
+S, H, T = pb.CallStatus, pb.HangupCause, pb.CallEventType
+
+
+def test_sip_final_responses_map_to_the_hangup_causes():
+    assert {code: cause_for(code) for code in (486, 600, 404, 484, 604, 410, 408, 480, 302, 503, 403)} == {
+        486: "BUSY", 600: "BUSY", 404: "NOT_FOUND", 484: "NOT_FOUND", 604: "NOT_FOUND", 410: "NOT_FOUND",
+        408: "NO_ANSWER", 480: "NO_ANSWER", 302: "FORWARDED", 503: "CONGESTION", 403: "CONGESTION",
+    }
+
+
+class SipNetwork:
+    """The peers of one test module: rtpengine, the ports the phones take, and the SIP Calls server."""
+
+    def __init__(self, workdir: Path, server: ServerThread, rtpengine: Rtpengine, a_port: int, b_port: int):
+        self.workdir, self.server, self.rtpengine = workdir, server, rtpengine
+        self.a_port, self.b_port = a_port, b_port
+        self.phones: list[Phone] = []
+
+    def phones_for(self, a: str, b: str | None) -> tuple[Phone, Phone | None]:
+        """Starts phone A (scenario `a`) and, unless None, phone B, on the ports the gateway sends to."""
+        name = secrets.token_hex(3)
+        started = [Phone(a, self.workdir, f"{name}-A", self.a_port)]
+        if b is not None:
+            started.append(Phone(b, self.workdir, f"{name}-B", self.b_port))
+        self.phones += started
+        time.sleep(0.3)  # sipp binds its socket
+        return started[0], started[1] if b is not None else None
+
+    def ng(self, command: str, **arguments: Any) -> dict[str, Any]:
+        async def ask() -> dict[str, Any]:
+            client = await NgClient.connect("127.0.0.1", self.rtpengine.ng_port)
+            try:
+                return await client.command(command, **arguments)
+            finally:
+                client.close()
+
+        return asyncio.run(ask())
+
+    def packets_from(self, call_ref: str) -> dict[str, int]:
+        """RTP packets rtpengine received from each leg of the call."""
+        tags = self.ng("query", call_id=call_ref)["tags"]
+        return {
+            tag: sum(s.get("stats", {}).get("packets", 0) for m in tags[tag]["medias"] for s in m["streams"])
+            for tag in (A_TAG, B_TAG)
+        }
+
+
+@pytest.fixture(scope="module")
+def sip(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SipNetwork]:
+    require("rtpengine", "sipp")
+    workdir = tmp_path_factory.mktemp("sip")
+    rtpengine = Rtpengine(workdir)
+    a_port, b_port = free_udp_port(), free_udp_port()
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {
+            "VOXPLANE_CALL_GATEWAY": "sip", "VOXPLANE_SIP_PORT": str(free_udp_port()),
+            "VOXPLANE_SIP_PROXY": f"127.0.0.1:{a_port}", "VOXPLANE_SIP_TRUNK": f"127.0.0.1:{b_port}",
+            "VOXPLANE_RTPENGINE_NG": f"127.0.0.1:{rtpengine.ng_port}",
+        }.items():
+            env.setenv(name, value)
+        config.reload()
+        server = ServerThread(database_url, ["all"])
+        network = SipNetwork(workdir, server, rtpengine, a_port, b_port)
+        try:
+            yield network
+        finally:
+            server.stop()
+            for phone in network.phones:
+                phone.stop()
+            rtpengine.stop()
+    config.reload()
+
+
+@pytest.fixture
+def tenant(sip: SipNetwork, db) -> Tenant:  # type: ignore[no-untyped-def]
+    def setup(session):  # type: ignore[no-untyped-def]
+        ws = workspaces.create_workspace(session, f"ws-{secrets.token_hex(6)}")
+        return Tenant(ws.name, ws.ref, sip.server.address, {r: workspaces.create_key(session, ws, r) for r in Role})
+
+    return db.transaction(setup, write=True)
+
+
+@pytest.fixture
+def calls(tenant: Tenant):  # type: ignore[no-untyped-def]
+    with tenant.calls() as client:
+        yield client
+
+
+@pytest.fixture
+def agent(tenant: Tenant):  # type: ignore[no-untyped-def]
+    with tenant.agents() as agents:
+        return agents.create_agent(name="Agent", username=f"a{secrets.token_hex(4)}",
+                                   secret=f"Secret-{secrets.token_hex(8)}", domains=["sip.test"])
+
+
+def place(calls, agent, to: str, timeout: int = 10):  # type: ignore[no-untyped-def]
+    return calls.create_call(source=agent.ref, destination=to, track=True, timeout=timeout)
+
+
+def test_an_answered_call_bridges_media_both_ways_until_it_is_hung_up(sip, calls, agent, fresh_e164):  # type: ignore[no-untyped-def]
+    a, b = sip.phones_for("answer", "answer")
+    assert b is not None
+    call, stream = place(calls, agent, fresh_e164())
+    with stream:
+        assert types(events_of(stream, until=T.CALL_EVENT_TYPE_ANSWER)) == ["NEW_CALL", "RINGING", "ANSWER"]
+        time.sleep(1)
+        first = sip.packets_from(call.ref)
+        time.sleep(0.5)
+        later = sip.packets_from(call.ref)
+        # rtpengine receives media from both phones, and it keeps coming.
+        assert first[A_TAG] > 10 and first[B_TAG] > 10, first
+        assert later[A_TAG] > first[A_TAG] and later[B_TAG] > first[B_TAG], (first, later)
+        ended = calls.hangup_call(call.ref)
+        assert types(events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)) == ["HANGUP"]
+    assert (ended.status, ended.hangup_cause) == (S.CALL_STATUS_COMPLETED, H.HANGUP_CAUSE_NORMAL_CLEARING)
+    assert a.wait() == 0 and b.wait() == 0  # both phones got their BYE, and answered it
+    with pytest.raises(NgError, match="refused 'query'"):
+        sip.ng("query", call_id=call.ref)  # the media was released
+
+
+@pytest.mark.parametrize(("a_scenario", "b_scenario", "status", "cause", "expected"), [
+    ("answer", "busy", S.CALL_STATUS_BUSY, H.HANGUP_CAUSE_BUSY, ["NEW_CALL", "RINGING", "HANGUP"]),
+    ("answer", "rings", S.CALL_STATUS_NO_ANSWER, H.HANGUP_CAUSE_NO_ANSWER, ["NEW_CALL", "RINGING", "HANGUP"]),
+    ("answer", "answer-hangs-up", S.CALL_STATUS_COMPLETED, H.HANGUP_CAUSE_NORMAL_CLEARING,
+     ["NEW_CALL", "RINGING", "ANSWER", "HANGUP"]),
+])
+def test_the_destination_ends_the_call_with_its_cause(
+    sip, calls, agent, fresh_e164, a_scenario, b_scenario, status, cause, expected
+):  # type: ignore[no-untyped-def]
+    a, b = sip.phones_for(a_scenario, b_scenario)
+    call, stream = place(calls, agent, fresh_e164(), timeout=2)
+    with stream:
+        found = events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)
+    assert types(found) == expected
+    assert (found[-1].status, found[-1].hangup_cause) == (status, cause)
+    assert a.wait() == 0 and b.wait() == 0  # A got its BYE; B its ACK, CANCEL or BYE's answer
+    if b_scenario == "rings":
+        assert "CANCEL sip:" in b.seen()
+    answered = wait_for(calls, call.ref, status)
+    assert answered.HasField("end_time")
+
+
+def test_a_call_cancelled_while_the_agent_rings_cancels_the_agents_leg(
+    sip, calls, agent, fresh_e164
+):  # type: ignore[no-untyped-def]
+    a, _ = sip.phones_for("rings", None)
+    call, stream = place(calls, agent, fresh_e164())
+    with stream:
+        assert types(events_of(stream, count=2)) == ["NEW_CALL", "RINGING"]
+        calls.cancel_call(call.ref)
+        (hangup,) = events_of(stream, count=1)
+    assert (hangup.status, hangup.hangup_cause) == (S.CALL_STATUS_CANCELED, H.HANGUP_CAUSE_CANCEL)
+    assert a.wait() == 0 and "CANCEL sip:" in a.seen()
+
+
+def test_the_controls_the_sip_gateway_does_not_carry_yet_are_unimplemented(
+    sip, calls, agent, fresh_e164
+):  # type: ignore[no-untyped-def]
+    a, b = sip.phones_for("answer", "answer")
+    call = wait_for(calls, place(calls, agent, fresh_e164())[0].ref, S.CALL_STATUS_IN_PROGRESS)
+    for control in (lambda: calls.record_call(call.ref, start=True),
+                    lambda: calls.play_audio(call.ref, url="https://media.example.com/hello.wav"),
+                    lambda: calls.transfer_call(call.ref, destination="+14155550111"),
+                    lambda: calls.mute_call(call.ref, mute=True)):
+        with pytest.raises(VoxplaneError, match="The SIP gateway does not .* yet") as refused:
+            control()
+        assert refused.value.code == grpc.StatusCode.UNIMPLEMENTED
+    assert calls.get_call(call.ref).status == S.CALL_STATUS_IN_PROGRESS  # nothing changed
+    calls.hangup_call(call.ref)
+    assert a.wait() == 0 and b.wait() == 0
