@@ -10,6 +10,7 @@ import random
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -100,3 +101,49 @@ class Phone:
                 self.process.kill()
                 self.process.wait()
 
+
+class Capture:
+    """RTP arriving on loopback at some UDP ports, read from a packet socket (needs CAP_NET_RAW, as root).
+
+    `packets` holds (time, port, payload type, whether the payload is all one byte: silence)."""
+
+    def __init__(self, ports: set[int]):
+        self.ports = ports
+        self.packets: list[tuple[float, int, int, bool]] = []
+        self._socket = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))  # IPv4, no link header
+        self._socket.bind(("lo", 0))
+        self._socket.settimeout(0.2)
+        self._running = True
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while self._running:
+            try:
+                data, where = self._socket.recvfrom(65535)
+            except TimeoutError:
+                continue
+            if where[2] == socket.PACKET_OUTGOING or data[9] != 17:  # each loopback packet shows twice; UDP only
+                continue
+            udp = (data[0] & 0x0F) * 4
+            port = int.from_bytes(data[udp + 2 : udp + 4], "big")
+            rtp = data[udp + 8 :]
+            if port in self.ports and len(rtp) > 12 and rtp[0] >> 6 == 2:
+                payload = rtp[12 + 4 * (rtp[0] & 0x0F) :]
+                self.packets.append((time.monotonic(), port, rtp[1] & 0x7F, len(set(payload)) == 1))
+
+    def between(self, port: int, start: float, end: float) -> list[tuple[float, int, int, bool]]:
+        return [p for p in list(self.packets) if p[1] == port and start <= p[0] < end]
+
+    def stop(self) -> None:
+        self._running = False
+        self._thread.join(2)
+        self._socket.close()
+
+
+def capture(ports: set[int]) -> Capture | None:
+    """A Capture, or None where packet sockets are not allowed (not root)."""
+    try:
+        return Capture(ports)
+    except PermissionError:
+        return None

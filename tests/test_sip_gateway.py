@@ -17,12 +17,12 @@ import pytest
 from voxplane import VoxplaneError
 from voxplane.calls.v1 import calls_pb2 as pb
 from voxplane.services.calls.rtpengine import NgClient, NgError
-from voxplane.services.calls.sip import A_TAG, B_TAG, cause_for
+from voxplane.services.calls.sip import A_TAG, B_TAG, cause_for, with_direction
 from voxplane.services.core import config, workspaces
 from voxplane.services.core.auth import Role
 
 from .conftest import ServerThread, Tenant
-from .sip_peers import Phone, Rtpengine, free_udp_port, require
+from .sip_peers import Phone, Rtpengine, capture, free_udp_port, require
 from .test_call_events import events_of, types
 from .test_calls import wait_for
 
@@ -34,6 +34,12 @@ def test_sip_final_responses_map_to_the_hangup_causes():
         486: "BUSY", 600: "BUSY", 404: "NOT_FOUND", 484: "NOT_FOUND", 604: "NOT_FOUND", 410: "NOT_FOUND",
         408: "NO_ANSWER", 480: "NO_ANSWER", 302: "FORWARDED", 503: "CONGESTION", 403: "CONGESTION",
     }
+
+
+def test_hold_changes_the_direction_and_the_version():
+    sdp = "v=0\r\no=- 7 3 IN IP4 127.0.0.1\r\ns=-\r\nm=audio 1 RTP/AVP 8\r\na=sendrecv\r\n"
+    held = with_direction(sdp, "sendonly")
+    assert "o=- 7 4 IN" in held and held.endswith("a=sendonly\r\n") and "sendrecv" not in held
 
 
 class SipNetwork:
@@ -125,25 +131,64 @@ def place(calls, agent, to: str, timeout: int = 10):  # type: ignore[no-untyped-
     return calls.create_call(source=agent.ref, destination=to, track=True, timeout=timeout)
 
 
-def test_an_answered_call_bridges_media_both_ways_until_it_is_hung_up(sip, calls, agent, fresh_e164):  # type: ignore[no-untyped-def]
+def test_an_answered_call_bridges_media_both_ways_and_each_control_acts_on_the_wire(
+    sip, calls, agent, fresh_e164
+):  # type: ignore[no-untyped-def]
     a, b = sip.phones_for("answer", "answer")
     assert b is not None
-    call, stream = place(calls, agent, fresh_e164())
-    with stream:
-        assert types(events_of(stream, until=T.CALL_EVENT_TYPE_ANSWER)) == ["NEW_CALL", "RINGING", "ANSWER"]
-        time.sleep(1)
-        first = sip.packets_from(call.ref)
-        time.sleep(0.5)
-        later = sip.packets_from(call.ref)
-        # rtpengine receives media from both phones, and it keeps coming.
-        assert first[A_TAG] > 10 and first[B_TAG] > 10, first
-        assert later[A_TAG] > first[A_TAG] and later[B_TAG] > first[B_TAG], (first, later)
-        ended = calls.hangup_call(call.ref)
-        assert types(events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)) == ["HANGUP"]
+    wire = capture({a.media_port, b.media_port})
+    try:
+        call, stream = place(calls, agent, fresh_e164())
+        with stream:
+            assert types(events_of(stream, until=T.CALL_EVENT_TYPE_ANSWER)) == ["NEW_CALL", "RINGING", "ANSWER"]
+            time.sleep(1)
+            first = sip.packets_from(call.ref)
+            time.sleep(0.5)
+            later = sip.packets_from(call.ref)
+            # rtpengine receives media from both phones, and it keeps coming.
+            assert first[A_TAG] > 10 and first[B_TAG] > 10, first
+            assert later[A_TAG] > first[A_TAG] and later[B_TAG] > first[B_TAG], (first, later)
+
+            muted_at = time.monotonic()
+            calls.mute_call(call.ref, mute=True)
+            time.sleep(0.5)
+            unmuted_at = time.monotonic()
+            calls.mute_call(call.ref, mute=False)
+            calls.hold_call(call.ref, hold=True)
+            calls.hold_call(call.ref, hold=False)
+            dtmf_at = time.monotonic()
+            calls.send_dtmf(call.ref, digits="5")
+            time.sleep(0.5)
+            dtmf_done = time.monotonic()
+            ended = calls.hangup_call(call.ref)
+            assert types(events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)) == [
+                "MUTED", "UNMUTED", "HELD", "RESUMED", "HANGUP"]
+    finally:
+        if wire is not None:
+            wire.stop()
     assert (ended.status, ended.hangup_cause) == (S.CALL_STATUS_COMPLETED, H.HANGUP_CAUSE_NORMAL_CLEARING)
+    rtpengine_log = sip.rtpengine.log.read_text()
+    assert "Silencing directional media (tag 'leg-a')" in rtpengine_log
+    assert "Unsilencing directional media (tag 'leg-a')" in rtpengine_log
+    # Hold and resume: two re-INVITEs to B, sendonly then sendrecv.
+    reinvites = b.seen().split("INVITE sip:")[2:]
+    assert len(reinvites) == 2 and "a=sendonly" in reinvites[0] and "a=sendrecv" in reinvites[1], b.seen()
     assert a.wait() == 0 and b.wait() == 0  # both phones got their BYE, and answered it
     with pytest.raises(NgError, match="refused 'query'"):
         sip.ng("query", call_id=call.ref)  # the media was released
+    if wire is None:
+        return  # no packet socket here: what reached the phones cannot be seen
+    # On the wire: rtpengine relays each phone's audio to the other (PCMA, payload type 8).
+    to_a = wire.between(a.media_port, 0, muted_at)
+    to_b = wire.between(b.media_port, 0, muted_at)
+    assert sum(p[2] == 8 for p in to_a) > 20 and sum(p[2] == 8 for p in to_b) > 20, (len(to_a), len(to_b))
+    # Muted, B hears silence from A (the packets keep flowing); before, it heard sound.
+    while_muted = wire.between(b.media_port, muted_at + 0.1, unmuted_at)
+    assert while_muted and all(p[3] for p in while_muted if p[2] == 8)
+    assert not all(p[3] for p in to_b)
+    # The DTMF digit reached B as RFC 4733 telephone-events (payload type 101).
+    assert any(p[2] == 101 for p in wire.between(b.media_port, dtmf_at, dtmf_done))
+    assert not any(p[2] == 101 for p in wire.between(b.media_port, 0, dtmf_at))
 
 
 @pytest.mark.parametrize(("a_scenario", "b_scenario", "status", "cause", "expected"), [
@@ -188,8 +233,7 @@ def test_the_controls_the_sip_gateway_does_not_carry_yet_are_unimplemented(
     call = wait_for(calls, place(calls, agent, fresh_e164())[0].ref, S.CALL_STATUS_IN_PROGRESS)
     for control in (lambda: calls.record_call(call.ref, start=True),
                     lambda: calls.play_audio(call.ref, url="https://media.example.com/hello.wav"),
-                    lambda: calls.transfer_call(call.ref, destination="+14155550111"),
-                    lambda: calls.mute_call(call.ref, mute=True)):
+                    lambda: calls.transfer_call(call.ref, destination="+14155550111")):
         with pytest.raises(VoxplaneError, match="The SIP gateway does not .* yet") as refused:
             control()
         assert refused.value.code == grpc.StatusCode.UNIMPLEMENTED

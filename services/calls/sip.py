@@ -39,6 +39,7 @@ PLACEHOLDER_SDP = (
 # inject-DTMF: without it `play DTMF` answers ok and sends nothing.
 NG_FLAGS: dict[str, Any] = {"flags": ["inject-DTMF"], "replace": ["origin", "session-connection"], "ICE": "remove"}
 A_TAG, B_TAG = "leg-a", "leg-b"  # the rtpengine tags (from-tag / to-tag) of the two legs
+DTMF_MS = 100  # each digit's tone; rtpengine plays the digits of one request one after the other
 
 
 def cause_for(code: int) -> str:
@@ -66,6 +67,13 @@ def parse_uri(uri: str) -> tuple[str, tuple[str, int]]:
     if match is None:
         raise ValueError(f"not a SIP URI: {uri!r}")
     return match.group(1) or "", host_port(match.group(2))
+
+
+def with_direction(sdp: str, direction: str) -> str:
+    """The same SDP with one direction attribute and its o= version bumped (RFC 3264: a changed offer)."""
+    body = re.sub(r"a=(sendrecv|recvonly|sendonly|inactive)\r\n", "", sdp)
+    body = re.sub(r"^(o=\S+ \S+ )(\d+)", lambda m: m.group(1) + str(int(m.group(2)) + 1), body, count=1, flags=re.M)
+    return body + f"a={direction}\r\n"
 
 
 class _SipLog:
@@ -200,6 +208,17 @@ class _Leg:
 
         await self.sip.run(start)
 
+    async def reinvite(self, sdp: str) -> None:
+        self.local_sdp = sdp
+
+        def update() -> None:
+            from sippy.CCEvents import CCEventUpdate
+            from sippy.MsgBody import MsgBody
+
+            self.ua.recvEvent(CCEventUpdate(MsgBody(sdp)))
+
+        await self.sip.run(update)
+
     async def end(self) -> None:
         """CANCEL before the answer, BYE after; nothing once the dialog is over."""
         if self.ua is None or self.ended:
@@ -232,6 +251,7 @@ class _Call:
     rang: bool = False  # RING is reported once, for the first leg that rings
     bridged: bool = False
     task: asyncio.Task[None] | None = None
+    held: bool = False
 
 
 class SipGateway(CallGateway):
@@ -419,20 +439,40 @@ class SipGateway(CallGateway):
             self._ng.close()
             self._ng = None
 
+    # --- controls of a bridged call -----------------------------------------------------------------------
+
+    def _bridged(self, ref: str) -> _Call:
+        call = self._calls.get(ref)
+        if call is None or not call.bridged:
+            raise states.TransitionRefused(f"Call {ref} is not bridged on this SIP gateway.")
+        return call
+
+    async def _media(self, command: str, ref: str, **arguments: Any) -> None:
+        self._bridged(ref)
+        assert self._ng is not None
+        await self._ng.command(command, call_id=ref, **arguments)
+
+    async def mute(self, ref: str, mute: bool) -> None:
+        """Silences what the caller's device (A) sends: the packets still flow, their payload is silence."""
+        await self._media("silence media" if mute else "unsilence media", ref, from_tag=A_TAG)
+
+    async def hold(self, ref: str, hold: bool) -> None:
+        """Re-INVITEs the far end (B) sendonly, and sendrecv to take it off hold."""
+        call = self._bridged(ref)
+        assert call.b is not None
+        if call.held != hold:
+            call.held = hold
+            await call.b.reinvite(with_direction(call.b.local_sdp, "sendonly" if hold else "sendrecv"))
+
+    async def send_dtmf(self, ref: str, digits: str) -> None:
+        """RFC 4733 events into the far end's (B's) stream, as if the caller's device pressed them."""
+        await self._media("play DTMF", ref, from_tag=A_TAG, code=digits, duration=DTMF_MS)
+
     # --- not carried on SIP yet ---------------------------------------------------------------------------
 
     @staticmethod
     def _unimplemented(what: str) -> Unimplemented:
         return Unimplemented(f"The SIP gateway does not {what} yet (see README, 'The SIP gateway').")
-
-    async def mute(self, ref: str, mute: bool) -> None:
-        raise self._unimplemented("mute calls")
-
-    async def hold(self, ref: str, hold: bool) -> None:
-        raise self._unimplemented("hold calls")
-
-    async def send_dtmf(self, ref: str, digits: str) -> None:
-        raise self._unimplemented("send DTMF")
 
     async def record(self, ref: str, start: bool) -> None:
         raise self._unimplemented("record calls")
