@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import pytest
 
-from voxplane import VoxplaneError
+from voxplane import Calls, VoxplaneError
 from voxplane.calls.v1 import calls_pb2 as pb
 from voxplane.services.calls.rtpengine import NgClient, NgError
 from voxplane.services.calls.sip import A_TAG, B_TAG, cause_for, with_direction
@@ -45,10 +45,16 @@ def test_hold_changes_the_direction_and_the_version():
 class SipNetwork:
     """The peers of one test module: rtpengine, the ports the phones take, and the SIP Calls server."""
 
-    def __init__(self, workdir: Path, server: ServerThread, rtpengine: Rtpengine, a_port: int, b_port: int):
-        self.workdir, self.server, self.rtpengine = workdir, server, rtpengine
+    def __init__(self, workdir: Path, database_url: str, rtpengine: Rtpengine, a_port: int, b_port: int):
+        self.workdir, self.database_url, self.rtpengine = workdir, database_url, rtpengine
+        self.server = ServerThread(database_url, ["all"])
         self.a_port, self.b_port = a_port, b_port
         self.phones: list[Phone] = []
+
+    def restart(self) -> None:
+        """Stops the Calls server (its gateway ends the calls it carries) and starts another like it."""
+        self.server.stop()
+        self.server = ServerThread(self.database_url, ["all"])
 
     def phones_for(self, a: str, b: str | None) -> tuple[Phone, Phone | None]:
         """Starts phone A (scenario `a`) and, unless None, phone B, on the ports the gateway sends to."""
@@ -93,12 +99,11 @@ def sip(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         }.items():
             env.setenv(name, value)
         config.reload()
-        server = ServerThread(database_url, ["all"])
-        network = SipNetwork(workdir, server, rtpengine, a_port, b_port)
+        network = SipNetwork(workdir, database_url, rtpengine, a_port, b_port)
         try:
             yield network
         finally:
-            server.stop()
+            network.server.stop()
             for phone in network.phones:
                 phone.stop()
             rtpengine.stop()
@@ -239,4 +244,25 @@ def test_the_controls_the_sip_gateway_does_not_carry_yet_are_unimplemented(
         assert refused.value.code == grpc.StatusCode.UNIMPLEMENTED
     assert calls.get_call(call.ref).status == S.CALL_STATUS_IN_PROGRESS  # nothing changed
     calls.hangup_call(call.ref)
+    assert a.wait() == 0 and b.wait() == 0
+
+
+def test_a_stopping_server_hangs_up_the_calls_it_carries(sip, tenant, calls, agent, fresh_e164):  # type: ignore[no-untyped-def]
+    a, b = sip.phones_for("answer", "answer")
+    assert b is not None
+    call = wait_for(calls, place(calls, agent, fresh_e164())[0].ref, S.CALL_STATUS_IN_PROGRESS)
+    sip.restart()
+    assert a.wait() == 0 and b.wait() == 0  # BYE on both legs, before the server was gone
+    assert "BYE sip:" in a.seen() and "BYE sip:" in b.seen()
+    with pytest.raises(NgError, match="refused 'query'"):
+        sip.ng("query", call_id=call.ref)
+    with Calls(endpoint=sip.server.address, api_key=tenant.keys[Role.MEMBER]) as again:
+        stopped = again.get_call(call.ref)
+    assert (stopped.status, stopped.hangup_cause) == (S.CALL_STATUS_FAILED, H.HANGUP_CAUSE_SERVICE_RESTART)
+    # The new server's gateway places calls as the first did.
+    a, b = sip.phones_for("answer", "busy")
+    with Calls(endpoint=sip.server.address, api_key=tenant.keys[Role.MEMBER]) as again:
+        _, stream = place(again, agent, fresh_e164())
+        with stream:
+            assert events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)[-1].hangup_cause == H.HANGUP_CAUSE_BUSY
     assert a.wait() == 0 and b.wait() == 0
