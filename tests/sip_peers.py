@@ -105,11 +105,11 @@ class Phone:
 class Capture:
     """RTP arriving on loopback at some UDP ports, read from a packet socket (needs CAP_NET_RAW, as root).
 
-    `packets` holds (time, port, payload type, whether the payload is all one byte: silence)."""
+    `packets` holds (time, port, payload type, whether the payload is all one byte (silence), its first byte)."""
 
     def __init__(self, ports: set[int]):
         self.ports = ports
-        self.packets: list[tuple[float, int, int, bool]] = []
+        self.packets: list[tuple[float, int, int, bool, int]] = []
         self._socket = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))  # IPv4, no link header
         self._socket.bind(("lo", 0))
         self._socket.settimeout(0.2)
@@ -130,9 +130,10 @@ class Capture:
             rtp = data[udp + 8 :]
             if port in self.ports and len(rtp) > 12 and rtp[0] >> 6 == 2:
                 payload = rtp[12 + 4 * (rtp[0] & 0x0F) :]
-                self.packets.append((time.monotonic(), port, rtp[1] & 0x7F, len(set(payload)) == 1))
+                first = payload[0] if payload else -1  # of a telephone-event: the digit's event code
+                self.packets.append((time.monotonic(), port, rtp[1] & 0x7F, len(set(payload)) == 1, first))
 
-    def between(self, port: int, start: float, end: float) -> list[tuple[float, int, int, bool]]:
+    def between(self, port: int, start: float, end: float) -> list[tuple[float, int, int, bool, int]]:
         return [p for p in list(self.packets) if p[1] == port and start <= p[0] < end]
 
     def stop(self) -> None:

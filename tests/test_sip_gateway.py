@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import pytest
 
-from voxplane import Calls, VoxplaneError
+from voxplane import Calls, UnavailableError, VoxplaneError
 from voxplane.calls.v1 import calls_pb2 as pb
 from voxplane.services.calls.rtpengine import NgClient, NgError
 from voxplane.services.calls.sip import A_TAG, B_TAG, cause_for, with_direction
@@ -162,8 +162,8 @@ def test_an_answered_call_bridges_media_both_ways_and_each_control_acts_on_the_w
             calls.hold_call(call.ref, hold=True)
             calls.hold_call(call.ref, hold=False)
             dtmf_at = time.monotonic()
-            calls.send_dtmf(call.ref, digits="5")
-            time.sleep(0.5)
+            calls.send_dtmf(call.ref, digits="58#")
+            time.sleep(1)
             dtmf_done = time.monotonic()
             ended = calls.hangup_call(call.ref)
             assert types(events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)) == [
@@ -191,8 +191,9 @@ def test_an_answered_call_bridges_media_both_ways_and_each_control_acts_on_the_w
     while_muted = wire.between(b.media_port, muted_at + 0.1, unmuted_at)
     assert while_muted and all(p[3] for p in while_muted if p[2] == 8)
     assert not all(p[3] for p in to_b)
-    # The DTMF digit reached B as RFC 4733 telephone-events (payload type 101).
-    assert any(p[2] == 101 for p in wire.between(b.media_port, dtmf_at, dtmf_done))
+    # The digits reached B as RFC 4733 telephone-events (payload type 101; events 5, 8 and 11 for #).
+    events = {p[4] for p in wire.between(b.media_port, dtmf_at, dtmf_done) if p[2] == 101}
+    assert events == {5, 8, 11}, events
     assert not any(p[2] == 101 for p in wire.between(b.media_port, 0, dtmf_at))
 
 
@@ -265,4 +266,17 @@ def test_a_stopping_server_hangs_up_the_calls_it_carries(sip, tenant, calls, age
         _, stream = place(again, agent, fresh_e164())
         with stream:
             assert events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)[-1].hangup_cause == H.HANGUP_CAUSE_BUSY
+    assert a.wait() == 0 and b.wait() == 0
+
+
+def test_a_control_the_media_relay_refuses_is_unavailable_and_changes_nothing(
+    sip, calls, agent, fresh_e164
+):  # type: ignore[no-untyped-def]
+    a, b = sip.phones_for("answer", "answer")
+    call = wait_for(calls, place(calls, agent, fresh_e164())[0].ref, S.CALL_STATUS_IN_PROGRESS)
+    sip.ng("delete", call_id=call.ref)  # rtpengine forgets the call behind the gateway's back
+    with pytest.raises(UnavailableError, match="The media relay did not carry out the order: rtpengine refused"):
+        calls.with_api_key(calls.options.api_key, timeout=3).mute_call(call.ref, mute=True)
+    assert not calls.get_call(call.ref).muted
+    calls.hangup_call(call.ref)
     assert a.wait() == 0 and b.wait() == 0

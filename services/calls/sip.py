@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ..core import config
-from ..core.errors import Unimplemented
+from ..core.errors import Unavailable, Unimplemented
 from . import states
 from .gateway import CallGateway, Dial, Gather, Origination, Report
 from .rtpengine import NgClient, NgError
@@ -39,7 +39,7 @@ PLACEHOLDER_SDP = (
 # inject-DTMF: without it `play DTMF` answers ok and sends nothing.
 NG_FLAGS: dict[str, Any] = {"flags": ["inject-DTMF"], "replace": ["origin", "session-connection"], "ICE": "remove"}
 A_TAG, B_TAG = "leg-a", "leg-b"  # the rtpengine tags (from-tag / to-tag) of the two legs
-DTMF_MS = 100  # each digit's tone; rtpengine plays the digits of one request one after the other
+DTMF_MS = 100  # each digit's tone
 
 
 def cause_for(code: int) -> str:
@@ -221,14 +221,15 @@ class _Leg:
 
     async def end(self) -> None:
         """CANCEL before the answer, BYE after; nothing once the dialog is over."""
-        if self.ua is None or self.ended:
+        if self.ended:
             return
         self.ended = True
 
-        def disconnect() -> None:
+        def disconnect() -> None:  # queued after the INVITE, if one was ordered: so it is cancelled too
             from sippy.CCEvents import CCEventDisconnect
 
-            self.ua.recvEvent(CCEventDisconnect())
+            if self.ua is not None:
+                self.ua.recvEvent(CCEventDisconnect())
 
         await self.sip.run(disconnect)
 
@@ -450,7 +451,10 @@ class SipGateway(CallGateway):
     async def _media(self, command: str, ref: str, **arguments: Any) -> None:
         self._bridged(ref)
         assert self._ng is not None
-        await self._ng.command(command, call_id=ref, **arguments)
+        try:
+            await self._ng.command(command, call_id=ref, **arguments)
+        except NgError as error:
+            raise Unavailable(f"The media relay did not carry out the order: {error}") from None
 
     async def mute(self, ref: str, mute: bool) -> None:
         """Silences what the caller's device (A) sends: the packets still flow, their payload is silence."""
@@ -466,7 +470,8 @@ class SipGateway(CallGateway):
 
     async def send_dtmf(self, ref: str, digits: str) -> None:
         """RFC 4733 events into the far end's (B's) stream, as if the caller's device pressed them."""
-        await self._media("play DTMF", ref, from_tag=A_TAG, code=digits, duration=DTMF_MS)
+        for digit in digits:  # rtpengine takes one digit per command, and queues them
+            await self._media("play DTMF", ref, from_tag=A_TAG, code=digit, duration=DTMF_MS)
 
     # --- not carried on SIP yet ---------------------------------------------------------------------------
 
