@@ -146,6 +146,7 @@ def test_an_answered_call_bridges_media_both_ways_and_each_control_acts_on_the_w
         call, stream = place(calls, agent, fresh_e164())
         with stream:
             assert types(events_of(stream, until=T.CALL_EVENT_TYPE_ANSWER)) == ["NEW_CALL", "RINGING", "ANSWER"]
+            answered_at = time.monotonic()
             time.sleep(1)
             first = sip.packets_from(call.ref)
             time.sleep(0.5)
@@ -183,9 +184,10 @@ def test_an_answered_call_bridges_media_both_ways_and_each_control_acts_on_the_w
         sip.ng("query", call_id=call.ref)  # the media was released
     if wire is None:
         return  # no packet socket here: what reached the phones cannot be seen
-    # On the wire: rtpengine relays each phone's audio to the other (PCMA, payload type 8).
-    to_a = wire.between(a.media_port, 0, muted_at)
-    to_b = wire.between(b.media_port, 0, muted_at)
+    # On the wire: rtpengine relays each phone's audio to the other (PCMA, payload type 8), once bridged
+    # (before, A heard ringback).
+    to_a = wire.between(a.media_port, answered_at + 0.2, muted_at)
+    to_b = wire.between(b.media_port, answered_at + 0.2, muted_at)
     assert sum(p[2] == 8 for p in to_a) > 20 and sum(p[2] == 8 for p in to_b) > 20, (len(to_a), len(to_b))
     # Muted, B hears silence from A (the packets keep flowing); before, it heard sound.
     while_muted = wire.between(b.media_port, muted_at + 0.1, unmuted_at)
@@ -279,4 +281,22 @@ def test_a_control_the_media_relay_refuses_is_unavailable_and_changes_nothing(
         calls.with_api_key(calls.options.api_key, timeout=3).mute_call(call.ref, mute=True)
     assert not calls.get_call(call.ref).muted
     calls.hangup_call(call.ref)
+    assert a.wait() == 0 and b.wait() == 0
+
+
+def test_while_the_destination_rings_the_caller_hears_ringback(sip, calls, agent, fresh_e164):  # type: ignore[no-untyped-def]
+    a, b = sip.phones_for("answer", "rings")
+    wire = capture({a.media_port})
+    if wire is None:
+        pytest.skip("no packet socket here (not root): what reaches the phone cannot be seen")
+    try:
+        _, stream = place(calls, agent, fresh_e164(), timeout=2)
+        with stream:
+            hangup = events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)[-1]
+    finally:
+        wire.stop()
+    assert hangup.hangup_cause == H.HANGUP_CAUSE_NO_ANSWER
+    # B never sends media, so all A receives is rtpengine's ringback: PCMA, a tone (not one repeated byte).
+    to_a = wire.between(a.media_port, 0, time.monotonic())
+    assert sum(p[2] == 8 and not p[3] for p in to_a) > 30, len(to_a)
     assert a.wait() == 0 and b.wait() == 0

@@ -12,9 +12,13 @@ come back with `loop.call_soon_threadsafe`. So there is one SIP stack per proces
 from __future__ import annotations
 
 import asyncio
+import functools
+import io
 import logging
+import math
 import re
 import threading
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +44,25 @@ PLACEHOLDER_SDP = (
 NG_FLAGS: dict[str, Any] = {"flags": ["inject-DTMF"], "replace": ["origin", "session-connection"], "ICE": "remove"}
 A_TAG, B_TAG = "leg-a", "leg-b"  # the rtpengine tags (from-tag / to-tag) of the two legs
 DTMF_MS = 100  # each digit's tone
+RINGBACK_ON, RINGBACK_OFF = 2, 4  # seconds of the North American ringback's cadence (440 + 480 Hz)
+
+
+@functools.cache
+def ringback_wav() -> bytes:
+    """One cadence of ringback as a WAV (8 kHz, 8-bit: small enough for one NG datagram, with rtpengine
+    transcoding it to the call's codec)."""
+    rate = 8000
+    samples = bytearray(128 for _ in range(rate * (RINGBACK_ON + RINGBACK_OFF)))  # 8-bit WAV: 128 is silence
+    for n in range(rate * RINGBACK_ON):
+        t = n / rate
+        samples[n] = 128 + round(40 * (math.sin(2 * math.pi * 440 * t) + math.sin(2 * math.pi * 480 * t)))
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(1)
+        wav.setframerate(rate)
+        wav.writeframes(bytes(samples))
+    return out.getvalue()
 
 
 def cause_for(code: int) -> str:
@@ -340,9 +363,13 @@ class SipGateway(CallGateway):
         await call.a.invite(*device, order.destination, offer["sdp"])
         a_sdp = await self._answered(call, "A", order.timeout)
         toward_b = await ng.command("answer", call_id=call.ref, from_tag=B_TAG, to_tag=A_TAG, sdp=a_sdp, **NG_FLAGS)
+        # While B rings, A hears ringback rather than silence (played by rtpengine, repeated up to the timeout).
+        repeats = math.ceil(order.timeout / (RINGBACK_ON + RINGBACK_OFF))
+        await ng.command("play media", call_id=call.ref, from_tag=A_TAG, blob=ringback_wav(), repeat_times=repeats)
         call.b = _Leg("B", sip, self._global_config, call.queue)
         await call.b.invite(*callee, order.caller_id, toward_b["sdp"])
         b_sdp = await self._answered(call, "B", order.timeout)
+        await ng.command("stop media", call_id=call.ref, from_tag=A_TAG)
         # Tell rtpengine where B is: a re-offer from B's side, then A's answer again. port-latching keeps
         # the port A was given, so A needs no re-INVITE.
         await ng.command("offer", call_id=call.ref, from_tag=B_TAG, to_tag=A_TAG, sdp=b_sdp,
