@@ -300,3 +300,26 @@ def test_while_the_destination_rings_the_caller_hears_ringback(sip, calls, agent
     to_a = wire.between(a.media_port, 0, time.monotonic())
     assert sum(p[2] == 8 and not p[3] for p in to_a) > 30, len(to_a)
     assert a.wait() == 0 and b.wait() == 0
+
+
+def test_without_rtpengine_a_call_fails_with_congestion_and_rings_nobody(
+    sip, tenant, agent, fresh_e164, monkeypatch
+):  # type: ignore[no-untyped-def]
+    a, b = sip.phones_for("answer", "answer")
+    monkeypatch.setenv("VOXPLANE_RTPENGINE_NG", f"127.0.0.1:{free_udp_port()}")  # nobody listens there
+    config.reload()
+    try:
+        sip.restart()
+        with Calls(endpoint=sip.server.address, api_key=tenant.keys[Role.MEMBER]) as calls:
+            _, stream = place(calls, agent, fresh_e164())
+            with stream:
+                found = events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)
+        assert types(found) == ["NEW_CALL", "HANGUP"]
+        assert (found[-1].status, found[-1].hangup_cause) == (S.CALL_STATUS_FAILED, H.HANGUP_CAUSE_CONGESTION)
+        assert "INVITE" not in a.seen() and "INVITE" not in b.seen()
+    finally:
+        a.stop()  # they were never called: free their ports for the next test
+        b.stop()
+        monkeypatch.undo()
+        config.reload()
+        sip.restart()

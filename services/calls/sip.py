@@ -461,7 +461,15 @@ class SipGateway(CallGateway):
         if self._sip is not None:
             global_config = self._global_config
             await asyncio.sleep(0.1)  # let sippy hand the last BYEs to its socket before it closes
-            await self._sip.run(lambda: global_config["_sip_tm"].shutdown())
+
+            def stop_listening() -> None:
+                transactions = global_config["_sip_tm"]
+                transactions.shutdown()
+                # Each ended dialog lingers 32 s (sippy's godead_timeout) before it unregisters from the
+                # transaction manager, which shutdown() has taken apart: let those late calls do nothing.
+                transactions.unregConsumer = lambda *_args, **_kwargs: None
+
+            await self._sip.run(stop_listening)
             self._sip = None
         if self._ng is not None:
             self._ng.close()
