@@ -350,6 +350,10 @@ class SipGateway(CallGateway):
             log.error("call %s failed: %s", call.ref, error)
             await self._release(call)
             await self._report(call.ref, states.Event.END, states.CONGESTION)
+        except Exception:  # a call must end, whatever went wrong placing it, or it would stay QUEUED
+            log.exception("placing call %s failed", call.ref)
+            await self._release(call)
+            await self._report(call.ref, states.Event.END, states.CONGESTION)
 
     async def _place(self, call: _Call, order: Origination, sip: _SipThread, ng: NgClient) -> None:
         device = self._route(order.device.aors[0]) if order.device and order.device.aors else None
