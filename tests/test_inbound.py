@@ -202,7 +202,7 @@ def test_the_cli_says_what_was_refused(server, tenant):
 
 
 def test_an_unknown_gateway_stops_the_server_naming_the_setting(tmp_path):
-    env = {**os.environ, "VOXPLANE_CALL_GATEWAY": "sip", "VOXPLANE_DATA_DIR": str(tmp_path)}
+    env = {**os.environ, "VOXPLANE_CALL_GATEWAY": "asterisk", "VOXPLANE_DATA_DIR": str(tmp_path)}
 
     done = subprocess.run([VOXPLANE, "serve", "calls", "--port", "0"], env=env, capture_output=True, text=True,
                           timeout=60)

@@ -3,7 +3,7 @@
 The Calls service tells a `CallGateway` what to do (originate, answer, dial, hang up, mute…); the
 gateway reports what the network did (ringing, answer, hangup with a cause, DTMF, each at the
 network's time) and the inbound calls it receives, through the `report` callback it was built with
-(`build_gateway`). A SIP or media-server gateway implements the same interface.
+(`runner.build_gateway`). A SIP or media-server gateway implements the same interface.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..core import config
 from ..persistence.base import new_ref, utcnow
 from . import states
 from .states import NetworkEvent
@@ -139,14 +138,6 @@ class CallGateway(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional: most gateways have nothing to stop
         """Stops reporting; calls on the network are left as they are."""
-
-
-def build_gateway(report: Report) -> CallGateway:
-    """The gateway `VOXPLANE_CALL_GATEWAY` names (the setting admits only those built here)."""
-    settings = config.settings()
-    if settings.call_gateway == "simulated":
-        return SimulatedGateway(report, ring_delay=settings.sim_ring_delay, answer_delay=settings.sim_answer_delay)
-    raise ValueError(f"VOXPLANE_CALL_GATEWAY: no gateway is named {settings.call_gateway!r}")
 
 
 # The simulated network's test destinations (any other destination answers).

@@ -28,10 +28,11 @@ from ..persistence.db import Database
 from . import events, heartbeats, inbound, live, liveness, states, steering
 from .caller_id import caller_id_of
 from .directory import Services
-from .gateway import CallGateway, Device, Dial, InboundCall, Origination, SimulatedGateway, build_gateway
+from .gateway import CallGateway, Device, Dial, InboundCall, Origination, Report, SimulatedGateway
 from .models import Call
 from .parties import Directory
 from .recorder import EventRecorder
+from .sip import SipGateway
 from .steering import Post, Steering
 
 log = logging.getLogger("voxplane.calls")
@@ -40,6 +41,16 @@ log = logging.getLogger("voxplane.calls")
 Order = Callable[[CallGateway, str], Awaitable[None]]
 # The workspace of the service key a Calls process makes for itself when VOXPLANE_CALLS_SERVICE_KEY is unset.
 SERVICE_WORKSPACE = "voxplane-calls"
+
+
+def build_gateway(report: Report) -> CallGateway:
+    """The gateway `VOXPLANE_CALL_GATEWAY` names (the setting admits only those built here)."""
+    settings = config.settings()
+    if settings.call_gateway == "simulated":
+        return SimulatedGateway(report, ring_delay=settings.sim_ring_delay, answer_delay=settings.sim_answer_delay)
+    if settings.call_gateway == "sip":
+        return SipGateway(report)
+    raise ValueError(f"VOXPLANE_CALL_GATEWAY: no gateway is named {settings.call_gateway!r}")
 
 
 class Runner:

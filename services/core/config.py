@@ -61,8 +61,19 @@ class Settings(BaseSettings):
     # Seconds between a Calls process's heartbeats, the same on every replica: a process silent for six
     # of them is taken for stopped, and its running calls are ended.
     calls_heartbeat: float = 5
-    # The network calls are carried on: `simulated` is the only one so far (a SIP gateway follows).
-    call_gateway: Literal["simulated"] = "simulated"
+    # The network calls are carried on: `simulated` (the default, no phone is reached) or `sip` (real calls:
+    # sippy for SIP, rtpengine for the media; README, "The SIP gateway").
+    call_gateway: Literal["simulated", "sip"] = "simulated"
+    # Where the SIP gateway listens, and the address its Via and Contact headers give.
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5070
+    # host[:port] of the outbound proxy (Kamailio) every leg is sent through; empty: each leg goes straight
+    # to its URI's host (an agent's AOR domain, a SIP URI destination).
+    sip_proxy: str = ""
+    # host[:port] E.164 destinations are sent to (a carrier trunk); empty: the outbound proxy.
+    sip_trunk: str = ""
+    # host[:port] of rtpengine's NG control socket (UDP), which anchors every call's media.
+    rtpengine_ng: str = "127.0.0.1:2223"
     # A `service` API key Calls asks Numbers with where an inbound call goes (any workspace's number);
     # empty: Calls makes one for itself, in the workspace `voxplane-calls`, revoked when it stops.
     calls_service_key: str = ""

@@ -102,6 +102,10 @@ class Unavailable(DomainError):
     pass
 
 
+class Unimplemented(DomainError):
+    """A request this deployment cannot carry out (yet), whatever the caller retries."""
+
+
 class Internal(DomainError):
     """Something on our side (the database's schema, its disk) that no retry of the caller's will fix."""
 

@@ -34,6 +34,7 @@ _CODES: dict[type[errors.DomainError], int] = {
     errors.Unauthenticated: code_pb2.UNAUTHENTICATED,
     errors.PermissionDenied: code_pb2.PERMISSION_DENIED,
     errors.Unavailable: code_pb2.UNAVAILABLE,
+    errors.Unimplemented: code_pb2.UNIMPLEMENTED,
     errors.Internal: code_pb2.INTERNAL,
 }
 

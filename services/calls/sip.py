@@ -1,0 +1,546 @@
+"""The real network: click-to-call over SIP with sippy, media anchored at rtpengine.
+
+`SipGateway` places a call the sipgate way: it rings the caller's device (leg A); when A answers it
+calls the destination (leg B) and bridges the two through rtpengine, which relays (and can silence,
+or inject DTMF into) the media. Both legs are our own UAC dialogs (a B2BUA).
+
+sippy runs in a thread of its own: its event dispatcher `ED2` is a process-wide singleton bound to the
+thread that imports it. asyncio enters that thread with `ED2.callFromThread`, and sippy's callbacks
+come back with `loop.call_soon_threadsafe`. So there is one SIP stack per process (`_SipThread`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import logging
+import math
+import re
+import threading
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from ..core import config
+from ..core.errors import Unavailable, Unimplemented
+from . import states
+from .gateway import CallGateway, Dial, Gather, Origination, Report
+from .rtpengine import NgClient, NgError
+from .states import NetworkEvent
+
+log = logging.getLogger("voxplane.calls.sip")
+T = TypeVar("T")
+
+# What rtpengine offers leg A before B has an address: port 9 (discard) until B answers.
+PLACEHOLDER_SDP = (
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 9 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n"
+    "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n"
+)
+# inject-DTMF: without it `play DTMF` answers ok and sends nothing.
+NG_FLAGS: dict[str, Any] = {"flags": ["inject-DTMF"], "replace": ["origin", "session-connection"], "ICE": "remove"}
+A_TAG, B_TAG = "leg-a", "leg-b"  # the rtpengine tags (from-tag / to-tag) of the two legs
+DTMF_MS = 100  # each digit's tone
+RINGBACK_ON, RINGBACK_OFF = 2, 4  # seconds of the North American ringback's cadence (440 + 480 Hz)
+
+
+@functools.cache
+def ringback_wav() -> bytes:
+    """One cadence of ringback as a WAV (8 kHz, 8-bit: small enough for one NG datagram, with rtpengine
+    transcoding it to the call's codec)."""
+    rate = 8000
+    samples = bytearray(128 for _ in range(rate * (RINGBACK_ON + RINGBACK_OFF)))  # 8-bit WAV: 128 is silence
+    for n in range(rate * RINGBACK_ON):
+        t = n / rate
+        samples[n] = 128 + round(40 * (math.sin(2 * math.pi * 440 * t) + math.sin(2 * math.pi * 480 * t)))
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(1)
+        wav.setframerate(rate)
+        wav.writeframes(bytes(samples))
+    return out.getvalue()
+
+
+def cause_for(code: int) -> str:
+    """The hangup cause of a SIP final response that ended a leg before it was answered."""
+    if code in (486, 600):
+        return "BUSY"
+    if code in (404, 484, 604, 410):
+        return states.NOT_FOUND
+    if code in (408, 480):
+        return "NO_ANSWER"
+    if 300 <= code < 400:
+        return states.FORWARDED
+    return states.CONGESTION
+
+
+def host_port(address: str, default_port: int = 5060) -> tuple[str, int]:
+    """`host[:port]` -> (host, port)."""
+    host, _, port = address.rpartition(":") if ":" in address else (address, "", "")
+    return host, int(port) if port else default_port
+
+
+def parse_uri(uri: str) -> tuple[str, tuple[str, int]]:
+    """`sip:user@host[:port][;params]` -> (user, (host, port))."""
+    match = re.fullmatch(r"sips?:(?:([^@;]+)@)?([^;?]+)(?:[;?].*)?", uri)
+    if match is None:
+        raise ValueError(f"not a SIP URI: {uri!r}")
+    return match.group(1) or "", host_port(match.group(2))
+
+
+def with_direction(sdp: str, direction: str) -> str:
+    """The same SDP with one direction attribute and its o= version bumped (RFC 3264: a changed offer)."""
+    body = re.sub(r"a=(sendrecv|recvonly|sendonly|inactive)\r\n", "", sdp)
+    body = re.sub(r"^(o=\S+ \S+ )(\d+)", lambda m: m.group(1) + str(int(m.group(2)) + 1), body, count=1, flags=re.M)
+    return body + f"a={direction}\r\n"
+
+
+class _SipLog:
+    """sippy's own logger installs a SIGUSR1 handler, which only the main thread may; sippy needs just write()."""
+
+    def write(self, *parts: object, **details: object) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("sippy %s %s", details.get("call_id", ""), "".join(str(part) for part in parts))
+
+
+class _SipThread:
+    """The process's one sippy event loop, in a daemon thread; `run(fn)` calls fn there."""
+
+    _started: _SipThread | None = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def get(cls) -> _SipThread:
+        with cls._lock:
+            if cls._started is None:
+                cls._started = cls()
+            return cls._started
+
+    def __init__(self) -> None:
+        ready = threading.Event()
+        self._ed2: Any = None
+        threading.Thread(target=self._loop, args=(ready,), name="sippy", daemon=True).start()
+        if not ready.wait(10):
+            raise RuntimeError("sippy's thread did not start")
+
+    def _loop(self, ready: threading.Event) -> None:
+        from sippy.Core.EventDispatcher import ED2  # binds ED2 to this thread
+        from sippy.SipURL import SipURL
+
+        # sippy 2.5.0 keeps `;transport=UDP` (upper case, as sipp and some phones send it) verbatim, and
+        # every in-dialog request then fails "unsupported transport: UDP". Lower-case it as it is parsed.
+        parse_params = SipURL.setParams
+
+        def set_params(url: Any, params: Any) -> None:
+            parse_params(url, params)
+            if isinstance(url.transport, str):
+                url.transport = url.transport.lower()
+
+        SipURL.setParams = set_params
+        self._ed2 = ED2
+        ready.set()
+        ED2.loop()
+
+    def run(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """Runs fn() on sippy's thread; its result (or exception) resolves the future on this loop."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+
+        def call() -> None:
+            try:
+                result = fn()
+            except BaseException as error:  # noqa: BLE001 - handed to the awaiting side
+                loop.call_soon_threadsafe(_settle, done, None, error)
+            else:
+                loop.call_soon_threadsafe(_settle, done, result, None)
+
+        self._ed2.callFromThread(call)
+        return done
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+@dataclass
+class _LegEvent:
+    leg: str  # "A" or "B"
+    kind: str  # ring, answer, fail, redirect, hangup (the far end's BYE), gone (sippy's disconnect/dead)
+    time: datetime
+    code: int | None = None
+    sdp: str | None = None
+
+
+class _Leg:
+    """One UAC dialog; its sippy UA lives on sippy's thread, its events go to the call's queue."""
+
+    def __init__(self, name: str, sip: _SipThread, global_config: dict[str, Any], queue: asyncio.Queue[_LegEvent]):
+        self.name = name
+        self.sip = sip
+        self.global_config = global_config
+        self.queue = queue
+        self.loop = asyncio.get_running_loop()
+        self.ua: Any = None
+        self.local_sdp = ""
+        self.ended = False  # the dialog is over (either side ended it): nothing more to send
+
+    def _emit(self, kind: str, code: int | None = None, sdp: str | None = None) -> None:
+        event = _LegEvent(self.name, kind, datetime.now(UTC), code, sdp)  # the network's time, as it happens
+        if kind in ("fail", "redirect", "hangup", "gone"):
+            self.ended = True
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+
+    def _on_event(self, event: Any, ua: Any) -> None:
+        name = type(event).__name__
+        data = event.getData()
+        if name in ("CCEventRing", "CCEventConnect"):
+            code, _reason, body = data
+            kind = "answer" if name == "CCEventConnect" else "ring"
+            self._emit(kind, code, str(body) if body is not None else None)
+        elif name == "CCEventFail":
+            self._emit("fail", data[0])
+        elif name == "CCEventRedirect":
+            self._emit("redirect", data[0] if data else 302)
+        elif name == "CCEventDisconnect":
+            self._emit("hangup")
+
+    async def invite(self, user: str, uri_host: tuple[str, int], via: tuple[str, int], caller: str, sdp: str) -> None:
+        """INVITE sip:user@uri_host, sent to `via` (an outbound proxy, or uri_host itself)."""
+        self.local_sdp = sdp
+
+        def start() -> None:
+            from sippy.CCEvents import CCEventTry
+            from sippy.MsgBody import MsgBody
+            from sippy.SipCallId import SipCallId
+            from sippy.UA import UA
+
+            gone = lambda *_: self._emit("gone")  # noqa: E731 - our own BYE/CANCEL reaches only these
+            self.ua = UA(self.global_config, event_cb=self._on_event, nh_address=uri_host,
+                         disc_cbs=(gone,), dead_cbs=(gone,))
+            self.ua.outbound_proxy = via
+            self.ua.recvEvent(CCEventTry((SipCallId(), caller or "anonymous", user, MsgBody(sdp), None, caller)))
+
+        await self.sip.run(start)
+
+    async def reinvite(self, sdp: str) -> None:
+        self.local_sdp = sdp
+
+        def update() -> None:
+            from sippy.CCEvents import CCEventUpdate
+            from sippy.MsgBody import MsgBody
+
+            self.ua.recvEvent(CCEventUpdate(MsgBody(sdp)))
+
+        await self.sip.run(update)
+
+    async def end(self) -> None:
+        """CANCEL before the answer, BYE after; nothing once the dialog is over."""
+        if self.ended:
+            return
+        self.ended = True
+
+        def disconnect() -> None:  # queued after the INVITE, if one was ordered: so it is cancelled too
+            from sippy.CCEvents import CCEventDisconnect
+
+            if self.ua is not None:
+                self.ua.recvEvent(CCEventDisconnect())
+
+        await self.sip.run(disconnect)
+
+
+class _Ended(Exception):
+    """A leg ended before the call was bridged, with this hangup cause."""
+
+    def __init__(self, cause: str, time: datetime):
+        super().__init__(cause)
+        self.cause = cause
+        self.time = time
+
+
+@dataclass
+class _Call:
+    ref: str
+    queue: asyncio.Queue[_LegEvent] = field(default_factory=asyncio.Queue)
+    a: _Leg | None = None
+    b: _Leg | None = None
+    rang: bool = False  # RING is reported once, for the first leg that rings
+    bridged: bool = False
+    task: asyncio.Task[None] | None = None
+    held: bool = False
+
+
+class SipGateway(CallGateway):
+    """Click-to-call on a SIP network (`VOXPLANE_CALL_GATEWAY=sip`); see the module's docstring and README."""
+
+    def __init__(self, report: Report):
+        super().__init__(report)
+        settings = config.settings()
+        self.address = (settings.sip_host, settings.sip_port)
+        self.proxy = host_port(settings.sip_proxy) if settings.sip_proxy else None
+        self.trunk = host_port(settings.sip_trunk) if settings.sip_trunk else None
+        self.rtpengine = host_port(settings.rtpengine_ng, 2223)
+        self._calls: dict[str, _Call] = {}
+        self._started = asyncio.Lock()
+        self._sip: _SipThread | None = None
+        self._global_config: dict[str, Any] = {}
+        self._ng: NgClient | None = None
+
+    async def _start(self) -> tuple[_SipThread, NgClient]:
+        """Listens for SIP and connects to rtpengine, on the first call."""
+        async with self._started:
+            if self._sip is None or self._ng is None:
+                self._ng = await NgClient.connect(*self.rtpengine)
+                sip = _SipThread.get()
+                host, port = self.address
+
+                def listen() -> dict[str, Any]:
+                    from sippy.SipConf import SipConf
+                    from sippy.SipTransactionManager import SipTransactionManager
+
+                    SipConf.my_address, SipConf.my_port, SipConf.my_uaname = host, port, "voxplane"
+                    global_config: dict[str, Any] = {"_sip_address": host, "_sip_port": port, "_sip_logger": _SipLog()}
+                    global_config["_sip_tm"] = SipTransactionManager(global_config, self._on_request)
+                    return global_config
+
+                self._global_config = await sip.run(listen)
+                self._sip = sip
+                log.info("SIP gateway listening on %s:%d, rtpengine at %s:%d", host, port, *self.rtpengine)
+            return self._sip, self._ng
+
+    @staticmethod
+    def _on_request(request: Any, _transaction: Any) -> tuple[Any, None, None]:
+        """A request outside our dialogs (sippy's thread). Inbound calls are not carried yet."""
+        if request.getMethod() in ("OPTIONS", "NOTIFY"):
+            return request.genResponse(200, "OK"), None, None
+        return request.genResponse(501, "Not Implemented"), None, None
+
+    # --- placing a call -----------------------------------------------------------------------------------
+
+    async def originate(self, order: Origination) -> None:
+        call = _Call(order.ref)
+        self._calls[order.ref] = call
+        call.task = asyncio.get_running_loop().create_task(self._run(call, order))
+        call.task.add_done_callback(lambda _: self._calls.pop(order.ref, None) if not call.bridged else None)
+
+    def _route(self, uri_or_e164: str) -> tuple[str, tuple[str, int], tuple[str, int]] | None:
+        """(user, request-URI host, where to send) for a device AOR, a SIP URI or an E.164 number."""
+        if uri_or_e164.startswith(("sip:", "sips:")):
+            user, host = parse_uri(uri_or_e164)
+            return user, host, self.proxy or host
+        hop = self.trunk or self.proxy
+        return (uri_or_e164, hop, hop) if hop else None
+
+    async def _run(self, call: _Call, order: Origination) -> None:
+        try:
+            sip, ng = await self._start()
+            await self._place(call, order, sip, ng)
+        except _Ended as ended:
+            await self._release(call)
+            await self._report(call.ref, states.Event.END, ended.cause, at=ended.time)
+        except (NgError, OSError) as error:
+            log.error("call %s failed: %s", call.ref, error)
+            await self._release(call)
+            await self._report(call.ref, states.Event.END, states.CONGESTION)
+        except Exception:  # a call must end, whatever went wrong placing it, or it would stay QUEUED
+            log.exception("placing call %s failed", call.ref)
+            await self._release(call)
+            await self._report(call.ref, states.Event.END, states.CONGESTION)
+
+    async def _place(self, call: _Call, order: Origination, sip: _SipThread, ng: NgClient) -> None:
+        device = self._route(order.device.aors[0]) if order.device and order.device.aors else None
+        callee = self._route(order.destination)
+        if device is None or callee is None:
+            log.error("call %s: no route to %s (set VOXPLANE_SIP_PROXY or VOXPLANE_SIP_TRUNK)", call.ref,
+                      "the caller's device" if device is None else order.destination)
+            raise _Ended(states.CONGESTION, datetime.now(UTC))
+        offer = await ng.command("offer", call_id=call.ref, from_tag=B_TAG, sdp=PLACEHOLDER_SDP, **NG_FLAGS)
+        call.a = _Leg("A", sip, self._global_config, call.queue)
+        await call.a.invite(*device, order.destination, offer["sdp"])
+        a_sdp = await self._answered(call, "A", order.timeout)
+        toward_b = await ng.command("answer", call_id=call.ref, from_tag=B_TAG, to_tag=A_TAG, sdp=a_sdp, **NG_FLAGS)
+        # While B rings, A hears ringback rather than silence (played by rtpengine, repeated up to the timeout).
+        repeats = math.ceil(order.timeout / (RINGBACK_ON + RINGBACK_OFF))
+        await ng.command("play media", call_id=call.ref, from_tag=A_TAG, blob=ringback_wav(), repeat_times=repeats)
+        call.b = _Leg("B", sip, self._global_config, call.queue)
+        await call.b.invite(*callee, order.caller_id, toward_b["sdp"])
+        b_sdp = await self._answered(call, "B", order.timeout)
+        await ng.command("stop media", call_id=call.ref, from_tag=A_TAG)
+        # Tell rtpengine where B is: a re-offer from B's side, then A's answer again. port-latching keeps
+        # the port A was given, so A needs no re-INVITE.
+        await ng.command("offer", call_id=call.ref, from_tag=B_TAG, to_tag=A_TAG, sdp=b_sdp,
+                         **{**NG_FLAGS, "flags": [*NG_FLAGS["flags"], "port-latching"]})
+        await ng.command("answer", call_id=call.ref, from_tag=B_TAG, to_tag=A_TAG, sdp=a_sdp, **NG_FLAGS)
+        call.bridged = True
+        await self._report(call.ref, states.Event.ANSWER)
+        # Bridged: the first leg the far end hangs up ends the call.
+        while True:
+            event = await call.queue.get()
+            if event.kind in ("hangup", "gone"):  # not "fail": a refused re-INVITE leaves the dialog up
+                await self._release(call)
+                self._calls.pop(call.ref, None)
+                await self._report(call.ref, states.Event.END, states.NORMAL_CLEARING, at=event.time)
+                return
+
+    async def _answered(self, call: _Call, leg: str, timeout: float) -> str:
+        """Waits for `leg`'s answer (its SDP), reporting the first ring of the call; ends the call with the
+        leg's cause, or NO_ANSWER when `timeout` passes first (and the leg is cancelled)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                event = await asyncio.wait_for(call.queue.get(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise _Ended("NO_ANSWER", datetime.now(UTC)) from None
+            if event.leg != leg:
+                if event.kind in ("hangup", "gone"):  # the caller's device hung up while B rang
+                    raise _Ended(states.CANCEL, event.time)
+                continue
+            if event.kind == "ring" and event.code in (180, 183) and not call.rang:  # not a proxy's 100
+                call.rang = True
+                await self._report(call.ref, states.Event.RING, at=event.time)
+            elif event.kind == "answer":
+                if not event.sdp:
+                    raise _Ended(states.CONGESTION, event.time)  # an answer we cannot bridge: no media
+                return event.sdp
+            elif event.kind == "fail":
+                raise _Ended(cause_for(event.code or 500), event.time)
+            elif event.kind == "redirect":
+                # FORWARDED ends only an answered call (states.py); redirects are not followed yet.
+                log.info("call %s: leg %s redirected (%s), not followed", call.ref, leg, event.code)
+                raise _Ended(states.CONGESTION, event.time)
+            elif event.kind in ("hangup", "gone"):
+                raise _Ended(states.CONGESTION, event.time)
+
+    async def _release(self, call: _Call) -> None:
+        """BYE (or CANCEL) whatever leg is still up, and frees the call's media at rtpengine."""
+        for leg in (call.b, call.a):
+            if leg is not None:
+                try:
+                    await leg.end()
+                except Exception:  # noqa: BLE001 - the other leg and the media must be released all the same
+                    log.exception("ending leg %s of call %s failed", leg.name, call.ref)
+        if self._ng is not None:
+            try:
+                await self._ng.command("delete", call_id=call.ref)
+            except NgError as error:
+                log.info("rtpengine delete of call %s: %s", call.ref, error)
+
+    async def _report(self, ref: str, event: states.Event, cause: str | None = None, *,
+                      at: datetime | None = None) -> None:
+        try:
+            await self.report(NetworkEvent(ref, event, cause, "", at or datetime.now(UTC)))
+        except Exception:  # noqa: BLE001 - a failed report must not leave the legs up
+            log.exception("reporting %s of call %s failed", event.value, ref)
+
+    # --- ending a call ------------------------------------------------------------------------------------
+
+    async def _stop(self, ref: str) -> None:
+        """Ends call `ref` on the network at our side's request (the call's END is stored by Calls)."""
+        call = self._calls.pop(ref, None)
+        if call is None:
+            return
+        if call.task is not None and not call.task.done():
+            call.task.cancel()
+            await asyncio.gather(call.task, return_exceptions=True)
+        await self._release(call)
+
+    async def hangup(self, ref: str) -> None:
+        await self._stop(ref)
+
+    async def cancel(self, ref: str) -> None:
+        await self._stop(ref)
+
+    async def close(self) -> None:
+        """Ends every call it carries (BYE or CANCEL on each leg), then stops listening."""
+        await asyncio.gather(*(self._stop(ref) for ref in list(self._calls)))
+        if self._sip is not None:
+            global_config = self._global_config
+            await asyncio.sleep(0.1)  # let sippy hand the last BYEs to its socket before it closes
+
+            def stop_listening() -> None:
+                transactions = global_config["_sip_tm"]
+                transactions.shutdown()
+                # Each ended dialog lingers 32 s (sippy's godead_timeout) before it unregisters from the
+                # transaction manager, which shutdown() has taken apart: let those late calls do nothing.
+                transactions.unregConsumer = lambda *_args, **_kwargs: None
+
+            await self._sip.run(stop_listening)
+            self._sip = None
+        if self._ng is not None:
+            self._ng.close()
+            self._ng = None
+
+    # --- controls of a bridged call -----------------------------------------------------------------------
+
+    def _bridged(self, ref: str) -> _Call:
+        call = self._calls.get(ref)
+        if call is None or not call.bridged:
+            raise states.TransitionRefused(f"Call {ref} is not bridged on this SIP gateway.")
+        return call
+
+    async def _media(self, command: str, ref: str, **arguments: Any) -> None:
+        self._bridged(ref)
+        assert self._ng is not None
+        try:
+            await self._ng.command(command, call_id=ref, **arguments)
+        except NgError as error:
+            raise Unavailable(f"The media relay did not carry out the order: {error}") from None
+
+    async def mute(self, ref: str, mute: bool) -> None:
+        """Silences what the caller's device (A) sends: the packets still flow, their payload is silence."""
+        await self._media("silence media" if mute else "unsilence media", ref, from_tag=A_TAG)
+
+    async def hold(self, ref: str, hold: bool) -> None:
+        """Re-INVITEs the far end (B) sendonly, and sendrecv to take it off hold."""
+        call = self._bridged(ref)
+        assert call.b is not None
+        if call.held != hold:
+            call.held = hold
+            await call.b.reinvite(with_direction(call.b.local_sdp, "sendonly" if hold else "sendrecv"))
+
+    async def send_dtmf(self, ref: str, digits: str) -> None:
+        """RFC 4733 events into the far end's (B's) stream, as if the caller's device pressed them."""
+        for digit in digits:  # rtpengine takes one digit per command, and queues them
+            await self._media("play DTMF", ref, from_tag=A_TAG, code=digit, duration=DTMF_MS)
+
+    # --- not carried on SIP yet ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _unimplemented(what: str) -> Unimplemented:
+        return Unimplemented(f"The SIP gateway does not {what} yet (see README, 'The SIP gateway').")
+
+    async def record(self, ref: str, start: bool) -> None:
+        raise self._unimplemented("record calls")
+
+    async def play(self, ref: str, url: str) -> None:
+        raise self._unimplemented("play audio into calls")
+
+    async def transfer(self, ref: str, to: str, attended: bool) -> None:
+        raise self._unimplemented("transfer calls")
+
+    async def redirect(self, ref: str, webhook: str) -> None:
+        raise self._unimplemented("redirect calls")
+
+    async def answer(self, ref: str) -> None:
+        raise self._unimplemented("take inbound calls")
+
+    async def reject(self, ref: str, cause: str) -> None:
+        raise self._unimplemented("take inbound calls")
+
+    async def dial(self, ref: str, order: Dial) -> None:
+        raise self._unimplemented("take inbound calls")
+
+    async def voicemail(self, ref: str) -> None:
+        raise self._unimplemented("take inbound calls")
+
+    async def gather(self, ref: str, order: Gather) -> None:
+        raise self._unimplemented("take inbound calls")
