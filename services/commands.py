@@ -26,6 +26,8 @@ from .core import config, workspaces
 from .core.auth import Role
 from .core.errors import DomainError, InvalidArgument
 from .core.server import TlsFiles, serve_until_signalled
+from .edge import deployment
+from .edge.kamailio import Edge, render
 from .numbers import inventory
 from .persistence.db import Database
 from .persistence.migrate import upgrade
@@ -301,3 +303,30 @@ def cmd_calls_simulate_inbound(args: argparse.Namespace) -> None:
     finally:
         calls.close()
     print(MessageToJson(routed, preserving_proto_field_name=True))
+
+
+def _split(setting: str) -> list[str]:
+    return [item.strip() for item in setting.split(",") if item.strip()]
+
+
+def _edge(args: argparse.Namespace) -> Edge:
+    """The edge of --flags, else of VOXPLANE_EDGE_* settings."""
+    settings = config.settings()
+    return deployment.edge(
+        listen=args.listen or settings.edge_listen,
+        domains=args.domains or _split(settings.edge_domains),
+        gateway=args.gateway or settings.edge_gateway,
+        trunks=args.trunks if args.trunks is not None else _split(settings.edge_trunks),
+        database_url=args.database_url or config.database_url(),
+        max_auth_failures=settings.edge_max_auth_failures,
+        auth_failure_window=settings.edge_auth_failure_window,
+    )
+
+
+def cmd_edge_config(args: argparse.Namespace) -> None:
+    rendered = render(_edge(args))
+    if args.output:
+        Path(args.output).write_text(rendered)
+    else:
+        sys.stdout.write(rendered)
+
