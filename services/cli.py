@@ -101,7 +101,14 @@ def _edge_commands(commands: argparse._SubParsersAction) -> None:
     config = edge.add_parser("config", help="print the kamailio.cfg of this deployment")
     config.add_argument("--output", help="write it to this file instead")
     config.set_defaults(run="edge_config")
-    for command in (config,):
+    run = edge.add_parser("run", help="migrate, then run Kamailio (and rtpengine, when installed) in the foreground")
+    run.add_argument("--work-dir", help="where the config, pid file and sockets go; default: DATA_DIR/edge")
+    run.add_argument("--rtpengine-ng", help="rtpengine's control address; default: VOXPLANE_EDGE_RTPENGINE_NG, "
+                     "else 127.0.0.1:2223")
+    run.add_argument("--rtp-ports", help="MIN-MAX, the UDP ports media is relayed on; default: "
+                     "VOXPLANE_EDGE_RTP_PORTS, else 30000-30999")
+    run.set_defaults(run="edge_run")
+    for command in (config, run):
         command.add_argument("--listen", help="IP:port Kamailio listens on (UDP and TCP); default: "
                              "VOXPLANE_EDGE_LISTEN, else 127.0.0.1:5060")
         command.add_argument("--domain", action="append", dest="domains", help="a SIP domain it serves, agents "

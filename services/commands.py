@@ -26,7 +26,7 @@ from .core import config, workspaces
 from .core.auth import Role
 from .core.errors import DomainError, InvalidArgument
 from .core.server import TlsFiles, serve_until_signalled
-from .edge import deployment
+from .edge import deployment, running
 from .edge.kamailio import Edge, render
 from .numbers import inventory
 from .persistence.db import Database
@@ -330,3 +330,14 @@ def cmd_edge_config(args: argparse.Namespace) -> None:
     else:
         sys.stdout.write(rendered)
 
+
+def cmd_edge_run(args: argparse.Namespace) -> None:
+    settings = config.settings()
+    edge = _edge(args)
+    ports = args.rtp_ports or settings.edge_rtp_ports
+    low, _, high = ports.partition("-")
+    if not (low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) <= 65535):
+        raise InvalidArgument.of("rtp_ports", f"{ports!r} is not a range of UDP ports like '30000-30999'")
+    upgrade(edge.database_url)  # Kamailio fails at start without its tables
+    media = running.Media(args.rtpengine_ng or settings.edge_rtpengine_ng, int(low), int(high))
+    sys.exit(running.run(edge, Path(args.work_dir) if args.work_dir else settings.data_dir / "edge", media))

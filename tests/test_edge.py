@@ -1,22 +1,35 @@
-"""The edge: what Kamailio reads in voxplane's database, kept in step with Agents; and its kamailio.cfg."""
+"""The edge: what Kamailio reads in voxplane's database, kept in step with Agents; its kamailio.cfg; and
+real Kamailio 5.6 started by `voxplane edge run` on the test database, with sipp as the phones.
+
+Without the Debian packages (kamailio, kamailio-sqlite-modules, kamailio-postgres-modules, sip-tester) the
+tests that need them skip, unless CI=true: there they must run (`.ci/run` installs the packages).
+"""
 
 from __future__ import annotations
 
+import os
+import re
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import insert, select, text
 
-from voxplane.services.edge.kamailio import kamailio_database_url
+from voxplane.services.edge.kamailio import KAMAILIO_MODULES, kamailio_database_url
 from voxplane.services.edge.models import location
 
 from .test_agents import create, fresh_domain
 
 VOXPLANE = Path(sys.executable).parent / "voxplane"
+SCENARIOS = Path(__file__).resolve().parent / "sipp"
 
 
 def register(db, username: str, domain: str) -> None:  # type: ignore[no-untyped-def]
@@ -107,3 +120,122 @@ def test_edge_config_serves_the_domains_and_trusts_the_gateway_and_trunks_by_sou
         assert checked.returncode == 0, checked.stderr
         assert "warning" not in checked.stderr.lower()
 
+
+# Real Kamailio and sipp.
+
+def require_edge_packages() -> None:
+    missing = [name for name in ("kamailio", "sipp") if shutil.which(name) is None]
+    missing += [f"{KAMAILIO_MODULES}/{module}.so" for module in ("db_sqlite", "db_postgres")
+                if not (KAMAILIO_MODULES / f"{module}.so").exists()]
+    if not missing:
+        return
+    reason = (f"the edge tests need Kamailio and sipp; missing: {', '.join(missing)} (apt-get install "
+              "kamailio kamailio-sqlite-modules kamailio-postgres-modules sip-tester)")
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (Kamailio listens on both)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+
+
+@dataclass
+class RunningEdge:
+    port: int
+    domain: str
+    log: Path
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
+
+
+def answers_options(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        probe.settimeout(0.2)
+        here = probe.getsockname()[1]
+        probe.sendto((f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{here};branch=z9hG4bK"
+                      f"{secrets.token_hex(6)}\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\n"
+                      f"Call-ID: {secrets.token_hex(8)}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                      "Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", port))
+        try:
+            return probe.recv(4096).startswith(b"SIP/2.0 200")
+        except OSError:
+            return False
+
+
+@pytest.fixture(scope="session")
+def edge(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEdge]:
+    """`voxplane edge run` on the test database: Kamailio on an ephemeral port, and rtpengine when installed."""
+    require_edge_packages()
+    work = tmp_path_factory.mktemp("edge")
+    port, domain = free_port(), f"edge-{secrets.token_hex(4)}.example.com"
+    rtp = 40000 + secrets.randbelow(2000) * 10
+    log = work / "edge.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [VOXPLANE, "edge", "run", "--listen", f"127.0.0.1:{port}", "--domain", domain,
+             "--gateway", f"127.0.0.1:{free_port()}", "--database-url", database_url, "--work-dir", work,
+             "--rtpengine-ng", f"127.0.0.1:{free_port()}", "--rtp-ports", f"{rtp}-{rtp + 9}"],
+            stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    running = RunningEdge(port, domain, log)
+    deadline = time.monotonic() + 30
+    while not answers_options(port):
+        assert process.poll() is None, f"voxplane edge run stopped ({process.returncode}):\n{running.log_tail()}"
+        assert time.monotonic() < deadline, f"Kamailio did not answer in 30 s:\n{running.log_tail()}"
+        time.sleep(0.1)
+    yield running
+    process.terminate()
+    assert process.wait(timeout=20) == 0, running.log_tail()
+
+
+def sipp_register(edge: RunningEdge, tmp_path: Path, username: str, secret: str) -> list[int]:
+    """The statuses a sipp phone got for REGISTER (challenged, then with its credentials), in order."""
+    trace = tmp_path / f"register-{secrets.token_hex(4)}.log"
+    done = subprocess.run(
+        ["sipp", f"127.0.0.1:{edge.port}", "-sf", SCENARIOS / "register.xml", "-i", "127.0.0.1",
+         "-p", str(free_port()), "-s", username, "-au", username, "-ap", secret, "-key", "domain", edge.domain,
+         "-m", "1", "-nostdin", "-timeout", "10s", "-timeout_error", "-trace_msg", "-message_file", trace],
+        capture_output=True, text=True, timeout=30,
+    )
+    statuses = [int(code) for code in re.findall(r"^SIP/2\.0 (\d{3}) ", trace.read_text(), re.MULTILINE)]
+    assert done.returncode == 0, f"sipp failed ({done.returncode}), statuses {statuses}:\n{edge.log_tail()}"
+    return list(dict.fromkeys(statuses))  # retransmissions answered again count once
+
+
+def test_an_agent_registers_with_its_secret_and_only_with_it(tenant, db, edge, tmp_path):
+    secret = "Secret-" + secrets.token_hex(8)
+    with tenant.agents() as agents:
+        agent = agents.create_agent(username="ivy", secret=secret, domains=[edge.domain])
+        assert sipp_register(edge, tmp_path, "ivy", "Wrong-" + secrets.token_hex(8)) == [401, 403]
+        assert registered(db, "ivy", edge.domain) == 0
+        assert sipp_register(edge, tmp_path, "ivy", secret) == [401, 200]
+        assert registered(db, "ivy", edge.domain) == 1  # Kamailio wrote it to voxplane's database
+        agents.delete_agent(agent.ref)
+    assert registered(db, "ivy", edge.domain) == 0
+    assert sipp_register(edge, tmp_path, "ivy", secret) == [401, 403]
+
+
+def test_a_disabled_agent_cannot_register_until_enabled_again(tenant, db, edge, tmp_path):
+    secret = "Secret-" + secrets.token_hex(8)
+    with tenant.agents() as agents:
+        agent = agents.create_agent(username="jack", secret=secret, domains=[edge.domain])
+        assert sipp_register(edge, tmp_path, "jack", secret) == [401, 200]
+        agents.update_agent(ref=agent.ref, enabled=False)
+        assert registered(db, "jack", edge.domain) == 0
+        assert sipp_register(edge, tmp_path, "jack", secret) == [401, 403]
+        agents.update_agent(ref=agent.ref, enabled=True)
+        assert sipp_register(edge, tmp_path, "jack", secret) == [401, 200]
+        agents.delete_agent(agent.ref)

@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     # refuses its REGISTERs and INVITEs until the window has passed.
     edge_max_auth_failures: int = 10
     edge_auth_failure_window: int = 300
+    # rtpengine, which `voxplane edge run` starts beside Kamailio when it is installed: its control (NG)
+    # address and the UDP ports it relays media on.
+    edge_rtpengine_ng: str = "127.0.0.1:2223"
+    edge_rtp_ports: str = "30000-30999"
 
     @field_validator("home_region")
     @classmethod
