@@ -320,6 +320,7 @@ def _edge(args: argparse.Namespace) -> Edge:
         database_url=args.database_url or config.database_url(),
         max_auth_failures=settings.edge_max_auth_failures,
         auth_failure_window=settings.edge_auth_failure_window,
+        flood_requests=settings.edge_flood_requests,
     )
 
 

@@ -155,6 +155,8 @@ class RunningEdge:
     port: int
     domain: str
     log: Path
+    gateway_port: int  # what a sipp UAC bound to 127.0.0.1 at this port is taken for
+    trunk_port: int
 
     def log_tail(self) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
@@ -181,16 +183,20 @@ def edge(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     require_edge_packages()
     work = tmp_path_factory.mktemp("edge")
     port, domain = free_port(), f"edge-{secrets.token_hex(4)}.example.com"
+    gateway_port, trunk_port = free_port(), free_port()
     rtp = 40000 + secrets.randbelow(2000) * 10
     log = work / "edge.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
             [VOXPLANE, "edge", "run", "--listen", f"127.0.0.1:{port}", "--domain", domain,
-             "--gateway", f"127.0.0.1:{free_port()}", "--database-url", database_url, "--work-dir", work,
+             "--gateway", f"127.0.0.1:{gateway_port}", "--trunk", f"127.0.0.1:{trunk_port}",
+             "--database-url", database_url, "--work-dir", work,
              "--rtpengine-ng", f"127.0.0.1:{free_port()}", "--rtp-ports", f"{rtp}-{rtp + 9}"],
             stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            # Every test phone is 127.0.0.1: pike would take a quick test for a flood.
+            env={**os.environ, "VOXPLANE_EDGE_FLOOD_REQUESTS": "10000"},
         )
-    running = RunningEdge(port, domain, log)
+    running = RunningEdge(port, domain, log, gateway_port, trunk_port)
     deadline = time.monotonic() + 30
     while not answers_options(port):
         assert process.poll() is None, f"voxplane edge run stopped ({process.returncode}):\n{running.log_tail()}"
@@ -201,12 +207,13 @@ def edge(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     assert process.wait(timeout=20) == 0, running.log_tail()
 
 
-def sipp_register(edge: RunningEdge, tmp_path: Path, username: str, secret: str) -> list[int]:
-    """The statuses a sipp phone got for REGISTER (challenged, then with its credentials), in order."""
+def sipp_register(edge: RunningEdge, tmp_path: Path, username: str, secret: str, port: int = 0) -> list[int]:
+    """The statuses a sipp phone (at `port`, else any) got for REGISTER (challenged, then with its
+    credentials), in order."""
     trace = tmp_path / f"register-{secrets.token_hex(4)}.log"
     done = subprocess.run(
         ["sipp", f"127.0.0.1:{edge.port}", "-sf", SCENARIOS / "register.xml", "-i", "127.0.0.1",
-         "-p", str(free_port()), "-s", username, "-au", username, "-ap", secret, "-key", "domain", edge.domain,
+         "-p", str(port or free_port()), "-s", username, "-au", username, "-ap", secret, "-key", "domain", edge.domain,
          "-m", "1", "-nostdin", "-timeout", "10s", "-timeout_error", "-trace_msg", "-message_file", trace],
         capture_output=True, text=True, timeout=30,
     )
@@ -239,3 +246,79 @@ def test_a_disabled_agent_cannot_register_until_enabled_again(tenant, db, edge, 
         agents.update_agent(ref=agent.ref, enabled=True)
         assert sipp_register(edge, tmp_path, "jack", secret) == [401, 200]
         agents.delete_agent(agent.ref)
+
+
+def sipp_call(edge: RunningEdge, tmp_path: Path, caller: str, callee: str, *, port: int = 0, secret: str = "") -> list[int]:
+    """The statuses a sipp phone (at `port`, else any) got calling `callee`@domain as `caller`, in order
+    (answering a 407 with `secret`)."""
+    trace = tmp_path / f"call-{secrets.token_hex(4)}.log"
+    done = subprocess.run(
+        ["sipp", f"127.0.0.1:{edge.port}", "-sf", SCENARIOS / "call.xml", "-i", "127.0.0.1",
+         "-p", str(port or free_port()), "-s", callee, "-key", "caller", caller, "-key", "domain", edge.domain,
+         "-au", caller, "-ap", secret or "none", "-m", "1", "-nostdin", "-timeout", "10s", "-timeout_error",
+         "-trace_msg", "-message_file", trace],
+        capture_output=True, text=True, timeout=30,
+    )
+    statuses = [int(code) for code in re.findall(r"^SIP/2\.0 (\d{3}) ", trace.read_text(), re.MULTILINE)]
+    assert done.returncode == 0, f"sipp failed ({done.returncode}), statuses {statuses}:\n{edge.log_tail()}"
+    return [status for status in dict.fromkeys(statuses) if status != 100]
+
+
+class Phone:
+    """A sipp phone at `port` that answers one call; `requests` are what reached it, once it is done."""
+
+    def __init__(self, tmp_path: Path, port: int):
+        self.trace = tmp_path / f"phone-{port}.log"
+        self.process = subprocess.Popen(
+            ["sipp", "-sf", SCENARIOS / "answer.xml", "-i", "127.0.0.1", "-p", str(port), "-m", "1", "-nostdin",
+             "-timeout", "15s", "-timeout_error", "-trace_msg", "-message_file", self.trace],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while _port_is_free(port):  # sipp listens once it holds the port
+            assert time.monotonic() < deadline and self.process.poll() is None, "the sipp phone did not start"
+            time.sleep(0.02)
+
+    def done(self) -> tuple[list[str], bool]:
+        """The methods of the requests it got, and whether the INVITE carried the edge's Record-Route."""
+        assert self.process.wait(timeout=20) == 0, self.trace.read_text()
+        text = self.trace.read_text()
+        return re.findall(r"^(INVITE|ACK|BYE) sip:", text, re.MULTILINE), "Record-Route: <sip:127.0.0.1" in text
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        try:
+            udp.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_the_gateway_reaches_a_registered_agent_until_it_is_deleted(tenant, edge, tmp_path):
+    secret, phone_port = "Secret-" + secrets.token_hex(8), free_port()
+    with tenant.agents() as agents:
+        agent = agents.create_agent(username="kate", secret=secret, domains=[edge.domain])
+        assert sipp_register(edge, tmp_path, "kate", secret, port=phone_port) == [401, 200]
+        phone = Phone(tmp_path, phone_port)
+        # Trusted by source address and port: no challenge.
+        assert sipp_call(edge, tmp_path, "gateway", "kate", port=edge.gateway_port) == [180, 200]
+        assert phone.done() == (["INVITE", "ACK", "BYE"], True)
+        agents.delete_agent(agent.ref)
+    assert sipp_call(edge, tmp_path, "gateway", "kate", port=edge.gateway_port) == [480]
+
+
+def test_an_agent_calls_another_with_its_own_credentials_only(tenant, edge, tmp_path):
+    leo, mia = "Secret-" + secrets.token_hex(8), "Secret-" + secrets.token_hex(8)
+    phone_port = free_port()
+    with tenant.agents() as agents:
+        agents.create_agent(username="leo", secret=leo, domains=[edge.domain])
+        agents.create_agent(username="mia", secret=mia, domains=[edge.domain])
+        agents.create_agent(username="ned", secret=mia, domains=[edge.domain])  # never registers
+        assert sipp_register(edge, tmp_path, "mia", mia, port=phone_port) == [401, 200]
+        phone = Phone(tmp_path, phone_port)
+        assert sipp_call(edge, tmp_path, "leo", "mia", secret=leo) == [407, 180, 200]
+        assert phone.done() == (["INVITE", "ACK", "BYE"], True)
+        assert sipp_call(edge, tmp_path, "leo", "mia", secret=mia) == [407, 403]
+        assert sipp_call(edge, tmp_path, "leo", "ned", secret=leo) == [407, 480]
+        assert sipp_call(edge, tmp_path, "leo", "ned", port=edge.trunk_port) == [404]  # a trunk reaches numbers only

@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     # refuses its REGISTERs and INVITEs until the window has passed.
     edge_max_auth_failures: int = 10
     edge_auth_failure_window: int = 300
+    # Requests one address (but the gateway's and the trunks') may send in 2 s before the edge drops them.
+    edge_flood_requests: int = 16
     # rtpengine, which `voxplane edge run` starts beside Kamailio when it is installed: its control (NG)
     # address and the UDP ports it relays media on.
     edge_rtpengine_ng: str = "127.0.0.1:2223"

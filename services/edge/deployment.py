@@ -11,7 +11,7 @@ from .kamailio import Edge, Endpoint, TrustedSource, kamailio_database_url
 
 
 def edge(*, listen: str, domains: list[str], gateway: str, trunks: list[str], database_url: str,
-         max_auth_failures: int, auth_failure_window: int) -> Edge:
+         max_auth_failures: int, auth_failure_window: int, flood_requests: int) -> Edge:
     v = Violations()
     listening = endpoint(v, "listen", listen, 5060)
     served = _domains(v, "domains", domains)
@@ -25,10 +25,12 @@ def edge(*, listen: str, domains: list[str], gateway: str, trunks: list[str], da
         v.add("max_auth_failures", f"must be at least 1, got {max_auth_failures}")
     if auth_failure_window < 1:
         v.add("auth_failure_window", f"must be at least 1 second, got {auth_failure_window}")
+    if flood_requests < 1:
+        v.add("flood_requests", f"must be at least 1, got {flood_requests}")
     v.raise_if_any()
     assert listening and gateway_at  # else `v` held a violation
     return Edge(listening, served, database_url, gateway_at, [t for t in trusted if t], max_auth_failures,
-                auth_failure_window)
+                auth_failure_window, flood_requests)
 
 
 def _port(v: Violations, field: str, text: str) -> int | None:

@@ -54,6 +54,8 @@ class Edge:
     # Failed authentications one source address may have in `auth_failure_window` seconds before it is refused.
     max_auth_failures: int = 10
     auth_failure_window: int = 300
+    # Requests one untrusted address may send in 2 s; past that, pike drops them until it calms down.
+    flood_requests: int = 16
 
 
 def kamailio_database_url(url: str) -> str:
@@ -106,6 +108,7 @@ def render(edge: Edge) -> str:
         from_trunk=from_trunk,
         max_auth_failures=edge.max_auth_failures,
         auth_failure_window=edge.auth_failure_window,
+        flood_requests=edge.flood_requests,
         e164=_quoted(E164),
     )
 
@@ -177,9 +180,9 @@ modparam("auth_db", "use_domain", 1)
 
 modparam("sqlops", "sqlcon", {sql_connection})
 
-# More than 16 requests from one address in 2 s is a flood: it is dropped until it calms down.
+# More than {flood_requests} requests from one address in 2 s is a flood: it is dropped until it calms down.
 modparam("pike", "sampling_time_unit", 2)
-modparam("pike", "reqs_density_per_unit", 16)
+modparam("pike", "reqs_density_per_unit", {flood_requests})
 modparam("pike", "remove_latency", 4)
 # Failed authentications by source address, forgotten after the window.
 modparam("htable", "htable", "authfail=>size=10;autoexpire={auth_failure_window};")
