@@ -7,6 +7,7 @@ tests that need them skip, unless CI=true: there they must run (`.ci/run` instal
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -162,26 +163,31 @@ class RunningEdge:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
 
 
-def answers_options(port: int) -> bool:
+def options_answered(port: int, count: int = 1, wait: float = 0.2) -> int:
+    """How many of `count` OPTIONS, sent at once to the proxy, it answered 200 within `wait` seconds."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
-        probe.settimeout(0.2)
         here = probe.getsockname()[1]
-        probe.sendto((f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{here};branch=z9hG4bK"
-                      f"{secrets.token_hex(6)}\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\n"
-                      f"Call-ID: {secrets.token_hex(8)}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
-                      "Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", port))
-        try:
-            return probe.recv(4096).startswith(b"SIP/2.0 200")
-        except OSError:
-            return False
+        for _ in range(count):
+            probe.sendto((f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{here};branch=z9hG4bK"
+                          f"{secrets.token_hex(6)}\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\n"
+                          f"Call-ID: {secrets.token_hex(8)}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                          "Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", port))
+        answered, deadline = 0, time.monotonic() + wait
+        while answered < count and (left := deadline - time.monotonic()) > 0:
+            probe.settimeout(left)
+            try:
+                answered += probe.recv(4096).startswith(b"SIP/2.0 200")
+            except OSError:
+                break
+        return answered
 
 
-@pytest.fixture(scope="session")
-def edge(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEdge]:
-    """`voxplane edge run` on the test database: Kamailio on an ephemeral port, and rtpengine when installed."""
+@contextlib.contextmanager
+def running_edge(database_url: str, work: Path, **settings: str) -> Iterator[RunningEdge]:
+    """`voxplane edge run` on the database: Kamailio on an ephemeral port (and rtpengine when installed), with
+    these VOXPLANE_EDGE_* settings besides."""
     require_edge_packages()
-    work = tmp_path_factory.mktemp("edge")
     port, domain = free_port(), f"edge-{secrets.token_hex(4)}.example.com"
     gateway_port, trunk_port = free_port(), free_port()
     rtp = 40000 + secrets.randbelow(2000) * 10
@@ -193,18 +199,26 @@ def edge(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
              "--database-url", database_url, "--work-dir", work,
              "--rtpengine-ng", f"127.0.0.1:{free_port()}", "--rtp-ports", f"{rtp}-{rtp + 9}"],
             stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            # Every test phone is 127.0.0.1: pike would take a quick test for a flood.
-            env={**os.environ, "VOXPLANE_EDGE_FLOOD_REQUESTS": "10000"},
+            env={**os.environ, **{f"VOXPLANE_EDGE_{name.upper()}": value for name, value in settings.items()}},
         )
     running = RunningEdge(port, domain, log, gateway_port, trunk_port)
-    deadline = time.monotonic() + 30
-    while not answers_options(port):
-        assert process.poll() is None, f"voxplane edge run stopped ({process.returncode}):\n{running.log_tail()}"
-        assert time.monotonic() < deadline, f"Kamailio did not answer in 30 s:\n{running.log_tail()}"
-        time.sleep(0.1)
-    yield running
-    process.terminate()
-    assert process.wait(timeout=20) == 0, running.log_tail()
+    try:
+        deadline = time.monotonic() + 30
+        while not options_answered(port):
+            assert process.poll() is None, f"voxplane edge run stopped ({process.returncode}):\n{running.log_tail()}"
+            assert time.monotonic() < deadline, f"Kamailio did not answer in 30 s:\n{running.log_tail()}"
+            time.sleep(0.1)
+        yield running
+    finally:
+        process.terminate()
+        assert process.wait(timeout=20) == 0, running.log_tail()
+
+
+@pytest.fixture(scope="session")
+def edge(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEdge]:
+    # Every test phone is 127.0.0.1: pike would take quick tests for a flood.
+    with running_edge(database_url, tmp_path_factory.mktemp("edge"), flood_requests="10000") as running:
+        yield running
 
 
 def sipp_register(edge: RunningEdge, tmp_path: Path, username: str, secret: str, port: int = 0) -> list[int]:
@@ -322,3 +336,26 @@ def test_an_agent_calls_another_with_its_own_credentials_only(tenant, edge, tmp_
         assert sipp_call(edge, tmp_path, "leo", "mia", secret=mia) == [407, 403]
         assert sipp_call(edge, tmp_path, "leo", "ned", secret=leo) == [407, 480]
         assert sipp_call(edge, tmp_path, "leo", "ned", port=edge.trunk_port) == [404]  # a trunk reaches numbers only
+
+
+def test_an_address_that_fails_to_authenticate_too_often_is_refused_for_a_while(tenant, database_url, tmp_path):
+    secret = "Secret-" + secrets.token_hex(8)
+    with running_edge(database_url, tmp_path, max_auth_failures="2", auth_failure_window="2",
+                      flood_requests="10000") as edge, tenant.agents() as agents:
+        agents.create_agent(username="olga", secret=secret, domains=[edge.domain])
+        assert sipp_register(edge, tmp_path, "olga", "Wrong-" + secrets.token_hex(8)) == [401, 403]
+        assert sipp_register(edge, tmp_path, "nobody", secret) == [401, 403]
+        # The right secret now: refused before any challenge, since 127.0.0.1 guessed twice.
+        trace = tmp_path / "blocked.log"
+        subprocess.run(["sipp", f"127.0.0.1:{edge.port}", "-sf", SCENARIOS / "register.xml", "-i", "127.0.0.1",
+                        "-p", str(free_port()), "-s", "olga", "-key", "domain", edge.domain, "-m", "1", "-nostdin",
+                        "-timeout", "5s", "-trace_msg", "-message_file", trace], capture_output=True, timeout=30)
+        assert "SIP/2.0 403 Too Many Failed Authentications" in trace.read_text()
+        time.sleep(3.5)  # the window (2 s) and htable's expiry sweep passed
+        assert sipp_register(edge, tmp_path, "olga", secret) == [401, 200]
+
+
+def test_a_flood_from_one_address_is_dropped(database_url, tmp_path):
+    with running_edge(database_url, tmp_path, flood_requests="5") as edge:
+        answered = options_answered(edge.port, count=40, wait=1)
+    assert 5 <= answered < 20, answered
