@@ -359,3 +359,25 @@ def test_a_flood_from_one_address_is_dropped(database_url, tmp_path):
     with running_edge(database_url, tmp_path, flood_requests="5") as edge:
         answered = options_answered(edge.port, count=40, wait=1)
     assert 5 <= answered < 20, answered
+
+
+def test_a_trunks_call_to_a_voxplane_number_goes_to_the_gateway_until_it_is_released(tenant, edge, tmp_path,
+                                                                                       fresh_e164):
+    e164 = fresh_e164()
+    with tenant.numbers() as numbers:
+        number = numbers.create_number(e164_number=e164, provider_ref="trunk-1", aor_link=f"sip:kate@{edge.domain}")
+        gateway = Phone(tmp_path, edge.gateway_port)
+        assert sipp_call(edge, tmp_path, "carrier", e164, port=edge.trunk_port) == [180, 200]
+        assert gateway.done() == (["INVITE", "ACK", "BYE"], True)
+        numbers.release_number(number.ref)
+    assert sipp_call(edge, tmp_path, "carrier", e164, port=edge.trunk_port) == [404]
+
+
+def test_an_agents_call_to_any_number_goes_to_the_gateway(tenant, edge, tmp_path):
+    secret = "Secret-" + secrets.token_hex(8)
+    with tenant.agents() as agents:
+        agents.create_agent(username="pia", secret=secret, domains=[edge.domain])
+    gateway = Phone(tmp_path, edge.gateway_port)
+    # Not a voxplane number: the gateway takes it to a carrier trunk (and Calls sees it).
+    assert sipp_call(edge, tmp_path, "pia", "+442079460123", secret=secret) == [407, 180, 200]
+    assert gateway.done() == (["INVITE", "ACK", "BYE"], True)
