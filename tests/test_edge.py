@@ -122,6 +122,19 @@ def test_edge_config_serves_the_domains_and_trusts_the_gateway_and_trunks_by_sou
         assert "warning" not in checked.stderr.lower()
 
 
+
+def test_edge_run_says_what_to_install_and_which_setting_is_wrong(tmp_path):
+    url = f"sqlite:///{tmp_path}/v.db"
+    without_kamailio = {**os.environ, "PATH": str(VOXPLANE.parent)}
+    done = subprocess.run([VOXPLANE, "edge", "run", "--database-url", url, "--work-dir", tmp_path],
+                          capture_output=True, text=True, env=without_kamailio, timeout=60)
+    assert done.returncode == 1
+    assert "voxplane: kamailio is not installed: apt-get install --no-install-recommends kamailio" in done.stderr
+    done = subprocess.run([VOXPLANE, "edge", "run", "--database-url", url, "--rtp-ports", "40000"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "rtp_ports: '40000' is not a range of UDP ports like '30000-30999'" in done.stderr
+
 # Real Kamailio and sipp.
 
 def require_edge_packages() -> None:
