@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -394,3 +395,28 @@ def test_an_agents_call_to_any_number_goes_to_the_gateway(tenant, edge, tmp_path
     # Not a voxplane number: the gateway takes it to a carrier trunk (and Calls sees it).
     assert sipp_call(edge, tmp_path, "pia", "+442079460123", secret=secret) == [407, 180, 200]
     assert gateway.done() == (["INVITE", "ACK", "BYE"], True)
+
+
+def test_a_register_waits_out_a_write_voxplane_holds_on_sqlite(tenant, db, database_url, edge, tmp_path):
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL's writers wait for each other by themselves")
+    secret = "Secret-" + secrets.token_hex(8)
+    with tenant.agents() as agents:
+        agent = agents.create_agent(username="quinn", secret=secret, domains=[edge.domain])
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_write_lock(session):  # type: ignore[no-untyped-def]
+        session.execute(text("UPDATE agents SET name = name WHERE ref = :ref"), {"ref": agent.ref})
+        holding.set()
+        release.wait(timeout=10)
+
+    writer = threading.Thread(target=db.transaction, args=(hold_the_write_lock,), kwargs={"write": True})
+    writer.start()
+    assert holding.wait(timeout=10)
+    threading.Timer(0.4, release.set).start()  # a long write, for voxplane, but over before a second
+    try:
+        assert sipp_register(edge, tmp_path, "quinn", secret) == [401, 200]
+    finally:
+        release.set()
+        writer.join(timeout=10)
+    assert registered(db, "quinn", edge.domain) == 1

@@ -109,6 +109,8 @@ def render(edge: Edge) -> str:
         max_auth_failures=edge.max_auth_failures,
         auth_failure_window=edge.auth_failure_window,
         flood_requests=edge.flood_requests,
+        # SQLite: up to a second for a write lock voxplane holds; PostgreSQL's writers wait by themselves.
+        save_attempts=20 if backend == "db_sqlite" else 1,
         e164=_quoted(E164),
     )
 
@@ -155,6 +157,7 @@ loadmodule "registrar.so"
 loadmodule "auth.so"
 loadmodule "auth_db.so"
 loadmodule "sqlops.so"
+loadmodule "cfgutils.so"
 
 modparam("rr", "enable_full_lr", 1)
 modparam("rr", "append_fromtag", 1)
@@ -260,7 +263,14 @@ route[REGISTRAR] {{
 		exit;
 	}}
 	route(AUTHENTICATE);
-	if (!save("location")) sl_reply_error();
+	# 0x2: no reply yet. Kamailio 5.6's SQLite driver does not wait for a lock: while voxplane commits, the
+	# save fails, and is tried again shortly. The reply is that of the last attempt.
+	$var(attempts) = 1;
+	while (!save("location", "0x2") && $var(attempts) < {save_attempts}) {{
+		$var(attempts) = $var(attempts) + 1;
+		usleep("50000");
+	}}
+	reg_send_reply();
 	exit;
 }}
 
