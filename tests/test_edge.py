@@ -210,9 +210,9 @@ def running_edge(database_url: str, work: Path, **settings: str) -> Iterator[Run
         process = subprocess.Popen(
             [VOXPLANE, "edge", "run", "--listen", f"127.0.0.1:{port}", "--domain", domain,
              "--gateway", f"127.0.0.1:{gateway_port}", "--trunk", f"127.0.0.1:{trunk_port}",
-             "--database-url", database_url, "--work-dir", work,
+             "--database-url", database_url, "--work-dir", work.name,  # relative, as `make edge` gives it
              "--rtpengine-ng", f"127.0.0.1:{free_port()}", "--rtp-ports", f"{rtp}-{rtp + 9}"],
-            stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=work.parent,
             env={**os.environ, **{f"VOXPLANE_EDGE_{name.upper()}": value for name, value in settings.items()}},
         )
     running = RunningEdge(port, domain, log, gateway_port, trunk_port)

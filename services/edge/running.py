@@ -47,6 +47,7 @@ def rtpengine_command(edge: Edge, media: Media) -> list[str] | None:
 
 def run(edge: Edge, work_dir: Path, media: Media) -> int:
     """Runs the edge until a signal or until a process of it stops; its exit status."""
+    work_dir = work_dir.resolve()  # Kamailio runs in it (-w): a relative path would then name another place
     work_dir.mkdir(parents=True, exist_ok=True)
     config = work_dir / "kamailio.cfg"
     config.write_text(render(edge))
