@@ -5,7 +5,7 @@ Revises: 0012
 Create Date: 2026-12-02
 
 Kamailio 5.6's `version` and `location` (usrloc) tables as its kamdbctl schema makes them, and the
-version rows its modules check at start. Agents' credentials are the `sip_subscribers` view of 0001.
+version rows its modules check. Agents' credentials are the `sip_subscribers` view of 0001.
 """
 
 import sqlalchemy as sa
@@ -16,7 +16,8 @@ down_revision = '0012'
 branch_labels = None
 depends_on = None
 
-# What Kamailio 5.6 checks: `location` 9 (usrloc), `sip_subscribers` 7 (auth_db's subscriber schema).
+# Kamailio 5.6's usrloc refuses to start without `location` at 9; `sip_subscribers` is recorded at 7, the
+# version kamdbctl gives auth_db's subscriber table, which it has the shape of.
 TABLE_VERSIONS = {"version": 1, "location": 9, "sip_subscribers": 7}
 
 
