@@ -235,12 +235,13 @@ def edge(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield running
 
 
-def sipp_register(edge: RunningEdge, tmp_path: Path, username: str, secret: str, port: int = 0) -> list[int]:
-    """The statuses a sipp phone (at `port`, else any) got for REGISTER (challenged, then with its
-    credentials), in order."""
+def sipp_register(edge: RunningEdge, tmp_path: Path, username: str, secret: str, port: int = 0,
+                  transport: str = "u1") -> list[int]:
+    """The statuses a sipp phone (at `port`, else any; over UDP, or TCP with transport "t1") got for
+    REGISTER (challenged, then with its credentials), in order."""
     trace = tmp_path / f"register-{secrets.token_hex(4)}.log"
     done = subprocess.run(
-        ["sipp", f"127.0.0.1:{edge.port}", "-sf", SCENARIOS / "register.xml", "-i", "127.0.0.1",
+        ["sipp", f"127.0.0.1:{edge.port}", "-sf", SCENARIOS / "register.xml", "-i", "127.0.0.1", "-t", transport,
          "-p", str(port or free_port()), "-s", username, "-au", username, "-ap", secret, "-key", "domain", edge.domain,
          "-m", "1", "-nostdin", "-timeout", "10s", "-timeout_error", "-trace_msg", "-message_file", trace],
         capture_output=True, text=True, timeout=30,
@@ -258,6 +259,8 @@ def test_an_agent_registers_with_its_secret_and_only_with_it(tenant, db, edge, t
         assert registered(db, "ivy", edge.domain) == 0
         assert sipp_register(edge, tmp_path, "ivy", secret) == [401, 200]
         assert registered(db, "ivy", edge.domain) == 1  # Kamailio wrote it to voxplane's database
+        assert sipp_register(edge, tmp_path, "ivy", secret, transport="t1") == [401, 200]  # a second phone, on TCP
+        assert registered(db, "ivy", edge.domain) == 2
         agents.delete_agent(agent.ref)
     assert registered(db, "ivy", edge.domain) == 0
     assert sipp_register(edge, tmp_path, "ivy", secret) == [401, 403]
