@@ -2,6 +2,8 @@
 # `make test` lints (ruff, buf), type-checks (mypy, set up in pyproject.toml), checks the contract
 # against v1 (buf breaking) and runs the whole suite, the Node client's tests included.
 # Both set up .venv first; `make test` also installs clients/node's packages (npm ci).
+# `make edge` runs the real network's edge in front of it: Kamailio (and rtpengine) from the Debian packages
+# `.ci/run` installs, on the same database (see the README's "Real network").
 # `make fuzz` runs the fuzz test (tests/test_fuzz.py) at 1,000 requests per RPC and backend; `make test`
 # runs it at VOXPLANE_FUZZ_EXAMPLES (200 by default).
 
@@ -15,10 +17,13 @@ BUF := $(NODE)/node_modules/.bin/buf
 # The v1 contract as released: what `buf breaking` holds the protos to (see contract-baseline).
 CONTRACT_BASELINE := protos/v1.binpb
 
-.PHONY: run test fuzz proto bench install clean contract-baseline
+.PHONY: run edge test fuzz proto bench install clean contract-baseline
 
 run: $(STAMP)
 	$(BIN)/voxplane dev
+
+edge: $(STAMP)
+	$(BIN)/voxplane edge run
 
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .

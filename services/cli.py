@@ -90,7 +90,35 @@ def parser() -> argparse.ArgumentParser:
     _client_options(inbound)
     inbound.set_defaults(run="calls_simulate_inbound")
     _webhooks_commands(commands)
+    _edge_commands(commands)
     return top
+
+
+def _edge_commands(commands: argparse._SubParsersAction) -> None:
+    edge = commands.add_parser("edge", help="the Kamailio edge proxy in front of voxplane").add_subparsers(
+        dest="action", required=True
+    )
+    config = edge.add_parser("config", help="print the kamailio.cfg of this deployment")
+    config.add_argument("--output", help="write it to this file instead")
+    config.set_defaults(run="edge_config")
+    run = edge.add_parser("run", help="migrate, then run Kamailio (and rtpengine, when installed) in the foreground")
+    run.add_argument("--work-dir", help="where the config, pid file and sockets go; default: DATA_DIR/edge")
+    run.add_argument("--rtpengine-ng", help="rtpengine's control address; default: VOXPLANE_EDGE_RTPENGINE_NG, "
+                     "else 127.0.0.1:2223")
+    run.add_argument("--rtp-ports", help="MIN-MAX, the UDP ports media is relayed on; default: "
+                     "VOXPLANE_EDGE_RTP_PORTS, else 30000-30999")
+    run.set_defaults(run="edge_run")
+    for command in (config, run):
+        command.add_argument("--listen", help="IP:port Kamailio listens on (UDP and TCP); default: "
+                             "VOXPLANE_EDGE_LISTEN, else 127.0.0.1:5060")
+        command.add_argument("--domain", action="append", dest="domains", help="a SIP domain it serves, agents "
+                             "register in (repeat for more); default: VOXPLANE_EDGE_DOMAINS, else sip.local")
+        command.add_argument("--gateway", help="IP:port of voxplane's SIP gateway, trusted by source address; "
+                             "default: VOXPLANE_EDGE_GATEWAY, else 127.0.0.1:5080")
+        command.add_argument("--trunk", action="append", dest="trunks", help="a carrier trunk's IP or network, "
+                             "with an optional port, trusted by source address (repeat for more); default: "
+                             "VOXPLANE_EDGE_TRUNKS")
+        command.add_argument("--database-url", help="default: VOXPLANE_DATABASE_URL, else DATA_DIR/voxplane.db")
 
 
 def _client_options(command: argparse.ArgumentParser) -> None:

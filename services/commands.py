@@ -26,6 +26,8 @@ from .core import config, workspaces
 from .core.auth import Role
 from .core.errors import DomainError, InvalidArgument
 from .core.server import TlsFiles, serve_until_signalled
+from .edge import deployment, running
+from .edge.kamailio import Edge, render
 from .numbers import inventory
 from .persistence.db import Database
 from .persistence.migrate import upgrade
@@ -301,3 +303,42 @@ def cmd_calls_simulate_inbound(args: argparse.Namespace) -> None:
     finally:
         calls.close()
     print(MessageToJson(routed, preserving_proto_field_name=True))
+
+
+def _split(setting: str) -> list[str]:
+    return [item.strip() for item in setting.split(",") if item.strip()]
+
+
+def _edge(args: argparse.Namespace) -> Edge:
+    """The edge of --flags, else of VOXPLANE_EDGE_* settings."""
+    settings = config.settings()
+    return deployment.edge(
+        listen=args.listen or settings.edge_listen,
+        domains=args.domains or _split(settings.edge_domains),
+        gateway=args.gateway or settings.edge_gateway,
+        trunks=args.trunks if args.trunks is not None else _split(settings.edge_trunks),
+        database_url=args.database_url or config.database_url(),
+        max_auth_failures=settings.edge_max_auth_failures,
+        auth_failure_window=settings.edge_auth_failure_window,
+        flood_requests=settings.edge_flood_requests,
+    )
+
+
+def cmd_edge_config(args: argparse.Namespace) -> None:
+    rendered = render(_edge(args))
+    if args.output:
+        Path(args.output).write_text(rendered)
+    else:
+        sys.stdout.write(rendered)
+
+
+def cmd_edge_run(args: argparse.Namespace) -> None:
+    settings = config.settings()
+    edge = _edge(args)
+    ports = args.rtp_ports or settings.edge_rtp_ports
+    low, _, high = ports.partition("-")
+    if not (low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) <= 65535):
+        raise InvalidArgument.of("rtp_ports", f"{ports!r} is not a range of UDP ports like '30000-30999'")
+    upgrade(edge.database_url)  # Kamailio fails at start without its tables
+    media = running.Media(args.rtpengine_ng or settings.edge_rtpengine_ng, int(low), int(high))
+    sys.exit(running.run(edge, Path(args.work_dir) if args.work_dir else settings.data_dir / "edge", media))

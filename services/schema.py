@@ -2,6 +2,7 @@
 
 from .agents import models as _agents  # noqa: F401
 from .calls import models as _calls  # noqa: F401
+from .edge import models as _edge  # noqa: F401
 from .events import models as _events  # noqa: F401
 from .messaging import models as _messaging  # noqa: F401
 from .numbers import models as _numbers  # noqa: F401

@@ -13,6 +13,7 @@ from ..core import validation
 from ..core.auth import Caller
 from ..core.errors import AlreadyExists, Violations
 from ..core.resources import get_owned, insert_once
+from ..edge import registrations
 from ..persistence import keyset
 from ..persistence.base import utcnow
 from .credentials import digests
@@ -66,6 +67,10 @@ def _credentials(username: str, domains: list[str], secret: str) -> list[AgentCr
         AgentCredential(username=username, domain=domain, **vars(digests(username, domain, secret)))
         for domain in domains
     ]
+
+
+def _aors(agent: Agent) -> list[tuple[str, str]]:
+    return [(c.username, c.domain) for c in agent.credentials]
 
 
 def _username_taken(session: Session, username: str, domains: list[str], agent_id: int | None = None
@@ -154,6 +159,9 @@ def update_agent(
         agent.privacy = privacy
     if enabled is not None:
         agent.enabled = enabled
+    if enabled is False or secret is not None:
+        # A disabled agent, or one whose credentials are replaced, keeps no registration made with the old ones.
+        registrations.forget(session, _aors(agent))
     agent.update_time = utcnow()  # every update moves the etag, a new secret included
     if secret is not None:
         agent.username = username if username is not None else agent.username
@@ -171,7 +179,9 @@ def update_agent(
 
 
 def delete_agent(session: Session, caller: Caller, ref: str, etag: str) -> None:
-    session.delete(get_agent(session, caller, ref, etag))
+    agent = get_agent(session, caller, ref, etag)
+    registrations.forget(session, _aors(agent))
+    session.delete(agent)
 
 
 def list_agents(session: Session, caller: Caller, after_id: int | None, size: int

@@ -105,6 +105,25 @@ class Settings(BaseSettings):
     # retry window and a day, so that no delivery still being retried loses its event.
     event_retention_days: float = 7
 
+    # The edge proxy (`voxplane edge config|run`): where Kamailio listens (IP:port, UDP and TCP), the SIP
+    # domains it serves (comma-separated; agents register in them), where voxplane's SIP gateway is
+    # (IP:port: it and the carrier trunks are trusted by source address), and the trunks' addresses
+    # (comma-separated IPs or networks, each with an optional port: "203.0.113.0/24:5060").
+    edge_listen: str = "127.0.0.1:5060"
+    edge_domains: str = "sip.local"
+    edge_gateway: str = "127.0.0.1:5080"
+    edge_trunks: str = ""
+    # Failed digest authentications one source address may make in the window (seconds) before the edge
+    # refuses its REGISTERs and INVITEs until the window has passed.
+    edge_max_auth_failures: int = 10
+    edge_auth_failure_window: int = 300
+    # Requests one address (but the gateway's and the trunks') may send in 2 s before the edge drops them.
+    edge_flood_requests: int = 16
+    # rtpengine, which `voxplane edge run` starts beside Kamailio when it is installed: its control (NG)
+    # address and the UDP ports it relays media on.
+    edge_rtpengine_ng: str = "127.0.0.1:2223"
+    edge_rtp_ports: str = "30000-30999"
+
     @field_validator("home_region")
     @classmethod
     def _upper(cls, value: str) -> str:
