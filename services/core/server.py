@@ -24,6 +24,7 @@ from .requests import BATCH_REQUEST_LIMIT, Guarded
 from .servicer import Servicer
 
 log = logging.getLogger("voxplane.server")
+RUNTIME_CLOSE_SECONDS = 10.0  # what a runtime gets to close after the grace period
 
 # Seconds between two probes of the database, for health (each takes up to VOXPLANE_DB_TIMEOUT more).
 PROBE_INTERVAL = 1.0
@@ -170,7 +171,12 @@ class Server:
         await self.health.enter_graceful_shutdown()
         await self.grpc.stop(grace)
         for runtime in self.runtimes:
-            await runtime.close()
+            # Bounded: a runtime that cannot finish closing must not keep the process from exiting.
+            try:
+                await asyncio.wait_for(runtime.close(), timeout=grace + RUNTIME_CLOSE_SECONDS)
+            except TimeoutError:
+                log.error("a runtime did not close in time; stopping without it",
+                          extra={"fields": {"runtime": type(runtime).__name__}})
         await self.db.close_lookups()
         self.db.close()
 
