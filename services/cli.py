@@ -103,7 +103,7 @@ def _edge_commands(commands: argparse._SubParsersAction) -> None:
     config.set_defaults(run="edge_config")
     run = edge.add_parser("run", help="migrate, then run Kamailio (and rtpengine, when installed) in the foreground")
     run.add_argument("--work-dir", help="where the config, pid file and sockets go; default: DATA_DIR/edge")
-    run.add_argument("--rtpengine-ng", help="rtpengine's control address; default: VOXPLANE_EDGE_RTPENGINE_NG, "
+    run.add_argument("--rtpengine-ng", help="rtpengine's control address; default: VOXPLANE_RTPENGINE_NG, "
                      "else 127.0.0.1:2223")
     run.add_argument("--rtp-ports", help="MIN-MAX, the UDP ports media is relayed on; default: "
                      "VOXPLANE_EDGE_RTP_PORTS, else 30000-30999")

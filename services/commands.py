@@ -340,5 +340,5 @@ def cmd_edge_run(args: argparse.Namespace) -> None:
     if not (low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) <= 65535):
         raise InvalidArgument.of("rtp_ports", f"{ports!r} is not a range of UDP ports like '30000-30999'")
     upgrade(edge.database_url)  # Kamailio fails at start without its tables
-    media = running.Media(args.rtpengine_ng or settings.edge_rtpengine_ng, int(low), int(high))
+    media = running.Media(args.rtpengine_ng or settings.rtpengine_ng, int(low), int(high))
     sys.exit(running.run(edge, Path(args.work_dir) if args.work_dir else settings.data_dir / "edge", media))

@@ -13,21 +13,36 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 SCENARIOS = Path(__file__).resolve().parent / "sipp"
 
 
+def missing_peers(reason: str) -> NoReturn:
+    """Skips the test for want of a real peer, except on CI, where the peers are installed: a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true: {reason}")
+    pytest.skip(reason)
+
+
 def require(*binaries: str) -> None:
     """Skips the test when a binary is missing, except on CI, where that is a failure."""
     missing = [name for name in binaries if shutil.which(name) is None]
-    if not missing:
-        return
-    reason = f"{', '.join(missing)} not installed (Debian: apt-get install rtpengine-daemon sip-tester)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    if missing:
+        missing_peers(f"{', '.join(missing)} not installed (Debian: apt-get install rtpengine-daemon sip-tester)")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminates `process`, killing it if it has not ended within 5 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def free_udp_port() -> int:
@@ -57,12 +72,7 @@ class Rtpengine:
             time.sleep(0.02)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process)
 
 
 class Phone:
@@ -93,13 +103,7 @@ class Phone:
         return self.process.wait(timeout)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
 
 
 class Capture:

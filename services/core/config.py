@@ -119,9 +119,8 @@ class Settings(BaseSettings):
     edge_auth_failure_window: int = 300
     # Requests one address (but the gateway's and the trunks') may send in 2 s before the edge drops them.
     edge_flood_requests: int = 16
-    # rtpengine, which `voxplane edge run` starts beside Kamailio when it is installed: its control (NG)
-    # address and the UDP ports it relays media on.
-    edge_rtpengine_ng: str = "127.0.0.1:2223"
+    # The UDP ports rtpengine relays media on, when `voxplane edge run` starts it beside Kamailio (at
+    # rtpengine_ng, the address the SIP gateway drives it at).
     edge_rtp_ports: str = "30000-30999"
 
     @field_validator("home_region")
