@@ -8,13 +8,14 @@ holds one chunk in memory at a time.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, true, union_all
+from sqlalchemy import BindParameter, ColumnElement, bindparam, select, true, union_all
 from sqlalchemy.orm import Session
 
 from ..core import validation
@@ -92,41 +93,67 @@ def scope(caller: Caller, call_filter: CallFilter) -> str:
     return f"calls/{caller.workspace_id}/{call_filter!r}"
 
 
-def _conditions(caller: Caller, f: CallFilter) -> list[ColumnElement[bool]]:
-    """The filter's conditions but `party` and `label`, which `_matching_ids` turns into index walks."""
-    where: list[ColumnElement[bool]] = [Call.workspace_id == caller.workspace_id]
-    if f.direction:
-        where.append(Call.direction == f.direction)
-    if f.status:
-        where.append(Call.status == f.status)
-    if f.created_after:
-        where.append(Call.create_time >= f.created_after)
-    if f.created_before:
-        where.append(Call.create_time < f.created_before)
-    for column, wanted in ((Call.starred, f.starred), (Call.archived, f.archived), (Call.read, f.read)):
-        if wanted is not None:
-            where.append(column == wanted)
+# The filters a page or an export chunk may combine. Their statements are built once per combination
+# (its "shape") with every value a bound parameter: a page then costs its queries and rows, not the
+# building and cache-keying of a dozen SQL expressions on every request.
+_EQUALS = ("direction", "status", "starred", "archived", "read")
+_FILTERS = (*_EQUALS, "party", "label", "created_after", "created_before")
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """Which filters are set, whether the page continues after an id, and the page size."""
+
+    filters: frozenset[str]
+    continues: bool
+    size: int
+
+
+def _shape_and_values(caller: Caller, f: CallFilter, before_id: int | None, size: int
+                      ) -> tuple[_Shape, dict[str, Any]]:
+    values: dict[str, Any] = {name: getattr(f, name) for name in _FILTERS if getattr(f, name) is not None}
+    shape = _Shape(frozenset(values), before_id is not None, size)
+    values["workspace_id"] = caller.workspace_id
+    values["before_id"] = before_id
+    return shape, values
+
+
+def _before(shape: _Shape) -> BindParameter[int] | None:
+    """The id a continued page starts after."""
+    return bindparam("before_id") if shape.continues else None
+
+
+def _conditions(shape: _Shape) -> list[ColumnElement[bool]]:
+    """The shape's conditions but `party` and `label`, which `_matching_ids` turns into index walks."""
+    where: list[ColumnElement[bool]] = [Call.workspace_id == bindparam("workspace_id")]
+    where += [getattr(Call, name) == bindparam(name) for name in _EQUALS if name in shape.filters]
+    if "created_after" in shape.filters:
+        where.append(Call.create_time >= bindparam("created_after"))
+    if "created_before" in shape.filters:
+        where.append(Call.create_time < bindparam("created_before"))
     return where
 
 
-def _matching_ids(caller: Caller, f: CallFilter, before_id: int | None, size: int) -> AnySelect:
+def _matching_ids(shape: _Shape) -> AnySelect:
     """The ids of the next `size` + 1 matching calls older than `before_id`, newest first.
 
     Every exact-match filter is an index walk in id order, so page 1 costs the same whether it
     matches most calls or one in ten thousand: a `party` is two walks (source, destination) merged,
     and a `label` walks the labels' (label, call_id) index rather than every call of the workspace.
     """
-    where = _conditions(caller, f)
-    walks = [Call.from_party == f.party, Call.to_party == f.party] if f.party else [true()]
+    where = _conditions(shape)
+    party: BindParameter[str] = bindparam("party")
+    walks = [Call.from_party == party, Call.to_party == party] if "party" in shape.filters else [true()]
+    before = _before(shape)
     branches = []
     for walk in walks:
-        if f.label:
+        if "label" in shape.filters:
             ids = select(Call.id).join(CallLabel, CallLabel.call_id == Call.id).where(
-                CallLabel.label == f.label, walk, *where
+                CallLabel.label == bindparam("label"), walk, *where
             )
-            branches.append(keyset.window(ids, CallLabel.call_id, before_id, size, newest_first=True))
+            branches.append(keyset.window(ids, CallLabel.call_id, before, shape.size, newest_first=True))
         else:
-            branches.append(keyset.window(select(Call.id).where(walk, *where), Call.id, before_id, size,
+            branches.append(keyset.window(select(Call.id).where(walk, *where), Call.id, before, shape.size,
                                           newest_first=True))
     if len(branches) == 1:
         return branches[0]
@@ -150,26 +177,37 @@ class CallPage:
 _PAGE_COLUMNS = (
     Call.id, Call.ref, Call.version, Call.from_party, Call.to_party, Call.caller_id, Call.device_id, Call.direction,
     Call.status, Call.hangup_cause, Call.muted, Call.on_hold, Call.recording, Call.create_time, Call.update_time,
-    Call.call_metadata, Call.webhook, Call.timeout_seconds, Call.starred, Call.archived, Call.read, Call.note,
-    Call.answer_time, Call.end_time,
+    Call.call_metadata.label("call_metadata"),  # its column is "metadata"; Core rows are keyed by column
+    Call.webhook, Call.timeout_seconds, Call.starred, Call.archived, Call.read, Call.note, Call.answer_time,
+    Call.end_time,
 )
-_PARTIES = select(CallParticipant.call_id, CallParticipant.number, CallParticipant.muted, CallParticipant.on_hold,
-                  CallParticipant.owner).order_by(CallParticipant.id)
-_LABELS = select(CallLabel.call_id, CallLabel.label).order_by(CallLabel.label)
+
+
+@functools.lru_cache(maxsize=512)
+def _page_queries(shape: _Shape) -> tuple[AnySelect, AnySelect, AnySelect]:
+    """The page's calls, their parties and their labels, for one shape. The parties and labels are
+    those of the matching ids again (one row more than the page, at most), so no list of ids is bound."""
+    ids = _matching_ids(shape)
+    calls = keyset.window(select(*_PAGE_COLUMNS).where(Call.id.in_(ids)), Call.id,
+                          _before(shape), shape.size, newest_first=True)
+    parties = select(CallParticipant.call_id, CallParticipant.number, CallParticipant.muted, CallParticipant.on_hold,
+                     CallParticipant.owner).where(CallParticipant.call_id.in_(ids)).order_by(CallParticipant.id)
+    labels = select(CallLabel.call_id, CallLabel.label).where(CallLabel.call_id.in_(ids)).order_by(CallLabel.label)
+    return calls, parties, labels
 
 
 def list_calls(session: Session, caller: Caller, call_filter: CallFilter, before_id: int | None, size: int) -> CallPage:
     """One page of the history."""
-    query = select(*_PAGE_COLUMNS).where(Call.id.in_(_matching_ids(caller, call_filter, before_id, size)))
-    rows = session.execute(keyset.window(query, Call.id, before_id, size, newest_first=True)).all()
-    calls, last = keyset.cut(rows, size, lambda row: row.id)
-    ids = [call.id for call in calls]
+    shape, values = _shape_and_values(caller, call_filter, before_id, size)
+    calls_query, parties_query, labels_query = _page_queries(shape)
+    connection = session.connection()  # Core rows straight off the cursor, without the ORM's layer
+    calls, last = keyset.cut(connection.execute(calls_query, values).all(), size, lambda row: row.id)
     participants: dict[int, list[Any]] = {}
     labels: dict[int, list[str]] = {}
-    if ids:
-        for row in session.execute(_PARTIES.where(CallParticipant.call_id.in_(ids))):
+    if calls:
+        for row in connection.execute(parties_query, values):
             participants.setdefault(row.call_id, []).append(row)
-        for call_id, label in session.execute(_LABELS.where(CallLabel.call_id.in_(ids))):
+        for call_id, label in connection.execute(labels_query, values):
             labels.setdefault(call_id, []).append(label)
     return CallPage(calls, participants, labels, last)
 
@@ -259,11 +297,21 @@ def delete_records(session: Session, caller: Caller, refs: Sequence[str]) -> Non
 
 # --- CSV export -------------------------------------------------------------------------------
 
-_EXPORT_ROW = select(
+_EXPORT_COLUMNS = (
     Call.id, Call.ref, Call.direction, Call.status, Call.hangup_cause, Call.from_party, Call.to_party,
     Call.caller_id, Call.create_time, Call.answer_time, Call.end_time, Call.starred, Call.archived, Call.read,
     Call.note,
 )
+
+
+@functools.lru_cache(maxsize=64)
+def _export_queries(shape: _Shape) -> tuple[AnySelect, AnySelect]:
+    """An export chunk's rows and their labels, for one shape."""
+    ids = _matching_ids(shape)
+    rows = keyset.window(select(*_EXPORT_COLUMNS).where(Call.id.in_(ids)), Call.id,
+                         _before(shape), shape.size, newest_first=True)
+    labels = select(CallLabel.call_id, CallLabel.label).where(CallLabel.call_id.in_(ids)).order_by(CallLabel.label)
+    return rows, labels
 
 
 def _utc(value: datetime | None) -> str:
@@ -289,17 +337,14 @@ def export_chunk(
 ) -> tuple[bytes, int | None]:
     """CSV rows of the next `size` calls older than `before_id` (None: the newest), and the id to go on
     from, None when the history is exhausted. Plain columns, no ORM objects: two queries a chunk."""
+    shape, values = _shape_and_values(caller, call_filter, before_id, size)
+    rows_query, labels_query = _export_queries(shape)
     connection = session.connection()  # Core rows straight off the cursor, without the ORM's layer
-    query = keyset.window(_EXPORT_ROW.where(Call.id.in_(_matching_ids(caller, call_filter, before_id, size))),
-                          Call.id, before_id, size, newest_first=True)
-    rows, last_id = keyset.cut(connection.execute(query).all(), size, lambda row: row[0])
+    rows, last_id = keyset.cut(connection.execute(rows_query, values).all(), size, lambda row: row[0])
     if not rows:
         return b"", None
     labels: dict[int, list[str]] = {}
-    ids = [row[0] for row in rows]
-    for call_id, label in connection.execute(
-        select(CallLabel.call_id, CallLabel.label).where(CallLabel.call_id.in_(ids)).order_by(CallLabel.label)
-    ):
+    for call_id, label in connection.execute(labels_query, values):
         labels.setdefault(call_id, []).append(label)
     out = io.StringIO()
     csv.writer(out).writerows(

@@ -18,10 +18,10 @@ K = TypeVar("K")
 Row = TypeVar("Row")
 
 
-def window(query: AnySelect, column: InstrumentedAttribute[K] | ColumnElement[K], after: K | None, size: int, *,
-           newest_first: bool = False) -> AnySelect:
-    """`query` limited to the page after `after` (None: from the start), in `column`'s order (descending
-    with `newest_first`), with one row more than `size`."""
+def window(query: AnySelect, column: InstrumentedAttribute[K] | ColumnElement[K], after: K | ColumnElement[K] | None,
+           size: int, *, newest_first: bool = False) -> AnySelect:
+    """`query` limited to the page after `after` (None: from the start; a bound parameter for a statement
+    built once), in `column`'s order (descending with `newest_first`), with one row more than `size`."""
     if after is not None:
         query = query.where(column < after if newest_first else column > after)
     return query.order_by(column.desc() if newest_first else column).limit(size + 1)
