@@ -17,6 +17,7 @@ requests and codes per RPC are printed at the end of the run (see conftest's ter
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import re
 import secrets
@@ -266,6 +267,9 @@ def one_field_awkward(desc: descriptor.Descriptor) -> st.SearchStrategy[Any]:
     """A plausible message of `desc` with one of its fields given an awkward value."""
     if not desc.fields:
         return plausible(desc)
+    key = (desc.full_name, -100)
+    if key in _CACHE:
+        return _CACHE[key]
 
     def mutate(pair: tuple[Any, Any]) -> Any:
         message, (name, value) = pair  # a message `build` made for this example alone
@@ -273,8 +277,14 @@ def one_field_awkward(desc: descriptor.Descriptor) -> st.SearchStrategy[Any]:
         message.MergeFrom(build(type(message), desc, {name: value}))
         return message
 
-    awkward = st.sampled_from(list(desc.fields)).flatmap(lambda f: field_values(f, 1).map(lambda v: (f.name, v)))
-    return st.tuples(plausible(desc), awkward).map(mutate)
+    # One strategy per field, built once: a flatmap would build and validate a new one on every draw.
+    awkward = st.one_of([field_values(f, 1).map(functools.partial(_named, f.name)) for f in desc.fields])
+    made = _CACHE[key] = st.tuples(plausible(desc), awkward).map(mutate)
+    return made
+
+
+def _named(name: str, value: Any) -> tuple[str, Any]:
+    return name, value
 
 
 # --- the checks --------------------------------------------------------------------------------------------
