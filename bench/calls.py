@@ -62,7 +62,7 @@ from ingress import (  # bench/ingress.py: the same server process helpers
     cli,
     voxplane_command,
 )
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 
 from voxplane import AsyncAgents, Calls, NotFoundError
 from voxplane.calls.v1 import calls_pb2, calls_pb2_grpc
@@ -73,6 +73,7 @@ from voxplane.services.core.auth import Caller, Role
 from voxplane.services.core.server import page_tokens
 from voxplane.services.persistence.db import Database, one_shot_engine
 from voxplane.services.persistence.migrate import upgrade
+from voxplane.services.persistence.tenancy import Workspace
 
 STAYS_UP = "+15005550001"  # the simulated network answers it and nobody hangs up
 MAX_SPARSE_PAGE_MS = 5.0  # page 1 of an exact-match filter that matches few calls (issue 10)
@@ -83,34 +84,36 @@ MAX_CREATE_P99_MS = 50.0
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
-def load(db: Database, workspace_id: int, count: int) -> None:
-    """`count` ended calls, every other one starred, 10,000 rows per INSERT ... executemany."""
-    prefix = secrets.token_hex(4)
+def insert_rows(db: Database, table: Table, count: int, row: Callable[[int], dict[str, Any]], what: str) -> None:
+    """`count` rows `row(i)` into `table`, 10,000 per INSERT ... executemany, with progress on stderr."""
     started = time.perf_counter()
     for start in range(0, count, 10_000):
-        rows = [
-            {
-                "ref": f"{prefix}{i:08x}", "workspace_id": workspace_id, "from_party": "+14155550100",
-                "to_party": f"+1415555{i % 10_000:04d}", "caller_id": "", "device_id": "", "direction": "OUTBOUND",
-                "status": "COMPLETED", "hangup_cause": "NORMAL_CLEARING", "muted": False, "on_hold": False,
-                "recording": False, "timeout_seconds": 30, "metadata": {}, "create_time": T0 + timedelta(seconds=i),
-                "update_time": T0 + timedelta(seconds=i), "answer_time": T0 + timedelta(seconds=i + 5),
-                "end_time": T0 + timedelta(seconds=i + 65), "starred": i % 2 == 0, "archived": False, "read": False,
-                "note": "", "version": 1,
-            }
-            for i in range(start, min(count, start + 10_000))
-        ]
-        db.transaction(lambda session, rows=rows: session.execute(insert(Call.__table__), rows), write=True)
+        rows = [row(i) for i in range(start, min(count, start + 10_000))]
+        db.transaction(lambda session, rows=rows: session.execute(insert(table), rows), write=True)
         done = min(count, start + 10_000)
-        print(f"\rloading calls: {done:,}/{count:,} ({done / (time.perf_counter() - started):,.0f}/s)",
+        print(f"\rloading {what}: {done:,}/{count:,} ({done / (time.perf_counter() - started):,.0f}/s)",
               end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
 
 
-def serve_calls(url: str, workdir: Path) -> ServerProcess:
-    """`voxplane serve calls` on `url`, a process of its own (INFO logs), once it answers."""
+def load(db: Database, workspace_id: int, count: int) -> None:
+    """`count` ended calls, every other one starred."""
+    prefix = secrets.token_hex(4)
+    insert_rows(db, Call.__table__, count, lambda i: {
+        "ref": f"{prefix}{i:08x}", "workspace_id": workspace_id, "from_party": "+14155550100",
+        "to_party": f"+1415555{i % 10_000:04d}", "caller_id": "", "device_id": "", "direction": "OUTBOUND",
+        "status": "COMPLETED", "hangup_cause": "NORMAL_CLEARING", "muted": False, "on_hold": False,
+        "recording": False, "timeout_seconds": 30, "metadata": {}, "create_time": T0 + timedelta(seconds=i),
+        "update_time": T0 + timedelta(seconds=i), "answer_time": T0 + timedelta(seconds=i + 5),
+        "end_time": T0 + timedelta(seconds=i + 65), "starred": i % 2 == 0, "archived": False, "read": False,
+        "note": "", "version": 1,
+    }, "calls")
+
+
+def serve_one(service: str, url: str, workdir: Path) -> ServerProcess:
+    """`voxplane serve <service>` on `url`, a process of its own (INFO logs), once it answers."""
     env = {"VOXPLANE_LOG_LEVEL": "INFO", **os.environ, "VOXPLANE_DATABASE_URL": url}
-    server = ServerProcess("calls", [*voxplane_command(), "serve", "calls"], env, workdir / "calls.log")
+    server = ServerProcess(service, [*voxplane_command(), "serve", service], env, workdir / f"{service}.log")
     deadline = time.monotonic() + 60
     with grpc.insecure_channel(server.address) as channel:
         while True:
@@ -119,7 +122,7 @@ def serve_calls(url: str, workdir: Path) -> ServerProcess:
                 return server
             except grpc.FutureTimeoutError:
                 if server.process.poll() is not None or time.monotonic() > deadline:
-                    raise ServerExited(f"calls exited or never served:\n{server.log_tail()}") from None
+                    raise ServerExited(f"{service} exited or never served:\n{server.log_tail()}") from None
 
 
 def timed_rpc(call: Callable[[], Any], repeat: int) -> float:
@@ -140,33 +143,41 @@ def get_missing(calls: Calls) -> None:
         pass
 
 
-def timed(calls: Calls, request: dict, repeat: int) -> tuple[float, float, int]:
-    """(median ms, p99 ms, calls on the page) of `repeat` ListCalls requests."""
+def timed(list_page: Callable[[dict], Any], request: dict, repeat: int) -> tuple[float, float, int]:
+    """(median ms, p99 ms, items on the page) of `repeat` List requests `list_page(request)`; a page's
+    items are its one repeated field (calls, numbers)."""
     samples = []
     for _ in range(repeat):
         started = time.perf_counter()
-        page = calls.list_calls(request)
+        page = list_page(request)
         samples.append((time.perf_counter() - started) * 1000)
     samples.sort()
-    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))], len(page.calls)
+    items = next(getattr(page, field.name) for field in page.DESCRIPTOR.fields if field.is_repeated)
+    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))], len(items)
+
+
+def reader_workspace(url: str) -> tuple[Database, Workspace, str]:
+    """The migrated database at `url`, a new workspace in it, and a reader key of that workspace."""
+    upgrade(url)
+    db = Database(url, threads=2)
+    ws, key = db.transaction(
+        lambda s: (w := workspaces.create_workspace(s, f"bench-{secrets.token_hex(4)}"),
+                   workspaces.create_key(s, w, Role.READER)), write=True,
+    )
+    return db, ws, key
 
 
 def pages(args: argparse.Namespace) -> None:
     """The page-cost part."""
     with tempfile.TemporaryDirectory() as workdir:
         url = args.database_url or f"sqlite:///{Path(workdir) / 'calls.db'}"
-        upgrade(url)
-        db = Database(url, threads=2)
-        ws, key = db.transaction(
-            lambda s: (w := workspaces.create_workspace(s, f"bench-{secrets.token_hex(4)}"),
-                       workspaces.create_key(s, w, Role.READER)), write=True,
-        )
+        db, ws, key = reader_workspace(url)
         workspace_id = ws.id
         load(db, workspace_id, args.calls)
         newest = db.transaction(lambda s: s.scalar(select(Call.id).order_by(Call.id.desc()).limit(1)), write=False)
         tokens = page_tokens(db)
         caller = Caller("bench", Role.READER, workspace_id, ws.ref)
-        served = serve_calls(url, Path(workdir))
+        served = serve_one("calls", url, Path(workdir))
         print(f"\n{args.calls:,} calls, {args.page_size} a page, {args.repeat} requests a page, {url.split(':')[0]}")
         print(f"{'filter':<10}{'page':>8}{'median ms':>12}{'p99 ms':>10}{'calls':>8}")
         verdicts = []
@@ -187,7 +198,7 @@ def pages(args: argparse.Namespace) -> None:
                         skipped = (page - 1) * args.page_size * per_row
                         token = tokens.issue(history.scope(caller, raw), newest - skipped + 1) if page > 1 else ""
                         request = {"filter": wire, "page_size": args.page_size, "page_token": token}
-                        median, p99, got = timed(calls, request, args.repeat)
+                        median, p99, got = timed(calls.list_calls, request, args.repeat)
                         first = first or median
                         print(f"{name:<10}{page:>8,}{median:>12.2f}{p99:>10.2f}{got:>8}")
                     verdicts.append((name, deepest, median / first))
@@ -198,7 +209,7 @@ def pages(args: argparse.Namespace) -> None:
                 print(f"{'(active)':<10}{'':>8}{active:>12.2f}{'':>10}{'':>8}  ListActiveCalls: none active among them all")
                 # Sparse filters: a number on 1 call in 10,000 (the load's destinations cycle), a label on 40.
                 for name, wire in (("party", {"party": "+14155550042"}), ("label", {"label": "sparse"})):
-                    median, p99, got = timed(calls, {"filter": wire, "page_size": args.page_size}, args.repeat)
+                    median, p99, got = timed(calls.list_calls, {"filter": wire, "page_size": args.page_size}, args.repeat)
                     print(f"{name:<10}{1:>8,}{median:>12.2f}{p99:>10.2f}{got:>8}")
                     sparse.append((name, median))
         finally:

@@ -381,7 +381,7 @@ def test_list_filters_combine_with_paging(tenant, fresh_e164):
         assert refs(state="NUMBER_STATE_SUSPENDED") == [made[1].ref]
         assert refs(state="NUMBER_STATE_ACTIVE", provider_ref="trunk-a") == [made[3].ref, made[5].ref]
         assert refs(name_contains="SUPPORT") == [m.ref for m in made[:4]]
-        assert refs(name_contains="%") == []
+        assert refs(name_contains="%") == [] and refs(name_contains="_") == [] and refs(name_contains="\\") == []
         assert refs(created_after=cut.ToJsonString()) == [m.ref for m in made[3:]]
         assert refs(created_before=cut.ToJsonString()) == [m.ref for m in made[:3]]
         assert refs(e164_prefix=made[0].e164_number[:-1]) == [

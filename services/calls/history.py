@@ -93,37 +93,19 @@ def scope(caller: Caller, call_filter: CallFilter) -> str:
     return f"calls/{caller.workspace_id}/{call_filter!r}"
 
 
-# The filters a page or an export chunk may combine. Their statements are built once per combination
-# (its "shape") with every value a bound parameter: a page then costs its queries and rows, not the
-# building and cache-keying of a dozen SQL expressions on every request.
+# The filters a page or an export chunk may combine; its statements are built once per keyset.Shape.
 _EQUALS = ("direction", "status", "starred", "archived", "read")
 _FILTERS = (*_EQUALS, "party", "label", "created_after", "created_before")
 
 
-@dataclass(frozen=True)
-class _Shape:
-    """Which filters are set, whether the page continues after an id, and the page size."""
-
-    filters: frozenset[str]
-    continues: bool
-    size: int
-
-
 def _shape_and_values(caller: Caller, f: CallFilter, before_id: int | None, size: int
-                      ) -> tuple[_Shape, dict[str, Any]]:
+                      ) -> tuple[keyset.Shape, dict[str, Any]]:
     values: dict[str, Any] = {name: getattr(f, name) for name in _FILTERS if getattr(f, name) is not None}
-    shape = _Shape(frozenset(values), before_id is not None, size)
-    values["workspace_id"] = caller.workspace_id
-    values["before_id"] = before_id
-    return shape, values
+    shape = keyset.shape_of(values, before_id, size)
+    return shape, {**values, "workspace_id": caller.workspace_id, "after": before_id}
 
 
-def _before(shape: _Shape) -> BindParameter[int] | None:
-    """The id a continued page starts after."""
-    return bindparam("before_id") if shape.continues else None
-
-
-def _conditions(shape: _Shape) -> list[ColumnElement[bool]]:
+def _conditions(shape: keyset.Shape) -> list[ColumnElement[bool]]:
     """The shape's conditions but `party` and `label`, which `_matching_ids` turns into index walks."""
     where: list[ColumnElement[bool]] = [Call.workspace_id == bindparam("workspace_id")]
     where += [getattr(Call, name) == bindparam(name) for name in _EQUALS if name in shape.filters]
@@ -134,7 +116,7 @@ def _conditions(shape: _Shape) -> list[ColumnElement[bool]]:
     return where
 
 
-def _matching_ids(shape: _Shape) -> AnySelect:
+def _matching_ids(shape: keyset.Shape) -> AnySelect:
     """The ids of the next `size` + 1 matching calls older than `before_id`, newest first.
 
     Every exact-match filter is an index walk in id order, so page 1 costs the same whether it
@@ -144,7 +126,7 @@ def _matching_ids(shape: _Shape) -> AnySelect:
     where = _conditions(shape)
     party: BindParameter[str] = bindparam("party")
     walks = [Call.from_party == party, Call.to_party == party] if "party" in shape.filters else [true()]
-    before = _before(shape)
+    before = shape.after
     branches = []
     for walk in walks:
         if "label" in shape.filters:
@@ -184,12 +166,12 @@ _PAGE_COLUMNS = (
 
 
 @functools.lru_cache(maxsize=512)
-def _page_queries(shape: _Shape) -> tuple[AnySelect, AnySelect, AnySelect]:
+def _page_queries(shape: keyset.Shape) -> tuple[AnySelect, AnySelect, AnySelect]:
     """The page's calls, their parties and their labels, for one shape. The parties and labels are
     those of the matching ids again (one row more than the page, at most), so no list of ids is bound."""
     ids = _matching_ids(shape)
     calls = keyset.window(select(*_PAGE_COLUMNS).where(Call.id.in_(ids)), Call.id,
-                          _before(shape), shape.size, newest_first=True)
+                          shape.after, shape.size, newest_first=True)
     parties = select(CallParticipant.call_id, CallParticipant.number, CallParticipant.muted, CallParticipant.on_hold,
                      CallParticipant.owner).where(CallParticipant.call_id.in_(ids)).order_by(CallParticipant.id)
     labels = select(CallLabel.call_id, CallLabel.label).where(CallLabel.call_id.in_(ids)).order_by(CallLabel.label)
@@ -305,11 +287,11 @@ _EXPORT_COLUMNS = (
 
 
 @functools.lru_cache(maxsize=64)
-def _export_queries(shape: _Shape) -> tuple[AnySelect, AnySelect]:
+def _export_queries(shape: keyset.Shape) -> tuple[AnySelect, AnySelect]:
     """An export chunk's rows and their labels, for one shape."""
     ids = _matching_ids(shape)
     rows = keyset.window(select(*_EXPORT_COLUMNS).where(Call.id.in_(ids)), Call.id,
-                         _before(shape), shape.size, newest_first=True)
+                         shape.after, shape.size, newest_first=True)
     labels = select(CallLabel.call_id, CallLabel.label).where(CallLabel.call_id.in_(ids)).order_by(CallLabel.label)
     return rows, labels
 

@@ -8,6 +8,7 @@ from typing import Any
 from voxplane.numbers.v1 import numbers_pb2 as pb
 
 from ..core.convert import ProtoEnum, changed_fields, optional, timestamp
+from ..persistence.base import etag_of
 from . import catalog
 from . import subscriber as rules
 from .models import EmergencyAddress, Number, Subscriber
@@ -126,8 +127,17 @@ def basic_number_proto(number: Number) -> pb.Number:
                      etag=number.etag)
 
 
-def number_proto(number: Number) -> pb.Number:
-    """A Number in NUMBER_VIEW_FULL."""
+_RELATIONS = object()  # number_proto's default: read the subscriber and address off the ORM object
+
+
+def number_proto(number: Number | Any, subscriber: Subscriber | Any = _RELATIONS,
+                 address: EmergencyAddress | Any = _RELATIONS) -> pb.Number:
+    """A Number in NUMBER_VIEW_FULL: an ORM Number, or a row of a ListNumbers page with its subscriber
+    and emergency address rows (None: it has none)."""
+    if subscriber is _RELATIONS:
+        subscriber = number.subscriber
+    if address is _RELATIONS:
+        address = number.emergency_address
     message = pb.Number(
         ref=number.ref,
         name=number.name,
@@ -135,14 +145,14 @@ def number_proto(number: Number) -> pb.Number:
         e164_number=number.e164_number,
         create_time=timestamp(number.create_time),
         update_time=timestamp(number.update_time),
-        etag=number.etag,
+        etag=etag_of(number.ref, number.version),
         state=STATE.number(number.state),
         classification=classification_message(catalog.classification(number.e164_number)),
         recording_enabled=number.recording_enabled,
         caller_id_prefix=number.caller_id_prefix,
         caller_id_passthrough=number.caller_id_passthrough,
         context=CONTEXT.number(number.context),
-        subscriber=subscriber_proto(number.subscriber),
+        subscriber=subscriber_proto(subscriber),
         emergency_enabled=number.emergency_enabled,
         from_inventory=number.from_inventory,
         messaging_webhook=number.messaging_webhook,
@@ -151,8 +161,8 @@ def number_proto(number: Number) -> pb.Number:
         message.reserve_expire_time.CopyFrom(timestamp(number.reserve_expire_time))
     if number.release_time and number.state == "RELEASED":
         message.release_time.CopyFrom(timestamp(number.release_time))
-    if number.emergency_address is not None:
-        message.emergency_address.CopyFrom(emergency_address_proto(number.emergency_address))
+    if address is not None:
+        message.emergency_address.CopyFrom(emergency_address_proto(address))
     set_routing(message, routing_of(number))
     return message
 

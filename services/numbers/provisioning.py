@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -16,9 +17,9 @@ from ..core.errors import AlreadyExists, NotFound, Violations
 from ..core.resources import get_owned, insert_once
 from ..persistence import keyset
 from ..persistence.base import utcnow
-from ..persistence.db import Database
+from ..persistence.db import AnySelect, Database
 from ..persistence.tenancy import Workspace
-from .models import Number
+from .models import EmergencyAddress, Number, Subscriber
 
 MAX_NAME = 255
 MAX_PROVIDER_REF = 128
@@ -133,10 +134,16 @@ def checked_routing_and_settings(
 
 # A number row is dead once its reservation lapsed or its release aged: it no
 # longer counts for its workspace, and its E.164 is free again.
-def dead(now: datetime) -> ColumnElement[bool]:
+def dead(now: datetime | ColumnElement[datetime], released_before: datetime | ColumnElement[datetime] | None = None
+         ) -> ColumnElement[bool]:
+    """Whether a row is dead at `now`; `released_before` (default: now less the release aging) is when a
+    release must have happened to have aged. Either may be a bound parameter, for a statement built once."""
+    if released_before is None:
+        assert isinstance(now, datetime)
+        released_before = now - config.settings().release_aging
     return or_(
         and_(Number.state == "RESERVED", Number.reserve_expire_time <= now),
-        and_(Number.state == "RELEASED", Number.release_time <= now - config.settings().release_aging),
+        and_(Number.state == "RELEASED", Number.release_time <= released_before),
     )
 
 
@@ -280,26 +287,75 @@ def checked_filter(
     return number_filter
 
 
+@dataclass(frozen=True)
+class NumberPage:
+    """A page of ListNumbers: rows of numbers in id order (the columns `number_proto` reads), the
+    subscriber and emergency address rows of those that have one, by number id, and the last id
+    served if more numbers follow."""
+
+    numbers: Sequence[Any]
+    subscribers: Mapping[int, Any]
+    addresses: Mapping[int, Any]
+    last: int | None
+
+
+# The filters a page may combine; its statements are built once per keyset.Shape. The exact-match ones
+# walk an index each (ix_numbers_workspace_id_<filter>_id); the prefix and substring ones scan the
+# workspace's numbers in id order until the page is full.
+_EQUALS = ("state", "provider_ref", "aor_link")
+_FILTERS = (*_EQUALS, "e164_prefix", "created_after", "created_before", "name_contains")
+_LIKE_ESCAPE = "\\"
+
+
+def _escaped(text: str) -> str:
+    """`text` to match literally in a LIKE pattern (escaped with _LIKE_ESCAPE)."""
+    return text.replace(_LIKE_ESCAPE, _LIKE_ESCAPE * 2).replace("%", _LIKE_ESCAPE + "%").replace("_", _LIKE_ESCAPE + "_")
+
+
+@functools.lru_cache(maxsize=256)
+def _page_queries(shape: keyset.Shape) -> tuple[AnySelect, AnySelect, AnySelect]:
+    """The page's numbers, their subscribers and their emergency addresses, for one shape."""
+    where: list[ColumnElement[bool]] = [
+        Number.workspace_id == bindparam("workspace_id"), ~dead(bindparam("now"), bindparam("released_before")),
+    ]
+    where += [getattr(Number, name) == bindparam(name) for name in _EQUALS if name in shape.filters]
+    if "e164_prefix" in shape.filters:
+        where.append(Number.e164_number.startswith(bindparam("e164_prefix"), escape=_LIKE_ESCAPE))
+    if "created_after" in shape.filters:
+        where.append(Number.create_time >= bindparam("created_after"))
+    if "created_before" in shape.filters:
+        where.append(Number.create_time < bindparam("created_before"))
+    if "name_contains" in shape.filters:
+        where.append(Number.name.icontains(bindparam("name_contains"), escape=_LIKE_ESCAPE))
+    numbers = keyset.window(select(*Number.__table__.c).where(*where), Number.id, shape.after, shape.size)
+    ids = keyset.window(select(Number.id).where(*where), Number.id, shape.after, shape.size)
+    subscribers = select(*Subscriber.__table__.c).where(Subscriber.number_id.in_(ids))
+    addresses = select(*EmergencyAddress.__table__.c).where(EmergencyAddress.number_id.in_(ids))
+    return numbers, subscribers, addresses
+
+
 def list_numbers(
     session: Session, caller: Caller, number_filter: NumberFilter, after_id: int | None, size: int
-) -> tuple[Sequence[Number], int | None]:
-    query = select(Number).where(Number.workspace_id == caller.workspace_id, ~dead(utcnow()))
+) -> NumberPage:
+    """One page of the workspace's live numbers, in id order, as rows (no ORM objects: on a page of 20,
+    building them and loading their relationships cost several times the queries)."""
     f = number_filter
-    if f.state:
-        query = query.where(Number.state == f.state)
-    if f.e164_prefix:
-        query = query.where(Number.e164_number.startswith(f.e164_prefix))
-    if f.provider_ref:
-        query = query.where(Number.provider_ref == f.provider_ref)
-    if f.created_after:
-        query = query.where(Number.create_time >= f.created_after)
-    if f.created_before:
-        query = query.where(Number.create_time < f.created_before)
-    if f.name_contains:
-        query = query.where(Number.name.icontains(f.name_contains, autoescape=True))
-    if f.aor_link:
-        query = query.where(Number.aor_link == f.aor_link)
-    return keyset.page(session, query, Number.id, after_id, size)
+    values: dict[str, Any] = {name: getattr(f, name) for name in _FILTERS if getattr(f, name)}
+    for name in ("e164_prefix", "name_contains"):
+        if name in values:
+            values[name] = _escaped(values[name])
+    now = utcnow()
+    queries = _page_queries(keyset.shape_of(values, after_id, size))
+    values.update(workspace_id=caller.workspace_id, after=after_id, now=now,
+                  released_before=now - config.settings().release_aging)
+    connection = session.connection()  # Core rows straight off the cursor, without the ORM's layer
+    numbers, last = keyset.cut(connection.execute(queries[0], values).all(), size, lambda row: row.id)
+    subscribers: dict[int, Any] = {}
+    addresses: dict[int, Any] = {}
+    if numbers:
+        subscribers = {row.number_id: row for row in connection.execute(queries[1], values)}
+        addresses = {row.number_id: row for row in connection.execute(queries[2], values)}
+    return NumberPage(numbers, subscribers, addresses, last)
 
 
 _INGRESS_COLUMNS = (

@@ -79,12 +79,13 @@ class NumbersServicer(
             name_contains=f.name_contains,
             aor_link=f.aor_link,
         )
-        numbers, next_token = self.tokens.page(
-            f"numbers/{caller.workspace_id}/{number_filter}",
-            request,
-            lambda after, size: provisioning.list_numbers(session, caller, number_filter, after, size),
-        )
-        return pb.ListNumbersResponse(numbers=[number_proto(n) for n in numbers], next_page_token=next_token)
+        def fetch(after: int | None, size: int) -> tuple[list[pb.Number], int | None]:
+            page = provisioning.list_numbers(session, caller, number_filter, after, size)
+            return [number_proto(n, page.subscribers.get(n.id), page.addresses.get(n.id)) for n in page.numbers], \
+                page.last
+
+        numbers, next_token = self.tokens.page(f"numbers/{caller.workspace_id}/{number_filter}", request, fetch)
+        return pb.ListNumbersResponse(numbers=numbers, next_page_token=next_token)
 
     @rpc(Access.WRITE)
     def DeleteNumber(self, request: pb.DeleteNumberRequest, caller: Caller, session: Session) -> pb.DeleteNumberResponse:

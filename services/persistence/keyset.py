@@ -6,10 +6,11 @@ one row longer than asked: that extra row says whether more follow, and is not s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import BindParameter, ColumnElement, bindparam
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from .db import AnySelect
@@ -25,6 +26,27 @@ def window(query: AnySelect, column: InstrumentedAttribute[K] | ColumnElement[K]
     if after is not None:
         query = query.where(column < after if newest_first else column > after)
     return query.order_by(column.desc() if newest_first else column).limit(size + 1)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a list's page statements are built once for, with every value a bound parameter: which of
+    its filters are set, whether the page continues after a key (bound as "after"), and its size. A page
+    then costs its queries and rows, not building and cache-keying a dozen SQL expressions each time."""
+
+    filters: frozenset[str]
+    continues: bool
+    size: int
+
+    @property
+    def after(self) -> BindParameter[Any] | None:
+        """The key a continued page starts after, for `window`."""
+        return bindparam("after") if self.continues else None
+
+
+def shape_of(values: Mapping[str, Any], after: object | None, size: int) -> Shape:
+    """The shape of a page whose set filters are `values` (name: value, unset ones left out)."""
+    return Shape(frozenset(values), after is not None, size)
 
 
 def cut(rows: Sequence[Row], size: int, key: Callable[[Row], K]) -> tuple[Sequence[Row], K | None]:
