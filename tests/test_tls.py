@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -304,3 +306,42 @@ def test_health_without_its_key_says_so(env, pki):  # noqa: F811
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert done.stderr == "voxplane: a client certificate needs its private key, and a key its certificate\n"
+
+
+# The Node client over mutual TLS: with a client certificate it is served, without one it is UNAVAILABLE.
+NODE_SCRIPT = """
+const { Numbers } = require(process.argv[1]);
+(async () => {
+  const ca = process.env.TEST_CA;
+  const say = async (options) => {
+    const numbers = new Numbers({ endpoint: process.env.TEST_ENDPOINT, apiKey: process.env.TEST_KEY, timeoutMs: 3000,
+                                  ...options });
+    try {
+      const page = await numbers.listNumbers({});
+      return "served " + page.numbers.length;
+    } catch (error) {
+      return error.codeName;
+    } finally {
+      numbers.close();
+    }
+  };
+  console.log(await say({ rootCertificates: ca }));
+  console.log(await say({ rootCertificates: ca, certChain: process.env.TEST_CERT, privateKey: process.env.TEST_CERT_KEY }));
+  console.log(await say({ rootCertificates: require("node:fs").readFileSync(ca), certChain: process.env.TEST_CERT,
+                          privateKey: process.env.TEST_CERT_KEY, endpoint: "127.0.0.1:" + process.env.TEST_PORT,
+                          serverName: "localhost" }));
+})();
+"""
+
+
+def test_the_node_client_speaks_mutual_tls(mtls_server, tenant, pki):
+    node = shutil.which("node")
+    assert node, "the Node client's tests need node (20 or later) on PATH"
+    client = Path(__file__).resolve().parent.parent / "clients" / "node" / "dist" / "src" / "index.js"
+    assert client.exists(), "clients/node is not built: run `make test` (npm ci, npm run build)"
+    env = {**os.environ, "TEST_ENDPOINT": f"localhost:{mtls_server.port}", "TEST_PORT": str(mtls_server.port),
+           "TEST_KEY": tenant.keys[Role.READER], "TEST_CA": str(pki.ca.pem), "TEST_CERT": str(pki.client.cert),
+           "TEST_CERT_KEY": str(pki.client.key)}
+    done = subprocess.run([node, "-e", NODE_SCRIPT, str(client)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["UNAVAILABLE", "served 0", "served 0"], done.stdout + done.stderr
