@@ -21,13 +21,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from voxplane import Calls, Numbers, UnavailableError
+from voxplane import Calls, Messaging, Numbers, UnavailableError
 from voxplane.calls.v1 import calls_pb2
+from voxplane.messaging.v1 import messaging_pb2
 from voxplane.services.core import config, tls
 from voxplane.services.core.auth import Role
 
 from .conftest import ServerThread
 from .test_calls import ANSWERS, new_agent, routed_number
+from .test_messaging import DELIVERS
 from .test_cli import VOXPLANE, Served, cli, env  # noqa: F401  # env is a fixture
 
 NUMBERS = "voxplane.numbers.v1.Numbers"
@@ -195,6 +197,15 @@ def test_calls_asks_numbers_and_agents_over_tls(tls_server, tenant, pki, fresh_e
 def test_calls_asks_numbers_and_agents_over_mutual_tls(mtls_server, tenant, pki, fresh_e164, monkeypatch):
     _call_through_numbers_and_agents(mtls_server.address, tenant, pki, fresh_e164, monkeypatch,
                                      certificate_chain=str(pki.client.cert), private_key=str(pki.client.key))
+
+
+def test_messaging_asks_numbers_over_mutual_tls(mtls_server, tenant, pki, fresh_e164, monkeypatch):
+    """SendMessage has Messaging ask Numbers whether the workspace holds the sender number."""
+    _, number = _plaintext_agent(tenant, fresh_e164, monkeypatch)
+    with Messaging(endpoint=mtls_server.address, api_key=tenant.keys[Role.MEMBER], root_certificates=str(pki.ca.pem),
+                   certificate_chain=str(pki.client.cert), private_key=str(pki.client.key)) as messaging:
+        sent = messaging.send_message(source=number, destination=DELIVERS, body="over TLS")
+    assert sent.status == messaging_pb2.MESSAGE_STATUS_QUEUED
 
 
 def test_the_certificate_is_verified_by_the_name_in_the_address(database_url, environment, tenant, pki, fresh_e164,
