@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     # rtpengine_ng, the address the SIP gateway drives it at).
     edge_rtp_ports: str = "30000-30999"
 
+    @field_validator("tls_cert", "tls_key", "tls_client_ca", "tls_ca", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # VOXPLANE_TLS_CERT= (a compose file's blank) is no file
+
     @field_validator("home_region")
     @classmethod
     def _upper(cls, value: str) -> str:
