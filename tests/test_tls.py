@@ -29,8 +29,8 @@ from voxplane.services.core.auth import Role
 
 from .conftest import ServerThread
 from .test_calls import ANSWERS, new_agent, routed_number
-from .test_messaging import DELIVERS
 from .test_cli import VOXPLANE, Served, cli, env  # noqa: F401  # env is a fixture
+from .test_messaging import DELIVERS
 
 NUMBERS = "voxplane.numbers.v1.Numbers"
 
@@ -351,9 +351,9 @@ def test_the_node_client_speaks_mutual_tls(mtls_server, tenant, pki):
     assert node, "the Node client's tests need node (20 or later) on PATH"
     client = Path(__file__).resolve().parent.parent / "clients" / "node" / "dist" / "src" / "index.js"
     assert client.exists(), "clients/node is not built: run `make test` (npm ci, npm run build)"
-    env = {**os.environ, "TEST_ENDPOINT": f"localhost:{mtls_server.port}", "TEST_PORT": str(mtls_server.port),
+    variables = {**os.environ, "TEST_ENDPOINT": f"localhost:{mtls_server.port}", "TEST_PORT": str(mtls_server.port),
            "TEST_KEY": tenant.keys[Role.READER], "TEST_CA": str(pki.ca.pem), "TEST_CERT": str(pki.client.cert),
            "TEST_CERT_KEY": str(pki.client.key)}
-    done = subprocess.run([node, "-e", NODE_SCRIPT, str(client)], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([node, "-e", NODE_SCRIPT, str(client)], env=variables, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["UNAVAILABLE", "served 0", "served 0"], done.stdout + done.stderr
