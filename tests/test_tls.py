@@ -30,6 +30,7 @@ from voxplane.services.core.auth import Role
 from .conftest import ServerThread
 from .test_calls import ANSWERS, new_agent, routed_number
 from .test_cli import VOXPLANE, Served, cli, env  # noqa: F401  # env is a fixture
+from .test_grpcurl import GRPCURL
 from .test_messaging import DELIVERS
 
 NUMBERS = "voxplane.numbers.v1.Numbers"
@@ -357,3 +358,17 @@ def test_the_node_client_speaks_mutual_tls(mtls_server, tenant, pki):
     done = subprocess.run([node, "-e", NODE_SCRIPT, str(client)], env=variables, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["UNAVAILABLE", "served 0", "served 0"], done.stdout + done.stderr
+
+
+def test_grpcurl_over_mutual_tls_with_the_readmes_flags(mtls_server, tenant, pki):
+    address = f"localhost:{mtls_server.port}"
+    tls_flags = ["-cacert", str(pki.ca.pem), "-cert", str(pki.client.cert), "-key", str(pki.client.key)]
+    listed = subprocess.run([GRPCURL, *tls_flags, address, "list"], capture_output=True, text=True, timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    assert NUMBERS in listed.stdout.split()
+    called = subprocess.run([GRPCURL, *tls_flags, "-H", f"authorization: Bearer {tenant.keys[Role.READER]}", address,
+                             f"{NUMBERS}/ListNumbers"], capture_output=True, text=True, timeout=30)
+    assert called.returncode == 0 and json.loads(called.stdout) == {}, called.stderr
+    plaintext = subprocess.run([GRPCURL, "-plaintext", "-max-time", "3", address, "list"], capture_output=True,
+                               text=True, timeout=30)
+    assert plaintext.returncode != 0
