@@ -31,7 +31,8 @@ COPY services /src/services
 # The sources are removed once installed, so nothing but site-packages' `voxplane` is importable.
 RUN pip install "/src[server]" && rm -rf /src
 
-# Listen on every interface inside the container; the default SQLite database (no
+# Listen on every interface inside the container (so `serve` needs VOXPLANE_TLS_CERT and VOXPLANE_TLS_KEY,
+# or --plaintext); the default SQLite database (no
 # VOXPLANE_DATABASE_URL) lives under the user's home, which is the only writable place.
 ENV VOXPLANE_HOST=0.0.0.0 \
     VOXPLANE_DATA_DIR=/var/lib/voxplane/data
@@ -40,10 +41,10 @@ USER 10001:10001
 
 EXPOSE 50051
 
-# grpc.health.v1 Check on the default port, with the client that grpcio-health-checking installs.
-# Plaintext only: with VOXPLANE_TLS_CERT set, or another --port, override or disable this check.
+# grpc.health.v1 Check of the server as a whole, on the default port. Plaintext: with VOXPLANE_TLS_CERT set,
+# override it (`voxplane health --ca CA.pem --server-name NAME 127.0.0.1:50051`; README, "TLS").
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import grpc, sys; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; r = g.HealthStub(grpc.insecure_channel('127.0.0.1:50051')).Check(h.HealthCheckRequest(), timeout=3); sys.exit(r.status != r.SERVING)"]
+    CMD ["voxplane", "health", "--timeout", "3", "127.0.0.1:50051"]
 
 ENTRYPOINT ["voxplane"]
 CMD ["serve", "all", "--host", "0.0.0.0", "--port", "50051"]

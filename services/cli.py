@@ -44,14 +44,22 @@ def parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve one service, or all on one port")
     serve.add_argument("service", choices=services)
-    serve.add_argument("--host", help="default: VOXPLANE_HOST, else 127.0.0.1")
-    serve.add_argument("--port", type=int, help="default: VOXPLANE_PORT, else 50051")
     serve.set_defaults(run="serve")
-
     dev = commands.add_parser("dev", help="migrate, ensure a development API key, serve all (make run)")
-    dev.add_argument("--host", help="default: VOXPLANE_HOST, else 127.0.0.1")
-    dev.add_argument("--port", type=int, help="default: VOXPLANE_PORT, else 50051")
     dev.set_defaults(run="dev")
+    for command in (serve, dev):
+        command.add_argument("--host", help="default: VOXPLANE_HOST, else 127.0.0.1")
+        command.add_argument("--port", type=int, help="default: VOXPLANE_PORT, else 50051")
+        command.add_argument("--plaintext", action="store_true", help="off loopback, serve without TLS (a trusted "
+                             "network, a TLS-terminating proxy) instead of refusing to start; logs a WARNING")
+
+    health = commands.add_parser("health", help="check a server's grpc.health.v1 health; exit 0 when SERVING")
+    health.add_argument("address", help="host:port of the server")
+    health.add_argument("--service", default="", help="a service's full name (voxplane.numbers.v1.Numbers); "
+                        "default: the server as a whole")
+    health.add_argument("--timeout", type=float, default=5, help="seconds to wait for the answer (default 5)")
+    _tls_options(health)
+    health.set_defaults(run="health")
 
     commands.add_parser("migrate", help="bring the database to the latest schema").set_defaults(run="migrate")
 
@@ -125,6 +133,18 @@ def _client_options(command: argparse.ArgumentParser) -> None:
     """Where a command that talks to a running server finds it, and with which key."""
     command.add_argument("--endpoint", help="host:port; default: VOXPLANE_ENDPOINT, else 127.0.0.1:50051")
     command.add_argument("--api-key", help="default: VOXPLANE_API_KEY")
+    _tls_options(command)
+
+
+def _tls_options(command: argparse.ArgumentParser) -> None:
+    """How a command that talks to a running server speaks TLS to it: the client options of the SDK."""
+    command.add_argument("--tls", action="store_true", default=None,
+                         help="use TLS, trusting the system's roots (default: VOXPLANE_TLS; implied by --ca/--cert)")
+    command.add_argument("--ca", help="PEM file of the CA that signed the server's certificate (default: VOXPLANE_TLS_CA)")
+    command.add_argument("--cert", help="client certificate (PEM), for mutual TLS (default: VOXPLANE_TLS_CLIENT_CERT)")
+    command.add_argument("--key", help="the client certificate's key (PEM) (default: VOXPLANE_TLS_CLIENT_KEY)")
+    command.add_argument("--server-name", help="the name to verify the server's certificate by, when not the "
+                         "address's host (default: VOXPLANE_TLS_SERVER_NAME)")
 
 
 def _webhooks_commands(commands: argparse._SubParsersAction) -> None:

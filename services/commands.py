@@ -13,19 +13,22 @@ import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import grpc
 from google.protobuf.json_format import MessageToJson
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from voxplane import Calls, VoxplaneError
+from voxplane import Calls, ClientOptions, VoxplaneError
 
 from .app import SERVICES, build_server
 from .core import config, workspaces
+from .core import tls as server_tls
 from .core.auth import Role
 from .core.errors import DomainError, InvalidArgument
-from .core.server import TlsFiles, serve_until_signalled
+from .core.server import serve_until_signalled
 from .edge import deployment, running
 from .edge.kamailio import Edge, render
 from .numbers import inventory
@@ -47,20 +50,15 @@ def _transaction(fn: Callable[[Session], T]) -> T:
         db.close()
 
 
-def _tls(settings: config.Settings) -> TlsFiles | None:
-    if not (settings.tls_cert and settings.tls_key):
-        return None
-    return TlsFiles(cert_chain=settings.tls_cert.read_bytes(), private_key=settings.tls_key.read_bytes())
-
-
-def _serve(names: list[str], host: str | None, port: int | None, announce: Callable[[int], None] | None = None
-           ) -> None:
-    """Serves `names` at --host/--port, else at VOXPLANE_HOST/VOXPLANE_PORT."""
+def _serve(names: list[str], args: argparse.Namespace, announce: Callable[[int], None] | None = None) -> None:
+    """Serves `names` at --host/--port, else at VOXPLANE_HOST/VOXPLANE_PORT; off loopback, over TLS
+    unless --plaintext."""
     settings = config.settings()
-    host = settings.host if host is None else host
-    port = settings.port if port is None else port
+    host = settings.host if args.host is None else args.host
+    port = settings.port if args.port is None else args.port
+    tls = server_tls.server_files(settings)
+    server_tls.check_exposure(host, tls, args.plaintext)
     db = Database(config.database_url(), threads=settings.db_threads, timeout=settings.db_timeout)
-    tls = _tls(settings)
 
     async def main() -> None:
         # grpc.aio objects belong to the loop they are made in.
@@ -71,7 +69,7 @@ def _serve(names: list[str], host: str | None, port: int | None, announce: Calla
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    _serve([args.service], args.host, args.port)
+    _serve([args.service], args)
 
 
 def cmd_migrate(_args: argparse.Namespace) -> None:
@@ -274,27 +272,32 @@ def cmd_dev(args: argparse.Namespace) -> None:
     key_file = config.settings().data_dir / "dev-api-key"
     key = _transaction(lambda s: dev_api_key(s, key_file))
     grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
+    settings = config.settings()
+    # grpcurl's transport flags: plaintext, or the CA that signed the server's certificate.
+    transport = "-plaintext" if not settings.tls_cert else f"-cacert {settings.tls_ca or 'CA.pem'}"
+    if settings.tls_client_ca:
+        transport += " -cert CLIENT.pem -key CLIENT-KEY.pem"
 
     def announce(port: int) -> None:
-        address = f"{args.host or config.settings().host}:{port}"
+        address = f"{args.host or settings.host}:{port}"
         print(
             f"\nvoxplane is serving {', '.join(SERVICES)} on {address}"
             f" (database: {config.database_url()})\n"
             f"development API key (also in {key_file}):\n  {key}\n"
             f"webhooks may go to: public addresses and {config.settings().webhook_allow or 'no other'}\n"
             "try:\n"
-            f"  {grpcurl} -plaintext {address} list\n"
-            f"  {grpcurl} -plaintext -H 'authorization: Bearer {key}' "
+            f"  {grpcurl} {transport} {address} list\n"
+            f"  {grpcurl} {transport} -H 'authorization: Bearer {key}' "
             f"-d '{{\"page_size\": 5}}' {address} voxplane.numbers.v1.Numbers/ListNumbers\n",
             flush=True,
         )
 
-    _serve(["all"], args.host, args.port, announce)
+    _serve(["all"], args, announce)
 
 
 def cmd_calls_simulate_inbound(args: argparse.Namespace) -> None:
     """SimulateInboundCall on the server at --endpoint: prints the response as JSON (grpcurl's form)."""
-    calls = Calls(endpoint=args.endpoint, api_key=args.api_key)
+    calls = Calls(_client_options(args, args.endpoint), api_key=args.api_key)
     try:
         routed = calls.simulate_inbound_call(source=args.source, destination=args.destination, digits=args.digits)
     except VoxplaneError as error:
@@ -303,6 +306,33 @@ def cmd_calls_simulate_inbound(args: argparse.Namespace) -> None:
     finally:
         calls.close()
     print(MessageToJson(routed, preserving_proto_field_name=True))
+
+
+def _client_options(args: argparse.Namespace, endpoint: str | None) -> ClientOptions:
+    """The client options of a command's --tls/--ca/--cert/--key/--server-name (cli._tls_options)."""
+    return ClientOptions(endpoint=endpoint, tls=args.tls, root_certificates=args.ca, certificate_chain=args.cert,
+                         private_key=args.key, server_name=args.server_name)
+
+
+def cmd_health(args: argparse.Namespace) -> None:
+    """grpc.health.v1 Check of the server at ADDRESS (of --service, else of the server as a whole): prints
+    the status, and exits 0 only when it is SERVING (a container's health check)."""
+    try:
+        options = _client_options(args, args.address).resolved()
+    except (OSError, ValueError) as error:
+        sys.exit(f"voxplane: {error}")
+    channel = options.open_channel()
+    try:
+        stub: Any = health_pb2_grpc.HealthStub(channel)  # grpcio-health-checking's stubs do not type its methods
+        answer = stub.Check(health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
+    except grpc.RpcError as error:
+        sys.exit(f"voxplane: {args.address}: {error.code().name}: {error.details()}")
+    finally:
+        channel.close()
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+    print(status)
+    if answer.status != health_pb2.HealthCheckResponse.SERVING:
+        sys.exit(1)
 
 
 def _split(setting: str) -> list[str]:

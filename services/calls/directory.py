@@ -28,7 +28,7 @@ from voxplane import (
 )
 from voxplane.numbers.v1 import numbers_pb2
 
-from ..core import config
+from ..core import config, tls
 from ..core.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
 from .parties import Agent, Ingress
 
@@ -75,8 +75,8 @@ class Services:
     """The Numbers and Agents clients of one Calls servicer, and the answers they gave."""
 
     def __init__(self, numbers_endpoint: str, agents_endpoint: str):
-        self.numbers = AsyncNumbers(endpoint=numbers_endpoint, max_attempts=2)
-        self.agents = AsyncAgents(endpoint=agents_endpoint, max_attempts=2)
+        self.numbers = AsyncNumbers(endpoint=numbers_endpoint, max_attempts=2, **tls.client_options(numbers_endpoint))
+        self.agents = AsyncAgents(endpoint=agents_endpoint, max_attempts=2, **tls.client_options(agents_endpoint))
         self.answers = Answers()
 
     def directory(self, api_key: str, workspace_ref: str, time_remaining: float | None) -> CallerDirectory:

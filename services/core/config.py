@@ -41,9 +41,16 @@ class Settings(BaseSettings):
     # long as every statement of it is answered within this).
     db_timeout: float = 2
     log_level: str = "INFO"
-    # PEM files; with both set, the servers speak TLS.
+    # PEM files; with both set, the servers speak TLS (core/tls.py). Off loopback, `serve` needs them, or
+    # --plaintext.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # A PEM file of CA certificates: with it, the servers speak mutual TLS, and take only clients that
+    # present a certificate it signed.
+    tls_client_ca: Path | None = None
+    # The CA certificates (PEM) a service trusts when it asks another over TLS (Calls asking Numbers);
+    # unset: tls_client_ca, else the system's roots.
+    tls_ca: Path | None = None
     # Days a released number stays RELEASED (unroutable, not acquirable) before it is free again.
     release_aging_days: float = 30
     # The deployment's own country (ISO 3166-1): national-form numbers are read in it.
@@ -122,6 +129,11 @@ class Settings(BaseSettings):
     # The UDP ports rtpengine relays media on, when `voxplane edge run` starts it beside Kamailio (at
     # rtpengine_ng, the address the SIP gateway drives it at).
     edge_rtp_ports: str = "30000-30999"
+
+    @field_validator("tls_cert", "tls_key", "tls_client_ca", "tls_ca", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # VOXPLANE_TLS_CERT= (a compose file's blank) is no file
 
     @field_validator("home_region")
     @classmethod

@@ -81,8 +81,12 @@ class Health(health.aio.HealthServicer):
 
 @dataclass
 class TlsFiles:
+    """The server's certificate chain and key (PEM); with `client_ca`, clients must present a
+    certificate that it signed (mutual TLS)."""
+
     cert_chain: bytes
     private_key: bytes
+    client_ca: bytes | None = None
 
 
 class Server:
@@ -122,7 +126,10 @@ class Server:
         check_listenable(host, port)
         try:
             if self.tls:
-                credentials = grpc.ssl_server_credentials([(self.tls.private_key, self.tls.cert_chain)])
+                credentials = grpc.ssl_server_credentials(
+                    [(self.tls.private_key, self.tls.cert_chain)],
+                    root_certificates=self.tls.client_ca, require_client_auth=self.tls.client_ca is not None,
+                )
                 bound = self.grpc.add_secure_port(address, credentials)
             else:
                 bound = self.grpc.add_insecure_port(address)

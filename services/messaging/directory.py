@@ -11,6 +11,7 @@ from __future__ import annotations
 from voxplane import AsyncNumbers, InvalidArgumentError, NotFoundError, VoxplaneError
 
 from ..calls.directory import Services
+from ..core import tls
 from ..core.errors import Unavailable
 from .delivery import OnNet
 
@@ -19,7 +20,7 @@ class NumbersDirectory:
     def __init__(self, endpoint: str):
         self.endpoint = endpoint
         self.services = Services(endpoint, endpoint)  # Calls' directory; Messaging asks only of numbers
-        self.numbers = AsyncNumbers(endpoint=endpoint, max_attempts=2)
+        self.numbers = AsyncNumbers(endpoint=endpoint, max_attempts=2, **tls.client_options(endpoint))
 
     async def owns_number(self, api_key: str, workspace_ref: str, time_remaining: float | None, e164: str) -> bool:
         return await self.services.directory(api_key, workspace_ref, time_remaining).owns_number(e164)

@@ -3,6 +3,7 @@
 // generic-definitions), one method per RPC, so a renamed or new RPC needs no change here.
 
 import * as grpc from "@grpc/grpc-js";
+import { readFileSync } from "node:fs";
 import { VoxplaneError } from "./errors";
 import publishedServiceConfig from "./gen/service_config.json";
 import { buildRequest, itemsField, MessageType, pages } from "./requests";
@@ -15,9 +16,21 @@ export interface ClientOptions {
   endpoint?: string;
   /** The workspace API key (`VOXPLANE_API_KEY`), sent as `authorization: Bearer <key>`. */
   apiKey?: string;
-  /** Use TLS (`VOXPLANE_TLS=1`); `rootCertificates` (PEM) trusts a private CA. */
+  /**
+   * Use TLS (`VOXPLANE_TLS=1`), verifying the server's certificate against the system's roots; giving
+   * `rootCertificates` or a client certificate turns it on too.
+   */
   tls?: boolean;
-  rootCertificates?: Buffer;
+  /** The CA certificates to trust instead, a private CA's: PEM, or a PEM file's path (`VOXPLANE_TLS_CA`, a file). */
+  rootCertificates?: Buffer | string;
+  /**
+   * The client's certificate and its key, for a server that asks for one (mutual TLS): PEM, or a file's
+   * path (`VOXPLANE_TLS_CLIENT_CERT`, `VOXPLANE_TLS_CLIENT_KEY`).
+   */
+  certChain?: Buffer | string;
+  privateKey?: Buffer | string;
+  /** The name the server's certificate is verified by, when not the endpoint's host (`VOXPLANE_TLS_SERVER_NAME`). */
+  serverName?: string;
   /** Milliseconds a unary call may take, its retries included (default 10,000). */
   timeoutMs?: number;
   /** Tries of a call that is safe to repeat when the server is UNAVAILABLE (default 4; gRPC caps reads at 5). */
@@ -125,6 +138,14 @@ export function serviceConfig(maxAttempts: number): string {
 
 // --- The client -------------------------------------------------------------------------------------
 
+/** PEM given as a Buffer, as text, or as the path of a file holding it; undefined when not given. */
+function pem(value: Buffer | string | undefined): Buffer | undefined {
+  if (value === undefined || value === "" || Buffer.isBuffer(value)) {
+    return value || undefined;
+  }
+  return value.trimStart().startsWith("-----BEGIN") ? Buffer.from(value) : readFileSync(value);
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -144,14 +165,22 @@ export class BaseClient {
     this.endpoint = options.endpoint || env.VOXPLANE_ENDPOINT || DEFAULT_ENDPOINT;
     this.apiKey = options.apiKey || env.VOXPLANE_API_KEY || undefined;
     this.options = { timeoutMs: options.timeoutMs ?? 10_000, maxAttempts: options.maxAttempts ?? 4 };
-    const tls = options.tls ?? ["1", "true", "yes"].includes(env.VOXPLANE_TLS ?? "");
+    const roots = pem(options.rootCertificates || env.VOXPLANE_TLS_CA);
+    const chain = pem(options.certChain || env.VOXPLANE_TLS_CLIENT_CERT);
+    const key = pem(options.privateKey || env.VOXPLANE_TLS_CLIENT_KEY);
+    if (!chain !== !key) {
+      throw new Error("a client certificate needs its private key, and a key its certificate");
+    }
+    const tls = options.tls ?? (["1", "true", "yes"].includes(env.VOXPLANE_TLS ?? "") || !!roots || !!chain);
     const credentials = tls
-      ? grpc.credentials.createSsl(options.rootCertificates ?? null)
+      ? grpc.credentials.createSsl(roots ?? null, key ?? null, chain ?? null)
       : grpc.credentials.createInsecure();
+    const serverName = options.serverName || env.VOXPLANE_TLS_SERVER_NAME;
     this.channel = new grpc.Client(this.endpoint, credentials, {
       "grpc.service_config": serviceConfig(this.options.maxAttempts),
       "grpc.enable_retries": 1,
       "grpc.primary_user_agent": "voxplane-node",
+      ...(tls && serverName ? { "grpc.ssl_target_name_override": serverName } : {}),
     });
   }
 

@@ -20,7 +20,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
@@ -37,13 +37,33 @@ DEFAULT_ENDPOINT = "127.0.0.1:50051"
 M = TypeVar("M", bound=Message)  # a request message type
 
 
+# PEM given as bytes, as text, or as the path of a file holding it.
+Pem = bytes | str | os.PathLike[str]
+
+
+def _pem(value: Pem | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str) and value.lstrip().startswith("-----BEGIN"):
+        return value.encode()
+    with open(value, "rb") as file:
+        return file.read()
+
+
 @dataclass(frozen=True)
 class ClientOptions:
     """Where and how to connect. Unset values come from the environment.
 
     endpoint: host:port (`VOXPLANE_ENDPOINT`, default 127.0.0.1:50051).
     api_key: the workspace API key (`VOXPLANE_API_KEY`).
-    tls: use TLS (`VOXPLANE_TLS=1`); `root_certificates` (PEM) trusts a private CA.
+    tls: use TLS (`VOXPLANE_TLS=1`), verifying the server's certificate against the system's roots; giving
+        `root_certificates` or a client certificate turns it on too.
+    root_certificates: the CA certificates (PEM: bytes, text or a file's path) to trust instead, a private
+        CA's (`VOXPLANE_TLS_CA`, a file).
+    certificate_chain, private_key: the client's certificate and key (PEM, as above) for a server that asks
+        for one (mutual TLS; `VOXPLANE_TLS_CLIENT_CERT`, `VOXPLANE_TLS_CLIENT_KEY`).
+    server_name: the name the server's certificate is verified by, when it is not the endpoint's host
+        (`VOXPLANE_TLS_SERVER_NAME`).
     timeout: seconds each call may take, retries included.
     max_attempts: tries of a call that is safe to retry when the server is UNAVAILABLE (reads: at most 5,
         gRPC's limit for the channel's retries).
@@ -52,18 +72,50 @@ class ClientOptions:
     endpoint: str | None = None
     api_key: str | None = None
     tls: bool | None = None
-    root_certificates: bytes | None = None
+    root_certificates: Pem | None = None
+    certificate_chain: Pem | None = None
+    private_key: Pem | None = None
+    server_name: str | None = None
     timeout: float = 10.0
     max_attempts: int = 4
 
     def resolved(self) -> ClientOptions:
-        tls = self.tls if self.tls is not None else os.environ.get("VOXPLANE_TLS", "") in ("1", "true", "yes")
+        env = os.environ.get
+        roots = _pem(self.root_certificates or env("VOXPLANE_TLS_CA") or None)
+        chain = _pem(self.certificate_chain or env("VOXPLANE_TLS_CLIENT_CERT") or None)
+        key = _pem(self.private_key or env("VOXPLANE_TLS_CLIENT_KEY") or None)
+        if bool(chain) != bool(key):
+            raise ValueError("a client certificate needs its private key, and a key its certificate")
+        tls = self.tls
+        if tls is None:
+            tls = env("VOXPLANE_TLS", "") in ("1", "true", "yes") or bool(roots or chain)
         return dataclasses.replace(
             self,
-            endpoint=self.endpoint or os.environ.get("VOXPLANE_ENDPOINT") or DEFAULT_ENDPOINT,
-            api_key=self.api_key or os.environ.get("VOXPLANE_API_KEY"),
+            endpoint=self.endpoint or env("VOXPLANE_ENDPOINT") or DEFAULT_ENDPOINT,
+            api_key=self.api_key or env("VOXPLANE_API_KEY"),
             tls=tls,
+            root_certificates=roots,
+            certificate_chain=chain,
+            private_key=key,
+            server_name=self.server_name or env("VOXPLANE_TLS_SERVER_NAME") or None,
         )
+
+    def open_channel(self, arguments: Sequence[tuple[str, Any]] = (), *, aio: bool = False) -> Any:
+        """A channel to the endpoint of these (resolved) options, TLS or plaintext as they say: a
+        `grpc.Channel`, or with `aio` a `grpc.aio.Channel`. What the clients use; also for stubs of
+        your own (grpc.health.v1's, say)."""
+        factory: Any = grpc.aio if aio else grpc
+        endpoint = self.endpoint or DEFAULT_ENDPOINT
+        if not self.tls:
+            return factory.insecure_channel(endpoint, list(arguments))
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=_pem(self.root_certificates),
+            private_key=_pem(self.private_key),
+            certificate_chain=_pem(self.certificate_chain),
+        )
+        if self.server_name:
+            arguments = [*arguments, ("grpc.ssl_target_name_override", self.server_name)]
+        return factory.secure_channel(endpoint, credentials, list(arguments))
 
 
 def service_config(max_attempts: int) -> str:
@@ -289,9 +341,6 @@ class _Client:
         self._shares_channel = False  # made by with_api_key: the channel belongs to another client
         self._metadata = (("authorization", f"Bearer {self.options.api_key}"),) if self.options.api_key else ()
 
-    def _credentials(self) -> grpc.ChannelCredentials:
-        return grpc.ssl_channel_credentials(root_certificates=self.options.root_certificates)
-
     def _rpc(self, method: Method[Any]) -> Any:
         if self._stub is None:
             self._channel = self._open_channel()
@@ -318,19 +367,12 @@ class _Client:
     def _channel_options(self) -> list[tuple[str, Any]]:
         return [("grpc.service_config", service_config(self.options.max_attempts)), ("grpc.enable_retries", 1)]
 
-    @property
-    def _endpoint(self) -> str:
-        # resolved() filled it in, from the options, the environment or the default.
-        return self.options.endpoint or DEFAULT_ENDPOINT
-
 
 class SyncClient(_Client):
     """Blocking client; use as a context manager or call `close()`."""
 
     def _open_channel(self) -> grpc.Channel:
-        if self.options.tls:
-            return grpc.secure_channel(self._endpoint, self._credentials(), self._channel_options())
-        return grpc.insecure_channel(self._endpoint, self._channel_options())
+        return self.options.open_channel(self._channel_options())
 
     def _invoke(self, method: Method[Any], message: Message) -> Any:
         attempts = _Attempts(self.options, method.retryable(message))
@@ -368,9 +410,7 @@ class AsyncClient(_Client):
     """asyncio client for services calling services; `await client.close()` or `async with`."""
 
     def _open_channel(self) -> grpc.aio.Channel:
-        if self.options.tls:
-            return grpc.aio.secure_channel(self._endpoint, self._credentials(), self._channel_options())
-        return grpc.aio.insecure_channel(self._endpoint, self._channel_options())
+        return self.options.open_channel(self._channel_options(), aio=True)
 
     async def _invoke(self, method: Method[Any], message: Message) -> Any:
         attempts = _Attempts(self.options, method.retryable(message))
