@@ -29,8 +29,8 @@ SERVICES: dict[str, Service] = {
 }
 
 
-def build_server(names: list[str], db: Database, tls: TlsFiles | None = None) -> Server:
-    """A server hosting the named services (`all` for every one)."""
+def build_server(names: list[str], db: Database, tls: TlsFiles | None = None, *, shared_port: bool = False) -> Server:
+    """A server hosting the named services (`all` for every one); `shared_port` for a worker of several."""
     if names == ["all"]:
         names = list(SERVICES)
-    return Server([SERVICES[name] for name in names], db, tls=tls)
+    return Server([SERVICES[name] for name in names], db, tls=tls, shared_port=shared_port)

@@ -47,6 +47,8 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(run="serve")
     dev = commands.add_parser("dev", help="migrate, ensure a development API key, serve all (make run)")
     dev.set_defaults(run="dev")
+    serve.add_argument("--workers", type=int, help="processes serving the port (SO_REUSEPORT; PostgreSQL only); "
+                       "default: VOXPLANE_WORKERS, else 1")
     for command in (serve, dev):
         command.add_argument("--host", help="default: VOXPLANE_HOST, else 127.0.0.1")
         command.add_argument("--port", type=int, help="default: VOXPLANE_PORT, else 50051")

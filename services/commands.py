@@ -24,11 +24,11 @@ from tqdm import tqdm
 from voxplane import Calls, ClientOptions, VoxplaneError
 
 from .app import SERVICES, build_server
-from .core import config, workspaces
+from .core import config, workers, workspaces
 from .core import tls as server_tls
 from .core.auth import Role
 from .core.errors import DomainError, InvalidArgument
-from .core.server import serve_until_signalled
+from .core.server import check_listenable, serve_until_signalled
 from .edge import deployment, running
 from .edge.kamailio import Edge, render
 from .numbers import inventory
@@ -52,20 +52,39 @@ def _transaction(fn: Callable[[Session], T]) -> T:
 
 def _serve(names: list[str], args: argparse.Namespace, announce: Callable[[int], None] | None = None) -> None:
     """Serves `names` at --host/--port, else at VOXPLANE_HOST/VOXPLANE_PORT; off loopback, over TLS
-    unless --plaintext."""
+    unless --plaintext; in --workers processes (PostgreSQL only) sharing the port."""
     settings = config.settings()
     host = settings.host if args.host is None else args.host
     port = settings.port if args.port is None else args.port
     tls = server_tls.server_files(settings)
     server_tls.check_exposure(host, tls, args.plaintext)
-    db = Database(config.database_url(), threads=settings.db_threads, timeout=settings.db_timeout)
+    count = getattr(args, "workers", 1)  # `dev` serves in one process
+    if count is None:
+        count = settings.workers
+    if count < 1:
+        raise SystemExit(f"voxplane: --workers must be 1 or more, got {count}")
 
-    async def main() -> None:
-        # grpc.aio objects belong to the loop they are made in.
-        server = build_server(names, db, tls)
-        await serve_until_signalled(server, host, port, settings.shutdown_grace, announce)
+    def serve(shared_port: bool) -> None:
+        db = Database(config.database_url(), threads=settings.db_threads, timeout=settings.db_timeout)
 
-    asyncio.run(main())
+        async def main() -> None:
+            # grpc.aio objects belong to the loop they are made in.
+            server = build_server(names, db, tls, shared_port=shared_port)
+            await serve_until_signalled(server, host, port, settings.shutdown_grace, announce)
+
+        asyncio.run(main())
+
+    if count == 1:
+        serve(shared_port=False)
+        return
+    if config.database_url().startswith("sqlite"):
+        raise SystemExit("voxplane: --workers needs PostgreSQL (VOXPLANE_DATABASE_URL): on SQLite, whose one "
+                         "writer serialises every process, one process is the supported deployment")
+    check_listenable(host, port)
+    reserved, port = workers.reserve_port(host, port)
+    with reserved:
+        status = workers.run(count, lambda _index: serve(shared_port=True))
+    raise SystemExit(status)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

@@ -44,16 +44,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 class PostgresDatabase:
-    """A migrated database of its own on the PostgreSQL server of VOXPLANE_TEST_DATABASE_URL."""
+    """A database of its own on the PostgreSQL server of VOXPLANE_TEST_DATABASE_URL, migrated unless
+    `migrated` is False."""
 
-    def __init__(self) -> None:
+    def __init__(self, migrated: bool = True) -> None:
         admin_url = normalise_url(os.environ["VOXPLANE_TEST_DATABASE_URL"])
         self.name = f"voxplane_test_{secrets.token_hex(4)}"
         self.admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with self.admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{self.name}"'))
         self.url = make_url(admin_url).set(database=self.name).render_as_string(hide_password=False)
-        upgrade(self.url)
+        if migrated:
+            upgrade(self.url)
 
     def drop(self) -> None:
         """Drops the database, even with clients connected (as a lost database server would)."""
@@ -62,9 +64,9 @@ class PostgresDatabase:
 
 
 @contextlib.contextmanager
-def postgres_database() -> Iterator[PostgresDatabase]:
+def postgres_database(migrated: bool = True) -> Iterator[PostgresDatabase]:
     """A fresh PostgreSQL database, dropped on exit."""
-    database = PostgresDatabase()
+    database = PostgresDatabase(migrated)
     try:
         yield database
     finally:

@@ -284,7 +284,8 @@ class SipGateway(CallGateway):
     def __init__(self, report: Report):
         super().__init__(report)
         settings = config.settings()
-        self.address = (settings.sip_host, settings.sip_port)
+        # `serve --workers`: each Calls worker listens on a SIP port of its own.
+        self.address = (settings.sip_host, settings.sip_port + settings.worker_index)
         self.proxy = host_port(settings.sip_proxy) if settings.sip_proxy else None
         self.trunk = host_port(settings.sip_trunk) if settings.sip_trunk else None
         self.rtpengine = host_port(settings.rtpengine_ng, 2223)

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     port: int = 50051
     # Seconds SIGTERM waits for in-flight calls before cancelling them.
     shutdown_grace: float = 10
+    # Processes `serve` runs on one port (SO_REUSEPORT; PostgreSQL only), and, set by `serve` in each, the
+    # worker's index (0 to workers - 1).
+    workers: int = 1
+    worker_index: int = 0
     # Threads that run database work off the event loop.
     db_threads: int = 8
     # Seconds a request waits for an answer from the database (a connection, a query's result) before

@@ -23,15 +23,20 @@ def _timestamp(created: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
 
 
+# Fields every line of this process carries (a worker's index under `serve --workers`).
+_process_fields: dict[str, Any] = {}
+
+
 def format_record(record: logging.LogRecord | InfoLine) -> str:
     if isinstance(record, InfoLine):
         entry = {"ts": _timestamp(record.created), "level": "info", "logger": record.logger, "msg": record.msg}
-        return json.dumps(entry | record.fields)
+        return json.dumps(entry | _process_fields | record.fields)
     entry = {
         "ts": _timestamp(record.created),
         "level": record.levelname.lower(),
         "logger": record.name,
         "msg": record.getMessage(),
+        **_process_fields,
         **getattr(record, "fields", {}),
     }
     if record.exc_info:
@@ -93,11 +98,21 @@ class _QueueHandler(logging.handlers.QueueHandler):
         return record
 
 
-def configure(level: str = "INFO", stream: TextIO = sys.stderr) -> None:
+def configure(level: str = "INFO", stream: TextIO = sys.stderr, **process_fields: Any) -> None:
+    """JSON lines to `stream` from a writer thread, every line with `process_fields`. Called again in a
+    forked worker, whose copy of the parent's writer has no thread."""
     global _writer
+    _process_fields.clear()
+    _process_fields.update(process_fields)
     writer = _writer = _Writer(stream)
     writer.start()
     atexit.register(writer.stop)  # writes what is still queued
     root = logging.getLogger()
     root.handlers[:] = [_QueueHandler(writer.records)]
     root.setLevel(level)
+
+
+def close() -> None:
+    """Writes what is queued and stops the writer: for a process that leaves with os._exit."""
+    if _writer is not None:
+        _writer.stop()

@@ -92,12 +92,16 @@ class TlsFiles:
 class Server:
     """Some services on one port over one database, with health and reflection."""
 
-    def __init__(self, services: Sequence[Service], db: Database, *, tls: TlsFiles | None = None):
+    def __init__(self, services: Sequence[Service], db: Database, *, tls: TlsFiles | None = None,
+                 shared_port: bool = False):
         self.db = db
         self.tls = tls
+        # A port of its own, unless it is one of `serve --workers` (core/workers.py): then SO_REUSEPORT,
+        # which otherwise would let a second server on the port take half its connections unnoticed.
+        self.shared_port = shared_port
         # The largest request an RPC takes (a batch's, see core.requests); grpcio's default is 4 MB.
         self.grpc = grpc.aio.server(
-            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", BATCH_REQUEST_LIMIT)]
+            options=[("grpc.so_reuseport", int(shared_port)), ("grpc.max_receive_message_length", BATCH_REQUEST_LIMIT)]
         )
         self.service_names: list[str] = []
         self.health = Health(self.service_names)
@@ -123,7 +127,8 @@ class Server:
         """Starts serving; returns the bound port (useful with port 0). An address it cannot listen on
         stops the process with one line naming it (SystemExit)."""
         address = f"{host}:{port}"
-        check_listenable(host, port)
+        if not self.shared_port:  # a worker's port was checked and reserved by the parent
+            check_listenable(host, port)
         try:
             if self.tls:
                 credentials = grpc.ssl_server_credentials(
