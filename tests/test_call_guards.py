@@ -10,7 +10,7 @@ import phonenumbers
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from voxplane import InvalidArgumentError, PermissionDeniedError, ResourceExhaustedError
+from voxplane import InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError
 from voxplane.calls.v1 import calls_pb2 as pb
 from voxplane.services.calls import gateway
 from voxplane.services.core.auth import Role
@@ -110,6 +110,8 @@ def test_a_transfer_to_a_destination_not_allowed_is_refused(calls, agent, networ
     with pytest.raises(PermissionDeniedError, match="is in GB"):
         calls.transfer_call(ref=call.ref, destination=UK_LANDLINE)
     assert [order for order, _ in network.orders_of(call.ref)] == ["originate"]  # neither reached the network
+    with pytest.raises(NotFoundError):  # the call is looked for first
+        calls.transfer_call(ref="0" * 28, destination=UK_PREMIUM)
     moved = calls.transfer_call(ref=call.ref, destination="+15005550001", attended=True)
     assert [p.number for p in moved.participants][-1] == ANSWERS
     calls.hangup_call(call.ref)

@@ -236,13 +236,6 @@ class Runner:
         ))
         return call
 
-    async def check_dialled(self, caller: Caller, party: str) -> None:
-        """PERMISSION_DENIED for a number the workspace's toll-fraud guards do not let its calls dial."""
-        destination = guards.destination_of(party)
-        if destination is not None:
-            allowed = await self.db.run_transaction(lambda s: guards.guards_of(s, caller.workspace_id), write=False)
-            guards.check_destination(allowed, destination)
-
     async def _earlier_call(self, caller: Caller, request_id: str | None) -> Call:
         earlier = await self.db.run_transaction(lambda s: live.earlier_call(s, caller, request_id), write=False)
         if earlier is None:
@@ -250,12 +243,22 @@ class Runner:
         return earlier
 
     async def control(
-        self, caller: Caller, ref: str, control: states.Control, order: Order, change: live.Change
+        self, caller: Caller, ref: str, control: states.Control, order: Order, change: live.Change,
+        dials: str | None = None,
     ) -> Call:
-        """Checks the call allows `control`, gives the network its order, then stores the change and its
-        events, stamped with the time of the request."""
+        """Checks the call allows `control` and that the workspace's toll-fraud guards let it dial the party
+        `dials` (if any), gives the network its order, then stores the change and its events, stamped with
+        the time of the request."""
         at = utcnow()
-        call = await self.db.run_transaction(lambda s: live.controllable(s, caller, ref, control), write=False)
+        destination = guards.destination_of(dials) if dials else None
+
+        def check(session: Session) -> Call:
+            call = live.controllable(session, caller, ref, control)
+            if destination is not None:
+                guards.check_destination(guards.guards_of(session, caller.workspace_id), destination)
+            return call
+
+        call = await self.db.run_transaction(check, write=False)
         await order(self.gateway, call.ref)
         changed = await self.db.run_transaction(
             lambda s: live.controlled(s, caller, ref, control, change, at), write=True

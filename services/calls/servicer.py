@@ -110,10 +110,9 @@ class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
     @rpc(Access.WRITE)
     async def TransferCall(self, request: pb.TransferCallRequest, caller: Caller, incoming: Incoming) -> pb.Call:
         to = live.checked_transfer_target(request.destination)
-        await self.runner.check_dialled(caller, to)
         return call_proto(await self.runner.control(
             caller, request.ref, Control.TRANSFER, lambda network, ref: network.transfer(ref, to, request.attended),
-            live.transferring(to, request.attended),
+            live.transferring(to, request.attended), dials=to,
         ))
 
     @rpc(Access.WRITE)
