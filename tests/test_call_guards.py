@@ -15,7 +15,10 @@ from voxplane.calls.v1 import calls_pb2 as pb
 from voxplane.services.calls import gateway
 from voxplane.services.core.auth import Role
 
+from . import test_calls
 from .test_calls import fields_of, new_agent, new_number, wait_for
+
+agent, calls = test_calls.agent, test_calls.calls  # the fixtures: an agent of the tenant, its Calls client
 
 S = pb.CallStatus
 C = pb.CostlyNumberType
@@ -32,17 +35,6 @@ def test_the_example_numbers_are_what_libphonenumber_says():
         parsed = phonenumbers.parse(number)
         assert phonenumbers.is_valid_number(parsed) and phonenumbers.number_type(parsed) == kind, number
     assert phonenumbers.region_code_for_number(phonenumbers.parse(SATELLITE)) == "001"
-
-
-@pytest.fixture
-def agent(tenant):  # type: ignore[no-untyped-def]
-    return new_agent(tenant)
-
-
-@pytest.fixture
-def calls(tenant):  # type: ignore[no-untyped-def]
-    with tenant.calls() as client:
-        yield client
 
 
 def test_the_defaults_allow_every_country_no_costly_type_and_no_cap(calls):
@@ -124,7 +116,10 @@ def test_the_cap_refuses_a_call_over_it_until_one_ends(calls, agent):
     with pytest.raises(ResourceExhaustedError) as refused:
         calls.create_call(source=agent.ref, destination=ANSWERS)
     assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "2 calls running" in refused.value.message and "max_concurrent_calls 2" in refused.value.message
+    assert refused.value.message == (
+        "The workspace's running calls (2) are at its cap on concurrent calls (max_concurrent_calls 2); "
+        "end one, or raise max_concurrent_calls in the call settings."
+    )
     calls.hangup_call(first.ref)
     third = calls.create_call(source=agent.ref, destination=ANSWERS)
     assert third.status == S.CALL_STATUS_QUEUED

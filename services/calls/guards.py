@@ -131,7 +131,7 @@ def check_new_call(session: Session, workspace_id: int, destination: Destination
         which = (f"max_concurrent_calls {cap}" if guards.max_concurrent_calls
                  else f"the deployment's VOXPLANE_CALLS_MAX_CONCURRENT {cap}, max_concurrent_calls being 0")
         raise ResourceExhausted(
-            f"The workspace has {running} calls running, its cap on concurrent calls ({which}); "
+            f"The workspace's running calls ({running}) are at its cap on concurrent calls ({which}); "
             "end one, or raise max_concurrent_calls in the call settings."
         )
 
@@ -149,10 +149,12 @@ class SettingsUpdate:
     max_concurrent_calls: int | None = None
 
 
+def _defaults(workspace_id: int) -> CallSettings:
+    return CallSettings(workspace_id=workspace_id, allowed_countries=[], allowed_costly_types=[], max_concurrent_calls=0)
+
+
 def settings_of(session: Session, workspace_id: int) -> CallSettings:
-    found = session.get(CallSettings, workspace_id)
-    return found or CallSettings(workspace_id=workspace_id, allowed_countries=[], allowed_costly_types=[],
-                                 max_concurrent_calls=0)
+    return session.get(CallSettings, workspace_id) or _defaults(workspace_id)
 
 
 def _checked_countries(v: Violations, countries: Sequence[str]) -> list[str]:
@@ -189,8 +191,7 @@ def update_settings(session: Session, workspace_id: int, update: SettingsUpdate)
     v.raise_if_any()
     found = session.get(CallSettings, workspace_id, with_for_update=True)
     if found is None:
-        found = CallSettings(workspace_id=workspace_id, allowed_countries=[], allowed_costly_types=[],
-                             max_concurrent_calls=0)
+        found = _defaults(workspace_id)
         session.add(found)
     if countries is not None:
         found.allowed_countries = countries
