@@ -15,10 +15,13 @@ from voxplane.calls.v1 import calls_pb2 as pb
 from voxplane.services.calls import gateway
 from voxplane.services.core.auth import Role
 
-from . import test_calls
+from . import test_calls, test_steering
 from .test_calls import fields_of, new_agent, new_number, wait_for
+from .test_inbound import CALLER
+from .test_steering import Steered, as_json, orders
 
-agent, calls = test_calls.agent, test_calls.calls  # the fixtures: an agent of the tenant, its Calls client
+# Fixtures: an agent of the tenant, its Calls client; a webhook receiver that replies as told.
+agent, calls, webhook = test_calls.agent, test_calls.calls, test_steering.webhook
 
 S = pb.CallStatus
 C = pb.CostlyNumberType
@@ -107,6 +110,19 @@ def test_a_transfer_to_a_destination_not_allowed_is_refused(calls, agent, networ
     moved = calls.transfer_call(ref=call.ref, destination="+15005550001", attended=True)
     assert [p.number for p in moved.participants][-1] == ANSWERS
     calls.hangup_call(call.ref)
+
+
+@pytest.mark.usefixtures("webhooks")
+def test_a_webhooks_dial_to_a_destination_not_allowed_ends_the_call_undialled(tenant, calls, network, fresh_e164,
+                                                                             webhook):
+    steered = Steered(tenant, fresh_e164, webhook(as_json(action="dial", targets=[ANSWERS, UK_PREMIUM])))
+    ended = steered.becomes(S.CALL_STATUS_NO_ANSWER)
+    assert orders(network, steered.ref, 1) == [("reject", ("NO_ANSWER",))]
+    assert UK_PREMIUM not in [p.number for p in ended.participants]
+    calls.update_call_settings(allowed_costly_types=[C.COSTLY_NUMBER_TYPE_PREMIUM_RATE])
+    allowed = Steered(tenant, fresh_e164, webhook(as_json(action="dial", targets=[UK_PREMIUM])))
+    allowed.becomes(S.CALL_STATUS_IN_PROGRESS)
+    assert orders(network, allowed.ref, 1) == [("dial", ((UK_PREMIUM,), CALLER, 30))]
 
 
 def test_the_cap_refuses_a_call_over_it_until_one_ends(calls, agent):

@@ -32,8 +32,9 @@ Toll-fraud guards: each workspace's CallSettings say which countries its
 calls may dial, which costly number types (premium rate, shared cost,
 global networks) they may dial, none by default, and how many of its calls
 may run at once. CreateCall and TransferCall refuse a destination the
-settings do not allow (PERMISSION_DENIED naming the rule); CreateCall
-refuses a call over the cap (RESOURCE_EXHAUSTED naming it).
+settings do not allow (PERMISSION_DENIED naming the rule), and a webhook's
+dial to one is not dialled (the call ends as a hangup reply ends it);
+CreateCall refuses a call over the cap (RESOURCE_EXHAUSTED naming it).
 
 Every RPC needs `authorization: Bearer <api key>` metadata. Errors common
 to every RPC: UNAUTHENTICATED, PERMISSION_DENIED (a `reader` key calling a

@@ -60,8 +60,9 @@ export const protobufFileName = "voxplane/calls/v1/calls.proto";
  * calls may dial, which costly number types (premium rate, shared cost,
  * global networks) they may dial, none by default, and how many of its calls
  * may run at once. CreateCall and TransferCall refuse a destination the
- * settings do not allow (PERMISSION_DENIED naming the rule); CreateCall
- * refuses a call over the cap (RESOURCE_EXHAUSTED naming it).
+ * settings do not allow (PERMISSION_DENIED naming the rule), and a webhook's
+ * dial to one is not dialled (the call ends as a hangup reply ends it);
+ * CreateCall refuses a call over the cap (RESOURCE_EXHAUSTED naming it).
  *
  * Every RPC needs `authorization: Bearer <api key>` metadata. Errors common
  * to every RPC: UNAUTHENTICATED, PERMISSION_DENIED (a `reader` key calling a
@@ -1100,8 +1101,8 @@ export interface WatchCallEventsResponse {
 }
 
 /**
- * A workspace's call settings: the toll-fraud guards CreateCall and
- * TransferCall apply to the numbers they dial.
+ * A workspace's call settings: the toll-fraud guards CreateCall,
+ * TransferCall and webhooks' dials apply to the numbers they dial.
  */
 export interface CallSettings {
   /**
