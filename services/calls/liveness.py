@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 from collections.abc import Collection
 from datetime import datetime
@@ -31,13 +30,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from ..persistence.db import Database
+from ..persistence.locks import advisory_key
 from .models import CallRunner
 
 
 def lock_key(runner_id: str) -> int:
     """The runner's PostgreSQL advisory lock key: a signed 64-bit hash of its id."""
-    digest = hashlib.blake2b(f"voxplane.calls.runner:{runner_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    return advisory_key(f"voxplane.calls.runner:{runner_id}")
 
 
 def lock_folder(db: Database) -> Path:

@@ -15,13 +15,15 @@ from ..core.errors import Violations
 from ..core.paging import PageTokens
 from ..events.watching import StreamReplies
 from ..persistence.base import etag_of
-from . import events, history, inbound, live
-from .models import Call
+from . import events, guards, history, inbound, live
+from .models import Call, CallSettings
 
 DIRECTION = ProtoEnum(pb.Direction)
 STATUS = ProtoEnum(pb.CallStatus)
 HANGUP_CAUSE = ProtoEnum(pb.HangupCause)
 EVENT_TYPE = ProtoEnum(pb.CallEventType)
+COSTLY_TYPE = ProtoEnum(pb.CostlyNumberType)
+SETTINGS_FIELDS = ("allowed_countries", "allowed_costly_types", "max_concurrent_calls")
 
 
 def event_replies(tokens: PageTokens) -> StreamReplies:
@@ -126,3 +128,30 @@ def routed_proto(routed: inbound.Routed) -> pb.SimulateInboundCallResponse:
     if routed.call is None:
         return pb.SimulateInboundCallResponse(hangup_cause=HANGUP_CAUSE.number(routed.rejected_cause))
     return pb.SimulateInboundCallResponse(call=call_proto(routed.call))
+
+
+def call_settings_proto(settings: CallSettings) -> pb.CallSettings:
+    proto = pb.CallSettings(
+        allowed_countries=settings.allowed_countries,
+        allowed_costly_types=[COSTLY_TYPE.number(name) for name in settings.allowed_costly_types],
+        max_concurrent_calls=settings.max_concurrent_calls,
+        effective_max_concurrent_calls=guards.effective_cap(settings.max_concurrent_calls),
+    )
+    if settings.update_time is not None:
+        proto.update_time.CopyFrom(timestamp(settings.update_time))
+    return proto
+
+
+def _costly_name(number: int) -> str | int:
+    """The rules' name of a CostlyNumberType value; a number the contract does not define stays a number."""
+    value = pb.CostlyNumberType.DESCRIPTOR.values_by_number.get(number)
+    return value.name.removeprefix("COSTLY_NUMBER_TYPE_") if value else number
+
+
+def call_settings_update(request: pb.UpdateCallSettingsRequest) -> guards.SettingsUpdate:
+    changes = changed_fields(request, SETTINGS_FIELDS)
+    return guards.SettingsUpdate(
+        list(request.allowed_countries) if "allowed_countries" in changes else None,
+        [_costly_name(n) for n in request.allowed_costly_types] if "allowed_costly_types" in changes else None,
+        request.max_concurrent_calls if "max_concurrent_calls" in changes else None,
+    )

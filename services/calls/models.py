@@ -1,4 +1,5 @@
-"""The Calls service's tables: calls, their parties and their history labels."""
+"""The Calls service's tables: calls, their parties and their history labels, the runners, and each
+workspace's call settings."""
 
 from __future__ import annotations
 
@@ -94,3 +95,18 @@ class CallRunner(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     start_time: Mapped[datetime] = mapped_column(UtcDateTime)
     heartbeat_time: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CallSettings(Base):
+    """A workspace's toll-fraud guards (guards.py); a workspace without a row has the defaults."""
+
+    __tablename__ = "call_settings"
+
+    workspace_id: Mapped[int] = mapped_column(Id, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    # ISO 3166-1 alpha-2 codes, sorted; empty: every country.
+    allowed_countries: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # guards.COSTLY_TYPES names (CostlyNumberType without its prefix), sorted; empty: none.
+    allowed_costly_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # 0: the deployment's VOXPLANE_CALLS_MAX_CONCURRENT.
+    max_concurrent_calls: Mapped[int] = mapped_column(Integer, default=0)
+    update_time: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -25,7 +25,7 @@ from ..events import watching
 from ..events.feed import EventFeed
 from ..persistence.base import new_ref, utcnow
 from ..persistence.db import Database
-from . import events, heartbeats, inbound, live, liveness, states, steering
+from . import events, guards, heartbeats, inbound, live, liveness, states, steering
 from .caller_id import caller_id_of
 from .directory import Services
 from .gateway import CallGateway, Device, Dial, InboundCall, Origination, Report, SimulatedGateway
@@ -209,17 +209,22 @@ class Runner:
         return self._numbers_and_agents().directory(incoming.api_key, caller.workspace_ref, incoming.time_remaining)
 
     async def create(self, caller: Caller, incoming: Incoming, new: live.NewCall) -> Call:
-        """Places `new`: checks its parties, stores it QUEUED, and gives the network the order. A retry of
-        an earlier create (its request_id) returns the call that one made."""
+        """Places `new`: checks its parties, then, as it stores it QUEUED, the workspace's toll-fraud guards
+        (guards.py), and gives the network the order. A retry of an earlier create (its request_id) returns
+        the call that one made."""
         if new.request_id and await self.db.lookup(
             live.CALL_BY_REQUEST_ID, workspace_id=caller.workspace_id, request_id=new.request_id
         ):
             return await self._earlier_call(caller, new.request_id)
+        destination = guards.destination_of(new.destination)
         caller_id, rings_first = await caller_id_of(new, self._directory(caller, incoming))
+
+        def place(session: Session) -> Call:
+            guards.check_new_call(session, caller.workspace_id, destination)
+            return live.insert_call(session, caller, new, caller_id, self.id)
+
         try:
-            call = await self.db.run_transaction(
-                lambda s: live.insert_call(s, caller, new, caller_id, self.id), write=True
-            )
+            call = await self.db.run_transaction(place, write=True)
         except IntegrityError:  # the request_id's unique key: a concurrent try of the same create won
             return await self._earlier_call(caller, new.request_id)
         self.feed.wake()
@@ -238,12 +243,22 @@ class Runner:
         return earlier
 
     async def control(
-        self, caller: Caller, ref: str, control: states.Control, order: Order, change: live.Change
+        self, caller: Caller, ref: str, control: states.Control, order: Order, change: live.Change,
+        dials: str | None = None,
     ) -> Call:
-        """Checks the call allows `control`, gives the network its order, then stores the change and its
-        events, stamped with the time of the request."""
+        """Checks the call allows `control` and that the workspace's toll-fraud guards let it dial the party
+        `dials` (if any), gives the network its order, then stores the change and its events, stamped with
+        the time of the request."""
         at = utcnow()
-        call = await self.db.run_transaction(lambda s: live.controllable(s, caller, ref, control), write=False)
+        destination = guards.destination_of(dials) if dials else None
+
+        def check(session: Session) -> Call:
+            call = live.controllable(session, caller, ref, control)
+            if destination is not None:
+                guards.check_destination(guards.guards_of(session, caller.workspace_id), destination)
+            return call
+
+        call = await self.db.run_transaction(check, write=False)
         await order(self.gateway, call.ref)
         changed = await self.db.run_transaction(
             lambda s: live.controlled(s, caller, ref, control, change, at), write=True

@@ -20,8 +20,16 @@ from ..core.rpc import Incoming, rpc
 from ..core.servicer import Servicer
 from ..events import watching
 from ..persistence.db import Database
-from . import events, live, states
-from .messages import call_proto, event_replies, new_call_from, routed_proto, simulated_call_from
+from . import events, guards, live, states
+from .messages import (
+    call_proto,
+    call_settings_proto,
+    call_settings_update,
+    event_replies,
+    new_call_from,
+    routed_proto,
+    simulated_call_from,
+)
 from .models import Call
 from .runner import Runner
 from .servicer_history import HistoryRpcs
@@ -104,7 +112,7 @@ class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
         to = live.checked_transfer_target(request.destination)
         return call_proto(await self.runner.control(
             caller, request.ref, Control.TRANSFER, lambda network, ref: network.transfer(ref, to, request.attended),
-            live.transferring(to, request.attended),
+            live.transferring(to, request.attended), dials=to,
         ))
 
     @rpc(Access.WRITE)
@@ -130,6 +138,16 @@ class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
         async for message in watching.stream(self.db, self.runner.feed, self.replies, caller.workspace_id, request,
                                              request.call_ref, start):
             yield message
+
+    @rpc(Access.READ)
+    def GetCallSettings(self, request: pb.GetCallSettingsRequest, caller: Caller, session: Session) -> pb.CallSettings:
+        return call_settings_proto(guards.settings_of(session, caller.workspace_id))
+
+    @rpc(Access.WRITE)
+    def UpdateCallSettings(
+        self, request: pb.UpdateCallSettingsRequest, caller: Caller, session: Session
+    ) -> pb.CallSettings:
+        return call_settings_proto(guards.update_settings(session, caller.workspace_id, call_settings_update(request)))
 
     @rpc(Access.OPERATE)
     async def SimulateInboundCall(

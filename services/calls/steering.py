@@ -10,6 +10,10 @@ is ignored, and so is one that comes when the call has ended. What came of the P
 why there was none) is stored by the Webhooks service (`webhooks.steerings`) and shown on the event's
 delivery; the event itself is still delivered for the record by the Webhooks service's retrying path.
 
+A dial the workspace's toll-fraud guards refuse (a target in a country or of a costly type its call
+settings do not allow: guards.py) is not dialled: the call ends as a hangup reply would end it, and a
+WARNING says why.
+
 Outbound calls are not steered by NEW_CALL: their application placed them with CreateCall and said
 there what it wants; DTMF on them is steered like any other.
 
@@ -28,12 +32,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..core import config
+from ..core.errors import PermissionDenied
 from ..events.models import Event
 from ..persistence.base import utcnow
 from ..persistence.db import Database
 from ..webhooks import posting, steerings
 from ..webhooks.posting import Reply
-from . import live, replies, states
+from . import guards, live, replies, states
 from .gateway import CallGateway, Dial, Gather
 from .models import Call, CallParticipant
 from .states import NetworkEvent
@@ -171,6 +176,9 @@ class Steering:
                 return
             else:
                 instruction = replies.Hangup()
+        if isinstance(instruction, replies.Dial) and (refused := await self._refusal(call, instruction.targets)):
+            log.warning("steering of call %s by %s: %s The call is ended instead.", ref, call.webhook, refused)
+            instruction = replies.Hangup()
         match instruction:
             case replies.Dial(targets=targets, anonymous=anonymous, caller_id=caller_id):
                 dialled = await self._change(ref, _dialling(targets, anonymous, caller_id))
@@ -196,6 +204,23 @@ class Steering:
                 await network.reject(ref, replies.REJECT_CAUSES["rejected"])
             case _:
                 raise AssertionError(f"unhandled instruction {instruction!r}")
+
+    async def _refusal(self, call: Steered, targets: tuple[str, ...]) -> str | None:
+        """Why the workspace's toll-fraud guards refuse to dial one of `targets`; None when they allow all."""
+        destinations = [found for target in targets if (found := guards.destination_of(target))]
+        if not destinations:
+            return None
+
+        def check(session: Session) -> None:
+            allowed = guards.guards_of(session, call.workspace_id)
+            for destination in destinations:
+                guards.check_destination(allowed, destination, "target")
+
+        try:
+            await self.db.run_transaction(check, write=False)
+        except PermissionDenied as refused:
+            return str(refused)
+        return None
 
     async def _change(self, ref: str, change: live.Change) -> Call:
         """Stores what an instruction changed of call `ref`, with its events."""

@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # How long a webhook delivery is retried (the Standard Webhooks schedule ends after about 3 days).
@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # Seconds between a Calls process's heartbeats, the same on every replica: a process silent for six
     # of them is taken for stopped, and its running calls are ended.
     calls_heartbeat: float = 5
+    # How many calls a workspace may have running at once when its call settings' max_concurrent_calls
+    # is 0 (the default): 0, no cap (the deployment's capacity is its carrier's to say; README, "Toll-fraud
+    # guards").
+    calls_max_concurrent: int = Field(default=0, ge=0)
     # The network calls are carried on: `simulated` (the default, no phone is reached) or `sip` (real calls:
     # sippy for SIP, rtpengine for the media; README, "The SIP gateway").
     call_gateway: Literal["simulated", "sip"] = "simulated"

@@ -98,6 +98,10 @@ class PermissionDenied(DomainError):
     pass
 
 
+class ResourceExhausted(DomainError):
+    """A quota or cap of the caller's is used up (e.g. its concurrent calls)."""
+
+
 class Unavailable(DomainError):
     pass
 

@@ -33,6 +33,7 @@ _CODES: dict[type[errors.DomainError], int] = {
     errors.Aborted: code_pb2.ABORTED,
     errors.Unauthenticated: code_pb2.UNAUTHENTICATED,
     errors.PermissionDenied: code_pb2.PERMISSION_DENIED,
+    errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
     errors.Unavailable: code_pb2.UNAVAILABLE,
     errors.Unimplemented: code_pb2.UNIMPLEMENTED,
     errors.Internal: code_pb2.INTERNAL,

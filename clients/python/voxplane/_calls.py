@@ -25,6 +25,8 @@ class _CallsMethods:
     send_dtmf = Method("SendDtmf", pb.SendDtmfRequest, positional="ref")
     redirect_call = Method("RedirectCall", pb.RedirectCallRequest, positional="ref")
     simulate_inbound_call = Method("SimulateInboundCall", pb.SimulateInboundCallRequest)
+    get_call_settings = Method("GetCallSettings", pb.GetCallSettingsRequest)
+    update_call_settings = Method("UpdateCallSettings", pb.UpdateCallSettingsRequest)
 
     list_calls = Method("ListCalls", pb.ListCallsRequest)
     update_call_record = Method("UpdateCallRecord", pb.UpdateCallRecordRequest)

@@ -56,6 +56,10 @@ class PermissionDeniedError(VoxplaneError):
     pass
 
 
+class ResourceExhaustedError(VoxplaneError):
+    """A cap of the workspace's is reached (its concurrent calls): retry once it has room."""
+
+
 class UnavailableError(VoxplaneError):
     """The server or its database could not be reached; safe calls were already retried."""
 
@@ -76,6 +80,7 @@ _BY_CODE: dict[grpc.StatusCode, type[VoxplaneError]] = {
     grpc.StatusCode.ABORTED: AbortedError,
     grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
     grpc.StatusCode.OUT_OF_RANGE: OutOfRangeError,

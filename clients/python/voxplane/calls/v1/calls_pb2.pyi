@@ -28,6 +28,14 @@ Inbound calls: the network reports a call to a number; Calls asks Numbers
 `forward_sip_to`), to its webhook (whose reply decides), or, for a number
 that is unknown or suspended, nowhere (cause NOT_FOUND).
 
+Toll-fraud guards: each workspace's CallSettings say which countries its
+calls may dial, which costly number types (premium rate, shared cost,
+global networks) they may dial, none by default, and how many of its calls
+may run at once. CreateCall and TransferCall refuse a destination the
+settings do not allow (PERMISSION_DENIED naming the rule), and a webhook's
+dial to one is not dialled (the call ends as a hangup reply ends it);
+CreateCall refuses a call over the cap (RESOURCE_EXHAUSTED naming it).
+
 Every RPC needs `authorization: Bearer <api key>` metadata. Errors common
 to every RPC: UNAUTHENTICATED, PERMISSION_DENIED (a `reader` key calling a
 write), UNAVAILABLE. INVALID_ARGUMENT carries a `google.rpc.BadRequest`
@@ -245,6 +253,50 @@ CALL_EVENT_TYPE_TRANSFERRED: CallEventType.ValueType  # 13
 CALL_EVENT_TYPE_REDIRECTED: CallEventType.ValueType  # 14
 """The call's events go to another webhook (`webhook`) from now on."""
 Global___CallEventType: _TypeAlias = CallEventType  # noqa: Y015
+
+class _CostlyNumberType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CostlyNumberTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CostlyNumberType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COSTLY_NUMBER_TYPE_UNSPECIFIED: _CostlyNumberType.ValueType  # 0
+    """Not a type; refused in `allowed_costly_types`."""
+    COSTLY_NUMBER_TYPE_PREMIUM_RATE: _CostlyNumberType.ValueType  # 1
+    """Charged at a premium rate (libphonenumber's PREMIUM_RATE: a US +1 900, a
+    UK 09…).
+    """
+    COSTLY_NUMBER_TYPE_SHARED_COST: _CostlyNumberType.ValueType  # 2
+    """Cost shared between caller and callee (libphonenumber's SHARED_COST: a
+    German 0180, a French 08 4…).
+    """
+    COSTLY_NUMBER_TYPE_GLOBAL_NETWORK: _CostlyNumberType.ValueType  # 3
+    """A number of a global network rather than of a country (satellite phones
+    +881, Inmarsat +870, international networks +882 / +883), but for the
+    free +800.
+    """
+
+class CostlyNumberType(_CostlyNumberType, metaclass=_CostlyNumberTypeEnumTypeWrapper):
+    """A kind of number that costs the caller more than an ordinary call, which a
+    workspace's calls may dial only when its CallSettings allow it.
+    """
+
+COSTLY_NUMBER_TYPE_UNSPECIFIED: CostlyNumberType.ValueType  # 0
+"""Not a type; refused in `allowed_costly_types`."""
+COSTLY_NUMBER_TYPE_PREMIUM_RATE: CostlyNumberType.ValueType  # 1
+"""Charged at a premium rate (libphonenumber's PREMIUM_RATE: a US +1 900, a
+UK 09…).
+"""
+COSTLY_NUMBER_TYPE_SHARED_COST: CostlyNumberType.ValueType  # 2
+"""Cost shared between caller and callee (libphonenumber's SHARED_COST: a
+German 0180, a French 08 4…).
+"""
+COSTLY_NUMBER_TYPE_GLOBAL_NETWORK: CostlyNumberType.ValueType  # 3
+"""A number of a global network rather than of a country (satellite phones
++881, Inmarsat +870, international networks +882 / +883), but for the
+free +800.
+"""
+Global___CostlyNumberType: _TypeAlias = CostlyNumberType  # noqa: Y015
 
 @_typing.final
 class Participant(_message.Message):
@@ -1359,6 +1411,129 @@ class WatchCallEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
 Global___WatchCallEventsResponse: _TypeAlias = WatchCallEventsResponse  # noqa: Y015
+
+@_typing.final
+class CallSettings(_message.Message):
+    """A workspace's call settings: the toll-fraud guards CreateCall,
+    TransferCall and webhooks' dials apply to the numbers they dial.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWED_COUNTRIES_FIELD_NUMBER: _builtins.int
+    ALLOWED_COSTLY_TYPES_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_CALLS_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_MAX_CONCURRENT_CALLS_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    max_concurrent_calls: _builtins.int
+    """At most this many calls of the workspace (inbound ones included) may be
+    running (QUEUED, RINGING, IN_PROGRESS) when CreateCall places one; 0:
+    the deployment's default (VOXPLANE_CALLS_MAX_CONCURRENT).
+    """
+    effective_max_concurrent_calls: _builtins.int
+    """The cap in force: `max_concurrent_calls`, else the deployment's
+    default; 0: no cap.
+    """
+    @_builtins.property
+    def allowed_countries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The countries E.164 destinations may be in, as ISO 3166-1 alpha-2 codes
+        (e.g. "US", "GB"), upper case, sorted; empty: every country. A number of
+        a global network is in no country: with a list, it is refused. SIP URI
+        destinations are not checked.
+        """
+
+    @_builtins.property
+    def allowed_costly_types(self) -> _containers.RepeatedScalarFieldContainer[Global___CostlyNumberType.ValueType]:
+        """The costly number types destinations may be of; empty (the default):
+        none, so every costly destination is refused.
+        """
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the settings last changed; unset while they are the defaults."""
+
+    def __init__(
+        self,
+        *,
+        allowed_countries: _abc.Iterable[_builtins.str] | None = ...,
+        allowed_costly_types: _abc.Iterable[Global___CostlyNumberType.ValueType] | None = ...,
+        max_concurrent_calls: _builtins.int = ...,
+        effective_max_concurrent_calls: _builtins.int = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_costly_types", b"allowed_costly_types", "allowed_countries", b"allowed_countries", "effective_max_concurrent_calls", b"effective_max_concurrent_calls", "max_concurrent_calls", b"max_concurrent_calls", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallSettings: _TypeAlias = CallSettings  # noqa: Y015
+
+@_typing.final
+class GetCallSettingsRequest(_message.Message):
+    """Request of GetCallSettings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCallSettingsRequest: _TypeAlias = GetCallSettingsRequest  # noqa: Y015
+
+@_typing.final
+class UpdateCallSettingsRequest(_message.Message):
+    """Request of UpdateCallSettings: the new values of the settings
+    `update_mask` names.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWED_COUNTRIES_FIELD_NUMBER: _builtins.int
+    ALLOWED_COSTLY_TYPES_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_CALLS_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    max_concurrent_calls: _builtins.int
+    """The cap: 0 (the deployment's default) to 1,000,000; negative is
+    INVALID_ARGUMENT.
+    """
+    @_builtins.property
+    def allowed_countries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The countries, replacing the current ones (at most 250 ISO 3166-1
+        alpha-2 codes, any case); empty: every country.
+        """
+
+    @_builtins.property
+    def allowed_costly_types(self) -> _containers.RepeatedScalarFieldContainer[Global___CostlyNumberType.ValueType]:
+        """The costly types allowed, replacing the current ones; empty: none."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The settings to change, of: allowed_countries, allowed_costly_types,
+        max_concurrent_calls. A named setting left at its default resets it.
+        Without a mask, the settings set to a non-default value are changed.
+        """
+
+    def __init__(
+        self,
+        *,
+        allowed_countries: _abc.Iterable[_builtins.str] | None = ...,
+        allowed_costly_types: _abc.Iterable[Global___CostlyNumberType.ValueType] | None = ...,
+        max_concurrent_calls: _builtins.int = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_costly_types", b"allowed_costly_types", "allowed_countries", b"allowed_countries", "max_concurrent_calls", b"max_concurrent_calls", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateCallSettingsRequest: _TypeAlias = UpdateCallSettingsRequest  # noqa: Y015
 
 @_typing.final
 class SimulateInboundCallRequest(_message.Message):

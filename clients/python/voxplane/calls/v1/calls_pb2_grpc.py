@@ -130,6 +130,16 @@ class CallsStub:
                 request_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.WatchCallEventsRequest.SerializeToString,
                 response_deserializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.WatchCallEventsResponse.FromString,
                 _registered_method=True)
+        self.GetCallSettings = channel.unary_unary(
+                '/voxplane.calls.v1.Calls/GetCallSettings',
+                request_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.GetCallSettingsRequest.SerializeToString,
+                response_deserializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.CallSettings.FromString,
+                _registered_method=True)
+        self.UpdateCallSettings = channel.unary_unary(
+                '/voxplane.calls.v1.Calls/UpdateCallSettings',
+                request_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.UpdateCallSettingsRequest.SerializeToString,
+                response_deserializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.CallSettings.FromString,
+                _registered_method=True)
         self.SimulateInboundCall = channel.unary_unary(
                 '/voxplane.calls.v1.Calls/SimulateInboundCall',
                 request_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.SimulateInboundCallRequest.SerializeToString,
@@ -151,8 +161,11 @@ class CallsServicer:
         Errors: INVALID_ARGUMENT (a combination of source / caller_id /
         device_id that is not allowed, a `source`, `caller_id` or `device_id`
         that is not the workspace's, a `destination` that is neither E.164 nor a
-        SIP URI, a timeout out of range). A retry with the same `request_id`
-        returns the first call.
+        SIP URI, a timeout out of range), PERMISSION_DENIED (a `destination` in a
+        country or of a costly type the workspace's CallSettings do not allow),
+        RESOURCE_EXHAUSTED (the workspace has as many calls running as its
+        concurrent-call cap). A retry with the same `request_id` returns the
+        first call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -228,7 +241,9 @@ class CallsServicer:
     def TransferCall(self, request, context):
         """Transfers a call in progress to another party, blind or attended.
         A completed blind transfer ends this call with cause FORWARDED.
-        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION,
+        PERMISSION_DENIED (a `destination` the workspace's CallSettings do not
+        allow, as for CreateCall).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -305,6 +320,24 @@ class CallsServicer:
         range), NOT_FOUND (`call_ref` is not a call of the workspace),
         OUT_OF_RANGE (the cursor is older than the events kept: start over
         without one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCallSettings(self, request, context):
+        """The workspace's call settings (its toll-fraud guards); the defaults
+        while they were never changed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCallSettings(self, request, context):
+        """Changes the call settings `update_mask` names (or, without one, those
+        set). Errors: INVALID_ARGUMENT (a country that is not an ISO 3166-1
+        alpha-2 code, an unspecified costly type, a negative cap, an unknown
+        `update_mask` path).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -415,6 +448,16 @@ def add_CallsServicer_to_server(servicer, server):
                     servicer.WatchCallEvents,
                     request_deserializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.WatchCallEventsRequest.FromString,
                     response_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.WatchCallEventsResponse.SerializeToString,
+            ),
+            'GetCallSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCallSettings,
+                    request_deserializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.GetCallSettingsRequest.FromString,
+                    response_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.CallSettings.SerializeToString,
+            ),
+            'UpdateCallSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCallSettings,
+                    request_deserializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.UpdateCallSettingsRequest.FromString,
+                    response_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.CallSettings.SerializeToString,
             ),
             'SimulateInboundCall': grpc.unary_unary_rpc_method_handler(
                     servicer.SimulateInboundCall,
@@ -914,6 +957,60 @@ class Calls:
             '/voxplane.calls.v1.Calls/WatchCallEvents',
             voxplane_dot_calls_dot_v1_dot_calls__pb2.WatchCallEventsRequest.SerializeToString,
             voxplane_dot_calls_dot_v1_dot_calls__pb2.WatchCallEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCallSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.calls.v1.Calls/GetCallSettings',
+            voxplane_dot_calls_dot_v1_dot_calls__pb2.GetCallSettingsRequest.SerializeToString,
+            voxplane_dot_calls_dot_v1_dot_calls__pb2.CallSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCallSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.calls.v1.Calls/UpdateCallSettings',
+            voxplane_dot_calls_dot_v1_dot_calls__pb2.UpdateCallSettingsRequest.SerializeToString,
+            voxplane_dot_calls_dot_v1_dot_calls__pb2.CallSettings.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,6 +28,14 @@ Inbound calls: the network reports a call to a number; Calls asks Numbers
 `forward_sip_to`), to its webhook (whose reply decides), or, for a number
 that is unknown or suspended, nowhere (cause NOT_FOUND).
 
+Toll-fraud guards: each workspace's CallSettings say which countries its
+calls may dial, which costly number types (premium rate, shared cost,
+global networks) they may dial, none by default, and how many of its calls
+may run at once. CreateCall and TransferCall refuse a destination the
+settings do not allow (PERMISSION_DENIED naming the rule), and a webhook's
+dial to one is not dialled (the call ends as a hangup reply ends it);
+CreateCall refuses a call over the cap (RESOURCE_EXHAUSTED naming it).
+
 Every RPC needs `authorization: Bearer <api key>` metadata. Errors common
 to every RPC: UNAUTHENTICATED, PERMISSION_DENIED (a `reader` key calling a
 write), UNAVAILABLE. INVALID_ARGUMENT carries a `google.rpc.BadRequest`
@@ -76,8 +84,11 @@ class CallsStub:
     Errors: INVALID_ARGUMENT (a combination of source / caller_id /
     device_id that is not allowed, a `source`, `caller_id` or `device_id`
     that is not the workspace's, a `destination` that is neither E.164 nor a
-    SIP URI, a timeout out of range). A retry with the same `request_id`
-    returns the first call.
+    SIP URI, a timeout out of range), PERMISSION_DENIED (a `destination` in a
+    country or of a costly type the workspace's CallSettings do not allow),
+    RESOURCE_EXHAUSTED (the workspace has as many calls running as its
+    concurrent-call cap). A retry with the same `request_id` returns the
+    first call.
     """
     GetCall: _grpc.UnaryUnaryMultiCallable[_calls_pb2.GetCallRequest, _calls_pb2.Call]
     """Returns one call of the caller's workspace.
@@ -117,7 +128,9 @@ class CallsStub:
     TransferCall: _grpc.UnaryUnaryMultiCallable[_calls_pb2.TransferCallRequest, _calls_pb2.Call]
     """Transfers a call in progress to another party, blind or attended.
     A completed blind transfer ends this call with cause FORWARDED.
-    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION,
+    PERMISSION_DENIED (a `destination` the workspace's CallSettings do not
+    allow, as for CreateCall).
     """
     SendDtmf: _grpc.UnaryUnaryMultiCallable[_calls_pb2.SendDtmfRequest, _calls_pb2.Call]
     """Sends DTMF digits (0-9 * # A-D, up to 64) into a call in progress.
@@ -163,6 +176,16 @@ class CallsStub:
     OUT_OF_RANGE (the cursor is older than the events kept: start over
     without one).
     """
+    GetCallSettings: _grpc.UnaryUnaryMultiCallable[_calls_pb2.GetCallSettingsRequest, _calls_pb2.CallSettings]
+    """The workspace's call settings (its toll-fraud guards); the defaults
+    while they were never changed.
+    """
+    UpdateCallSettings: _grpc.UnaryUnaryMultiCallable[_calls_pb2.UpdateCallSettingsRequest, _calls_pb2.CallSettings]
+    """Changes the call settings `update_mask` names (or, without one, those
+    set). Errors: INVALID_ARGUMENT (a country that is not an ISO 3166-1
+    alpha-2 code, an unspecified costly type, a negative cap, an unknown
+    `update_mask` path).
+    """
     SimulateInboundCall: _grpc.UnaryUnaryMultiCallable[_calls_pb2.SimulateInboundCallRequest, _calls_pb2.SimulateInboundCallResponse]
     """SIMULATED NETWORK ONLY: injects an inbound call from `source` to
     `destination`, as the network would report it, and returns once Calls
@@ -189,8 +212,11 @@ class CallsAsyncStub(CallsStub):
     Errors: INVALID_ARGUMENT (a combination of source / caller_id /
     device_id that is not allowed, a `source`, `caller_id` or `device_id`
     that is not the workspace's, a `destination` that is neither E.164 nor a
-    SIP URI, a timeout out of range). A retry with the same `request_id`
-    returns the first call.
+    SIP URI, a timeout out of range), PERMISSION_DENIED (a `destination` in a
+    country or of a costly type the workspace's CallSettings do not allow),
+    RESOURCE_EXHAUSTED (the workspace has as many calls running as its
+    concurrent-call cap). A retry with the same `request_id` returns the
+    first call.
     """
     GetCall: _aio.UnaryUnaryMultiCallable[_calls_pb2.GetCallRequest, _calls_pb2.Call]  # type: ignore[assignment]
     """Returns one call of the caller's workspace.
@@ -230,7 +256,9 @@ class CallsAsyncStub(CallsStub):
     TransferCall: _aio.UnaryUnaryMultiCallable[_calls_pb2.TransferCallRequest, _calls_pb2.Call]  # type: ignore[assignment]
     """Transfers a call in progress to another party, blind or attended.
     A completed blind transfer ends this call with cause FORWARDED.
-    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION,
+    PERMISSION_DENIED (a `destination` the workspace's CallSettings do not
+    allow, as for CreateCall).
     """
     SendDtmf: _aio.UnaryUnaryMultiCallable[_calls_pb2.SendDtmfRequest, _calls_pb2.Call]  # type: ignore[assignment]
     """Sends DTMF digits (0-9 * # A-D, up to 64) into a call in progress.
@@ -276,6 +304,16 @@ class CallsAsyncStub(CallsStub):
     OUT_OF_RANGE (the cursor is older than the events kept: start over
     without one).
     """
+    GetCallSettings: _aio.UnaryUnaryMultiCallable[_calls_pb2.GetCallSettingsRequest, _calls_pb2.CallSettings]  # type: ignore[assignment]
+    """The workspace's call settings (its toll-fraud guards); the defaults
+    while they were never changed.
+    """
+    UpdateCallSettings: _aio.UnaryUnaryMultiCallable[_calls_pb2.UpdateCallSettingsRequest, _calls_pb2.CallSettings]  # type: ignore[assignment]
+    """Changes the call settings `update_mask` names (or, without one, those
+    set). Errors: INVALID_ARGUMENT (a country that is not an ISO 3166-1
+    alpha-2 code, an unspecified costly type, a negative cap, an unknown
+    `update_mask` path).
+    """
     SimulateInboundCall: _aio.UnaryUnaryMultiCallable[_calls_pb2.SimulateInboundCallRequest, _calls_pb2.SimulateInboundCallResponse]  # type: ignore[assignment]
     """SIMULATED NETWORK ONLY: injects an inbound call from `source` to
     `destination`, as the network would report it, and returns once Calls
@@ -305,8 +343,11 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
         Errors: INVALID_ARGUMENT (a combination of source / caller_id /
         device_id that is not allowed, a `source`, `caller_id` or `device_id`
         that is not the workspace's, a `destination` that is neither E.164 nor a
-        SIP URI, a timeout out of range). A retry with the same `request_id`
-        returns the first call.
+        SIP URI, a timeout out of range), PERMISSION_DENIED (a `destination` in a
+        country or of a costly type the workspace's CallSettings do not allow),
+        RESOURCE_EXHAUSTED (the workspace has as many calls running as its
+        concurrent-call cap). A retry with the same `request_id` returns the
+        first call.
         """
 
     @_abc_1.abstractmethod
@@ -400,7 +441,9 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_calls_pb2.Call, _abc.Awaitable[_calls_pb2.Call]]:
         """Transfers a call in progress to another party, blind or attended.
         A completed blind transfer ends this call with cause FORWARDED.
-        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION,
+        PERMISSION_DENIED (a `destination` the workspace's CallSettings do not
+        allow, as for CreateCall).
         """
 
     @_abc_1.abstractmethod
@@ -493,6 +536,28 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
         range), NOT_FOUND (`call_ref` is not a call of the workspace),
         OUT_OF_RANGE (the cursor is older than the events kept: start over
         without one).
+        """
+
+    @_abc_1.abstractmethod
+    def GetCallSettings(
+        self,
+        request: _calls_pb2.GetCallSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_calls_pb2.CallSettings, _abc.Awaitable[_calls_pb2.CallSettings]]:
+        """The workspace's call settings (its toll-fraud guards); the defaults
+        while they were never changed.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateCallSettings(
+        self,
+        request: _calls_pb2.UpdateCallSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_calls_pb2.CallSettings, _abc.Awaitable[_calls_pb2.CallSettings]]:
+        """Changes the call settings `update_mask` names (or, without one, those
+        set). Errors: INVALID_ARGUMENT (a country that is not an ISO 3166-1
+        alpha-2 code, an unspecified costly type, a negative cap, an unknown
+        `update_mask` path).
         """
 
     @_abc_1.abstractmethod

@@ -56,6 +56,14 @@ export const protobufFileName = "voxplane/calls/v1/calls.proto";
  * `forward_sip_to`), to its webhook (whose reply decides), or, for a number
  * that is unknown or suspended, nowhere (cause NOT_FOUND).
  *
+ * Toll-fraud guards: each workspace's CallSettings say which countries its
+ * calls may dial, which costly number types (premium rate, shared cost,
+ * global networks) they may dial, none by default, and how many of its calls
+ * may run at once. CreateCall and TransferCall refuse a destination the
+ * settings do not allow (PERMISSION_DENIED naming the rule), and a webhook's
+ * dial to one is not dialled (the call ends as a hangup reply ends it);
+ * CreateCall refuses a call over the cap (RESOURCE_EXHAUSTED naming it).
+ *
  * Every RPC needs `authorization: Bearer <api key>` metadata. Errors common
  * to every RPC: UNAUTHENTICATED, PERMISSION_DENIED (a `reader` key calling a
  * write), UNAVAILABLE. INVALID_ARGUMENT carries a `google.rpc.BadRequest`
@@ -567,6 +575,95 @@ export function callEventTypeToNumber(object: CallEventType): number {
   }
 }
 
+/**
+ * A kind of number that costs the caller more than an ordinary call, which a
+ * workspace's calls may dial only when its CallSettings allow it.
+ */
+export const CostlyNumberType = {
+  /** COSTLY_NUMBER_TYPE_UNSPECIFIED - Not a type; refused in `allowed_costly_types`. */
+  COSTLY_NUMBER_TYPE_UNSPECIFIED: "COSTLY_NUMBER_TYPE_UNSPECIFIED",
+  /**
+   * COSTLY_NUMBER_TYPE_PREMIUM_RATE - Charged at a premium rate (libphonenumber's PREMIUM_RATE: a US +1 900, a
+   * UK 09…).
+   */
+  COSTLY_NUMBER_TYPE_PREMIUM_RATE: "COSTLY_NUMBER_TYPE_PREMIUM_RATE",
+  /**
+   * COSTLY_NUMBER_TYPE_SHARED_COST - Cost shared between caller and callee (libphonenumber's SHARED_COST: a
+   * German 0180, a French 08 4…).
+   */
+  COSTLY_NUMBER_TYPE_SHARED_COST: "COSTLY_NUMBER_TYPE_SHARED_COST",
+  /**
+   * COSTLY_NUMBER_TYPE_GLOBAL_NETWORK - A number of a global network rather than of a country (satellite phones
+   * +881, Inmarsat +870, international networks +882 / +883), but for the
+   * free +800.
+   */
+  COSTLY_NUMBER_TYPE_GLOBAL_NETWORK: "COSTLY_NUMBER_TYPE_GLOBAL_NETWORK",
+  UNRECOGNIZED: "UNRECOGNIZED",
+} as const;
+
+export type CostlyNumberType = typeof CostlyNumberType[keyof typeof CostlyNumberType];
+
+export namespace CostlyNumberType {
+  export type COSTLY_NUMBER_TYPE_UNSPECIFIED = typeof CostlyNumberType.COSTLY_NUMBER_TYPE_UNSPECIFIED;
+  export type COSTLY_NUMBER_TYPE_PREMIUM_RATE = typeof CostlyNumberType.COSTLY_NUMBER_TYPE_PREMIUM_RATE;
+  export type COSTLY_NUMBER_TYPE_SHARED_COST = typeof CostlyNumberType.COSTLY_NUMBER_TYPE_SHARED_COST;
+  export type COSTLY_NUMBER_TYPE_GLOBAL_NETWORK = typeof CostlyNumberType.COSTLY_NUMBER_TYPE_GLOBAL_NETWORK;
+  export type UNRECOGNIZED = typeof CostlyNumberType.UNRECOGNIZED;
+}
+
+export function costlyNumberTypeFromJSON(object: any): CostlyNumberType {
+  switch (object) {
+    case 0:
+    case "COSTLY_NUMBER_TYPE_UNSPECIFIED":
+      return CostlyNumberType.COSTLY_NUMBER_TYPE_UNSPECIFIED;
+    case 1:
+    case "COSTLY_NUMBER_TYPE_PREMIUM_RATE":
+      return CostlyNumberType.COSTLY_NUMBER_TYPE_PREMIUM_RATE;
+    case 2:
+    case "COSTLY_NUMBER_TYPE_SHARED_COST":
+      return CostlyNumberType.COSTLY_NUMBER_TYPE_SHARED_COST;
+    case 3:
+    case "COSTLY_NUMBER_TYPE_GLOBAL_NETWORK":
+      return CostlyNumberType.COSTLY_NUMBER_TYPE_GLOBAL_NETWORK;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return CostlyNumberType.UNRECOGNIZED;
+  }
+}
+
+export function costlyNumberTypeToJSON(object: CostlyNumberType): string {
+  switch (object) {
+    case CostlyNumberType.COSTLY_NUMBER_TYPE_UNSPECIFIED:
+      return "COSTLY_NUMBER_TYPE_UNSPECIFIED";
+    case CostlyNumberType.COSTLY_NUMBER_TYPE_PREMIUM_RATE:
+      return "COSTLY_NUMBER_TYPE_PREMIUM_RATE";
+    case CostlyNumberType.COSTLY_NUMBER_TYPE_SHARED_COST:
+      return "COSTLY_NUMBER_TYPE_SHARED_COST";
+    case CostlyNumberType.COSTLY_NUMBER_TYPE_GLOBAL_NETWORK:
+      return "COSTLY_NUMBER_TYPE_GLOBAL_NETWORK";
+    case CostlyNumberType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export function costlyNumberTypeToNumber(object: CostlyNumberType): number {
+  switch (object) {
+    case CostlyNumberType.COSTLY_NUMBER_TYPE_UNSPECIFIED:
+      return 0;
+    case CostlyNumberType.COSTLY_NUMBER_TYPE_PREMIUM_RATE:
+      return 1;
+    case CostlyNumberType.COSTLY_NUMBER_TYPE_SHARED_COST:
+      return 2;
+    case CostlyNumberType.COSTLY_NUMBER_TYPE_GLOBAL_NETWORK:
+      return 3;
+    case CostlyNumberType.UNRECOGNIZED:
+    default:
+      return -1;
+  }
+}
+
 /** One party of a call. */
 export interface Participant {
   /** E.164 number, SIP URI, or agent ref of the party. */
@@ -1001,6 +1098,67 @@ export interface WatchCallEventsResponse {
     | undefined;
   /** Nothing happened for a while. */
   heartbeat?: StreamHeartbeat | undefined;
+}
+
+/**
+ * A workspace's call settings: the toll-fraud guards CreateCall,
+ * TransferCall and webhooks' dials apply to the numbers they dial.
+ */
+export interface CallSettings {
+  /**
+   * The countries E.164 destinations may be in, as ISO 3166-1 alpha-2 codes
+   * (e.g. "US", "GB"), upper case, sorted; empty: every country. A number of
+   * a global network is in no country: with a list, it is refused. SIP URI
+   * destinations are not checked.
+   */
+  allowedCountries: string[];
+  /**
+   * The costly number types destinations may be of; empty (the default):
+   * none, so every costly destination is refused.
+   */
+  allowedCostlyTypes: CostlyNumberType[];
+  /**
+   * At most this many calls of the workspace (inbound ones included) may be
+   * running (QUEUED, RINGING, IN_PROGRESS) when CreateCall places one; 0:
+   * the deployment's default (VOXPLANE_CALLS_MAX_CONCURRENT).
+   */
+  maxConcurrentCalls: number;
+  /**
+   * The cap in force: `max_concurrent_calls`, else the deployment's
+   * default; 0: no cap.
+   */
+  effectiveMaxConcurrentCalls: number;
+  /** When the settings last changed; unset while they are the defaults. */
+  updateTime?: Date | undefined;
+}
+
+/** Request of GetCallSettings. */
+export interface GetCallSettingsRequest {
+}
+
+/**
+ * Request of UpdateCallSettings: the new values of the settings
+ * `update_mask` names.
+ */
+export interface UpdateCallSettingsRequest {
+  /**
+   * The countries, replacing the current ones (at most 250 ISO 3166-1
+   * alpha-2 codes, any case); empty: every country.
+   */
+  allowedCountries: string[];
+  /** The costly types allowed, replacing the current ones; empty: none. */
+  allowedCostlyTypes: CostlyNumberType[];
+  /**
+   * The cap: 0 (the deployment's default) to 1,000,000; negative is
+   * INVALID_ARGUMENT.
+   */
+  maxConcurrentCalls: number;
+  /**
+   * The settings to change, of: allowed_countries, allowed_costly_types,
+   * max_concurrent_calls. A named setting left at its default resets it.
+   * Without a mask, the settings set to a non-default value are changed.
+   */
+  updateMask?: string[] | undefined;
 }
 
 /** Request of SimulateInboundCall. */
@@ -4800,6 +4958,378 @@ export const WatchCallEventsResponse: MessageFns<WatchCallEventsResponse> = {
   },
 };
 
+function createBaseCallSettings(): CallSettings {
+  return {
+    allowedCountries: [],
+    allowedCostlyTypes: [],
+    maxConcurrentCalls: 0,
+    effectiveMaxConcurrentCalls: 0,
+    updateTime: undefined,
+  };
+}
+
+export const CallSettings: MessageFns<CallSettings> = {
+  encode(message: CallSettings, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.allowedCountries) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.allowedCostlyTypes.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.allowedCostlyTypes) {
+        writer.int32(costlyNumberTypeToNumber(v));
+      }
+      writer.join();
+    }
+    if (message.maxConcurrentCalls !== 0) {
+      writer.uint32(24).int32(message.maxConcurrentCalls);
+    }
+    if (message.effectiveMaxConcurrentCalls !== 0) {
+      writer.uint32(32).int32(message.effectiveMaxConcurrentCalls);
+    }
+    if (message.updateTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CallSettings {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCallSettings();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.allowedCountries.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.allowedCostlyTypes.push(costlyNumberTypeFromJSON(reader.int32()));
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.allowedCostlyTypes.push(costlyNumberTypeFromJSON(reader.int32()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxConcurrentCalls = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.effectiveMaxConcurrentCalls = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CallSettings {
+    return {
+      allowedCountries: globalThis.Array.isArray(object?.allowedCountries)
+        ? object.allowedCountries.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.allowed_countries)
+        ? object.allowed_countries.map((e: any) => globalThis.String(e))
+        : [],
+      allowedCostlyTypes: globalThis.Array.isArray(object?.allowedCostlyTypes)
+        ? object.allowedCostlyTypes.map((e: any) => costlyNumberTypeFromJSON(e))
+        : globalThis.Array.isArray(object?.allowed_costly_types)
+        ? object.allowed_costly_types.map((e: any) => costlyNumberTypeFromJSON(e))
+        : [],
+      maxConcurrentCalls: isSet(object.maxConcurrentCalls)
+        ? globalThis.Number(object.maxConcurrentCalls)
+        : isSet(object.max_concurrent_calls)
+        ? globalThis.Number(object.max_concurrent_calls)
+        : 0,
+      effectiveMaxConcurrentCalls: isSet(object.effectiveMaxConcurrentCalls)
+        ? globalThis.Number(object.effectiveMaxConcurrentCalls)
+        : isSet(object.effective_max_concurrent_calls)
+        ? globalThis.Number(object.effective_max_concurrent_calls)
+        : 0,
+      updateTime: isSet(object.updateTime)
+        ? fromJsonTimestamp(object.updateTime)
+        : isSet(object.update_time)
+        ? fromJsonTimestamp(object.update_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: CallSettings): unknown {
+    const obj: any = {};
+    if (message.allowedCountries?.length) {
+      obj.allowedCountries = message.allowedCountries;
+    }
+    if (message.allowedCostlyTypes?.length) {
+      obj.allowedCostlyTypes = message.allowedCostlyTypes.map((e) => costlyNumberTypeToJSON(e));
+    }
+    if (message.maxConcurrentCalls !== 0) {
+      obj.maxConcurrentCalls = Math.round(message.maxConcurrentCalls);
+    }
+    if (message.effectiveMaxConcurrentCalls !== 0) {
+      obj.effectiveMaxConcurrentCalls = Math.round(message.effectiveMaxConcurrentCalls);
+    }
+    if (message.updateTime !== undefined) {
+      obj.updateTime = message.updateTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CallSettings>, I>>(base?: I): CallSettings {
+    return CallSettings.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CallSettings>, I>>(object: I): CallSettings {
+    const message = createBaseCallSettings();
+    message.allowedCountries = object.allowedCountries?.map((e) => e) || [];
+    message.allowedCostlyTypes = object.allowedCostlyTypes?.map((e) => e) || [];
+    message.maxConcurrentCalls = object.maxConcurrentCalls ?? 0;
+    message.effectiveMaxConcurrentCalls = object.effectiveMaxConcurrentCalls ?? 0;
+    message.updateTime = object.updateTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseGetCallSettingsRequest(): GetCallSettingsRequest {
+  return {};
+}
+
+export const GetCallSettingsRequest: MessageFns<GetCallSettingsRequest> = {
+  encode(_: GetCallSettingsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetCallSettingsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetCallSettingsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): GetCallSettingsRequest {
+    return {};
+  },
+
+  toJSON(_: GetCallSettingsRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetCallSettingsRequest>, I>>(base?: I): GetCallSettingsRequest {
+    return GetCallSettingsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetCallSettingsRequest>, I>>(_: I): GetCallSettingsRequest {
+    const message = createBaseGetCallSettingsRequest();
+    return message;
+  },
+};
+
+function createBaseUpdateCallSettingsRequest(): UpdateCallSettingsRequest {
+  return { allowedCountries: [], allowedCostlyTypes: [], maxConcurrentCalls: 0, updateMask: undefined };
+}
+
+export const UpdateCallSettingsRequest: MessageFns<UpdateCallSettingsRequest> = {
+  encode(message: UpdateCallSettingsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.allowedCountries) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.allowedCostlyTypes.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.allowedCostlyTypes) {
+        writer.int32(costlyNumberTypeToNumber(v));
+      }
+      writer.join();
+    }
+    if (message.maxConcurrentCalls !== 0) {
+      writer.uint32(24).int32(message.maxConcurrentCalls);
+    }
+    if (message.updateMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.updateMask), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateCallSettingsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateCallSettingsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.allowedCountries.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.allowedCostlyTypes.push(costlyNumberTypeFromJSON(reader.int32()));
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.allowedCostlyTypes.push(costlyNumberTypeFromJSON(reader.int32()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxConcurrentCalls = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.updateMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateCallSettingsRequest {
+    return {
+      allowedCountries: globalThis.Array.isArray(object?.allowedCountries)
+        ? object.allowedCountries.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.allowed_countries)
+        ? object.allowed_countries.map((e: any) => globalThis.String(e))
+        : [],
+      allowedCostlyTypes: globalThis.Array.isArray(object?.allowedCostlyTypes)
+        ? object.allowedCostlyTypes.map((e: any) => costlyNumberTypeFromJSON(e))
+        : globalThis.Array.isArray(object?.allowed_costly_types)
+        ? object.allowed_costly_types.map((e: any) => costlyNumberTypeFromJSON(e))
+        : [],
+      maxConcurrentCalls: isSet(object.maxConcurrentCalls)
+        ? globalThis.Number(object.maxConcurrentCalls)
+        : isSet(object.max_concurrent_calls)
+        ? globalThis.Number(object.max_concurrent_calls)
+        : 0,
+      updateMask: isSet(object.updateMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.updateMask))
+        : isSet(object.update_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.update_mask))
+        : undefined,
+    };
+  },
+
+  toJSON(message: UpdateCallSettingsRequest): unknown {
+    const obj: any = {};
+    if (message.allowedCountries?.length) {
+      obj.allowedCountries = message.allowedCountries;
+    }
+    if (message.allowedCostlyTypes?.length) {
+      obj.allowedCostlyTypes = message.allowedCostlyTypes.map((e) => costlyNumberTypeToJSON(e));
+    }
+    if (message.maxConcurrentCalls !== 0) {
+      obj.maxConcurrentCalls = Math.round(message.maxConcurrentCalls);
+    }
+    if (message.updateMask !== undefined) {
+      obj.updateMask = FieldMask.toJSON(FieldMask.wrap(message.updateMask));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateCallSettingsRequest>, I>>(base?: I): UpdateCallSettingsRequest {
+    return UpdateCallSettingsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateCallSettingsRequest>, I>>(object: I): UpdateCallSettingsRequest {
+    const message = createBaseUpdateCallSettingsRequest();
+    message.allowedCountries = object.allowedCountries?.map((e) => e) || [];
+    message.allowedCostlyTypes = object.allowedCostlyTypes?.map((e) => e) || [];
+    message.maxConcurrentCalls = object.maxConcurrentCalls ?? 0;
+    message.updateMask = object.updateMask ?? undefined;
+    return message;
+  },
+};
+
 function createBaseSimulateInboundCallRequest(): SimulateInboundCallRequest {
   return { source: "", destination: "", digits: "" };
 }
@@ -5008,8 +5538,11 @@ export const CallsDefinition = {
      * Errors: INVALID_ARGUMENT (a combination of source / caller_id /
      * device_id that is not allowed, a `source`, `caller_id` or `device_id`
      * that is not the workspace's, a `destination` that is neither E.164 nor a
-     * SIP URI, a timeout out of range). A retry with the same `request_id`
-     * returns the first call.
+     * SIP URI, a timeout out of range), PERMISSION_DENIED (a `destination` in a
+     * country or of a costly type the workspace's CallSettings do not allow),
+     * RESOURCE_EXHAUSTED (the workspace has as many calls running as its
+     * concurrent-call cap). A retry with the same `request_id` returns the
+     * first call.
      */
     createCall: {
       name: "CreateCall",
@@ -5121,7 +5654,9 @@ export const CallsDefinition = {
     /**
      * Transfers a call in progress to another party, blind or attended.
      * A completed blind transfer ends this call with cause FORWARDED.
-     * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+     * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION,
+     * PERMISSION_DENIED (a `destination` the workspace's CallSettings do not
+     * allow, as for CreateCall).
      */
     transferCall: {
       name: "TransferCall",
@@ -5240,6 +5775,32 @@ export const CallsDefinition = {
       options: {},
     },
     /**
+     * The workspace's call settings (its toll-fraud guards); the defaults
+     * while they were never changed.
+     */
+    getCallSettings: {
+      name: "GetCallSettings",
+      requestType: GetCallSettingsRequest as typeof GetCallSettingsRequest,
+      requestStream: false,
+      responseType: CallSettings as typeof CallSettings,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * Changes the call settings `update_mask` names (or, without one, those
+     * set). Errors: INVALID_ARGUMENT (a country that is not an ISO 3166-1
+     * alpha-2 code, an unspecified costly type, a negative cap, an unknown
+     * `update_mask` path).
+     */
+    updateCallSettings: {
+      name: "UpdateCallSettings",
+      requestType: UpdateCallSettingsRequest as typeof UpdateCallSettingsRequest,
+      requestStream: false,
+      responseType: CallSettings as typeof CallSettings,
+      responseStream: false,
+      options: {},
+    },
+    /**
      * SIMULATED NETWORK ONLY: injects an inbound call from `source` to
      * `destination`, as the network would report it, and returns once Calls
      * has routed it. Needs an operator key (it acts for the network, whatever
@@ -5274,8 +5835,11 @@ export const CallsService = {
    * Errors: INVALID_ARGUMENT (a combination of source / caller_id /
    * device_id that is not allowed, a `source`, `caller_id` or `device_id`
    * that is not the workspace's, a `destination` that is neither E.164 nor a
-   * SIP URI, a timeout out of range). A retry with the same `request_id`
-   * returns the first call.
+   * SIP URI, a timeout out of range), PERMISSION_DENIED (a `destination` in a
+   * country or of a costly type the workspace's CallSettings do not allow),
+   * RESOURCE_EXHAUSTED (the workspace has as many calls running as its
+   * concurrent-call cap). A retry with the same `request_id` returns the
+   * first call.
    */
   createCall: {
     path: "/voxplane.calls.v1.Calls/CreateCall" as const,
@@ -5398,7 +5962,9 @@ export const CallsService = {
   /**
    * Transfers a call in progress to another party, blind or attended.
    * A completed blind transfer ends this call with cause FORWARDED.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION,
+   * PERMISSION_DENIED (a `destination` the workspace's CallSettings do not
+   * allow, as for CreateCall).
    */
   transferCall: {
     path: "/voxplane.calls.v1.Calls/TransferCall" as const,
@@ -5534,6 +6100,36 @@ export const CallsService = {
     responseDeserialize: (value: Buffer): WatchCallEventsResponse => WatchCallEventsResponse.decode(value),
   },
   /**
+   * The workspace's call settings (its toll-fraud guards); the defaults
+   * while they were never changed.
+   */
+  getCallSettings: {
+    path: "/voxplane.calls.v1.Calls/GetCallSettings" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetCallSettingsRequest): Buffer =>
+      Buffer.from(GetCallSettingsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetCallSettingsRequest => GetCallSettingsRequest.decode(value),
+    responseSerialize: (value: CallSettings): Buffer => Buffer.from(CallSettings.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CallSettings => CallSettings.decode(value),
+  },
+  /**
+   * Changes the call settings `update_mask` names (or, without one, those
+   * set). Errors: INVALID_ARGUMENT (a country that is not an ISO 3166-1
+   * alpha-2 code, an unspecified costly type, a negative cap, an unknown
+   * `update_mask` path).
+   */
+  updateCallSettings: {
+    path: "/voxplane.calls.v1.Calls/UpdateCallSettings" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateCallSettingsRequest): Buffer =>
+      Buffer.from(UpdateCallSettingsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateCallSettingsRequest => UpdateCallSettingsRequest.decode(value),
+    responseSerialize: (value: CallSettings): Buffer => Buffer.from(CallSettings.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CallSettings => CallSettings.decode(value),
+  },
+  /**
    * SIMULATED NETWORK ONLY: injects an inbound call from `source` to
    * `destination`, as the network would report it, and returns once Calls
    * has routed it. Needs an operator key (it acts for the network, whatever
@@ -5561,8 +6157,11 @@ export interface CallsServer extends UntypedServiceImplementation {
    * Errors: INVALID_ARGUMENT (a combination of source / caller_id /
    * device_id that is not allowed, a `source`, `caller_id` or `device_id`
    * that is not the workspace's, a `destination` that is neither E.164 nor a
-   * SIP URI, a timeout out of range). A retry with the same `request_id`
-   * returns the first call.
+   * SIP URI, a timeout out of range), PERMISSION_DENIED (a `destination` in a
+   * country or of a costly type the workspace's CallSettings do not allow),
+   * RESOURCE_EXHAUSTED (the workspace has as many calls running as its
+   * concurrent-call cap). A retry with the same `request_id` returns the
+   * first call.
    */
   createCall: handleUnaryCall<CreateCallRequest, Call>;
   /**
@@ -5611,7 +6210,9 @@ export interface CallsServer extends UntypedServiceImplementation {
   /**
    * Transfers a call in progress to another party, blind or attended.
    * A completed blind transfer ends this call with cause FORWARDED.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION,
+   * PERMISSION_DENIED (a `destination` the workspace's CallSettings do not
+   * allow, as for CreateCall).
    */
   transferCall: handleUnaryCall<TransferCallRequest, Call>;
   /**
@@ -5667,6 +6268,18 @@ export interface CallsServer extends UntypedServiceImplementation {
    */
   watchCallEvents: handleServerStreamingCall<WatchCallEventsRequest, WatchCallEventsResponse>;
   /**
+   * The workspace's call settings (its toll-fraud guards); the defaults
+   * while they were never changed.
+   */
+  getCallSettings: handleUnaryCall<GetCallSettingsRequest, CallSettings>;
+  /**
+   * Changes the call settings `update_mask` names (or, without one, those
+   * set). Errors: INVALID_ARGUMENT (a country that is not an ISO 3166-1
+   * alpha-2 code, an unspecified costly type, a negative cap, an unknown
+   * `update_mask` path).
+   */
+  updateCallSettings: handleUnaryCall<UpdateCallSettingsRequest, CallSettings>;
+  /**
    * SIMULATED NETWORK ONLY: injects an inbound call from `source` to
    * `destination`, as the network would report it, and returns once Calls
    * has routed it. Needs an operator key (it acts for the network, whatever
@@ -5684,8 +6297,11 @@ export interface CallsClient extends Client {
    * Errors: INVALID_ARGUMENT (a combination of source / caller_id /
    * device_id that is not allowed, a `source`, `caller_id` or `device_id`
    * that is not the workspace's, a `destination` that is neither E.164 nor a
-   * SIP URI, a timeout out of range). A retry with the same `request_id`
-   * returns the first call.
+   * SIP URI, a timeout out of range), PERMISSION_DENIED (a `destination` in a
+   * country or of a costly type the workspace's CallSettings do not allow),
+   * RESOURCE_EXHAUSTED (the workspace has as many calls running as its
+   * concurrent-call cap). A retry with the same `request_id` returns the
+   * first call.
    */
   createCall(
     request: CreateCallRequest,
@@ -5848,7 +6464,9 @@ export interface CallsClient extends Client {
   /**
    * Transfers a call in progress to another party, blind or attended.
    * A completed blind transfer ends this call with cause FORWARDED.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION,
+   * PERMISSION_DENIED (a `destination` the workspace's CallSettings do not
+   * allow, as for CreateCall).
    */
   transferCall(
     request: TransferCallRequest,
@@ -6011,6 +6629,46 @@ export interface CallsClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchCallEventsResponse>;
+  /**
+   * The workspace's call settings (its toll-fraud guards); the defaults
+   * while they were never changed.
+   */
+  getCallSettings(
+    request: GetCallSettingsRequest,
+    callback: (error: ServiceError | null, response: CallSettings) => void,
+  ): ClientUnaryCall;
+  getCallSettings(
+    request: GetCallSettingsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CallSettings) => void,
+  ): ClientUnaryCall;
+  getCallSettings(
+    request: GetCallSettingsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CallSettings) => void,
+  ): ClientUnaryCall;
+  /**
+   * Changes the call settings `update_mask` names (or, without one, those
+   * set). Errors: INVALID_ARGUMENT (a country that is not an ISO 3166-1
+   * alpha-2 code, an unspecified costly type, a negative cap, an unknown
+   * `update_mask` path).
+   */
+  updateCallSettings(
+    request: UpdateCallSettingsRequest,
+    callback: (error: ServiceError | null, response: CallSettings) => void,
+  ): ClientUnaryCall;
+  updateCallSettings(
+    request: UpdateCallSettingsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CallSettings) => void,
+  ): ClientUnaryCall;
+  updateCallSettings(
+    request: UpdateCallSettingsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CallSettings) => void,
+  ): ClientUnaryCall;
   /**
    * SIMULATED NETWORK ONLY: injects an inbound call from `source` to
    * `destination`, as the network would report it, and returns once Calls
