@@ -19,7 +19,7 @@ from .core.errors import DomainError
 # The import names of pyproject.toml's `server` extra.
 SERVER_MODULES = (
     "sqlalchemy", "alembic", "psycopg", "phonenumbers", "grpc_reflection", "grpc_health", "pydantic_settings",
-    "cryptography", "defusedxml", "httpx", "sniffio", "gsm0338", "pypdf", "sippy",
+    "cryptography", "defusedxml", "httpx", "sniffio", "gsm0338", "pypdf", "sippy", "prometheus_client",
 )
 
 

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import csv
 import itertools
+import logging
 import os
 import shutil
 import sys
@@ -22,7 +23,7 @@ from tqdm import tqdm
 from voxplane import Calls, VoxplaneError
 
 from .app import SERVICES, build_server
-from .core import config, workspaces
+from .core import config, metrics, workspaces
 from .core.auth import Role
 from .core.errors import DomainError, InvalidArgument
 from .core.server import TlsFiles, serve_until_signalled
@@ -35,6 +36,7 @@ from .webhooks import deliveries, signing_keys
 from .webhooks import settings as webhook_settings
 
 T = TypeVar("T")
+log = logging.getLogger("voxplane.server")
 DEV_WORKSPACE = "dev"
 DEV_WEBHOOK_ALLOW = "127.0.0.0/8,::1"  # receivers on the developer's machine
 
@@ -65,7 +67,15 @@ def _serve(names: list[str], host: str | None, port: int | None, announce: Calla
     async def main() -> None:
         # grpc.aio objects belong to the loop they are made in.
         server = build_server(names, db, tls)
-        await serve_until_signalled(server, host, port, settings.shutdown_grace, announce)
+        endpoint = None
+        if settings.metrics_port:
+            endpoint = metrics.serve(host, settings.metrics_port, db, server.readings, asyncio.get_running_loop())
+            log.info("serving metrics", extra={"fields": {"address": f"http://{host}:{endpoint.port}/metrics"}})
+        try:
+            await serve_until_signalled(server, host, port, settings.shutdown_grace, announce)
+        finally:
+            if endpoint is not None:
+                endpoint.close()
 
     asyncio.run(main())
 
@@ -276,12 +286,15 @@ def cmd_dev(args: argparse.Namespace) -> None:
     grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
 
     def announce(port: int) -> None:
-        address = f"{args.host or config.settings().host}:{port}"
+        host = args.host or config.settings().host
+        address = f"{host}:{port}"
+        metrics_port = config.settings().metrics_port
         print(
             f"\nvoxplane is serving {', '.join(SERVICES)} on {address}"
             f" (database: {config.database_url()})\n"
             f"development API key (also in {key_file}):\n  {key}\n"
             f"webhooks may go to: public addresses and {config.settings().webhook_allow or 'no other'}\n"
+            f"metrics: {f'http://{host}:{metrics_port}/metrics' if metrics_port else 'off'}\n"
             "try:\n"
             f"  {grpcurl} -plaintext {address} list\n"
             f"  {grpcurl} -plaintext -H 'authorization: Bearer {key}' "

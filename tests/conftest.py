@@ -34,7 +34,12 @@ def backends() -> list[str]:
 @pytest.fixture(scope="session", params=backends())
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A freshly migrated database of the backend, for this test worker alone."""
-    if request.param == "sqlite":
+    yield from fresh_database(request.param, tmp_path_factory)
+
+
+def fresh_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a freshly migrated database of `backend` ("sqlite" or "postgresql"), dropped after."""
+    if backend == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'voxplane.db'}"
         upgrade(url)
         yield url

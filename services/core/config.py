@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     # long as every statement of it is answered within this).
     db_timeout: float = 2
     log_level: str = "INFO"
+    # The port of the Prometheus /metrics endpoint, at `host`; 0: none (`make run` serves it at 9464).
+    metrics_port: int = 0
     # PEM files; with both set, the servers speak TLS.
     tls_cert: Path | None = None
     tls_key: Path | None = None

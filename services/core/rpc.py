@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..persistence.db import Database, DatabaseUnavailable, error_message, is_transient
-from . import errors, logs
+from . import errors, logs, metrics
 from .auth import Access, Caller, authenticate, bearer_token
 
 log = logging.getLogger("voxplane.rpc")
@@ -86,12 +87,12 @@ def status_of(error: Exception, method: str) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-def log_rpc(method: str, code: grpc.StatusCode, started: float, caller: Caller | None) -> None:
+def log_rpc(method: str, code: grpc.StatusCode, seconds: float, caller: Caller | None) -> None:
     if log.isEnabledFor(logging.INFO):
         fields = {
             "method": method,
             "code": code.name,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "duration_ms": round(seconds * 1000, 3),
             "workspace": caller.workspace_ref if caller else None,
             "key_id": caller.key_id if caller else None,
         }
@@ -118,7 +119,7 @@ class Incoming:
 
 
 class _Served:
-    """One call as the decorator sees it: who made it, how it ended, and its log line.
+    """One call as the decorator sees it: who made it, how it ended, its log line and its metrics.
 
     A plain object rather than a context manager: this runs on every call, the hot path included.
     """
@@ -150,8 +151,13 @@ class _Served:
         self.code = status.code
         await context.abort_with_status(status)
 
+    def cancelled(self) -> None:
+        self.code = grpc.StatusCode.CANCELLED  # the caller went away (or the server stops): not an answer
+
     def log(self) -> None:
-        log_rpc(self.full_method, self.code, self.started, self.caller)
+        seconds = time.perf_counter() - self.started
+        metrics.rpc_metrics(self.servicer.service_name, self.method).observe(self.code, seconds)
+        log_rpc(self.full_method, self.code, seconds, self.caller)
 
 
 class _Decorator(Protocol):
@@ -202,7 +208,7 @@ def rpc(access: Access, *, quick: bool = False) -> _Decorator | _QuickDecorator:
     - `async def` generator `method(self, request, caller, incoming)`, a
       server-streaming RPC yielding its messages.
     Either way the caller is authenticated first, any error becomes its
-    status, and one JSON line is logged per call.
+    status, one JSON line is logged per call, and it is counted (core.metrics).
     """
 
     # Typed loosely inside: one body serves every shape, told apart at decoration time.
@@ -221,6 +227,9 @@ def rpc(access: Access, *, quick: bool = False) -> _Decorator | _QuickDecorator:
                         yield message
                 except Exception as error:  # noqa: BLE001 - every error becomes a status
                     await served.fail(context, error)
+                except asyncio.CancelledError:
+                    served.cancelled()
+                    raise
                 finally:
                     served.log()
 
@@ -239,6 +248,9 @@ def rpc(access: Access, *, quick: bool = False) -> _Decorator | _QuickDecorator:
                 return await db.run_transaction(lambda session: method(self, request, caller, session), write=write)
             except Exception as error:  # noqa: BLE001 - every error becomes a status
                 await served.fail(context, error)
+            except asyncio.CancelledError:
+                served.cancelled()
+                raise
             finally:
                 served.log()
 

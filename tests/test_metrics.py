@@ -1,0 +1,194 @@
+"""/metrics: a real server's endpoint, on an ephemeral port, scraped over HTTP after known traffic and
+parsed with prometheus-client's own parser.
+
+The server runs on a fresh database of its own, so that the gauges read from it (live calls, the
+outbox) are exact; the counters are the process's, so the tests compare a scrape before with one after.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from voxplane import NotFoundError, Numbers, UnauthenticatedError
+from voxplane.calls.v1 import calls_pb2 as cpb
+from voxplane.services.calls import gateway
+from voxplane.services.core import metrics
+from voxplane.services.persistence.db import Database
+
+from . import test_cli
+from .conftest import ServerThread, backends, fresh_database
+from .test_calls import new_agent, wait_for
+from .webhook_receiver import Receiver
+
+NUMBERS, CALLS = "voxplane.numbers.v1.Numbers", "voxplane.calls.v1.Calls"
+S = cpb.CallStatus
+env = test_cli.env  # its fixture: a data folder of the test's own
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+# A server on a database of its own: these override conftest's for this module (tenant, network… use them).
+@pytest.fixture(scope="module", params=backends())
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from fresh_database(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def server(database_url: str) -> Iterator[ServerThread]:
+    running = ServerThread(database_url, ["all"])
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url, threads=2)
+    yield database
+    database.close()
+
+
+@pytest.fixture(scope="module")
+def scrape(server: ServerThread) -> Iterator[Callable[[], Samples]]:
+    """Scrapes the server's /metrics (served as `voxplane serve` serves it, on a free port)."""
+    assert server.server is not None
+    endpoint = metrics.serve("127.0.0.1", 0, server.server.db, server.server.readings, server.loop)
+    yield lambda: scraped(f"http://127.0.0.1:{endpoint.port}/metrics")
+    endpoint.close()
+
+
+def scraped(url: str) -> Samples:
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        text = answer.read().decode()
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """The sample `name` with exactly `labels`; 0 if the scrape has none (a series not made yet)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of the samples `name` whose labels include `labels` (over every other label's values)."""
+    wanted = set(labels.items())
+    return sum(v for (n, found), v in samples.items() if n == name and wanted <= found)
+
+
+def eventually(check: Callable[[], object], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not so after {timeout} s"
+        time.sleep(0.05)
+
+
+def test_rpcs_are_counted_by_service_method_and_code_with_their_latencies(scrape, tenant, fresh_e164):
+    before = scrape()
+    # Every method of a hosted service shows from the start, at 0 if never called.
+    assert (("voxplane_rpc_requests_total", frozenset({"service": NUMBERS, "method": "BatchDeleteNumbers",
+                                                       "code": "OK"}.items())) in before)
+    with tenant.numbers() as numbers:
+        for _ in range(3):
+            numbers.create_number(provider_ref="trunk-1", e164_number=fresh_e164())
+        for _ in range(2):
+            with pytest.raises(NotFoundError):
+                numbers.get_number("nope")
+
+    def added(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    # An error's status may reach the caller before the server has counted it: scrape until it has.
+    deadline = time.monotonic() + 10
+    after = scrape()
+    while added("voxplane_rpc_requests_total", service=NUMBERS, method="GetNumber", code="NOT_FOUND") < 2:
+        assert time.monotonic() < deadline, "the errors were not counted"
+        time.sleep(0.05)
+        after = scrape()
+
+    assert added("voxplane_rpc_requests_total", service=NUMBERS, method="CreateNumber", code="OK") == 3
+    assert added("voxplane_rpc_requests_total", service=NUMBERS, method="GetNumber", code="NOT_FOUND") == 2
+    assert added("voxplane_rpc_requests_total", service=NUMBERS, method="GetNumber", code="OK") == 0
+    assert added("voxplane_rpc_duration_seconds_count", service=NUMBERS, method="CreateNumber") == 3
+    assert added("voxplane_rpc_duration_seconds_count", service=NUMBERS, method="GetNumber") == 2
+    assert added("voxplane_rpc_duration_seconds_bucket", service=NUMBERS, method="CreateNumber", le="+Inf") == 3
+    assert added("voxplane_rpc_duration_seconds_sum", service=NUMBERS, method="CreateNumber") > 0
+    # prometheus-client's own process metrics come along.
+    assert value(after, "process_cpu_seconds_total") > 0
+
+
+def test_calls_by_status_webhook_deliveries_the_outbox_and_the_pools(scrape, tenant, webhooks, environment):
+    receiver = Receiver()
+    try:
+        before = scrape()
+        assert value(before, "voxplane_calls_live", status="IN_PROGRESS") == 0  # a database of its own
+        agent = new_agent(tenant)
+        with tenant.calls() as calls:
+            answered, stream = calls.create_call(source=agent.ref, destination=gateway.ANSWERS,
+                                                 webhook=receiver.url(), track=True)
+            queued = calls.create_call(source=agent.ref, destination=gateway.STAYS_QUEUED)
+            wait_for(calls, answered.ref, S.CALL_STATUS_IN_PROGRESS)
+            live = scrape()
+            assert value(live, "voxplane_calls_live", status="IN_PROGRESS") == 1
+            assert value(live, "voxplane_calls_live", status="QUEUED") == 1
+            assert value(live, "voxplane_calls_live", status="RINGING") == 0
+            calls.hangup_call(answered.ref)
+            calls.cancel_call(queued.ref)
+            for response in stream:  # a server stream is counted too, once it ends
+                if response.HasField("event") and response.event.type == cpb.CALL_EVENT_TYPE_HANGUP:
+                    break
+            stream.cancel()
+        # NEW_CALL, RINGING, ANSWER and HANGUP, each delivered once.
+        eventually(lambda: len(receiver.of_type("call.hangup")) == 1)
+        eventually(lambda: value(scrape(), "voxplane_webhook_deliveries_pending") == 0)
+        after = scrape()
+    finally:
+        receiver.close()
+
+    def added(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert len(receiver.requests) == 4
+    assert added("voxplane_webhook_deliveries_total", outcome="delivered") == 4
+    assert added("voxplane_webhook_deliveries_total") == 4  # no other outcome
+    assert value(after, "voxplane_calls_live", status="IN_PROGRESS") == 0
+    assert value(after, "voxplane_calls_live", status="QUEUED") == 0
+    assert value(after, "voxplane_webhook_outbox_backlog") == 0
+    assert value(after, "voxplane_webhook_outbox_lag_seconds") == 0
+    assert value(after, "voxplane_metrics_database_up") == 1
+    assert added("voxplane_rpc_requests_total", service=CALLS, method="CreateCall", code="OK") == 2
+    eventually(lambda: total(scrape(), "voxplane_rpc_requests_total", service=CALLS, method="WatchCallEvents")
+               - total(before, "voxplane_rpc_requests_total", service=CALLS, method="WatchCallEvents") == 1)
+    assert value(after, "voxplane_db_pool_capacity", engine="writer") >= 1
+    assert ("voxplane_db_pool_checked_out", frozenset({"engine": "writer"}.items())) in after
+
+
+def test_serve_serves_metrics_only_when_the_setting_names_a_port(env):
+    test_cli.cli(env, "migrate")
+    with socket.socket() as probe:  # a free port, for the moment
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    served = test_cli.Served({**env, "VOXPLANE_METRICS_PORT": str(port)}, "serve", "numbers")
+    try:
+        [line] = [json.loads(line) for line in served.logs if '"serving metrics"' in line]
+        url = f"http://127.0.0.1:{port}/metrics"
+        assert line["address"] == url
+        with Numbers(endpoint=served.address, api_key="") as numbers, pytest.raises(UnauthenticatedError):
+            numbers.list_numbers()
+        eventually(lambda: value(scraped(url), "voxplane_rpc_requests_total", service=NUMBERS, method="ListNumbers",
+                                 code="UNAUTHENTICATED") == 1)
+        samples = scraped(url)
+        assert value(samples, "voxplane_rpc_requests_total", service=NUMBERS, method="ListNumbers", code="OK") == 0
+        assert not [key for key in samples if dict(key[1]).get("service") == CALLS]  # not hosted here
+        assert value(samples, "voxplane_metrics_database_up") == 1  # Numbers reads nothing, and says so
+    finally:
+        assert served.stop() == 0
+    plain = test_cli.Served(env, "serve", "numbers")  # off by default
+    try:
+        assert not [line for line in plain.logs if '"serving metrics"' in line]
+    finally:
+        plain.stop()
