@@ -23,7 +23,7 @@ from tqdm import tqdm
 from voxplane import Calls, VoxplaneError
 
 from .app import SERVICES, build_server
-from .core import config, metrics, workspaces
+from .core import config, metrics, tracing, workspaces
 from .core.auth import Role
 from .core.errors import DomainError, InvalidArgument
 from .core.server import TlsFiles, serve_until_signalled
@@ -63,6 +63,7 @@ def _serve(names: list[str], host: str | None, port: int | None, announce: Calla
     port = settings.port if port is None else port
     db = Database(config.database_url(), threads=settings.db_threads, timeout=settings.db_timeout)
     tls = _tls(settings)
+    tracing.enable(settings.tracing)
 
     async def main() -> None:
         # grpc.aio objects belong to the loop they are made in.

@@ -8,15 +8,17 @@ outbox) are exact; the counters are the process's, so the tests compare a scrape
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 
+import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from voxplane import NotFoundError, Numbers, UnauthenticatedError
+from voxplane import InvalidArgumentError, NotFoundError, Numbers, UnauthenticatedError
 from voxplane.calls.v1 import calls_pb2 as cpb
 from voxplane.services.calls import gateway
 from voxplane.services.core import metrics
@@ -87,6 +89,13 @@ def eventually(check: Callable[[], object], timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
+def free_port() -> int:
+    """A port nothing listens on, for the moment."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def test_rpcs_are_counted_by_service_method_and_code_with_their_latencies(scrape, tenant, fresh_e164):
     before = scrape()
     # Every method of a hosted service shows from the start, at 0 if never called.
@@ -98,6 +107,8 @@ def test_rpcs_are_counted_by_service_method_and_code_with_their_latencies(scrape
         for _ in range(2):
             with pytest.raises(NotFoundError):
                 numbers.get_number("nope")
+        with pytest.raises(InvalidArgumentError):  # refused before the servicer (core.requests): counted too
+            numbers.create_number(provider_ref="trunk\x00", e164_number=fresh_e164())
 
     def added(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
@@ -105,7 +116,8 @@ def test_rpcs_are_counted_by_service_method_and_code_with_their_latencies(scrape
     # An error's status may reach the caller before the server has counted it: scrape until it has.
     deadline = time.monotonic() + 10
     after = scrape()
-    while added("voxplane_rpc_requests_total", service=NUMBERS, method="GetNumber", code="NOT_FOUND") < 2:
+    while (added("voxplane_rpc_requests_total", service=NUMBERS, method="GetNumber", code="NOT_FOUND") < 2
+           or added("voxplane_rpc_requests_total", service=NUMBERS, method="CreateNumber", code="INVALID_ARGUMENT") < 1):
         assert time.monotonic() < deadline, "the errors were not counted"
         time.sleep(0.05)
         after = scrape()
@@ -113,9 +125,10 @@ def test_rpcs_are_counted_by_service_method_and_code_with_their_latencies(scrape
     assert added("voxplane_rpc_requests_total", service=NUMBERS, method="CreateNumber", code="OK") == 3
     assert added("voxplane_rpc_requests_total", service=NUMBERS, method="GetNumber", code="NOT_FOUND") == 2
     assert added("voxplane_rpc_requests_total", service=NUMBERS, method="GetNumber", code="OK") == 0
-    assert added("voxplane_rpc_duration_seconds_count", service=NUMBERS, method="CreateNumber") == 3
+    assert added("voxplane_rpc_requests_total", service=NUMBERS, method="CreateNumber", code="INVALID_ARGUMENT") == 1
+    assert added("voxplane_rpc_duration_seconds_count", service=NUMBERS, method="CreateNumber") == 4
     assert added("voxplane_rpc_duration_seconds_count", service=NUMBERS, method="GetNumber") == 2
-    assert added("voxplane_rpc_duration_seconds_bucket", service=NUMBERS, method="CreateNumber", le="+Inf") == 3
+    assert added("voxplane_rpc_duration_seconds_bucket", service=NUMBERS, method="CreateNumber", le="+Inf") == 4
     assert added("voxplane_rpc_duration_seconds_sum", service=NUMBERS, method="CreateNumber") > 0
     # prometheus-client's own process metrics come along.
     assert value(after, "process_cpu_seconds_total") > 0
@@ -169,9 +182,7 @@ def test_calls_by_status_webhook_deliveries_the_outbox_and_the_pools(scrape, ten
 
 def test_serve_serves_metrics_only_when_the_setting_names_a_port(env):
     test_cli.cli(env, "migrate")
-    with socket.socket() as probe:  # a free port, for the moment
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     served = test_cli.Served({**env, "VOXPLANE_METRICS_PORT": str(port)}, "serve", "numbers")
     try:
         [line] = [json.loads(line) for line in served.logs if '"serving metrics"' in line]
@@ -192,3 +203,45 @@ def test_serve_serves_metrics_only_when_the_setting_names_a_port(env):
         assert not [line for line in plain.logs if '"serving metrics"' in line]
     finally:
         plain.stop()
+
+
+def test_in_multiprocess_mode_one_endpoint_counts_every_process(env, tmp_path):
+    """What `--workers` will run: processes sharing PROMETHEUS_MULTIPROC_DIR, one of them serving /metrics."""
+    test_cli.cli(env, "migrate")
+    shared = {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus")}
+    (tmp_path / "prometheus").mkdir()
+    port = free_port()
+    serving = test_cli.Served({**shared, "VOXPLANE_METRICS_PORT": str(port)}, "serve", "numbers")
+    other = test_cli.Served(shared, "serve", "numbers")
+    try:
+        for address in (serving.address, other.address, other.address):
+            with Numbers(endpoint=address, api_key="") as numbers, pytest.raises(UnauthenticatedError):
+                numbers.list_numbers()
+        url = f"http://127.0.0.1:{port}/metrics"
+        eventually(lambda: value(scraped(url), "voxplane_rpc_requests_total", service=NUMBERS, method="ListNumbers",
+                                 code="UNAUTHENTICATED") == 3)
+        samples = scraped(url)
+        assert value(samples, "voxplane_rpc_duration_seconds_count", service=NUMBERS, method="ListNumbers") == 3
+        assert ("voxplane_db_pool_capacity", frozenset({"engine": "writer"}.items())) in samples
+    finally:
+        assert other.stop() == 0
+        assert serving.stop() == 0
+
+
+def test_tracing_makes_a_span_of_every_rpc(env):
+    test_cli.cli(env, "migrate")
+    served = test_cli.Served({**env, "VOXPLANE_TRACING": "console", "OTEL_SERVICE_NAME": "numbers-1"},
+                             "serve", "numbers")
+    try:
+        with Numbers(endpoint=served.address, api_key="") as numbers, pytest.raises(UnauthenticatedError):
+            numbers.list_numbers()
+    finally:
+        assert served.stop() == 0  # the spans are flushed on exit
+    assert served.process.stdout is not None
+    printed = served.process.stdout.read()
+    spans = [json.loads(span) for span in re.findall(r"^\{\n.*?^\}$", printed, re.DOTALL | re.MULTILINE)]
+    [span] = [s for s in spans if s["name"] == f"/{NUMBERS}/ListNumbers"]
+    assert span["resource"]["attributes"]["service.name"] == "numbers-1"
+    assert span["kind"] == "SpanKind.SERVER"
+    # The code, recorded as the context's abort gave it (a caller's error leaves a server span's status unset).
+    assert span["attributes"]["rpc.grpc.status_code"] == grpc.StatusCode.UNAUTHENTICATED.value[0]

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # The port of the Prometheus /metrics endpoint, at `host`; 0: none (`make run` serves it at 9464).
     metrics_port: int = 0
+    # Where OpenTelemetry spans of the RPCs go: `off`, `otlp` (OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4317)
+    # or `console` (stdout); anything but `off` needs the `tracing` extra.
+    tracing: Literal["off", "otlp", "console"] = "off"
     # PEM files; with both set, the servers speak TLS.
     tls_cert: Path | None = None
     tls_key: Path | None = None

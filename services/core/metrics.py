@@ -42,40 +42,36 @@ RPC_DURATION = Histogram(
 )
 
 
+_OK = grpc.StatusCode.OK
+
+
 class RpcMetrics:
     """The metric children of one method, made once: `labels()` costs more than counting does."""
 
-    __slots__ = ("_service", "_method", "_codes", "_duration")
+    __slots__ = ("_service", "_method", "_ok", "_codes", "_duration")
 
     def __init__(self, service: str, method: str):
         self._service, self._method = service, method
-        # OK from the start, so that a method nobody called yet shows 0 (a rate, not a missing series).
-        self._codes = {grpc.StatusCode.OK: RPC_REQUESTS.labels(service, method, grpc.StatusCode.OK.name)}
+        # Made now, so that a method nobody called yet shows 0 (a rate, not a missing series).
+        self._ok = RPC_REQUESTS.labels(service, method, _OK.name)
+        self._codes: dict[grpc.StatusCode, Counter] = {}  # the other codes', made at their first use
         self._duration = RPC_DURATION.labels(service, method)
 
     def observe(self, code: grpc.StatusCode, seconds: float) -> None:
-        counted = self._codes.get(code)
-        if counted is None:
-            counted = self._codes[code] = RPC_REQUESTS.labels(self._service, self._method, code.name)
-        counted.inc()
+        if code is _OK:  # most calls: no hashing of the enum
+            self._ok.inc()
+        else:
+            counted = self._codes.get(code)
+            if counted is None:
+                counted = self._codes[code] = RPC_REQUESTS.labels(self._service, self._method, code.name)
+            counted.inc()
         self._duration.observe(seconds)
 
 
-_RPCS: dict[tuple[str, str], RpcMetrics] = {}
-
-
-def rpc_metrics(service: str, method: str) -> RpcMetrics:
-    """The children of `service`'s `method` (full proto service name, method name)."""
-    found = _RPCS.get((service, method))
-    if found is None:
-        found = _RPCS[(service, method)] = RpcMetrics(service, method)
-    return found
-
-
-def prepare(service: str) -> None:
-    """Makes the children of every method of the proto service `service`, before its first call."""
-    for method in descriptor_pool.Default().FindServiceByName(service).methods:
-        rpc_metrics(service, method.name)
+def prepare(service: str) -> dict[str, RpcMetrics]:
+    """The metric children of every method of the proto service `service`, by method name."""
+    return {method.name: RpcMetrics(service, method.name)
+            for method in descriptor_pool.Default().FindServiceByName(service).methods}
 
 
 class PoolUse(Collector):

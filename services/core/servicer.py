@@ -12,15 +12,15 @@ from .paging import PageTokens
 
 class Servicer:
     """What every RPC method reaches through `self`: `db`, which the rpc decorator runs it on, and the
-    `tokens` that sign list pages. `service_name` is the full name of the proto service, for the logs
-    and the metrics."""
+    `tokens` that sign list pages. `service_name` is the full name of the proto service, for the logs;
+    `rpc_metrics` what the rpc decorator counts each method's calls in."""
 
     service_name: ClassVar[str]
 
     def __init__(self, db: Database, tokens: PageTokens):
         self.db = db
         self.tokens = tokens
-        prepare(self.service_name)
+        self.rpc_metrics = prepare(self.service_name)
 
     def metrics(self) -> Sequence[Reading]:
         """What the service reads from the database for /metrics, when scraped (none by default)."""
