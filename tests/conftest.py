@@ -105,7 +105,12 @@ class ServerThread:
 
 @pytest.fixture(scope="session")
 def server(database_url: str) -> Iterator[ServerThread]:
-    running = ServerThread(database_url, ["all"])
+    yield from serving(database_url)
+
+
+def serving(url: str) -> Iterator[ServerThread]:
+    """Every service on the database at `url`, stopped after."""
+    running = ServerThread(url, ["all"])
     yield running
     running.stop()
 
@@ -161,7 +166,11 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Environment]:
 @pytest.fixture(scope="session")
 def db(database_url: str) -> Iterator[Database]:
     """Direct access to the test database, for setting up tenants and checking what was stored."""
-    database = Database(database_url, threads=2)
+    yield from direct_access(database_url)
+
+
+def direct_access(url: str) -> Iterator[Database]:
+    database = Database(url, threads=2)
     yield database
     database.close()
 

@@ -25,7 +25,7 @@ from voxplane.services.core import metrics
 from voxplane.services.persistence.db import Database
 
 from . import test_cli
-from .conftest import ServerThread, backends, fresh_database
+from .conftest import ServerThread, backends, direct_access, fresh_database, serving
 from .test_calls import new_agent, wait_for
 from .webhook_receiver import Receiver
 
@@ -43,16 +43,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 @pytest.fixture(scope="module")
 def server(database_url: str) -> Iterator[ServerThread]:
-    running = ServerThread(database_url, ["all"])
-    yield running
-    running.stop()
+    yield from serving(database_url)
 
 
 @pytest.fixture(scope="module")
 def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url, threads=2)
-    yield database
-    database.close()
+    yield from direct_access(database_url)
 
 
 @pytest.fixture(scope="module")
