@@ -106,6 +106,9 @@ class DatabaseReadings(Collector):
         return []  # registering must not read the database
 
     def collect(self) -> Iterator[Metric]:
+        if not self.readings:  # no hosted service reads any (Numbers, Agents alone)
+            return
+
         def read(session: Session) -> list[Metric]:
             return [metric for reading in self.readings for metric in reading(session)]
 
@@ -120,7 +123,7 @@ class DatabaseReadings(Collector):
         yield from metrics
         yield GaugeMetricFamily("voxplane_metrics_database_up", "1 if this scrape read the database's gauges "
                                 "(calls by status, outbox lag), 0 if the database did not answer.",
-                                value=1 if metrics or not self.readings else 0)
+                                value=1 if metrics else 0)
 
 
 class Endpoint:
