@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.engine import make_url
 
 from voxplane import InvalidArgumentError, NotFoundError, Numbers, UnauthenticatedError
 from voxplane.calls.v1 import calls_pb2 as cpb
@@ -25,8 +26,10 @@ from voxplane.services.core import metrics
 from voxplane.services.persistence.db import Database
 
 from . import test_cli
-from .conftest import ServerThread, backends, direct_access, fresh_database, serving
+from .conftest import ServerThread, backends, direct_access, fresh_database, postgres_database, serving
+from .tcp_proxy import Proxy
 from .test_calls import new_agent, wait_for
+from .test_resilience import needs_postgres
 from .webhook_receiver import Receiver
 
 NUMBERS, CALLS = "voxplane.numbers.v1.Numbers", "voxplane.calls.v1.Calls"
@@ -241,3 +244,33 @@ def test_tracing_makes_a_span_of_every_rpc(env):
     assert span["kind"] == "SpanKind.SERVER"
     # The code, recorded as the context's abort gave it (a caller's error leaves a server span's status unset).
     assert span["attributes"]["rpc.grpc.status_code"] == grpc.StatusCode.UNAUTHENTICATED.value[0]
+
+
+@needs_postgres
+def test_a_scrape_while_the_database_does_not_answer_ends_within_its_timeout_and_says_so():
+    with postgres_database() as database:
+        url = make_url(database.url)
+        proxy = Proxy(url.host or "127.0.0.1", url.port or 5432)
+        served = ServerThread(url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False),
+                              ["webhooks"])
+        assert served.server is not None
+        endpoint = metrics.serve("127.0.0.1", 0, served.server.db, served.server.readings, served.loop)
+        address = f"http://127.0.0.1:{endpoint.port}/metrics"
+        try:
+            assert value(scraped(address), "voxplane_metrics_database_up") == 1
+            proxy.blackhole = True
+            started = time.monotonic()
+            samples = scraped(address)
+            took = time.monotonic() - started
+            assert took < served.server.db.timeout + 2, took
+            assert value(samples, "voxplane_metrics_database_up") == 0
+            assert ("voxplane_webhook_outbox_backlog", frozenset()) not in samples
+            assert value(samples, "voxplane_rpc_requests_total", service="voxplane.webhooks.v1.Webhooks",
+                         method="GetSigningSecret", code="OK") == 0  # the counts are still there
+            proxy.blackhole = False
+            eventually(lambda: value(scraped(address), "voxplane_metrics_database_up") == 1)
+        finally:
+            proxy.blackhole = False
+            endpoint.close()
+            served.stop()
+            proxy.close()
