@@ -63,7 +63,7 @@ def _serve(names: list[str], host: str | None, port: int | None, announce: Calla
     port = settings.port if port is None else port
     db = Database(config.database_url(), threads=settings.db_threads, timeout=settings.db_timeout)
     tls = _tls(settings)
-    tracing.enable(settings.tracing)
+    tracing.enable(settings.tracing)  # before the server is made: it instruments grpc.aio.server
 
     async def main() -> None:
         # grpc.aio objects belong to the loop they are made in.

@@ -7,6 +7,7 @@ outbox) are exact; the counters are the process's, so the tests compare a scrape
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -22,8 +23,11 @@ from sqlalchemy.engine import make_url
 from voxplane import InvalidArgumentError, NotFoundError, Numbers, UnauthenticatedError
 from voxplane.calls.v1 import calls_pb2 as cpb
 from voxplane.services.calls import gateway
-from voxplane.services.core import metrics
+from voxplane.services.core import metrics, workspaces
+from voxplane.services.events import outbox
+from voxplane.services.persistence.base import new_ref, utcnow
 from voxplane.services.persistence.db import Database
+from voxplane.services.webhooks import dispatch
 
 from . import test_cli
 from .conftest import ServerThread, backends, direct_access, fresh_database, postgres_database, serving
@@ -274,3 +278,22 @@ def test_a_scrape_while_the_database_does_not_answer_ends_within_its_timeout_and
             endpoint.close()
             served.stop()
             proxy.close()
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_events_no_dispatcher_has_read_show_as_the_outbox_backlog_and_its_age(backend, tmp_path_factory):
+    """The Webhooks reading alone, on a database no delivery worker follows (so the backlog stays)."""
+    with (contextlib.contextmanager(fresh_database)(backend, tmp_path_factory) as url,
+          contextlib.contextmanager(direct_access)(url) as database):
+        def store(session):  # type: ignore[no-untyped-def]
+            ws = workspaces.create_workspace(session, "outbox-lag")
+            return outbox.append(session, [outbox.NewEvent(ws.id, "call", new_ref(), 1, "NEW_CALL", utcnow(),
+                                                           "OUTBOUND", None, {})])
+
+        database.transaction(store, write=True)
+        time.sleep(0.2)
+        gauges = {metric.name: metric.samples[0].value
+                  for metric in database.transaction(dispatch.outbox_lag, write=False)}
+        assert gauges["voxplane_webhook_outbox_backlog"] == 1
+        assert 0.2 <= gauges["voxplane_webhook_outbox_lag_seconds"] < 30
+        assert gauges["voxplane_webhook_deliveries_pending"] == 0
