@@ -19,8 +19,9 @@ CONTRACT_BASELINE := protos/v1.binpb
 
 .PHONY: run edge test fuzz proto bench install clean contract-baseline
 
+# /metrics at 9464 (the port OpenTelemetry's Prometheus exporter takes too), unless VOXPLANE_METRICS_PORT says otherwise.
 run: $(STAMP)
-	$(BIN)/voxplane dev
+	VOXPLANE_METRICS_PORT=$${VOXPLANE_METRICS_PORT:-9464} $(BIN)/voxplane dev
 
 edge: $(STAMP)
 	$(BIN)/voxplane edge run

@@ -19,7 +19,7 @@ from .core.errors import DomainError
 # The import names of pyproject.toml's `server` extra.
 SERVER_MODULES = (
     "sqlalchemy", "alembic", "psycopg", "phonenumbers", "grpc_reflection", "grpc_health", "pydantic_settings",
-    "cryptography", "defusedxml", "httpx", "sniffio", "gsm0338", "pypdf", "sippy",
+    "cryptography", "defusedxml", "httpx", "sniffio", "gsm0338", "pypdf", "sippy", "prometheus_client",
 )
 
 
@@ -185,7 +185,24 @@ def _webhooks_commands(commands: argparse._SubParsersAction) -> None:
     retry.add_argument("--url", help="with --since: only those to this URL")
 
 
+def _share_metrics_of_workers(argv: list[str] | None) -> None:
+    """`serve --workers N` with metrics: prometheus-client's multiprocess folder must be set before it is
+    first imported, which building the parser does (the services' modules count their RPCs)."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("command", nargs="?")
+    early.add_argument("--workers", type=int)
+    asked, _ = early.parse_known_args(argv)
+    if asked.command == "serve":
+        from .core import config, workers
+
+        try:
+            workers.share_metrics(asked.workers or config.settings().workers)
+        except ValueError:
+            pass  # a bad setting: the command stops on it below, naming it
+
+
 def main(argv: list[str] | None = None) -> None:
+    _share_metrics_of_workers(argv)
     args = parser().parse_args(argv)
     if missing := missing_server_modules():
         sys.exit(

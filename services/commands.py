@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import csv
 import itertools
+import logging
 import os
 import shutil
 import sys
@@ -24,7 +25,7 @@ from tqdm import tqdm
 from voxplane import Calls, ClientOptions, VoxplaneError
 
 from .app import SERVICES, build_server
-from .core import config, workers, workspaces
+from .core import config, metrics, tracing, workers, workspaces
 from .core import tls as server_tls
 from .core.auth import Role
 from .core.errors import DomainError, InvalidArgument
@@ -38,6 +39,7 @@ from .webhooks import deliveries, signing_keys
 from .webhooks import settings as webhook_settings
 
 T = TypeVar("T")
+log = logging.getLogger("voxplane.server")
 DEV_WORKSPACE = "dev"
 DEV_WEBHOOK_ALLOW = "127.0.0.0/8,::1"  # receivers on the developer's machine
 
@@ -64,18 +66,28 @@ def _serve(names: list[str], args: argparse.Namespace, announce: Callable[[int],
     if count < 1:
         raise SystemExit(f"voxplane: --workers must be 1 or more, got {count}")
 
-    def serve(shared_port: bool) -> None:
+    def serve(worker: int | None) -> None:
+        """One server; `worker`: its index among --workers (None: alone). Worker 0 serves the metrics."""
         db = Database(config.database_url(), threads=settings.db_threads, timeout=settings.db_timeout)
+        tracing.enable(settings.tracing)  # before the server is made: it instruments grpc.aio.server
 
         async def main() -> None:
             # grpc.aio objects belong to the loop they are made in.
-            server = build_server(names, db, tls, shared_port=shared_port)
-            await serve_until_signalled(server, host, port, settings.shutdown_grace, announce)
+            server = build_server(names, db, tls, shared_port=worker is not None)
+            endpoint = None
+            if settings.metrics_port and not worker:
+                endpoint = metrics.serve(host, settings.metrics_port, db, server.readings, asyncio.get_running_loop())
+                log.info("serving metrics", extra={"fields": {"address": f"http://{host}:{endpoint.port}/metrics"}})
+            try:
+                await serve_until_signalled(server, host, port, settings.shutdown_grace, announce)
+            finally:
+                if endpoint is not None:
+                    endpoint.close()
 
         asyncio.run(main())
 
     if count == 1:
-        serve(shared_port=False)
+        serve(None)
         return
     if config.database_url().startswith("sqlite"):
         raise SystemExit("voxplane: --workers needs PostgreSQL (VOXPLANE_DATABASE_URL): on SQLite, whose one "
@@ -83,7 +95,7 @@ def _serve(names: list[str], args: argparse.Namespace, announce: Callable[[int],
     check_listenable(host, port)
     reserved, port = workers.reserve_port(host, port)
     with reserved:
-        status = workers.run(count, lambda _index: serve(shared_port=True))
+        status = workers.run(count, serve, metrics.forget_process)
     raise SystemExit(status)
 
 
@@ -298,12 +310,15 @@ def cmd_dev(args: argparse.Namespace) -> None:
         transport += " -cert CLIENT.pem -key CLIENT-KEY.pem"
 
     def announce(port: int) -> None:
-        address = f"{args.host or settings.host}:{port}"
+        host = args.host or settings.host
+        address = f"{host}:{port}"
+        metrics_port = settings.metrics_port
         print(
             f"\nvoxplane is serving {', '.join(SERVICES)} on {address}"
             f" (database: {config.database_url()})\n"
             f"development API key (also in {key_file}):\n  {key}\n"
             f"webhooks may go to: public addresses and {config.settings().webhook_allow or 'no other'}\n"
+            f"metrics: {f'http://{host}:{metrics_port}/metrics' if metrics_port else 'off'}\n"
             "try:\n"
             f"  {grpcurl} {transport} {address} list\n"
             f"  {grpcurl} {transport} -H 'authorization: Bearer {key}' "

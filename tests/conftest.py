@@ -34,7 +34,12 @@ def backends() -> list[str]:
 @pytest.fixture(scope="session", params=backends())
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A freshly migrated database of the backend, for this test worker alone."""
-    if request.param == "sqlite":
+    yield from fresh_database(request.param, tmp_path_factory)
+
+
+def fresh_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a freshly migrated database of `backend` ("sqlite" or "postgresql"), dropped after."""
+    if backend == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'voxplane.db'}"
         upgrade(url)
         yield url
@@ -102,7 +107,12 @@ class ServerThread:
 
 @pytest.fixture(scope="session")
 def server(database_url: str) -> Iterator[ServerThread]:
-    running = ServerThread(database_url, ["all"])
+    yield from serving(database_url)
+
+
+def serving(url: str) -> Iterator[ServerThread]:
+    """Every service on the database at `url`, stopped after."""
+    running = ServerThread(url, ["all"])
     yield running
     running.stop()
 
@@ -158,7 +168,11 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Environment]:
 @pytest.fixture(scope="session")
 def db(database_url: str) -> Iterator[Database]:
     """Direct access to the test database, for setting up tenants and checking what was stored."""
-    database = Database(database_url, threads=2)
+    yield from direct_access(database_url)
+
+
+def direct_access(url: str) -> Iterator[Database]:
+    database = Database(url, threads=2)
     yield database
     database.close()
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from voxplane import Numbers
@@ -75,11 +78,27 @@ def test_workers_on_sqlite_are_refused_with_the_reason(tmp_path):
     assert done.returncode != 0 and "--workers needs PostgreSQL" in done.stderr
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def rpc_count(metrics_port: int, method: str) -> float:
+    """voxplane_rpc_requests_total of `method`, code OK, as the one /metrics endpoint sums it."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as answer:
+        families = text_string_to_metric_families(answer.read().decode())
+    return sum(sample.value for family in families for sample in family.samples
+               if sample.name == "voxplane_rpc_requests_total" and sample.labels.get("method") == method
+               and sample.labels.get("code") == "OK")
+
+
 @needs_postgres
 def test_workers_share_one_port_and_stop_together(pg_env):
     cli(pg_env, "workspaces", "create", "acme")
     key = cli(pg_env, "keys", "create", "--workspace", "acme", "--role", "member").stdout.strip()
-    served = Workers(pg_env, "numbers", 2)
+    metrics_port = free_port()
+    served = Workers({**pg_env, "VOXPLANE_METRICS_PORT": str(metrics_port)}, "numbers", 2)
     try:
         assert {line["worker"] for line in served.serving()} == {0, 1}
         assert len({line["address"] for line in served.serving()}) == 1  # one port
@@ -92,6 +111,7 @@ def test_workers_share_one_port_and_stop_together(pg_env):
         answered = served.wait_for(lambda: {line["worker"] for line in served.lines
                                             if line["msg"] == "rpc" and line["method"].endswith("/CreateNumber")})
         assert answered == {0, 1}
+        assert rpc_count(metrics_port, "CreateNumber") == 24  # both workers' counts, at worker 0's endpoint
     finally:
         assert served.stop() == 0
     assert [line["worker"] for line in served.lines if line["msg"] == "stopped"].count(0) == 1

@@ -6,7 +6,7 @@ Proto in, a call of the Runner (the network side of this process) or of the rule
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from sqlalchemy.orm import Session
 
@@ -14,6 +14,7 @@ from voxplane.calls.v1 import calls_pb2 as pb
 from voxplane.calls.v1 import calls_pb2_grpc
 
 from ..core.auth import Access, Caller
+from ..core.metrics import Reading
 from ..core.paging import PageTokens
 from ..core.resources import get_owned
 from ..core.rpc import Incoming, rpc
@@ -46,6 +47,9 @@ class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
         super().__init__(db, tokens)
         self.runner = runner
         self.replies = event_replies(tokens)
+
+    def metrics(self) -> Sequence[Reading]:
+        return [live.live_by_status]
 
     @rpc(Access.WRITE)
     async def CreateCall(self, request: pb.CreateCallRequest, caller: Caller, incoming: Incoming) -> pb.Call:

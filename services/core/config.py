@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     # long as every statement of it is answered within this).
     db_timeout: float = 2
     log_level: str = "INFO"
+    # The port of the Prometheus /metrics endpoint, at `host`; 0: none (`make run` serves it at 9464).
+    metrics_port: int = 0
+    # Where OpenTelemetry spans of the RPCs go: `off`, `otlp` (OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4317)
+    # or `console` (stdout); anything but `off` needs the `tracing` extra.
+    tracing: Literal["off", "otlp", "console"] = "off"
     # PEM files; with both set, the servers speak TLS (core/tls.py). Off loopback, `serve` needs them, or
     # --plaintext.
     tls_cert: Path | None = None

@@ -22,7 +22,7 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 
 from .errors import FieldViolation, InvalidArgument
-from .rpc import status_of
+from .rpc import abort, status_of
 
 REQUEST_LIMIT = 64 * 1024  # bytes of one request; the largest legitimate one is a few KB
 # One message of an upload stream (a request with a `bytes` field: SendFax's chunks of at most 1 MiB),
@@ -156,11 +156,19 @@ def _refusing_in_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _refusing(behaviour: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
+    # The servicer's method: a refused request is counted as its call, as `rpc` counts the others.
+    counted = behaviour.__self__.rpc_metrics[behaviour.__name__]  # type: ignore[attr-defined]
+
+    async def refuse(request: Refused, context: Any) -> None:
+        status = status_of(request.error, "request")
+        counted.observe(status.code, 0.0)  # refused before any work
+        await abort(context, status)
+
     if streaming:
 
         async def stream(request: Any, context: Any) -> Any:
             if isinstance(request, Refused):
-                await context.abort_with_status(status_of(request.error, "request"))
+                await refuse(request, context)
                 return
             async for message in behaviour(request, context):
                 yield message
@@ -169,7 +177,7 @@ def _refusing(behaviour: Callable[..., Any], streaming: bool) -> Callable[..., A
 
     async def unary(request: Any, context: Any) -> Any:
         if isinstance(request, Refused):
-            await context.abort_with_status(status_of(request.error, "request"))
+            await refuse(request, context)
         return await behaviour(request, context)
 
     return unary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -87,12 +88,19 @@ def status_of(error: Exception, method: str) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-def log_rpc(method: str, code: grpc.StatusCode, started: float, caller: Caller | None) -> None:
+async def abort(context: Context, status: grpc.Status) -> None:
+    """Ends the call with `status`: what `abort_with_status` does, but through `abort` itself, which an
+    interceptor wrapping the context sees (OpenTelemetry's records the code on the call's span)."""
+    context.set_trailing_metadata(status.trailing_metadata)
+    await context.abort(status.code, status.details)
+
+
+def log_rpc(method: str, code: grpc.StatusCode, seconds: float, caller: Caller | None) -> None:
     if log.isEnabledFor(logging.INFO):
         fields = {
             "method": method,
             "code": code.name,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "duration_ms": round(seconds * 1000, 3),
             "workspace": caller.workspace_ref if caller else None,
             "key_id": caller.key_id if caller else None,
         }
@@ -119,7 +127,7 @@ class Incoming:
 
 
 class _Served:
-    """One call as the decorator sees it: who made it, how it ended, and its log line.
+    """One call as the decorator sees it: who made it, how it ended, its log line and its metrics.
 
     A plain object rather than a context manager: this runs on every call, the hot path included.
     """
@@ -149,10 +157,15 @@ class _Served:
     async def fail(self, context: Context, error: Exception) -> None:
         status = status_of(error, self.full_method)
         self.code = status.code
-        await context.abort_with_status(status)
+        await abort(context, status)
+
+    def cancelled(self) -> None:
+        self.code = grpc.StatusCode.CANCELLED  # the caller went away (or the server stops): not an answer
 
     def log(self) -> None:
-        log_rpc(self.full_method, self.code, self.started, self.caller)
+        seconds = time.perf_counter() - self.started
+        self.servicer.rpc_metrics[self.method].observe(self.code, seconds)
+        log_rpc(self.full_method, self.code, seconds, self.caller)
 
 
 class _Decorator(Protocol):
@@ -203,7 +216,7 @@ def rpc(access: Access, *, quick: bool = False) -> _Decorator | _QuickDecorator:
     - `async def` generator `method(self, request, caller, incoming)`, a
       server-streaming RPC yielding its messages.
     Either way the caller is authenticated first, any error becomes its
-    status, and one JSON line is logged per call.
+    status, one JSON line is logged per call, and it is counted (Servicer.rpc_metrics).
     """
 
     # Typed loosely inside: one body serves every shape, told apart at decoration time.
@@ -222,6 +235,9 @@ def rpc(access: Access, *, quick: bool = False) -> _Decorator | _QuickDecorator:
                         yield message
                 except Exception as error:  # noqa: BLE001 - every error becomes a status
                     await served.fail(context, error)
+                except asyncio.CancelledError:
+                    served.cancelled()
+                    raise
                 finally:
                     served.log()
 
@@ -240,6 +256,9 @@ def rpc(access: Access, *, quick: bool = False) -> _Decorator | _QuickDecorator:
                 return await db.run_transaction(lambda session: method(self, request, caller, session), write=write)
             except Exception as error:  # noqa: BLE001 - every error becomes a status
                 await served.fail(context, error)
+            except asyncio.CancelledError:
+                served.cancelled()
+                raise
             finally:
                 served.log()
 

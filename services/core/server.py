@@ -19,6 +19,7 @@ from sqlalchemy import inspect, select, text
 
 from ..persistence.db import Database, error_message
 from ..persistence.tenancy import DeploymentSecret
+from .metrics import Reading
 from .paging import PageTokens
 from .requests import BATCH_REQUEST_LIMIT, Guarded
 from .servicer import Servicer
@@ -108,6 +109,7 @@ class Server:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         tokens = page_tokens(db)
         self.runtimes: list[Runtime] = []
+        self.readings: list[Reading] = []  # the services' gauges read from the database, for /metrics
         self._probing: asyncio.Task[None] | None = None
         for service in services:
             if service.runtime is None:
@@ -118,6 +120,7 @@ class Server:
                 servicer = service.servicer(db, tokens, runtime)
             service.register(servicer, Guarded(self.grpc))  # type: ignore[arg-type]  # what register uses of it
             self.service_names.append(servicer.service_name)
+            self.readings.extend(servicer.metrics())
         reflection.enable_server_reflection(
             [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self.grpc,

@@ -11,10 +11,13 @@ again, up to RESTARTS times a minute, after which the parent stops them all and 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -41,9 +44,19 @@ def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
     return reserved, reserved.getsockname()[1]
 
 
-def run(count: int, serve: Callable[[int], None]) -> int:
+def share_metrics(count: int) -> None:
+    """Before prometheus-client is imported: several workers keep their counts in files of one folder
+    (its multiprocess mode), which worker 0's /metrics sums."""
+    if count > 1 and config.settings().metrics_port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        folder = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="voxplane-metrics-")
+        parent = os.getpid()
+        atexit.register(lambda: os.getpid() == parent and shutil.rmtree(folder, ignore_errors=True))
+
+
+def run(count: int, serve: Callable[[int], None], exited: Callable[[int], None]) -> int:
     """Forks `count` workers, each running `serve(index)`, and supervises them until they have all
-    stopped; returns the exit status for the parent (0 after a clean stop)."""
+    stopped, telling `exited(pid)` of each that ends; returns the exit status for the parent (0 after
+    a clean stop)."""
     workers: dict[int, int] = {}  # pid -> index
     stopping = False
     restarts: list[float] = []
@@ -96,6 +109,7 @@ def run(count: int, serve: Callable[[int], None]) -> int:
         if pid not in workers:
             continue
         index = workers.pop(pid)
+        exited(pid)
         if stopping:
             status = status or (1 if os.waitstatus_to_exitcode(code) not in (0, -signal.SIGTERM) else 0)
             continue

@@ -130,6 +130,17 @@ def read(
     return rows, max(after, Position(bound - 1, NO_HORIZON))
 
 
+def backlog(session: Session, after: Position) -> tuple[int, datetime | None]:
+    """How many events are stored after `after`, final or not, and when the oldest of them was: a
+    reader's lag behind the outbox."""
+    if _is_postgresql(session):
+        where = tuple_(_events.txid, _events.id) > (after.txid, after.id)
+    else:
+        where = (_events.txid == 0) & (_events.id > after.id)
+    count, oldest = session.execute(select(func.count(), func.min(_events.create_time)).where(where)).one()
+    return count, oldest
+
+
 def latest_sequence(session: Session, topic: str, resource_refs: Sequence[str]) -> dict[str, int]:
     """The last stored sequence of each resource that has events."""
     found = session.execute(

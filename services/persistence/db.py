@@ -28,13 +28,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from sqlalchemy import Engine, Select, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, QueuePool
 
 if TYPE_CHECKING:
     import sqlite3
@@ -123,6 +124,14 @@ class Lookup:
         return [bound[name] for name in self._positions] if self._positions else bound
 
 
+@dataclass(frozen=True)
+class PoolUse:
+    """What one engine's connection pool holds: connections lent out now, and how many it may lend at most."""
+
+    checked_out: int
+    capacity: int
+
+
 class Database:
     """The engines of one deployment and the thread pool that runs units of work."""
 
@@ -177,6 +186,17 @@ class Database:
     async def run_transaction(self, fn: Callable[[Session], T], *, write: bool) -> T:
         """`transaction(fn)` on the database threads, awaited from the event loop."""
         return await self.run(lambda: self.transaction(fn, write=write))
+
+    def pool_use(self) -> dict[str, PoolUse]:
+        """The units of work's pools by engine, `writer` and (SQLite) `reader`; the lookups' connections,
+        one per thread or loop, are outside them."""
+        engines = {"writer": self.writer} if self.reader is self.writer else {"writer": self.writer, "reader": self.reader}
+        # The overflow allowed is the one figure QueuePool keeps unexposed (make_engine sets it).
+        return {
+            name: PoolUse(pool.checkedout(), pool.size() + max(0, pool._max_overflow))
+            for name, engine in engines.items()
+            if isinstance(pool := engine.pool, QueuePool)
+        }
 
     def dedicated_connection(self) -> Any:
         """A DBAPI connection of its own (a pool's wrapper of one; `.dbapi_connection` is the driver's), in

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from prometheus_client.core import GaugeMetricFamily, Metric
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from ..events import outbox
@@ -57,6 +58,23 @@ def _position(session: Session) -> DispatchPosition:
         session.add(position)
         session.flush()
     return position
+
+
+def outbox_lag(session: Session) -> list[Metric]:
+    """For /metrics: how far the dispatcher is behind the outbox, and the deliveries not yet made."""
+    position = session.get(DispatchPosition, POSITION)
+    waiting, oldest = outbox.backlog(session, outbox.Position(position.txid, position.event_id) if position
+                                     else outbox.START)
+    pending = session.scalar(select(func.count()).select_from(DELIVERIES).where(DELIVERIES.c.status == "PENDING"))
+    return [
+        GaugeMetricFamily("voxplane_webhook_outbox_backlog", "Events stored that the webhook dispatcher has not "
+                          "yet turned into deliveries.", value=waiting),
+        GaugeMetricFamily("voxplane_webhook_outbox_lag_seconds", "Seconds the oldest of those events has waited "
+                          "(0: none waits).", value=max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0),
+        GaugeMetricFamily("voxplane_webhook_deliveries_pending", "Webhook deliveries not yet delivered nor "
+                          "failed (due, waiting for a retry, or behind an earlier one of their resource).",
+                          value=pending or 0),
+    ]
 
 
 def has_new_events(session: Session, after: outbox.Position) -> bool:

@@ -15,12 +15,14 @@ import logging
 import time
 from datetime import timedelta
 
+from prometheus_client import Counter
+
 from ..core import config
 from ..events import outbox
 from ..persistence.db import Database
 from . import deliveries, dispatch, egress
 from .deliveries import Attempt, Outcome
-from .posting import post
+from .posting import Reply, post
 
 log = logging.getLogger("voxplane.webhooks")
 
@@ -31,6 +33,22 @@ SWEEP_INTERVAL = 5.0  # seconds between two looks for resources left with no rea
 # transaction costs about the same for 5 answers as for 100.
 GATHER = 0.02
 CONNECTIONS = 32  # per receiver host (in pools of egress.LANE)
+
+ATTEMPTS = Counter("voxplane_webhook_deliveries", "Webhook delivery attempts, by outcome: delivered (a 2xx), "
+                   "http_error (another status), timeout, connection_error, refused (an address not allowed).",
+                   ("outcome",))
+_OUTCOMES = {name: ATTEMPTS.labels(name) for name in
+             ("delivered", "http_error", "timeout", "connection_error", "refused")}
+
+
+def _outcome(reply: Reply) -> str:
+    if reply.refused:
+        return "refused"
+    if reply.timed_out:
+        return "timeout"
+    if reply.status_code:  # a 2xx is delivered, as `deliveries.record` has it, whatever came after the status
+        return "delivered" if 200 <= reply.status_code < 300 else "http_error"
+    return "connection_error"
 
 
 def _schedule() -> list[float]:
@@ -154,6 +172,7 @@ class DeliveryWorker:
     async def _send(self, attempt: Attempt) -> Outcome:
         timeout = config.settings().webhook_timeout
         reply = await post(self.poster, attempt.url, attempt.event_id, attempt.body, attempt.secrets, timeout=timeout)
+        _OUTCOMES[_outcome(reply)].inc()
         outcome = Outcome(attempt, reply)
         self._answered.append(outcome)
         self._wake.set()

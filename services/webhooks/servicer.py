@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.orm import Session
 
 from voxplane.webhooks.v1 import webhooks_pb2 as pb
@@ -9,11 +11,12 @@ from voxplane.webhooks.v1 import webhooks_pb2_grpc
 
 from ..core.auth import Access, Caller
 from ..core.errors import InvalidArgument
+from ..core.metrics import Reading
 from ..core.paging import PageTokens
 from ..core.rpc import rpc
 from ..core.servicer import Servicer
 from ..persistence.db import Database
-from . import deliveries, endpoints, settings, signing_keys, steerings
+from . import deliveries, dispatch, endpoints, settings, signing_keys, steerings
 from .messages import (
     delivery_filter,
     delivery_proto,
@@ -35,6 +38,9 @@ class WebhooksServicer(Servicer, webhooks_pb2_grpc.WebhooksServicer):
         # The delivery worker runs beside the RPCs (the server starts and stops it); they share only
         # the database: a retried delivery is found by any replica's worker.
         self.worker = worker
+
+    def metrics(self) -> Sequence[Reading]:
+        return [dispatch.outbox_lag]
 
     @rpc(Access.WRITE)
     def CreateSigningSecret(self, request: pb.CreateSigningSecretRequest, caller: Caller, session: Session) -> pb.SigningSecret:
