@@ -192,7 +192,7 @@ def _share_metrics_of_workers(argv: list[str] | None) -> None:
     early.add_argument("command", nargs="?")
     early.add_argument("--workers", type=int)
     asked, _ = early.parse_known_args(argv)
-    if asked.command == "serve":
+    if asked.command == "serve" and not missing_server_modules():  # else main() says what is missing
         from .core import config, workers
 
         try:

@@ -20,7 +20,7 @@ from google.protobuf import json_format
 from pydantic import ValidationError
 from sqlalchemy import select, text
 
-from voxplane import InvalidArgumentError, NotFoundError, OutOfRangeError
+from voxplane import Calls, InvalidArgumentError, NotFoundError, OutOfRangeError
 from voxplane.calls.v1 import calls_pb2 as pb
 from voxplane.services.calls import gateway, live, states
 from voxplane.services.calls.states import NetworkEvent
@@ -32,6 +32,7 @@ from voxplane.services.persistence.base import utcnow
 from voxplane.services.persistence.tenancy import Workspace
 
 from . import test_calls
+from .conftest import ServerThread
 from .test_calls import wait_for
 from .test_grpcurl import GRPCURL
 
@@ -432,3 +433,24 @@ def test_a_watcher_too_slow_for_the_poller_reads_on_its_own_and_still_gets_each_
 
     stored, seen = asyncio.run(watch())
     assert seen == stored
+
+
+def test_a_stream_is_woken_by_another_replicas_events_through_postgresql(tenant, agent, database_url, monkeypatch):
+    """PostgreSQL's LISTEN/NOTIFY wakes one replica's streams with another's events (migration 0015's
+    trigger): with every poll a minute apart, the events can only arrive within 20 s by a notification."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("on SQLite one process is the deployment, and it wakes its own streams")
+    monkeypatch.setattr(feed, "POLL_INTERVAL", 60.0)
+    monkeypatch.setattr(outbox, "SAFETY_POLL", 60.0)
+    other = ServerThread(database_url, ["all"])
+    try:
+        with tenant.calls() as here, Calls(endpoint=other.address, api_key=tenant.keys[Role.MEMBER]) as there:
+            with here.watch_call_events(heartbeat_interval=1) as stream:
+                beats = iter(stream)
+                next(beats), next(beats)  # the second heartbeat: the stream is live, waiting on the poller
+                made = there.create_call(source=agent.ref, destination=gateway.FAR_END_HANGS_UP + "0")
+                seen = events_of(beats, until=T.CALL_EVENT_TYPE_HANGUP, within=20)
+        assert {e.call_ref for e in seen} == {made.ref}
+        assert types(seen) == ["NEW_CALL", "RINGING", "ANSWER", "HANGUP"]
+    finally:
+        other.stop()

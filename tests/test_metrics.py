@@ -269,8 +269,9 @@ def test_a_scrape_while_the_database_does_not_answer_ends_within_its_timeout_and
             assert took < served.server.db.timeout + 2, took
             assert value(samples, "voxplane_metrics_database_up") == 0
             assert ("voxplane_webhook_outbox_backlog", frozenset()) not in samples
-            assert value(samples, "voxplane_rpc_requests_total", service="voxplane.webhooks.v1.Webhooks",
-                         method="GetSigningSecret", code="OK") == 0  # the counts are still there
+            # The counts are still there (made for every method at start; other tests of this process count too).
+            assert ("voxplane_rpc_requests_total", frozenset({"service": "voxplane.webhooks.v1.Webhooks",
+                    "method": "GetSigningSecret", "code": "OK"}.items())) in samples
             proxy.blackhole = False
             eventually(lambda: value(scraped(address), "voxplane_metrics_database_up") == 1)
         finally:

@@ -50,7 +50,12 @@ def share_metrics(count: int) -> None:
     if count > 1 and config.settings().metrics_port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         folder = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="voxplane-metrics-")
         parent = os.getpid()
-        atexit.register(lambda: os.getpid() == parent and shutil.rmtree(folder, ignore_errors=True))
+
+        def remove() -> None:
+            if os.getpid() == parent:  # not a worker leaving
+                shutil.rmtree(folder, ignore_errors=True)
+
+        atexit.register(remove)
 
 
 def run(count: int, serve: Callable[[int], None], exited: Callable[[int], None]) -> int:

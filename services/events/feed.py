@@ -32,7 +32,8 @@ log = logging.getLogger("voxplane.events.feed")
 
 T = TypeVar("T")
 
-POLL_INTERVAL = 0.05  # seconds between two reads of the poller when nothing wakes it
+POLL_INTERVAL = 0.05  # seconds between two reads of the poller when nothing wakes it (outbox.SAFETY_POLL while
+# the process listens for other processes' events on PostgreSQL)
 READ_LIMIT = 500  # rows per read
 MAX_QUEUED = 1000  # rows waiting for one slow watcher before it reads on its own again
 RETRY_PAUSE = 1.0  # seconds the poller waits after the database failed it
@@ -139,6 +140,9 @@ class EventFeed:
 
     async def _poll(self) -> None:
         """Reads while anyone watches; stops, forgetting its position, when no one does."""
+        listener = self.db.listener(outbox.NOTIFY_CHANNEL)  # other replicas' events wake it too
+        if listener is not None:
+            listener.subscribe(self.topic, self.wake)
         try:
             while self._watchers:
                 assert self._position is not None
@@ -155,10 +159,13 @@ class EventFeed:
                 if len(rows) == READ_LIMIT:
                     continue
                 try:
-                    await asyncio.wait_for(self._woken.wait(), POLL_INTERVAL)
+                    await asyncio.wait_for(self._woken.wait(), outbox.SAFETY_POLL if listener is not None
+                                           and listener.listening else POLL_INTERVAL)
                 except TimeoutError:
                     pass
         finally:
+            if listener is not None:
+                listener.unsubscribe(self.topic, self.wake)
             self._position, self._poller = None, None
 
     def _hand_out(self, rows: list[Event], position: Position, at: datetime) -> None:

@@ -35,6 +35,10 @@ from ..persistence.base import new_ref, table_of, utcnow
 from .models import Event
 
 EVENTS = table_of(Event)
+# On PostgreSQL every commit that wrote events notifies this channel with each topic it wrote (migration
+# 0015's trigger): readers listen to it to wake at once, and poll only every SAFETY_POLL seconds.
+NOTIFY_CHANNEL = "voxplane_events"
+SAFETY_POLL = 1.0
 _events = EVENTS.c
 # The writing transaction's id, as a bigint (xid8 has no cast to bigint but through text).
 _PG_TXID: ColumnElement[int] = literal_column("pg_current_xact_id()::text::bigint")

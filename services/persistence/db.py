@@ -37,6 +37,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, QueuePool
 
+from .listen import Listener
+
 if TYPE_CHECKING:
     import sqlite3
 
@@ -155,6 +157,7 @@ class Database:
         self._opened_lock = threading.Lock()
         self._lookups: dict[int, Lookup] = {}
         self._async_lookups: dict[asyncio.AbstractEventLoop, AsyncLookups] = {}
+        self._listeners: dict[tuple[asyncio.AbstractEventLoop, str], Listener] = {}
         self._threads = threads
 
     def transaction(self, fn: Callable[[Session], T], *, write: bool) -> T:
@@ -247,11 +250,26 @@ class Database:
             found = self._lookups[id(statement)] = Lookup(statement, self._lookup_engine)
         return found
 
+    def listener(self, channel: str) -> Listener | None:
+        """The running loop's listener on the PostgreSQL `channel` (persistence/listen.py), started when
+        first asked for; None on SQLite, whose one process wakes its own readers."""
+        if self.is_sqlite:
+            return None
+        loop = asyncio.get_running_loop()
+        found = self._listeners.get((loop, channel))
+        if found is None:
+            found = self._listeners[(loop, channel)] = Listener(
+                conninfo(self._lookup_engine), channel, connect_timeout(self.timeout))
+        return found
+
     async def close_lookups(self) -> None:
-        """Closes the async lookup connections of the running event loop, if it has any."""
-        pool = self._async_lookups.pop(asyncio.get_running_loop(), None)
+        """Closes the async lookup connections and the listeners of the running event loop, if it has any."""
+        loop = asyncio.get_running_loop()
+        pool = self._async_lookups.pop(loop, None)
         if pool is not None:
             await pool.close()
+        for key in [key for key in self._listeners if key[0] is loop]:
+            await self._listeners.pop(key).close()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -480,6 +498,11 @@ def shut_down(fd: int) -> None:
         pass
 
 
+def conninfo(engine: Engine) -> str:
+    """What psycopg connects to for the PostgreSQL engine `engine`."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 class AsyncLookups:
     """psycopg async connections in autocommit for lookups on one event loop: up to `size` at once,
     opened when first needed and kept. A lookup that cannot reach the database raises LookupUnavailable."""
@@ -488,7 +511,7 @@ class AsyncLookups:
         import psycopg  # PostgreSQL only: SQLite deployments need not have it
 
         self._psycopg = psycopg
-        self._conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._conninfo = conninfo(engine)
         self._slots = asyncio.Semaphore(size)
         self._idle: list[Any] = []
         self._timeout = timeout

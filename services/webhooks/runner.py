@@ -93,10 +93,15 @@ class DeliveryWorker:
         # Where this worker last left the outbox; the stored position may be further on (a replica's).
         position, read = outbox.START, 0
         swept = time.monotonic()
+        written = asyncio.Event()  # events were committed, by any replica (PostgreSQL's LISTEN)
+        listener = self.db.listener(outbox.NOTIFY_CHANNEL)
+        if listener is not None:
+            listener.subscribe(None, written.set)
         while True:
             if time.monotonic() - swept > SWEEP_INTERVAL:
                 swept = time.monotonic()
                 await self._sweep()
+            written.clear()  # before the read: a commit during it means another read
             try:
                 if read == DISPATCH_BATCH or await self.db.run_transaction(
                     functools.partial(dispatch.has_new_events, after=position), write=False
@@ -113,7 +118,11 @@ class DeliveryWorker:
             if read:
                 self._wake.set()
             if read < DISPATCH_BATCH:
-                await asyncio.sleep(IDLE_POLL)
+                try:
+                    await asyncio.wait_for(written.wait(), outbox.SAFETY_POLL if listener is not None
+                                           and listener.listening else IDLE_POLL)
+                except TimeoutError:
+                    pass
 
     async def _sweep(self) -> None:
         try:
