@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     # (comma-separated IPs or networks, each with an optional port: "203.0.113.0/24:5060").
     edge_listen: str = "127.0.0.1:5060"
     edge_domains: str = "sip.local"
-    edge_gateway: str = "127.0.0.1:5080"
+    edge_gateway: str = "127.0.0.1:5070"
     edge_trunks: str = ""
     # Failed digest authentications one source address may make in the window (seconds) before the edge
     # refuses its REGISTERs and INVITEs until the window has passed.
