@@ -5,6 +5,7 @@ carrier. Skipped without the Debian packages, unless CI=true."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import re
 import secrets
 import time
@@ -21,6 +22,7 @@ from .sip_peers import Phone, free_udp_port, require
 from .test_call_events import events_of, types
 from .test_calls import wait_for
 from .test_edge import RunningEdge, require_edge_packages, running_edge, sipp_call, sipp_register
+from .webhook_receiver import Receiver, Reply
 
 S, H, T, D = pb.CallStatus, pb.HangupCause, pb.CallEventType, pb.Direction
 
@@ -76,6 +78,14 @@ def registered_agent(network: Network, tenant, tmp_path: Path, scenario: str = "
     return agent, network.phone(scenario, port)
 
 
+def calling_agent(network: Network, tenant) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """Makes an agent of the tenant (in the edge's domain) whose phone places calls; its username and secret."""
+    username, secret = f"c{secrets.token_hex(4)}", "Secret-" + secrets.token_hex(8)
+    with tenant.agents() as agents:
+        agents.create_agent(username=username, secret=secret, domains=[network.edge.domain])
+    return username, secret
+
+
 def watched(calls):  # type: ignore[no-untyped-def]
     """The cursor of the workspace's event stream now: what happens later is read from it."""
     opened = calls.watch_call_events(heartbeat_interval=1)
@@ -98,26 +108,22 @@ def test_a_call_to_a_number_rings_its_agent_through_the_gateway_until_the_number
     network, tenant, tmp_path, fresh_e164
 ):  # type: ignore[no-untyped-def]
     agent, phone = registered_agent(network, tenant, tmp_path)
-    caller_secret, e164 = "Secret-" + secrets.token_hex(8), fresh_e164()
-    with tenant.agents() as agents:
-        agents.create_agent(username="caller", secret=caller_secret, domains=[network.edge.domain])
+    (caller, secret), e164 = calling_agent(network, tenant), fresh_e164()
     with tenant.numbers() as numbers, tenant.calls() as calls:
         number = numbers.create_number(e164_number=e164, provider_ref="trunk-1",
                                        aor_link=f"sip:{agent.username}@{network.edge.domain}")
         cursor = watched(calls)
         # An agent's call to the number: authenticated by the edge, then Calls routes it to the AOR.
-        assert sipp_call(network.edge, tmp_path, "caller", e164, secret=caller_secret, scenario="caller") == [
-            407, 180, 200]
+        assert sipp_call(network.edge, tmp_path, caller, e164, secret=secret, scenario="caller") == [407, 180, 200]
         assert phone.wait() == 0
         found = events_after(calls, cursor)
         assert types(found) == ["NEW_CALL", "RINGING", "ANSWER", "HANGUP"]
         call = calls.get_call(found[0].call_ref)
         assert (call.direction, call.source, call.destination) == (
-            D.DIRECTION_INBOUND, f"sip:caller@{network.edge.domain}", e164)
+            D.DIRECTION_INBOUND, f"sip:{caller}@{network.edge.domain}", e164)
         assert (call.status, call.hangup_cause) == (S.CALL_STATUS_COMPLETED, H.HANGUP_CAUSE_NORMAL_CLEARING)
         numbers.release_number(number.ref)
-        assert sipp_call(network.edge, tmp_path, "caller", e164, secret=caller_secret, scenario="caller") == [
-            407, 404]
+        assert sipp_call(network.edge, tmp_path, caller, e164, secret=secret, scenario="caller") == [407, 404]
     # The agent's phone got the call from the edge (record-routed), and the BYE through it too.
     assert requests(phone) == ["INVITE", "ACK", "BYE"]
     assert "Record-Route: <sip:127.0.0.1" in phone.seen()
@@ -140,7 +146,7 @@ def test_a_call_from_the_trunk_reaches_the_agent_and_hangup_call_ends_both_legs(
                 assert types(answered) == ["NEW_CALL", "RINGING", "ANSWER"]
                 ended = calls.hangup_call(answered[0].call_ref)
                 assert types(events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)) == ["HANGUP"]
-            assert dialled.result() == [180, 200]  # the caller took our BYE (it would have sent its own later)
+            assert dialled.result() == [180, 200]  # the caller took our BYE (it would have sent its own 4 s after the answer)
     assert (ended.direction, ended.status, ended.hangup_cause) == (
         D.DIRECTION_INBOUND, S.CALL_STATUS_COMPLETED, H.HANGUP_CAUSE_NORMAL_CLEARING)
     assert ended.source == f"sip:carrier@{network.edge.domain}"
@@ -175,3 +181,50 @@ def test_a_call_to_an_outside_number_goes_out_through_the_trunk(network, tenant,
     assert phone.wait() == 0 and carrier.wait() == 0
     assert requests(phone) == ["INVITE", "ACK", "BYE"]  # the agent's leg through the edge
     assert "INVITE sip:+442079460123@127.0.0.1" in carrier.seen()  # the far leg to the carrier trunk
+
+
+def test_a_number_forwarded_to_a_sip_uri_rings_it_through_the_edge(network, tenant, tmp_path, fresh_e164):  # type: ignore[no-untyped-def]
+    e164, desk = fresh_e164(), network.phone("proxied_agent")
+    with tenant.numbers() as numbers, tenant.calls() as calls:
+        numbers.create_number(e164_number=e164, provider_ref="trunk-1", forward_sip_to=f"sip:desk@{desk.address}")
+        cursor = watched(calls)
+        assert sipp_call(network.edge, tmp_path, "carrier", e164, port=network.edge.trunk_port,
+                         scenario="caller") == [180, 200]
+        assert types(events_after(calls, cursor)) == ["NEW_CALL", "RINGING", "ANSWER", "HANGUP"]
+    assert desk.wait() == 0 and requests(desk) == ["INVITE", "ACK", "BYE"]
+    assert "Record-Route: <sip:127.0.0.1" in desk.seen()  # sent on by the edge, as addressed
+
+
+def test_a_suspended_numbers_call_gets_404_and_stays_in_its_history(network, tenant, tmp_path, fresh_e164):  # type: ignore[no-untyped-def]
+    e164, (caller, secret) = fresh_e164(), calling_agent(network, tenant)
+    with tenant.numbers() as numbers, tenant.calls() as calls:
+        number = numbers.create_number(e164_number=e164, provider_ref="trunk-1", forward_sip_to="sip:desk@127.0.0.1")
+        numbers.suspend_number(number.ref)
+        cursor = watched(calls)
+        assert sipp_call(network.edge, tmp_path, caller, e164, secret=secret, scenario="caller") == [407, 404]
+        found = events_after(calls, cursor)
+    assert types(found) == ["NEW_CALL", "HANGUP"]
+    assert (found[-1].status, found[-1].hangup_cause) == (S.CALL_STATUS_FAILED, H.HANGUP_CAUSE_NOT_FOUND)
+
+
+@pytest.mark.usefixtures("webhooks")
+def test_a_webhooks_dial_rings_its_targets_at_once_and_bridges_the_first_to_answer(
+    network, tenant, tmp_path, fresh_e164
+):  # type: ignore[no-untyped-def]
+    agent, phone = registered_agent(network, tenant, tmp_path)
+    domain, e164 = network.edge.domain, fresh_e164()
+    # Two targets: one nobody registered as (the edge answers 480), and the agent, who answers.
+    dial = Reply(json.dumps({"action": "dial", "targets": [f"sip:nobody@{domain}", f"sip:{agent.username}@{domain}"]}))
+    receiver = Receiver(by_type={"call.new_call": dial})
+    try:
+        with tenant.numbers() as numbers, tenant.calls() as calls:
+            numbers.create_number(e164_number=e164, provider_ref="trunk-1", ingress_info={"webhook": receiver.url()})
+            cursor = watched(calls)
+            assert sipp_call(network.edge, tmp_path, "carrier", e164, port=network.edge.trunk_port,
+                             scenario="caller") == [180, 200]
+            found = events_after(calls, cursor)
+    finally:
+        receiver.close()
+    assert types(found) == ["NEW_CALL", "RINGING", "ANSWER", "HANGUP"]
+    assert found[-1].hangup_cause == H.HANGUP_CAUSE_NORMAL_CLEARING
+    assert phone.wait() == 0 and requests(phone) == ["INVITE", "ACK", "BYE"]
