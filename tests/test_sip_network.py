@@ -144,6 +144,7 @@ def test_a_call_from_the_trunk_reaches_the_agent_and_hangup_call_ends_both_legs(
             with calls.watch_call_events(cursor=cursor, heartbeat_interval=1) as stream:
                 answered = events_of(stream, until=T.CALL_EVENT_TYPE_ANSWER)
                 assert types(answered) == ["NEW_CALL", "RINGING", "ANSWER"]
+                time.sleep(1)  # the caller's ACK is through (sipp takes a BYE before it for an unexpected one)
                 ended = calls.hangup_call(answered[0].call_ref)
                 assert types(events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)) == ["HANGUP"]
             assert dialled.result() == [180, 200]  # the caller took our BYE (it would have sent its own 4 s after the answer)
@@ -151,6 +152,49 @@ def test_a_call_from_the_trunk_reaches_the_agent_and_hangup_call_ends_both_legs(
         D.DIRECTION_INBOUND, S.CALL_STATUS_COMPLETED, H.HANGUP_CAUSE_NORMAL_CLEARING)
     assert ended.source == f"sip:carrier@{network.edge.domain}"
     assert phone.wait() == 0 and requests(phone) == ["INVITE", "ACK", "BYE"]
+
+
+def test_the_controls_of_an_inbound_call_act_on_the_wire(network, tenant, tmp_path, fresh_e164):  # type: ignore[no-untyped-def]
+    agent, phone = registered_agent(network, tenant, tmp_path)
+    e164 = fresh_e164()
+    with tenant.numbers() as numbers, tenant.calls() as calls:
+        numbers.create_number(e164_number=e164, provider_ref="trunk-1",
+                              aor_link=f"sip:{agent.username}@{network.edge.domain}")
+        cursor = watched(calls)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            dialled = pool.submit(sipp_call, network.edge, tmp_path, "carrier", e164, port=network.edge.trunk_port,
+                                  scenario="caller")
+            with calls.watch_call_events(cursor=cursor, heartbeat_interval=1) as stream:
+                ref = events_of(stream, until=T.CALL_EVENT_TYPE_ANSWER)[0].call_ref
+                time.sleep(1)  # as above
+                calls.hold_call(ref, hold=True)
+                calls.hold_call(ref, hold=False)
+                calls.mute_call(ref, mute=True)
+                calls.send_dtmf(ref, digits="5")
+                calls.hangup_call(ref)
+                assert types(events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)) == [
+                    "HELD", "RESUMED", "MUTED", "HANGUP"]
+            assert dialled.result() == [180, 200]
+            caller = sorted(tmp_path.glob("call-*.log"))[-1].read_text()
+    # Hold and resume are re-INVITEs to the caller (through the edge: its Record-Route), sendonly then sendrecv.
+    reinvites = caller.split("INVITE sip:")[2:]
+    assert len(reinvites) == 2 and "a=sendonly" in reinvites[0] and "a=sendrecv" in reinvites[1], caller
+    assert phone.wait() == 0 and requests(phone) == ["INVITE", "ACK", "BYE"]
+
+
+def test_a_caller_that_gives_up_cancels_the_ringing_agent(network, tenant, tmp_path, fresh_e164):  # type: ignore[no-untyped-def]
+    agent, phone = registered_agent(network, tenant, tmp_path, scenario="rings")
+    e164 = fresh_e164()
+    with tenant.numbers() as numbers, tenant.calls() as calls:
+        numbers.create_number(e164_number=e164, provider_ref="trunk-1",
+                              aor_link=f"sip:{agent.username}@{network.edge.domain}")
+        cursor = watched(calls)
+        assert sipp_call(network.edge, tmp_path, "carrier", e164, port=network.edge.trunk_port,
+                         scenario="caller_cancels") == [180, 200, 487]
+        found = events_after(calls, cursor)
+    assert types(found) == ["NEW_CALL", "RINGING", "HANGUP"]
+    assert (found[-1].status, found[-1].hangup_cause) == (S.CALL_STATUS_CANCELED, H.HANGUP_CAUSE_CANCEL)
+    assert phone.wait() == 0 and requests(phone) == ["INVITE", "CANCEL", "ACK"]
 
 
 def test_a_number_whose_agent_is_not_registered_gets_480(network, tenant, tmp_path, fresh_e164):  # type: ignore[no-untyped-def]

@@ -212,13 +212,19 @@ class _Leg:
         self.local_sdp = ""
         self.remote_sdp = ""  # an inbound leg's: the caller's offer
         self.uas = False  # an inbound call's dialog, which we answer (or refuse), rather than one we placed
-        self.answered = False  # (a UAS leg) we sent its 200
+        self.answered = False  # its INVITE was answered (a UAS leg: we sent the 200)
+        self._updating: asyncio.Future[str] | None = None  # our re-INVITE in flight
         self.ended = False  # the dialog is over (either side ended it): nothing more to send
 
     def _emit(self, kind: str, code: int | None = None, sdp: str | None = None) -> None:
         event = _LegEvent(self.name, kind, datetime.now(UTC), code, sdp)  # the network's time, as it happens
-        if kind in ("fail", "redirect", "hangup", "gone"):
-            self.ended = True
+        if self._updating is not None and kind in ("answer", "fail"):  # the outcome of our re-INVITE
+            updating, self._updating = self._updating, None
+            self.loop.call_soon_threadsafe(_settle, updating, kind, None)
+        elif kind in ("hangup", "gone") or (kind in ("fail", "redirect") and not self.answered):
+            self.ended = True  # (a refused re-INVITE leaves the dialog up)
+        if kind == "answer":
+            self.answered = True
         self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
 
     def _on_event(self, event: Any, ua: Any) -> None:
@@ -292,7 +298,10 @@ class _Leg:
         await self.sip.run(start)
 
     async def reinvite(self, sdp: str) -> None:
+        """Sends a re-INVITE and waits (up to 5 s) for its outcome: sippy drops an update ordered while the
+        previous one is in flight, so hold and resume in quick succession would otherwise lose the resume."""
         self.local_sdp = sdp
+        self._updating = outcome = self.loop.create_future()
 
         def update() -> None:
             from sippy.CCEvents import CCEventUpdate
@@ -301,6 +310,11 @@ class _Leg:
             self.ua.recvEvent(CCEventUpdate(MsgBody(sdp)))
 
         await self.sip.run(update)
+        try:
+            if await asyncio.wait_for(outcome, 5) == "fail":
+                log.info("leg %s refused a re-INVITE", self.name)
+        except TimeoutError:
+            log.warning("leg %s did not answer a re-INVITE within 5 s", self.name)
 
     async def end(self, cause: str = states.CANCEL) -> None:
         """CANCEL before the answer, BYE after; nothing once the dialog is over. An inbound dialog not yet
