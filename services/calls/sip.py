@@ -352,6 +352,8 @@ class _Call:
     a: _Leg | None = None
     b: _Leg | None = None
     forks: list[_Leg] = field(default_factory=list)  # an inbound call's targets, ringing at once
+    routing: bool = False  # an inbound call Calls is storing and routing now
+    ended_while_routing: tuple[str, datetime | None] | None = None  # its END, reported once it is stored
     rang: bool = False  # RING is reported once, for the first leg that rings
     bridged: bool = False
     task: asyncio.Task[None] | None = None
@@ -449,11 +451,17 @@ class SipGateway(CallGateway):
             log.info("inbound call %s refused: its INVITE has no SDP offer", call.ref)
             await self._refuse(call, 488, "Not Acceptable Here")
         else:
+            call.routing = True
             try:
                 await self.report(found)
             except Exception:  # noqa: BLE001 - e.g. Numbers unreachable: the caller is told, not left ringing
                 log.exception("routing inbound call %s failed", call.ref)
                 await self.reject(call.ref, states.CONGESTION)
+            finally:
+                call.routing = False
+            if call.ended_while_routing is not None:  # the caller gave up before Calls had stored the call
+                await self._report(call.ref, states.Event.END, call.ended_while_routing[0],
+                                   at=call.ended_while_routing[1])
 
     async def _refuse(self, call: _Call, code: int, reason: str) -> None:
         self._calls.pop(call.ref, None)
@@ -500,7 +508,10 @@ class SipGateway(CallGateway):
     async def _end(self, call: _Call, cause: str, at: datetime | None = None) -> None:
         self._calls.pop(call.ref, None)
         await self._release(call, cause)
-        await self._report(call.ref, states.Event.END, cause, at=at)
+        if call.routing:
+            call.ended_while_routing = (cause, at)
+        else:
+            await self._report(call.ref, states.Event.END, cause, at=at)
 
     async def _place(self, call: _Call, order: Origination) -> None:
         sip, ng = await self._start()
