@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from voxplane.calls.v1 import calls_pb2 as pb
+from voxplane.services.calls.sip import A_TAG, B_TAG
 from voxplane.services.core import config
 
 from .conftest import ServerThread
-from .sip_peers import Phone, free_udp_port, require
+from .sip_peers import Phone, free_udp_port, packets_from, require
 from .test_call_events import events_of, types
 from .test_calls import wait_for
 from .test_edge import RunningEdge, require_edge_packages, running_edge, sipp_call, sipp_register
@@ -129,11 +130,11 @@ def test_a_call_to_a_number_rings_its_agent_through_the_gateway_until_the_number
     assert "Record-Route: <sip:127.0.0.1" in phone.seen()
 
 
-def test_a_call_from_the_trunk_reaches_the_agent_and_hangup_call_ends_both_legs(
+def test_a_call_from_the_trunk_reaches_the_agent_its_media_flows_and_each_control_acts_on_the_wire(
     network, tenant, tmp_path, fresh_e164
 ):  # type: ignore[no-untyped-def]
     agent, phone = registered_agent(network, tenant, tmp_path)
-    e164 = fresh_e164()
+    e164, ng_port = fresh_e164(), int(network.edge.rtpengine_ng.rpartition(":")[2])
     with tenant.numbers() as numbers, tenant.calls() as calls:
         numbers.create_number(e164_number=e164, provider_ref="trunk-1",
                               aor_link=f"sip:{agent.username}@{network.edge.domain}")
@@ -144,42 +145,32 @@ def test_a_call_from_the_trunk_reaches_the_agent_and_hangup_call_ends_both_legs(
             with calls.watch_call_events(cursor=cursor, heartbeat_interval=1) as stream:
                 answered = events_of(stream, until=T.CALL_EVENT_TYPE_ANSWER)
                 assert types(answered) == ["NEW_CALL", "RINGING", "ANSWER"]
+                ref = answered[0].call_ref
                 time.sleep(1)  # the caller's ACK is through (sipp takes a BYE before it for an unexpected one)
-                ended = calls.hangup_call(answered[0].call_ref)
-                assert types(events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)) == ["HANGUP"]
-            assert dialled.result() == [180, 200]  # the caller took our BYE (it would have sent its own 4 s after the answer)
-    assert (ended.direction, ended.status, ended.hangup_cause) == (
-        D.DIRECTION_INBOUND, S.CALL_STATUS_COMPLETED, H.HANGUP_CAUSE_NORMAL_CLEARING)
-    assert ended.source == f"sip:carrier@{network.edge.domain}"
-    assert phone.wait() == 0 and requests(phone) == ["INVITE", "ACK", "BYE"]
-
-
-def test_the_controls_of_an_inbound_call_act_on_the_wire(network, tenant, tmp_path, fresh_e164):  # type: ignore[no-untyped-def]
-    agent, phone = registered_agent(network, tenant, tmp_path)
-    e164 = fresh_e164()
-    with tenant.numbers() as numbers, tenant.calls() as calls:
-        numbers.create_number(e164_number=e164, provider_ref="trunk-1",
-                              aor_link=f"sip:{agent.username}@{network.edge.domain}")
-        cursor = watched(calls)
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            dialled = pool.submit(sipp_call, network.edge, tmp_path, "carrier", e164, port=network.edge.trunk_port,
-                                  scenario="caller")
-            with calls.watch_call_events(cursor=cursor, heartbeat_interval=1) as stream:
-                ref = events_of(stream, until=T.CALL_EVENT_TYPE_ANSWER)[0].call_ref
-                time.sleep(1)  # as above
+                first = packets_from(ng_port, ref)
+                time.sleep(0.5)
+                later = packets_from(ng_port, ref)
+                # rtpengine relays both parties' audio: the agent's (A) and the caller's (B), and it keeps coming.
+                assert first[A_TAG] > 10 and first[B_TAG] > 10, first
+                assert later[A_TAG] > first[A_TAG] and later[B_TAG] > first[B_TAG], (first, later)
                 calls.hold_call(ref, hold=True)
                 calls.hold_call(ref, hold=False)
                 calls.mute_call(ref, mute=True)
                 calls.send_dtmf(ref, digits="5")
-                calls.hangup_call(ref)
+                ended = calls.hangup_call(ref)
                 assert types(events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)) == [
                     "HELD", "RESUMED", "MUTED", "HANGUP"]
             assert dialled.result() == [180, 200]
             caller = sorted(tmp_path.glob("call-*.log"))[-1].read_text()
+    assert (ended.direction, ended.status, ended.hangup_cause) == (
+        D.DIRECTION_INBOUND, S.CALL_STATUS_COMPLETED, H.HANGUP_CAUSE_NORMAL_CLEARING)
+    assert ended.source == f"sip:carrier@{network.edge.domain}"
     # Hold and resume are re-INVITEs to the caller (through the edge: its Record-Route), sendonly then sendrecv.
     reinvites = caller.split("INVITE sip:")[2:]
     assert len(reinvites) == 2 and "a=sendonly" in reinvites[0] and "a=sendrecv" in reinvites[1], caller
+    # HangupCall: BYE on both legs (to the caller's Contact: not its own BYE, which would go to ours).
     assert phone.wait() == 0 and requests(phone) == ["INVITE", "ACK", "BYE"]
+    assert f"BYE sip:carrier@127.0.0.1:{network.edge.trunk_port} " in caller
 
 
 def test_a_caller_that_gives_up_cancels_the_ringing_agent(network, tenant, tmp_path, fresh_e164):  # type: ignore[no-untyped-def]
