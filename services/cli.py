@@ -124,7 +124,7 @@ def _edge_commands(commands: argparse._SubParsersAction) -> None:
         command.add_argument("--domain", action="append", dest="domains", help="a SIP domain it serves, agents "
                              "register in (repeat for more); default: VOXPLANE_EDGE_DOMAINS, else sip.local")
         command.add_argument("--gateway", help="IP:port of voxplane's SIP gateway, trusted by source address; "
-                             "default: VOXPLANE_EDGE_GATEWAY, else 127.0.0.1:5080")
+                             "default: VOXPLANE_EDGE_GATEWAY, else 127.0.0.1:5070")
         command.add_argument("--trunk", action="append", dest="trunks", help="a carrier trunk's IP or network, "
                              "with an optional port, trusted by source address (repeat for more); default: "
                              "VOXPLANE_EDGE_TRUNKS")

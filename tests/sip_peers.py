@@ -5,6 +5,7 @@ Without the binaries the tests skip, saying which is missing, unless CI=true: th
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -13,9 +14,12 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
+
+from voxplane.services.calls.rtpengine import NgClient
+from voxplane.services.calls.sip import A_TAG, B_TAG
 
 SCENARIOS = Path(__file__).resolve().parent / "sipp"
 
@@ -73,6 +77,28 @@ class Rtpengine:
 
     def stop(self) -> None:
         stop(self.process)
+
+
+def ng(port: int, command: str, **arguments: Any) -> dict[str, Any]:
+    """rtpengine's answer (on 127.0.0.1, its NG control at `port`) to one command."""
+
+    async def ask() -> dict[str, Any]:
+        client = await NgClient.connect("127.0.0.1", port)
+        try:
+            return await client.command(command, **arguments)
+        finally:
+            client.close()
+
+    return asyncio.run(ask())
+
+
+def packets_from(port: int, call_ref: str) -> dict[str, int]:
+    """RTP packets rtpengine (NG at `port`) received from each leg of the call, by tag."""
+    tags = ng(port, "query", call_id=call_ref)["tags"]
+    return {
+        tag: sum(s.get("stats", {}).get("packets", 0) for m in tags[tag]["medias"] for s in m["streams"])
+        for tag in (A_TAG, B_TAG)
+    }
 
 
 class Phone:

@@ -4,7 +4,6 @@ destination, behind the "trunk"). Skipped without rtpengine and sipp, unless CI=
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from collections.abc import Iterator
@@ -16,13 +15,13 @@ import pytest
 
 from voxplane import Calls, UnavailableError, VoxplaneError
 from voxplane.calls.v1 import calls_pb2 as pb
-from voxplane.services.calls.rtpengine import NgClient, NgError
+from voxplane.services.calls.rtpengine import NgError
 from voxplane.services.calls.sip import A_TAG, B_TAG, cause_for, with_direction
 from voxplane.services.core import config, workspaces
 from voxplane.services.core.auth import Role
 
 from .conftest import ServerThread, Tenant
-from .sip_peers import Phone, Rtpengine, capture, free_udp_port, require
+from .sip_peers import Phone, Rtpengine, capture, free_udp_port, ng, packets_from, require
 from .test_call_events import events_of, types
 from .test_calls import wait_for
 
@@ -67,22 +66,10 @@ class SipNetwork:
         return started[0], started[1] if b is not None else None
 
     def ng(self, command: str, **arguments: Any) -> dict[str, Any]:
-        async def ask() -> dict[str, Any]:
-            client = await NgClient.connect("127.0.0.1", self.rtpengine.ng_port)
-            try:
-                return await client.command(command, **arguments)
-            finally:
-                client.close()
-
-        return asyncio.run(ask())
+        return ng(self.rtpengine.ng_port, command, **arguments)
 
     def packets_from(self, call_ref: str) -> dict[str, int]:
-        """RTP packets rtpengine received from each leg of the call."""
-        tags = self.ng("query", call_id=call_ref)["tags"]
-        return {
-            tag: sum(s.get("stats", {}).get("packets", 0) for m in tags[tag]["medias"] for s in m["streams"])
-            for tag in (A_TAG, B_TAG)
-        }
+        return packets_from(self.rtpengine.ng_port, call_ref)
 
 
 @pytest.fixture(scope="module")

@@ -136,6 +136,9 @@ class CallGateway(abc.ABC):
     @abc.abstractmethod
     async def redirect(self, ref: str, webhook: str) -> None: ...
 
+    async def start(self) -> None:  # noqa: B027 - optional: a network that takes inbound calls listens
+        """Starts taking inbound calls from the network (the server's start calls it)."""
+
     async def close(self) -> None:  # noqa: B027 - optional: most gateways have nothing to stop
         """Stops reporting; calls on the network are left as they are."""
 

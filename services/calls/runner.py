@@ -94,6 +94,7 @@ class Runner:
         ended = await self.db.run_transaction(start, write=True)
         _log_ended(ended, "call(s) of a Calls process that stopped")
         self.feed.wake()
+        await self.gateway.start()
         self._beating = asyncio.get_running_loop().create_task(self._beat())
         self._pruning = asyncio.get_running_loop().create_task(watching.keep_pruning(self.db))
 

@@ -1,8 +1,12 @@
-"""The real network: click-to-call over SIP with sippy, media anchored at rtpengine.
+"""The real network: click-to-call and inbound calls over SIP with sippy, media anchored at rtpengine.
 
 `SipGateway` places a call the sipgate way: it rings the caller's device (leg A); when A answers it
 calls the destination (leg B) and bridges the two through rtpengine, which relays (and can silence,
 or inject DTMF into) the media. Both legs are our own UAC dialogs (a B2BUA).
+
+An INVITE from the edge (Kamailio) is an inbound call: its dialog is leg B (the far party, our UAS) and
+is reported to Calls, which routes it; `dial` then rings the targets (leg A: the first to answer, a UAC
+dialog through the edge) and bridges them the same way, so the controls act alike on both kinds.
 
 sippy runs in a thread of its own: its event dispatcher `ED2` is a process-wide singleton bound to the
 thread that imports it. asyncio enters that thread with `ED2.callFromThread`, and sippy's callbacks
@@ -19,15 +23,16 @@ import math
 import re
 import threading
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ..core import config
 from ..core.errors import Unavailable, Unimplemented
+from ..persistence.base import new_ref
 from . import states
-from .gateway import CallGateway, Dial, Gather, Origination, Report
+from .gateway import CallGateway, Dial, Gather, InboundCall, Origination, Report
 from .rtpengine import NgClient, NgError
 from .states import NetworkEvent
 
@@ -45,6 +50,12 @@ NG_FLAGS: dict[str, Any] = {"flags": ["inject-DTMF"], "replace": ["origin", "ses
 A_TAG, B_TAG = "leg-a", "leg-b"  # the rtpengine tags (from-tag / to-tag) of the two legs
 DTMF_MS = 100  # each digit's tone
 RINGBACK_ON, RINGBACK_OFF = 2, 4  # seconds of the North American ringback's cadence (440 + 480 Hz)
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+# The final response an inbound call that ends unanswered with this hangup cause gets (else 503).
+REFUSALS = {
+    "BUSY": (486, "Busy Here"), states.NOT_FOUND: (404, "Not Found"), "NO_ANSWER": (480, "Temporarily Unavailable"),
+    states.CANCEL: (487, "Request Terminated"),
+}
 
 
 @functools.cache
@@ -78,8 +89,15 @@ def cause_for(code: int) -> str:
     return states.CONGESTION
 
 
+def refusal(cause: str) -> tuple[int, str]:
+    """The SIP final response of an inbound call refused (or ended before the answer) with `cause`."""
+    return REFUSALS.get(cause, (503, "Service Unavailable"))
+
+
 def host_port(address: str, default_port: int = 5060) -> tuple[str, int]:
-    """`host[:port]` -> (host, port)."""
+    """`host[:port]`, or a SIP URI `sip:host[:port]` -> (host, port)."""
+    if address.startswith(("sip:", "sips:")):
+        return parse_uri(address)[1]
     host, _, port = address.rpartition(":") if ":" in address else (address, "", "")
     return host, int(port) if port else default_port
 
@@ -183,20 +201,30 @@ class _LegEvent:
 class _Leg:
     """One UAC dialog; its sippy UA lives on sippy's thread, its events go to the call's queue."""
 
-    def __init__(self, name: str, sip: _SipThread, global_config: dict[str, Any], queue: asyncio.Queue[_LegEvent]):
+    def __init__(self, name: str, sip: _SipThread, global_config: dict[str, Any], queue: asyncio.Queue[_LegEvent],
+                 loop: asyncio.AbstractEventLoop | None = None):
         self.name = name
         self.sip = sip
         self.global_config = global_config
         self.queue = queue
-        self.loop = asyncio.get_running_loop()
+        self.loop = loop or asyncio.get_running_loop()
         self.ua: Any = None
         self.local_sdp = ""
+        self.remote_sdp = ""  # an inbound leg's: the caller's offer
+        self.uas = False  # an inbound call's dialog, which we answer (or refuse), rather than one we placed
+        self.answered = False  # its INVITE was answered (a UAS leg: we sent the 200)
+        self._updating: asyncio.Future[str] | None = None  # our re-INVITE in flight
         self.ended = False  # the dialog is over (either side ended it): nothing more to send
 
     def _emit(self, kind: str, code: int | None = None, sdp: str | None = None) -> None:
         event = _LegEvent(self.name, kind, datetime.now(UTC), code, sdp)  # the network's time, as it happens
-        if kind in ("fail", "redirect", "hangup", "gone"):
-            self.ended = True
+        if self._updating is not None and kind in ("answer", "fail"):  # the outcome of our re-INVITE
+            updating, self._updating = self._updating, None
+            self.loop.call_soon_threadsafe(_settle, updating, kind, None)
+        elif kind in ("hangup", "gone") or (kind in ("fail", "redirect") and not self.answered):
+            self.ended = True  # (a refused re-INVITE leaves the dialog up)
+        if kind == "answer":
+            self.answered = True
         self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
 
     def _on_event(self, event: Any, ua: Any) -> None:
@@ -212,6 +240,44 @@ class _Leg:
             self._emit("redirect", data[0] if data else 302)
         elif name == "CCEventDisconnect":
             self._emit("hangup")
+
+    def take(self, request: Any, transaction: Any) -> Any:
+        """Becomes the UAS of an INVITE that came in (on sippy's thread); what the transaction manager wants back."""
+        from sippy.SipAddress import SipAddress
+        from sippy.SipContact import SipContact
+        from sippy.SipURL import SipURL
+        from sippy.UA import UA
+
+        gone = lambda *_: self._emit("gone")  # noqa: E731 - as for our own legs
+        self.uas = True
+        self.remote_sdp = str(request.getBody() or "")
+        self.ua = UA(self.global_config, event_cb=self._on_event, disc_cbs=(gone,), dead_cbs=(gone,))
+        # A bare URI: sippy's default Contact has the display name "Anonymous", which some phones (sipp
+        # among them) take into the Request-URI of their ACK and BYE.
+        here = SipURL(host=self.global_config["_sip_address"], port=self.global_config["_sip_port"])
+        self.ua.lContact = SipContact(address=SipAddress(url=here))
+        return self.ua.recvRequest(request, transaction)
+
+    async def respond(self, code: int, reason: str, sdp: str | None = None) -> None:
+        """A UAS leg's response to its INVITE: ringing, the answer (with our SDP), or a refusal."""
+        if code >= 300:
+            self.ended = True
+        elif code >= 200:
+            self.answered, self.local_sdp = True, sdp or ""
+
+        def send() -> None:
+            from sippy.CCEvents import CCEventConnect, CCEventFail, CCEventRing
+            from sippy.MsgBody import MsgBody
+
+            body = MsgBody(sdp) if sdp else None
+            if code < 200:
+                self.ua.recvEvent(CCEventRing((code, reason, body)))
+            elif code < 300:
+                self.ua.recvEvent(CCEventConnect((code, reason, body)))
+            else:
+                self.ua.recvEvent(CCEventFail((code, reason)))
+
+        await self.sip.run(send)
 
     async def invite(self, user: str, uri_host: tuple[str, int], via: tuple[str, int], caller: str, sdp: str) -> None:
         """INVITE sip:user@uri_host, sent to `via` (an outbound proxy, or uri_host itself)."""
@@ -232,7 +298,10 @@ class _Leg:
         await self.sip.run(start)
 
     async def reinvite(self, sdp: str) -> None:
+        """Sends a re-INVITE and waits (up to 5 s) for its outcome: sippy drops an update ordered while the
+        previous one is in flight, so hold and resume in quick succession would otherwise lose the resume."""
         self.local_sdp = sdp
+        self._updating = outcome = self.loop.create_future()
 
         def update() -> None:
             from sippy.CCEvents import CCEventUpdate
@@ -241,10 +310,19 @@ class _Leg:
             self.ua.recvEvent(CCEventUpdate(MsgBody(sdp)))
 
         await self.sip.run(update)
+        try:
+            if await asyncio.wait_for(outcome, 5) == "fail":
+                log.info("leg %s refused a re-INVITE", self.name)
+        except TimeoutError:
+            log.warning("leg %s did not answer a re-INVITE within 5 s", self.name)
 
-    async def end(self) -> None:
-        """CANCEL before the answer, BYE after; nothing once the dialog is over."""
+    async def end(self, cause: str = states.CANCEL) -> None:
+        """CANCEL before the answer, BYE after; nothing once the dialog is over. An inbound dialog not yet
+        answered is refused instead, with the response for `cause`."""
         if self.ended:
+            return
+        if self.uas and not self.answered:
+            await self.respond(*refusal(cause))
             return
         self.ended = True
 
@@ -269,9 +347,13 @@ class _Ended(Exception):
 @dataclass
 class _Call:
     ref: str
+    inbound: bool = False  # it came in: leg B is the caller, leg A the target that answered
     queue: asyncio.Queue[_LegEvent] = field(default_factory=asyncio.Queue)
     a: _Leg | None = None
     b: _Leg | None = None
+    forks: list[_Leg] = field(default_factory=list)  # an inbound call's targets, ringing at once
+    routing: bool = False  # an inbound call Calls is storing and routing now
+    ended_while_routing: tuple[str, datetime | None] | None = None  # its END, reported once it is stored
     rang: bool = False  # RING is reported once, for the first leg that rings
     bridged: bool = False
     task: asyncio.Task[None] | None = None
@@ -279,7 +361,8 @@ class _Call:
 
 
 class SipGateway(CallGateway):
-    """Click-to-call on a SIP network (`VOXPLANE_CALL_GATEWAY=sip`); see the module's docstring and README."""
+    """Click-to-call and inbound calls on a SIP network (`VOXPLANE_CALL_GATEWAY=sip`); see the module's
+    docstring and README."""
 
     def __init__(self, report: Report):
         super().__init__(report)
@@ -294,11 +377,18 @@ class SipGateway(CallGateway):
         self._sip: _SipThread | None = None
         self._global_config: dict[str, Any] = {}
         self._ng: NgClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._routing: set[asyncio.Task[None]] = set()  # inbound calls being reported to Calls
+
+    async def start(self) -> None:
+        """Listens for SIP (inbound calls) and connects to rtpengine; placing a call does it too."""
+        await self._start()
 
     async def _start(self) -> tuple[_SipThread, NgClient]:
-        """Listens for SIP and connects to rtpengine, on the first call."""
+        """Listens for SIP and connects to rtpengine, once."""
         async with self._started:
             if self._sip is None or self._ng is None:
+                self._loop = asyncio.get_running_loop()
                 self._ng = await NgClient.connect(*self.rtpengine)
                 sip = _SipThread.get()
                 host, port = self.address
@@ -317,20 +407,82 @@ class SipGateway(CallGateway):
                 log.info("SIP gateway listening on %s:%d, rtpengine at %s:%d", host, port, *self.rtpengine)
             return self._sip, self._ng
 
-    @staticmethod
-    def _on_request(request: Any, _transaction: Any) -> tuple[Any, None, None]:
-        """A request outside our dialogs (sippy's thread). Inbound calls are not carried yet."""
-        if request.getMethod() in ("OPTIONS", "NOTIFY"):
+    def _on_request(self, request: Any, transaction: Any) -> Any:
+        """A request outside our dialogs (sippy's thread): a new INVITE is an inbound call."""
+        method = request.getMethod()
+        if method == "INVITE" and request.getHFBody("to").getTag() is None and self._loop is not None:
+            return self._take(request, transaction)
+        if method in ("OPTIONS", "NOTIFY"):
             return request.genResponse(200, "OK"), None, None
+        if request.getHFBody("to").getTag() is not None:
+            return request.genResponse(481, "Call Leg/Transaction Does Not Exist"), None, None
         return request.genResponse(501, "Not Implemented"), None, None
+
+    def _take(self, request: Any, transaction: Any) -> Any:
+        """Answers the INVITE as leg B of a new call (sippy sends 100 Trying) and hands it to the asyncio loop."""
+        assert self._loop is not None
+        if not self._global_config:  # an INVITE in the instant between listening and being ready
+            return request.genResponse(503, "Service Unavailable"), None, None
+        call = _Call(new_ref(), inbound=True)
+        call.b = _Leg("B", _SipThread.get(), self._global_config, call.queue, self._loop)
+        sender = request.getHFBody("from").getUrl()
+        number = request.getRURI().username or ""
+        source = sender.username if E164.fullmatch(sender.username or "") else (
+            f"sip:{sender.username}@{sender.host}" if sender.username else f"sip:{sender.host}")
+        found = InboundCall(call.ref, str(request.getHFBody("call-id")), source, number, datetime.now(UTC))
+        taken = call.b.take(request, transaction)
+        self._loop.call_soon_threadsafe(self._arrived, call, found)
+        return taken
+
+    def _arrived(self, call: _Call, found: InboundCall) -> None:
+        """(the loop) Waits for the caller to give up while Calls routes the call, and reports it."""
+        self._calls[call.ref] = call
+        call.task = asyncio.get_running_loop().create_task(self._carry(call, self._await_route(call)))
+        routing = asyncio.get_running_loop().create_task(self._route_inbound(call, found))
+        self._routing.add(routing)
+        routing.add_done_callback(self._routing.discard)
+
+    async def _route_inbound(self, call: _Call, found: InboundCall) -> None:
+        """Reports the call to Calls (which dials or rejects it), refusing what it cannot route itself."""
+        assert call.b is not None
+        if not E164.fullmatch(found.destination):
+            log.info("inbound call %s to %r refused: not an E.164 number", call.ref, found.destination)
+            await self.reject(call.ref, states.NOT_FOUND, report=False)
+        elif not call.b.remote_sdp:
+            log.info("inbound call %s refused: its INVITE has no SDP offer", call.ref)
+            await self._refuse(call, 488, "Not Acceptable Here")
+        else:
+            call.routing = True
+            try:
+                await self.report(found)
+            except Exception:  # noqa: BLE001 - e.g. Numbers unreachable: the caller is told, not left ringing
+                log.exception("routing inbound call %s failed", call.ref)
+                await self.reject(call.ref, states.CONGESTION)
+            finally:
+                call.routing = False
+            if call.ended_while_routing is not None:  # the caller gave up before Calls had stored the call
+                await self._report(call.ref, states.Event.END, call.ended_while_routing[0],
+                                   at=call.ended_while_routing[1])
+
+    async def _refuse(self, call: _Call, code: int, reason: str) -> None:
+        self._calls.pop(call.ref, None)
+        await self._cancel_task(call)
+        assert call.b is not None
+        await call.b.respond(code, reason)
+
+    async def _await_route(self, call: _Call) -> None:
+        """Until Calls dials or rejects the call: the caller hanging up (CANCEL) ends it."""
+        while True:
+            event = await call.queue.get()
+            if event.leg == "B" and event.kind in ("hangup", "gone"):
+                raise _Ended(states.CANCEL, event.time)
 
     # --- placing a call -----------------------------------------------------------------------------------
 
     async def originate(self, order: Origination) -> None:
         call = _Call(order.ref)
         self._calls[order.ref] = call
-        call.task = asyncio.get_running_loop().create_task(self._run(call, order))
-        call.task.add_done_callback(lambda _: self._calls.pop(order.ref, None) if not call.bridged else None)
+        call.task = asyncio.get_running_loop().create_task(self._carry(call, self._place(call, order)))
 
     def _route(self, uri_or_e164: str) -> tuple[str, tuple[str, int], tuple[str, int]] | None:
         """(user, request-URI host, where to send) for a device AOR, a SIP URI or an E.164 number."""
@@ -340,23 +492,30 @@ class SipGateway(CallGateway):
         hop = self.trunk or self.proxy
         return (uri_or_e164, hop, hop) if hop else None
 
-    async def _run(self, call: _Call, order: Origination) -> None:
+    async def _carry(self, call: _Call, work: Coroutine[Any, Any, None]) -> None:
+        """Runs what the network does with the call until it ends; however it ends, its legs and media are
+        released and its END is reported (with CONGESTION when something failed), so no call stays up."""
         try:
-            sip, ng = await self._start()
-            await self._place(call, order, sip, ng)
+            await work
         except _Ended as ended:
-            await self._release(call)
-            await self._report(call.ref, states.Event.END, ended.cause, at=ended.time)
+            await self._end(call, ended.cause, ended.time)
         except (NgError, OSError) as error:
             log.error("call %s failed: %s", call.ref, error)
-            await self._release(call)
-            await self._report(call.ref, states.Event.END, states.CONGESTION)
-        except Exception:  # a call must end, whatever went wrong placing it, or it would stay QUEUED
-            log.exception("placing call %s failed", call.ref)
-            await self._release(call)
-            await self._report(call.ref, states.Event.END, states.CONGESTION)
+            await self._end(call, states.CONGESTION)
+        except Exception:
+            log.exception("carrying call %s failed", call.ref)
+            await self._end(call, states.CONGESTION)
 
-    async def _place(self, call: _Call, order: Origination, sip: _SipThread, ng: NgClient) -> None:
+    async def _end(self, call: _Call, cause: str, at: datetime | None = None) -> None:
+        self._calls.pop(call.ref, None)
+        await self._release(call, cause)
+        if call.routing:
+            call.ended_while_routing = (cause, at)
+        else:
+            await self._report(call.ref, states.Event.END, cause, at=at)
+
+    async def _place(self, call: _Call, order: Origination) -> None:
+        sip, ng = await self._start()
         device = self._route(order.device.aors[0]) if order.device and order.device.aors else None
         callee = self._route(order.destination)
         if device is None or callee is None:
@@ -366,67 +525,104 @@ class SipGateway(CallGateway):
         offer = await ng.command("offer", call_id=call.ref, from_tag=B_TAG, sdp=PLACEHOLDER_SDP, **NG_FLAGS)
         call.a = _Leg("A", sip, self._global_config, call.queue)
         await call.a.invite(*device, order.destination, offer["sdp"])
-        a_sdp = await self._answered(call, "A", order.timeout)
+        _, a_sdp = await self._answered(call, {"A"}, order.timeout)
         toward_b = await ng.command("answer", call_id=call.ref, from_tag=B_TAG, to_tag=A_TAG, sdp=a_sdp, **NG_FLAGS)
         # While B rings, A hears ringback rather than silence (played by rtpengine, repeated up to the timeout).
         repeats = math.ceil(order.timeout / (RINGBACK_ON + RINGBACK_OFF))
         await ng.command("play media", call_id=call.ref, from_tag=A_TAG, blob=ringback_wav(), repeat_times=repeats)
         call.b = _Leg("B", sip, self._global_config, call.queue)
         await call.b.invite(*callee, order.caller_id, toward_b["sdp"])
-        b_sdp = await self._answered(call, "B", order.timeout)
+        _, b_sdp = await self._answered(call, {"B"}, order.timeout)
         await ng.command("stop media", call_id=call.ref, from_tag=A_TAG)
         # Tell rtpengine where B is: a re-offer from B's side, then A's answer again. port-latching keeps
         # the port A was given, so A needs no re-INVITE.
         await ng.command("offer", call_id=call.ref, from_tag=B_TAG, to_tag=A_TAG, sdp=b_sdp,
                          **{**NG_FLAGS, "flags": [*NG_FLAGS["flags"], "port-latching"]})
         await ng.command("answer", call_id=call.ref, from_tag=B_TAG, to_tag=A_TAG, sdp=a_sdp, **NG_FLAGS)
+        await self._bridged_until_hangup(call)
+
+    async def dial(self, ref: str, order: Dial) -> None:
+        """Rings every target of an inbound call at once (leg A); the first to answer is bridged to the caller."""
+        call = self._calls.get(ref)
+        if call is None or not call.inbound or call.bridged:
+            return  # it ended meanwhile (the caller hung up): nothing to ring
+        await self._cancel_task(call)
+        call.task = asyncio.get_running_loop().create_task(self._carry(call, self._connect(call, order)))
+
+    async def _connect(self, call: _Call, order: Dial) -> None:
+        sip, ng = await self._start()
+        assert call.b is not None
+        targets = [route for route in map(self._route, order.targets) if route is not None]
+        if not targets:
+            log.error("call %s: no route to %s (set VOXPLANE_SIP_PROXY or VOXPLANE_SIP_TRUNK)", call.ref, order.targets)
+            raise _Ended(states.CONGESTION, datetime.now(UTC))
+        offer = await ng.command("offer", call_id=call.ref, from_tag=B_TAG, sdp=call.b.remote_sdp, **NG_FLAGS)
+        for n, target in enumerate(targets):
+            fork = _Leg(f"A{n}", sip, self._global_config, call.queue)
+            call.forks.append(fork)
+            await fork.invite(*target, order.caller_id, offer["sdp"])
+        winner, a_sdp = await self._answered(call, {fork.name for fork in call.forks}, order.timeout)
+        call.a = next(fork for fork in call.forks if fork.name == winner)
+        for fork in call.forks:
+            if fork is not call.a:
+                await fork.end()
+        answer = await ng.command("answer", call_id=call.ref, from_tag=B_TAG, to_tag=A_TAG, sdp=a_sdp, **NG_FLAGS)
+        await call.b.respond(200, "OK", answer["sdp"])
+        await self._bridged_until_hangup(call)
+
+    async def _bridged_until_hangup(self, call: _Call) -> None:
+        """Reports the answer; then the first leg whose far end hangs up ends the call."""
         call.bridged = True
         await self._report(call.ref, states.Event.ANSWER)
-        # Bridged: the first leg the far end hangs up ends the call.
         while True:
             event = await call.queue.get()
-            if event.kind in ("hangup", "gone"):  # not "fail": a refused re-INVITE leaves the dialog up
-                await self._release(call)
-                self._calls.pop(call.ref, None)
-                await self._report(call.ref, states.Event.END, states.NORMAL_CLEARING, at=event.time)
-                return
+            bridged = (call.a.name if call.a else "", call.b.name if call.b else "")  # not a cancelled fork
+            if event.leg in bridged and event.kind in ("hangup", "gone"):  # not "fail": a refused re-INVITE
+                raise _Ended(states.NORMAL_CLEARING, event.time)  # leaves the dialog up
 
-    async def _answered(self, call: _Call, leg: str, timeout: float) -> str:
-        """Waits for `leg`'s answer (its SDP), reporting the first ring of the call; ends the call with the
-        leg's cause, or NO_ANSWER when `timeout` passes first (and the leg is cancelled)."""
+    async def _answered(self, call: _Call, legs: set[str], timeout: float) -> tuple[str, str]:
+        """Waits for the first of `legs` to answer: (its name, its SDP). Reports the call's first ring (and,
+        for an inbound call, tells the caller). The call ends with the cause of the last leg that failed,
+        NO_ANSWER when `timeout` passes first (the legs are cancelled), CANCEL when the other side hangs up."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        waiting = set(legs)
         while True:
             try:
                 event = await asyncio.wait_for(call.queue.get(), max(0.0, deadline - loop.time()))
             except TimeoutError:
                 raise _Ended("NO_ANSWER", datetime.now(UTC)) from None
-            if event.leg != leg:
-                if event.kind in ("hangup", "gone"):  # the caller's device hung up while B rang
+            if event.leg not in waiting:
+                if event.leg not in legs and event.kind in ("hangup", "gone"):  # the other side hung up
                     raise _Ended(states.CANCEL, event.time)
                 continue
             if event.kind == "ring" and event.code in (180, 183) and not call.rang:  # not a proxy's 100
                 call.rang = True
                 await self._report(call.ref, states.Event.RING, at=event.time)
+                if call.inbound and call.b is not None:
+                    await call.b.respond(180, "Ringing")
             elif event.kind == "answer":
                 if not event.sdp:
                     raise _Ended(states.CONGESTION, event.time)  # an answer we cannot bridge: no media
-                return event.sdp
-            elif event.kind == "fail":
-                raise _Ended(cause_for(event.code or 500), event.time)
-            elif event.kind == "redirect":
+                return event.leg, event.sdp
+            elif event.kind in ("fail", "redirect", "hangup", "gone"):
+                waiting.discard(event.leg)
+                if waiting:
+                    continue  # another target may still answer
+                if event.kind == "fail":
+                    raise _Ended(cause_for(event.code or 500), event.time)
                 # FORWARDED ends only an answered call (states.py); redirects are not followed yet.
-                log.info("call %s: leg %s redirected (%s), not followed", call.ref, leg, event.code)
-                raise _Ended(states.CONGESTION, event.time)
-            elif event.kind in ("hangup", "gone"):
+                log.info("call %s: leg %s ended (%s %s) before it answered", call.ref, event.leg, event.kind,
+                         event.code or "")
                 raise _Ended(states.CONGESTION, event.time)
 
-    async def _release(self, call: _Call) -> None:
-        """BYE (or CANCEL) whatever leg is still up, and frees the call's media at rtpengine."""
-        for leg in (call.b, call.a):
+    async def _release(self, call: _Call, cause: str = states.CANCEL) -> None:
+        """BYE (or CANCEL) whatever leg is still up, refuses an unanswered caller with the response for
+        `cause`, and frees the call's media at rtpengine."""
+        for leg in (call.b, call.a, *call.forks):
             if leg is not None:
                 try:
-                    await leg.end()
+                    await leg.end(cause)
                 except Exception:  # noqa: BLE001 - the other leg and the media must be released all the same
                     log.exception("ending leg %s of call %s failed", leg.name, call.ref)
         if self._ng is not None:
@@ -444,15 +640,25 @@ class SipGateway(CallGateway):
 
     # --- ending a call ------------------------------------------------------------------------------------
 
-    async def _stop(self, ref: str) -> None:
+    @staticmethod
+    async def _cancel_task(call: _Call) -> None:
+        if call.task is not None and not call.task.done() and call.task is not asyncio.current_task():
+            call.task.cancel()
+            await asyncio.gather(call.task, return_exceptions=True)
+
+    async def _stop(self, ref: str, cause: str = states.CANCEL) -> _Call | None:
         """Ends call `ref` on the network at our side's request (the call's END is stored by Calls)."""
         call = self._calls.pop(ref, None)
         if call is None:
-            return
-        if call.task is not None and not call.task.done():
-            call.task.cancel()
-            await asyncio.gather(call.task, return_exceptions=True)
-        await self._release(call)
+            return None
+        await self._cancel_task(call)
+        await self._release(call, cause)
+        return call
+
+    async def reject(self, ref: str, cause: str, *, report: bool = True) -> None:
+        """Refuses an inbound call with the SIP response for `cause` (404, 486, 480…), reported as its END."""
+        if await self._stop(ref, cause) is not None and report:
+            await self._report(ref, states.Event.END, cause)
 
     async def hangup(self, ref: str) -> None:
         await self._stop(ref)
@@ -461,8 +667,12 @@ class SipGateway(CallGateway):
         await self._stop(ref)
 
     async def close(self) -> None:
-        """Ends every call it carries (BYE or CANCEL on each leg), then stops listening."""
-        await asyncio.gather(*(self._stop(ref) for ref in list(self._calls)))
+        """Ends every call it carries (BYE or CANCEL on each leg; 503 to callers not answered yet), then
+        stops listening."""
+        for routing in list(self._routing):
+            routing.cancel()
+        await asyncio.gather(*self._routing, return_exceptions=True)
+        await asyncio.gather(*(self._stop(ref, states.CONGESTION) for ref in list(self._calls)))
         if self._sip is not None:
             global_config = self._global_config
             await asyncio.sleep(0.1)  # let sippy hand the last BYEs to its socket before it closes
@@ -531,17 +741,20 @@ class SipGateway(CallGateway):
     async def redirect(self, ref: str, webhook: str) -> None:
         raise self._unimplemented("redirect calls")
 
+    async def _not_answering(self, ref: str, what: str) -> Unimplemented:
+        """A webhook's reply this gateway cannot carry out: the caller is refused (503, CONGESTION) rather
+        than left ringing."""
+        call = self._calls.get(ref)
+        if call is not None and call.inbound and not call.bridged:
+            log.warning("inbound call %s refused: the SIP gateway does not %s yet", ref, what)
+            await self.reject(ref, states.CONGESTION)
+        return self._unimplemented(what)
+
     async def answer(self, ref: str) -> None:
-        raise self._unimplemented("take inbound calls")
-
-    async def reject(self, ref: str, cause: str) -> None:
-        raise self._unimplemented("take inbound calls")
-
-    async def dial(self, ref: str, order: Dial) -> None:
-        raise self._unimplemented("take inbound calls")
+        raise await self._not_answering(ref, "answer inbound calls itself (play, gather)")
 
     async def voicemail(self, ref: str) -> None:
-        raise self._unimplemented("take inbound calls")
+        raise await self._not_answering(ref, "take calls to a voicemail")
 
     async def gather(self, ref: str, order: Gather) -> None:
-        raise self._unimplemented("take inbound calls")
+        raise await self._not_answering(ref, "gather DTMF")

@@ -90,7 +90,8 @@ class Settings(BaseSettings):
     # host[:port] of the outbound proxy (Kamailio) every leg is sent through; empty: each leg goes straight
     # to its URI's host (an agent's AOR domain, a SIP URI destination).
     sip_proxy: str = ""
-    # host[:port] E.164 destinations are sent to (a carrier trunk); empty: the outbound proxy.
+    # The carrier trunk E.164 destinations are sent to, host[:port] or a SIP URI (sip:host[:port]); empty: the
+    # outbound proxy.
     sip_trunk: str = ""
     # host[:port] of rtpengine's NG control socket (UDP), which anchors every call's media.
     rtpengine_ng: str = "127.0.0.1:2223"
@@ -127,11 +128,11 @@ class Settings(BaseSettings):
 
     # The edge proxy (`voxplane edge config|run`): where Kamailio listens (IP:port, UDP and TCP), the SIP
     # domains it serves (comma-separated; agents register in them), where voxplane's SIP gateway is
-    # (IP:port: it and the carrier trunks are trusted by source address), and the trunks' addresses
-    # (comma-separated IPs or networks, each with an optional port: "203.0.113.0/24:5060").
+    # (IP:port, its sip_host:sip_port: it and the carrier trunks are trusted by source address), and the
+    # trunks' addresses (comma-separated IPs or networks, each with an optional port: "203.0.113.0/24:5060").
     edge_listen: str = "127.0.0.1:5060"
     edge_domains: str = "sip.local"
-    edge_gateway: str = "127.0.0.1:5080"
+    edge_gateway: str = "127.0.0.1:5070"
     edge_trunks: str = ""
     # Failed digest authentications one source address may make in the window (seconds) before the edge
     # refuses its REGISTERs and INVITEs until the window has passed.

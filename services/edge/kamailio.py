@@ -3,12 +3,13 @@
 from voxplane's database.
 
 What it does with a request, by where it comes from (trust is by source address and port):
-- the SIP gateway: to an agent's AOR, the contacts it registered (480 when none); anywhere else, as
-  addressed (carrier trunks);
+- the SIP gateway (the legs it bridges inbound calls to, and click-to-call's legs): to an agent's AOR,
+  the contacts it registered (480 when none); anywhere else, as addressed (forward targets, trunks);
 - a carrier trunk: to a voxplane number, the gateway; any other number, 404;
 - anyone else: REGISTER and INVITE are digest-authenticated against the agents' HA1 (with nonce
   counting); a registered agent's call to an E.164 number goes to the gateway, to an agent's AOR to
   its contacts; anything else is refused.
+Every call to a number thus reaches the gateway, which reports it to Calls (routing, events, steering).
 Pike and a count of failed authentications per source address turn away floods and password guessing.
 """
 
@@ -306,7 +307,8 @@ route[AUTHENTICATE] {{
 	consume_credentials();
 }}
 
-# The gateway bridges calls to agents (their AORs) and out to carrier trunks (as addressed).
+# The gateway's legs: to agents (their AORs: where they registered) and to forward targets and carrier
+# trunks (as addressed).
 route[FROM_GATEWAY] {{
 	if (uri == myself) route(LOCATION);
 	route(RELAY);
@@ -318,7 +320,8 @@ route[FROM_TRUNK] {{
 	exit;
 }}
 
-# Every call to a number goes through the gateway, so Calls sees it; agent to agent goes to the contacts.
+# Every call to a number goes through the gateway, so Calls sees it (and answers 404 for a number it does
+# not have); agent to agent goes to the contacts.
 route[FROM_AGENT] {{
 	if ($rU =~ {e164}) route(TO_GATEWAY);
 	if (uri == myself) route(LOCATION);
