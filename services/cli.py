@@ -125,6 +125,8 @@ def _edge_commands(commands: argparse._SubParsersAction) -> None:
                              "register in (repeat for more); default: VOXPLANE_EDGE_DOMAINS, else sip.local")
         command.add_argument("--gateway", help="IP:port of voxplane's SIP gateway, trusted by source address; "
                              "default: VOXPLANE_EDGE_GATEWAY, else 127.0.0.1:5070")
+        command.add_argument("--gateway-workers", type=int, help="the gateway's processes (`serve calls --workers "
+                             "N`), on the ports from --gateway's on; default: VOXPLANE_EDGE_GATEWAY_WORKERS, else 1")
         command.add_argument("--trunk", action="append", dest="trunks", help="a carrier trunk's IP or network, "
                              "with an optional port, trusted by source address (repeat for more); default: "
                              "VOXPLANE_EDGE_TRUNKS")

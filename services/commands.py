@@ -385,6 +385,7 @@ def _edge(args: argparse.Namespace) -> Edge:
         max_auth_failures=settings.edge_max_auth_failures,
         auth_failure_window=settings.edge_auth_failure_window,
         flood_requests=settings.edge_flood_requests,
+        gateway_workers=args.gateway_workers or settings.edge_gateway_workers,
     )
 
 

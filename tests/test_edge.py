@@ -125,6 +125,22 @@ def test_edge_config_serves_the_domains_and_trusts_the_gateway_and_trunks_by_sou
 
 
 
+def test_edge_config_spreads_calls_over_the_gateways_workers_and_trusts_each(tmp_path):
+    """`serve calls --workers 2`: worker i takes the gateway's port + i; the edge trusts both and sends each
+    call to the one its Call-ID hashes to."""
+    done = subprocess.run([VOXPLANE, "edge", "config", "--gateway", "127.0.0.1:5070", "--gateway-workers", "2",
+                           "--database-url", f"sqlite:///{tmp_path}/v.db"], capture_output=True, text=True, check=True)
+    config = done.stdout
+    assert '(is_in_subnet("$si", "127.0.0.1/32") && $sp >= 5070 && $sp <= 5071)' in config
+    assert '$var(worker) = $(ci{s.corehash}) mod 2;' in config
+    for worker, port in ((0, 5070), (1, 5071)):
+        assert f'if ($var(worker) == {worker}) $du = "sip:127.0.0.1:{port}";' in config
+    if shutil.which("kamailio"):
+        (tmp_path / "kamailio.cfg").write_text(config)
+        checked = subprocess.run(["kamailio", "-c", "-f", tmp_path / "kamailio.cfg"], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+
+
 def test_edge_run_says_what_to_install_and_which_setting_is_wrong(tmp_path):
     url = f"sqlite:///{tmp_path}/v.db"
     without_kamailio = {**os.environ, "PATH": str(VOXPLANE.parent)}

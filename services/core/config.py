@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     edge_domains: str = "sip.local"
     edge_gateway: str = "127.0.0.1:5070"
     edge_trunks: str = ""
+    # The gateway's processes (`serve calls --workers N`: worker i on edge_gateway's port + i), each trusted
+    # and sent its share of the calls.
+    edge_gateway_workers: int = 1
     # Failed digest authentications one source address may make in the window (seconds) before the edge
     # refuses its REGISTERs and INVITEs until the window has passed.
     edge_max_auth_failures: int = 10

@@ -11,7 +11,7 @@ from .kamailio import Edge, Endpoint, TrustedSource, kamailio_database_url
 
 
 def edge(*, listen: str, domains: list[str], gateway: str, trunks: list[str], database_url: str,
-         max_auth_failures: int, auth_failure_window: int, flood_requests: int) -> Edge:
+         max_auth_failures: int, auth_failure_window: int, flood_requests: int, gateway_workers: int = 1) -> Edge:
     v = Violations()
     listening = endpoint(v, "listen", listen, 5060)
     served = _domains(v, "domains", domains)
@@ -27,10 +27,12 @@ def edge(*, listen: str, domains: list[str], gateway: str, trunks: list[str], da
         v.add("auth_failure_window", f"must be at least 1 second, got {auth_failure_window}")
     if flood_requests < 1:
         v.add("flood_requests", f"must be at least 1, got {flood_requests}")
+    if gateway_workers < 1 or (gateway_at and gateway_at.port + gateway_workers - 1 > 65535):
+        v.add("gateway_workers", f"must be 1 or more, each with a port from the gateway's on, got {gateway_workers}")
     v.raise_if_any()
     assert listening and gateway_at  # else `v` held a violation
     return Edge(listening, served, database_url, gateway_at, [t for t in trusted if t], max_auth_failures,
-                auth_failure_window, flood_requests)
+                auth_failure_window, flood_requests, gateway_workers)
 
 
 def _port(v: Violations, field: str, text: str) -> int | None:

@@ -57,6 +57,8 @@ class Edge:
     auth_failure_window: int = 300
     # Requests one untrusted address may send in 2 s; past that, pike drops them until it calms down.
     flood_requests: int = 16
+    # The gateway's processes (`serve calls --workers N`): worker i listens on the gateway's port + i.
+    gateway_workers: int = 1
 
 
 def kamailio_database_url(url: str) -> str:
@@ -75,12 +77,27 @@ def kamailio_database_url(url: str) -> str:
     raise ValueError(f"Kamailio reads SQLite or PostgreSQL, not {parsed.get_backend_name()}")
 
 
-def _is_from(source: TrustedSource | Endpoint) -> str:
-    """The script condition that a request came from `source`."""
+def _is_from(source: TrustedSource | Endpoint, ports: int = 1) -> str:
+    """The script condition that a request came from `source` (from its port or the `ports` from it on)."""
     port: int | None = source.port
     network = ipaddress.ip_network(source.host) if isinstance(source, Endpoint) else source.network
     condition = f'is_in_subnet("$si", "{network}")'
-    return f"({condition} && $sp == {port})" if port is not None else condition
+    if port is None:
+        return condition
+    if ports > 1:
+        return f"({condition} && $sp >= {port} && $sp <= {port + ports - 1})"
+    return f"({condition} && $sp == {port})"
+
+
+def _to_gateway(gateway: Endpoint, workers: int) -> str:
+    """The route that sends a request to the gateway: with several workers, the one its Call-ID hashes to,
+    so that every request of a call (and each worker's own dialogs' in-dialog ones, by their Contact)
+    reaches the same process."""
+    uris = [_quoted(f"sip:{gateway.uri_host}:{gateway.port + i}") for i in range(workers)]
+    if workers == 1:
+        return f"\t$du = {uris[0]};"
+    picks = "\n".join(f"\tif ($var(worker) == {i}) $du = {uri};" for i, uri in enumerate(uris))
+    return f"\t$var(worker) = $(ci{{s.corehash}}) mod {workers};\n{picks}"
 
 
 def _quoted(text: str) -> str:
@@ -104,8 +121,8 @@ def render(edge: Edge) -> str:
         modules=KAMAILIO_MODULES,
         listen=listen,
         aliases=aliases,
-        gateway=_quoted(f"sip:{edge.gateway.uri_host}:{edge.gateway.port}"),
-        from_gateway=_is_from(edge.gateway),
+        to_gateway=_to_gateway(edge.gateway, edge.gateway_workers),
+        from_gateway=_is_from(edge.gateway, edge.gateway_workers),
         from_trunk=from_trunk,
         max_auth_failures=edge.max_auth_failures,
         auth_failure_window=edge.auth_failure_window,
@@ -123,7 +140,6 @@ TEMPLATE = """\
 # change of settings rather than editing it.
 
 #!define DBURL {database}
-#!define GATEWAY {gateway}
 
 ####### global parameters #########
 debug=2
@@ -348,7 +364,7 @@ route[LOCATION] {{
 }}
 
 route[TO_GATEWAY] {{
-	$du = GATEWAY;
+{to_gateway}
 	route(RELAY);
 }}
 
