@@ -17,7 +17,7 @@ from datetime import timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..core import config, workspaces
+from ..core import config, ratelimits, workspaces
 from ..core.auth import Caller
 from ..core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from ..core.rpc import Incoming
@@ -217,9 +217,7 @@ class Runner:
             return await self._earlier_call(caller, new.request_id)
         caller_id, rings_first = await caller_id_of(new, self._directory(caller, incoming))
         try:
-            call = await self.db.run_transaction(
-                lambda s: live.insert_call(s, caller, new, caller_id, self.id), write=True
-            )
+            call = await self.db.run_transaction(lambda s: self._insert_counted(s, caller, new, caller_id), write=True)
         except IntegrityError:  # the request_id's unique key: a concurrent try of the same create won
             return await self._earlier_call(caller, new.request_id)
         self.feed.wake()
@@ -229,6 +227,12 @@ class Runner:
         await self.gateway.originate(Origination(
             call.ref, call.from_party, call.to_party, call.caller_id, device, call.webhook, call.timeout_seconds
         ))
+        return call
+
+    def _insert_counted(self, session: Session, caller: Caller, new: live.NewCall, caller_id: str) -> Call:
+        call = live.insert_call(session, caller, new, caller_id, self.id)
+        # Counted last, so that the workspace's counter row is locked only until the commit.
+        ratelimits.take_one_created(session, ratelimits.CALLS, caller.workspace_id)
         return call
 
     async def _earlier_call(self, caller: Caller, request_id: str | None) -> Call:

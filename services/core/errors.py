@@ -102,6 +102,14 @@ class Unavailable(DomainError):
     pass
 
 
+class ResourceExhausted(DomainError):
+    """A limit of the caller's workspace was reached: its status carries a RetryInfo of `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Unimplemented(DomainError):
     """A request this deployment cannot carry out (yet), whatever the caller retries."""
 

@@ -68,6 +68,11 @@ class OutOfRangeError(VoxplaneError):
     """A position past what the server keeps (a stream's cursor older than its events): start over."""
 
 
+class ResourceExhaustedError(VoxplaneError):
+    """A limit of the workspace was reached (README, "Rate limits"); the call was already retried after the
+    delay the server asked for, as many times as `max_attempts` and the deadline allow."""
+
+
 _BY_CODE: dict[grpc.StatusCode, type[VoxplaneError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
     grpc.StatusCode.NOT_FOUND: NotFoundError,
@@ -79,6 +84,7 @@ _BY_CODE: dict[grpc.StatusCode, type[VoxplaneError]] = {
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
     grpc.StatusCode.OUT_OF_RANGE: OutOfRangeError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
 }
 
 
