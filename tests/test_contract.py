@@ -106,7 +106,7 @@ def test_public_surface_is_the_clients_options_and_errors():
             "AsyncWebhooks", "Messaging", "AsyncMessaging", "ClientOptions",
             "VoxplaneError", "InvalidArgumentError", "FieldViolation", "NotFoundError", "AlreadyExistsError",
             "FailedPreconditionError", "AbortedError", "UnauthenticatedError", "PermissionDeniedError",
-            "UnavailableError", "DeadlineExceededError", "OutOfRangeError",
+            "UnavailableError", "DeadlineExceededError", "OutOfRangeError", "ResourceExhaustedError",
         ]
     )
     for name in voxplane.__all__:
