@@ -60,7 +60,7 @@ def until_refused(call: Any, most: int = 100) -> tuple[int, grpc.RpcError]:
 def test_over_the_request_rate_is_resource_exhausted_with_retry_info(tenant, stub, environment):
     environment.set(VOXPLANE_RATE_LIMIT_REQUESTS="5")
     made, error = until_refused(lambda: list_numbers(stub, tenant.keys[Role.MEMBER]))
-    assert 5 <= made <= 10  # within one second, or across one second's end
+    assert 5 <= made <= 11  # within one second, or across one second's end (and a batch of 1 carried over)
     message, delay = retry_info(error)
     assert "limit of 5 requests per second" in message
     assert 0 < delay <= 1
@@ -103,8 +103,8 @@ def test_request_tokens_are_leased_in_batches(server, tenant, stub, environment)
         seconds = time.monotonic() - started
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    # 200 requests need 4 leases, and one more each time a second ends.
-    assert 4 <= len(leases) <= 4 + int(seconds) + 1, (len(leases), seconds)
+    # 200 requests need 4 leases, whatever second they fall in: a batch outlives its second.
+    assert len(leases) == 4, (len(leases), seconds)
 
 
 def at_least_seconds_left_in_minute(seconds: float) -> None:

@@ -9,10 +9,12 @@ replicas.
 - Creation limits (`take_created`) are taken in the creating transaction: a create that rolls back
   gives its count back, and one that commits is counted.
 - The request rate is too hot for a write per request: each process keeps an in-memory bucket per
-  workspace and leases tokens from the row in batches (a twentieth of the limit), so one request in a
-  batch pays a database write and the others a few attribute reads. A replica may strand the rest of
-  a batch when the second ends: across R replicas the rate allowed is between the limit less R
-  batches and the limit.
+  workspace and leases tokens from the row in batches (a twentieth of the limit), counted in the
+  second of the lease and spendable for LEASE_LIFETIME, so one request in a batch (or in a minute, for
+  a quiet workspace) pays a database write and the others a few attribute reads. A bucket leases only
+  when empty, so a replica carries at most one batch from earlier seconds into a second, and strands
+  what it did not spend: across R replicas a workspace gets between the limit less R batches and the
+  limit plus R batches in a second.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ REQUESTS, CALLS, MESSAGES = "requests", "calls", "messages"
 _WINDOWS = {REQUESTS: 1, CALLS: 60, MESSAGES: 60}  # seconds
 _WHAT = {REQUESTS: "requests per second", CALLS: "calls created per minute", MESSAGES: "messages sent per minute"}
 _BATCHES = 20  # a request lease takes 1/_BATCHES of the limit
+# Seconds a leased batch may be spent in: a workspace making few requests leases once in this long.
+LEASE_LIFETIME = 60.0
 
 
 def _upsert(dialect: Any) -> Any:
@@ -118,12 +122,12 @@ def take_one_created(session: Session, kind: str, workspace_id: int) -> None:
 
 
 class _Bucket:
-    __slots__ = ("window", "tokens", "exhausted", "leasing")
+    __slots__ = ("expires", "tokens", "exhausted_until", "leasing")
 
     def __init__(self) -> None:
-        self.window = -1  # the second the tokens are for
+        self.expires = 0.0  # until when (time.time()) the tokens may be spent
         self.tokens = 0
-        self.exhausted = False  # the workspace's budget for `window` is used up, on every replica
+        self.exhausted_until = 0.0  # the end of the second whose budget is used up, on every replica
         self.leasing: asyncio.Future[None] | None = None
 
 
@@ -135,7 +139,6 @@ class RequestLimiter:
     def __init__(self, db: Database):
         self.db = db
         self._buckets: dict[int, _Bucket] = {}
-        self.leases = 0  # made so far, for tests and the curious
 
     @classmethod
     def of(cls, db: Database) -> RequestLimiter:
@@ -145,9 +148,9 @@ class RequestLimiter:
         return found
 
     def admit_now(self, workspace_id: int) -> bool:
-        """Takes a token from the bucket, if it has one for this second: the hot path, no awaiting."""
+        """Takes a token from the bucket, if it has one: the hot path, no awaiting."""
         bucket = self._buckets.get(workspace_id)
-        if bucket is not None and bucket.tokens and bucket.window == int(time.time()):
+        if bucket is not None and bucket.tokens and time.time() < bucket.expires:
             bucket.tokens -= 1
             return True
         return False
@@ -160,31 +163,25 @@ class RequestLimiter:
             bucket = self._buckets[workspace_id] = _Bucket()
         while True:
             now = time.time()
-            second = int(now)
-            if bucket.window == second:
-                if bucket.tokens:
-                    bucket.tokens -= 1
-                    return
-                if bucket.exhausted:
-                    raise _exhausted(REQUESTS, _limit(REQUESTS), now)
+            if bucket.tokens and now < bucket.expires:
+                bucket.tokens -= 1
+                return
+            if now < bucket.exhausted_until:
+                raise _exhausted(REQUESTS, _limit(REQUESTS), now)
             if bucket.leasing is None:  # one lease at a time; the others wait for it
-                bucket.leasing = asyncio.ensure_future(self._lease(workspace_id, bucket, second))
+                bucket.leasing = asyncio.ensure_future(self._lease(workspace_id, bucket, now))
             await asyncio.shield(bucket.leasing)
 
-    async def _lease(self, workspace_id: int, bucket: _Bucket, second: int) -> None:
+    async def _lease(self, workspace_id: int, bucket: _Bucket, now: float) -> None:
         try:
             limit = _limit(REQUESTS)
-            if not limit:  # no limit: a window's worth of tokens, never asked of the database
-                bucket.window, bucket.tokens, bucket.exhausted = second, 1 << 62, False
+            if not limit:  # no limit: tokens for a lease's lifetime, never asked of the database
+                bucket.tokens, bucket.expires = 1 << 62, now + LEASE_LIFETIME
                 return
             batch = max(1, math.ceil(limit / _BATCHES))
-            self.leases += 1
-            got = await self.db.run_transaction(
-                lambda s: _take(s, workspace_id, REQUESTS, batch, limit, second), write=True
-            )
-            if bucket.window != second:
-                bucket.window, bucket.tokens = second, 0
-            bucket.tokens += got
-            bucket.exhausted = got < batch
+            got = await self.db.run_transaction(lambda s: _take(s, workspace_id, REQUESTS, batch, limit, now), write=True)
+            bucket.tokens, bucket.expires = got, now + LEASE_LIFETIME
+            if got < batch:
+                bucket.exhausted_until = math.floor(now) + 1.0
         finally:
             bucket.leasing = None
