@@ -17,7 +17,7 @@ from datetime import timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..core import config, workspaces
+from ..core import config, ratelimits, workspaces
 from ..core.auth import Caller
 from ..core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from ..core.rpc import Incoming
@@ -222,7 +222,10 @@ class Runner:
 
         def place(session: Session) -> Call:
             guards.check_new_call(session, caller.workspace_id, destination)
-            return live.insert_call(session, caller, new, caller_id, self.id)
+            call = live.insert_call(session, caller, new, caller_id, self.id)
+            # Counted last, so that the workspace's counter row is locked only until the commit.
+            ratelimits.take_one_created(session, ratelimits.CALLS, caller.workspace_id)
+            return call
 
         try:
             call = await self.db.run_transaction(place, write=True)

@@ -125,6 +125,13 @@ class Settings(BaseSettings):
     # Days events are kept for streams to resume from (and webhooks to deliver): at least the webhook
     # retry window and a day, so that no delivery still being retried loses its event.
     event_retention_days: float = 7
+    # Per-workspace limits (0: none), all replicas together (README, "Rate limits"): requests per second
+    # (service keys' routing lookups aside), calls created and messages sent per minute. Far above what one
+    # workspace of the benchmarks does (bench/messaging.py: thousands of sends a second; bench/calls.py:
+    # 300 calls a second), so that a limit only stops a runaway client.
+    rate_limit_requests: int = 10_000
+    rate_limit_calls: int = 60_000
+    rate_limit_messages: int = 600_000
 
     # The edge proxy (`voxplane edge config|run`): where Kamailio listens (IP:port, UDP and TCP), the SIP
     # domains it serves (comma-separated; agents register in them), where voxplane's SIP gateway is
@@ -156,6 +163,13 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    @field_validator("rate_limit_requests", "rate_limit_calls", "rate_limit_messages")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"must be 0 (no limit) or more, got {value}")
+        return value
 
     @field_validator("event_retention_days")
     @classmethod

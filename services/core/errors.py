@@ -98,12 +98,17 @@ class PermissionDenied(DomainError):
     pass
 
 
-class ResourceExhausted(DomainError):
-    """A quota or cap of the caller's is used up (e.g. its concurrent calls)."""
-
-
 class Unavailable(DomainError):
     pass
+
+
+class ResourceExhausted(DomainError):
+    """A quota, cap or limit of the caller's workspace is used up (its concurrent calls, its request rate);
+    with `retry_after`, its status carries a RetryInfo of that many seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unimplemented(DomainError):

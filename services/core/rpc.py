@@ -6,6 +6,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from ..persistence.db import Database, DatabaseUnavailable, error_message, is_transient
 from . import errors, logs
-from .auth import Access, Caller, authenticate, bearer_token
+from .auth import Access, Caller, Role, authenticate, bearer_token
 
 log = logging.getLogger("voxplane.rpc")
 
@@ -36,6 +37,7 @@ _CODES: dict[type[errors.DomainError], int] = {
     errors.PermissionDenied: code_pb2.PERMISSION_DENIED,
     errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
     errors.Unavailable: code_pb2.UNAVAILABLE,
+    errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
     errors.Unimplemented: code_pb2.UNIMPLEMENTED,
     errors.Internal: code_pb2.INTERNAL,
 }
@@ -85,6 +87,12 @@ def status_of(error: Exception, method: str) -> grpc.Status:
         status.details.append(detail)
     else:
         status = status_pb2.Status(code=code, message=errors.shorten(str(domain), 500))
+        if isinstance(domain, errors.ResourceExhausted) and domain.retry_after is not None:
+            retry = error_details_pb2.RetryInfo()
+            retry.retry_delay.FromMilliseconds(max(1, math.ceil(domain.retry_after * 1000)))
+            detail = any_pb2.Any()
+            detail.Pack(retry)
+            status.details.append(detail)
     return rpc_status.to_status(status)
 
 
@@ -146,10 +154,16 @@ class _Served:
     def full_method(self) -> str:
         return f"/{self.servicer.service_name}/{self.method}"
 
-    async def authenticate(self) -> Caller:
+    async def authenticate(self, exempt_services: bool) -> Caller:
+        """The caller, once it took a token of its workspace's request rate (service keys need none for
+        the `exempt_services` methods)."""
         self.api_key = bearer_token(self.metadata)
-        self.caller = await authenticate(self.servicer.db, self.api_key, self.access)
-        return self.caller
+        caller = self.caller = await authenticate(self.servicer.db, self.api_key, self.access)
+        if not (exempt_services and caller.role is Role.SERVICE):
+            limiter = self.servicer.limiter
+            if not limiter.admit_now(caller.workspace_id):
+                await limiter.admit(caller.workspace_id)
+        return caller
 
     def incoming(self, context: Context) -> Incoming:
         return Incoming(self.api_key, context.time_remaining())
@@ -198,10 +212,10 @@ class _QuickDecorator(Protocol):
 
 
 @overload
-def rpc(access: Access, *, quick: Literal[True]) -> _QuickDecorator: ...
+def rpc(access: Access, *, quick: Literal[True], exempt_services: bool = False) -> _QuickDecorator: ...
 @overload
-def rpc(access: Access, *, quick: Literal[False] = False) -> _Decorator: ...
-def rpc(access: Access, *, quick: bool = False) -> _Decorator | _QuickDecorator:
+def rpc(access: Access, *, quick: Literal[False] = False, exempt_services: bool = False) -> _Decorator: ...
+def rpc(access: Access, *, quick: bool = False, exempt_services: bool = False) -> _Decorator | _QuickDecorator:
     """Wraps a servicer method as a grpc.aio handler.
 
     The method is one of:
@@ -215,8 +229,11 @@ def rpc(access: Access, *, quick: bool = False) -> _Decorator | _QuickDecorator:
       `incoming.api_key` within `incoming.time_remaining`;
     - `async def` generator `method(self, request, caller, incoming)`, a
       server-streaming RPC yielding its messages.
-    Either way the caller is authenticated first, any error becomes its
-    status, one JSON line is logged per call, and it is counted (Servicer.rpc_metrics).
+    Either way the caller is authenticated first and takes a token of its
+    workspace's request rate (core/ratelimits.py; with `exempt_services`, a
+    `service` key takes none: the network's routing lookups), any error
+    becomes its status, one JSON line is logged per call, and it is counted
+    (Servicer.rpc_metrics).
     """
 
     # Typed loosely inside: one body serves every shape, told apart at decoration time.
@@ -230,7 +247,7 @@ def rpc(access: Access, *, quick: bool = False) -> _Decorator | _QuickDecorator:
             async def stream_handler(self: Any, request: Any, context: Context) -> AsyncIterator[Any]:
                 served = _Served(self, method.__name__, access, context)
                 try:
-                    caller = await served.authenticate()
+                    caller = await served.authenticate(exempt_services)
                     async for message in method(self, request, caller, served.incoming(context)):
                         yield message
                 except Exception as error:  # noqa: BLE001 - every error becomes a status
@@ -248,7 +265,7 @@ def rpc(access: Access, *, quick: bool = False) -> _Decorator | _QuickDecorator:
             served = _Served(self, method.__name__, access, context)
             db: Database = self.db
             try:
-                caller = await served.authenticate()
+                caller = await served.authenticate(exempt_services)
                 if asynchronous:
                     return await method(self, request, caller, served.incoming(context))
                 if quick:

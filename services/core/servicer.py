@@ -8,17 +8,20 @@ from typing import ClassVar
 from ..persistence.db import Database
 from .metrics import Reading, prepare
 from .paging import PageTokens
+from .ratelimits import RequestLimiter
 
 
 class Servicer:
-    """What every RPC method reaches through `self`: `db`, which the rpc decorator runs it on, and the
-    `tokens` that sign list pages. `service_name` is the full name of the proto service, for the logs;
-    `rpc_metrics` what the rpc decorator counts each method's calls in."""
+    """What every RPC method reaches through `self`: `db`, which the rpc decorator runs it on, the
+    `limiter` it takes each request's token from, and the `tokens` that sign list pages. `service_name`
+    is the full name of the proto service, for the logs; `rpc_metrics` what the rpc decorator counts each
+    method's calls in."""
 
     service_name: ClassVar[str]
 
     def __init__(self, db: Database, tokens: PageTokens):
         self.db = db
+        self.limiter = RequestLimiter.of(db)  # one per process and database, shared by its servicers
         self.tokens = tokens
         self.rpc_metrics = prepare(self.service_name)
 

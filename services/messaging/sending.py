@@ -16,7 +16,7 @@ from sqlalchemy import delete, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..core import validation
+from ..core import ratelimits, validation
 from ..core.auth import Caller
 from ..core.errors import FailedPrecondition, InvalidArgument, NotFound, Violations
 from ..core.resources import get_owned
@@ -208,7 +208,7 @@ _INSERT_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter
 
 def insert_messages(session: Session, items: Sequence[Accepted]) -> list[Stored | Exception]:
     """Stores a batch of accepted SMS in one transaction: each as Stored, or the error that refused it
-    (the recipient opted out; a request_id already used, as IntegrityError). When one of the batch breaks a
+    (the recipient opted out; over the workspace's limit; a request_id already used, as IntegrityError). When one of the batch breaks a
     unique key, the others are stored one by one, so that only that one fails."""
     try:
         with session.begin_nested():
@@ -225,7 +225,8 @@ def insert_messages(session: Session, items: Sequence[Accepted]) -> list[Stored 
 
 
 def _insert_messages(session: Session, items: Sequence[Accepted]) -> list[Stored | Exception]:
-    """Four statements for the batch: the opt-outs, the messages, their first status changes, their events."""
+    """Five statements for the batch: the opt-outs, the workspaces' message counts (a message over its
+    workspace's limit is refused), the messages, their first status changes, their events."""
     now = utcnow()
     pairs = {(a.workspace_id, a.new.source, a.new.destination) for a in items}
     blocked = set(session.execute(
@@ -233,6 +234,9 @@ def _insert_messages(session: Session, items: Sequence[Accepted]) -> list[Stored
         .where(tuple_(OptOut.workspace_id, OptOut.sender, OptOut.recipient).in_(pairs))
     ))
     taken = [a for a in items if (a.workspace_id, a.new.source, a.new.destination) not in blocked]
+    allowed = ratelimits.take_created(session, ratelimits.MESSAGES, [a.workspace_id for a in taken])
+    over = {id(a) for a, ok in zip(taken, allowed, strict=True) if not ok}
+    taken = [a for a, ok in zip(taken, allowed, strict=True) if ok]
     waiting = [_stored(accepted, now) for accepted in taken]
     rows = [_row(m, accepted.new, now) for m, accepted in zip(waiting, taken, strict=True)]
     ids = list(session.execute(_INSERT_MESSAGES, rows).scalars()) if rows else []
@@ -245,7 +249,10 @@ def _insert_messages(session: Session, items: Sequence[Accepted]) -> list[Stored
     for accepted in items:
         new = accepted.new
         blocked_here = (accepted.workspace_id, new.source, new.destination) in blocked
-        outcomes.append(opted_out(new.destination, new.source) if blocked_here else next(made))
+        if blocked_here:
+            outcomes.append(opted_out(new.destination, new.source))
+        else:
+            outcomes.append(ratelimits.created_exhausted(ratelimits.MESSAGES) if id(accepted) in over else next(made))
     return outcomes
 
 

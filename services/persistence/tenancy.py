@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, LargeBinary, String
+from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, Id, UtcDateTime, new_ref, utcnow
@@ -43,3 +43,17 @@ class DeploymentSecret(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RateWindow(Base):
+    """What a workspace used of one of its limits (`kind`) in the current window: one row per workspace
+    and limit, reset by the first use in a later window. The shared count replicas take their tokens
+    from (core/ratelimits.py)."""
+
+    __tablename__ = "rate_windows"
+
+    workspace_id: Mapped[int] = mapped_column(Id, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    # The window's start, in whole seconds since the epoch.
+    window_start: Mapped[int] = mapped_column(BigInteger)
+    used: Mapped[int] = mapped_column(BigInteger)

@@ -33,7 +33,10 @@ export interface ClientOptions {
   serverName?: string;
   /** Milliseconds a unary call may take, its retries included (default 10,000). */
   timeoutMs?: number;
-  /** Tries of a call that is safe to repeat when the server is UNAVAILABLE (default 4; gRPC caps reads at 5). */
+  /**
+   * Tries of a call that is safe to repeat when the server is UNAVAILABLE (default 4; gRPC caps reads at 5),
+   * and of any call refused over a workspace limit (RESOURCE_EXHAUSTED), each after its RetryInfo delay.
+   */
   maxAttempts?: number;
 }
 
@@ -226,7 +229,9 @@ export class BaseClient {
   /**
    * One unary call. Reads are retried by the channel (the service config); a request carrying a
    * request_id (creates: one is filled in when empty) is retried here, on UNAVAILABLE, after the
-   * server's RetryInfo delay or a jittered backoff, within the call's deadline.
+   * server's RetryInfo delay or a jittered backoff, within the call's deadline. Any call the server
+   * refused over a workspace limit (RESOURCE_EXHAUSTED with a RetryInfo: it did nothing) is retried
+   * here after that delay, within the deadline and maxAttempts.
    */
   protected async unary<T>(rpc: string, request: unknown, options: CallOptions = {}): Promise<T> {
     const method = this.definition.methods[rpc];
@@ -237,7 +242,13 @@ export class BaseClient {
       try {
         return await this.once<T>(method, message, deadline);
       } catch (error) {
-        const retry = error instanceof VoxplaneError && error.code === grpc.status.UNAVAILABLE && made < attempts;
+        const limited =
+          error instanceof VoxplaneError &&
+          error.code === grpc.status.RESOURCE_EXHAUSTED &&
+          error.retryDelayMs !== undefined &&
+          made < this.options.maxAttempts;
+        const retry =
+          limited || (error instanceof VoxplaneError && error.code === grpc.status.UNAVAILABLE && made < attempts);
         const delay = retry ? (error.retryDelayMs ?? 50 * 2 ** (made - 1) * (0.5 + Math.random() / 2)) : 0;
         if (!retry || Date.now() + delay >= deadline) {
           throw error;

@@ -66,7 +66,8 @@ class ClientOptions:
         (`VOXPLANE_TLS_SERVER_NAME`).
     timeout: seconds each call may take, retries included.
     max_attempts: tries of a call that is safe to retry when the server is UNAVAILABLE (reads: at most 5,
-        gRPC's limit for the channel's retries).
+        gRPC's limit for the channel's retries), and of any call the server refused over a workspace
+        limit (RESOURCE_EXHAUSTED), each after the delay its RetryInfo asks for.
     """
 
     endpoint: str | None = None
@@ -304,11 +305,13 @@ class Pages:
 
 
 class _Attempts:
-    """The deadline and retry budget of one call: UNAVAILABLE is retried, with backoff, when safe."""
+    """The deadline and retry budget of one call: UNAVAILABLE is retried, with backoff, when safe, and
+    RESOURCE_EXHAUSTED with a RetryInfo (a workspace limit: the server did nothing) after its delay."""
 
     def __init__(self, options: ClientOptions, retryable: bool):
         self.deadline = time.monotonic() + options.timeout
-        self.allowed = options.max_attempts if retryable else 1
+        self.most = options.max_attempts
+        self.allowed = self.most if retryable else 1
         self.made = 0
 
     def timeout(self) -> float:
@@ -319,9 +322,12 @@ class _Attempts:
     def retry_after(self, error: grpc.RpcError) -> float | None:
         """Seconds to wait before the next try (the server's RetryInfo, else a jittered backoff), or None
         when the error is final, or when waiting would outlast the call's deadline."""
-        if error.code() is not grpc.StatusCode.UNAVAILABLE or self.made >= self.allowed:
-            return None
         delay = retry_delay(error)
+        if error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and delay is not None:
+            if self.made >= self.most:
+                return None
+        elif error.code() is not grpc.StatusCode.UNAVAILABLE or self.made >= self.allowed:
+            return None
         if delay is None:
             delay = 0.05 * 2 ** (self.made - 1) * (0.5 + random.random() / 2)
         return delay if time.monotonic() + delay < self.deadline else None

@@ -56,10 +56,6 @@ class PermissionDeniedError(VoxplaneError):
     pass
 
 
-class ResourceExhaustedError(VoxplaneError):
-    """A cap of the workspace's is reached (its concurrent calls): retry once it has room."""
-
-
 class UnavailableError(VoxplaneError):
     """The server or its database could not be reached; safe calls were already retried."""
 
@@ -70,6 +66,12 @@ class DeadlineExceededError(VoxplaneError):
 
 class OutOfRangeError(VoxplaneError):
     """A position past what the server keeps (a stream's cursor older than its events): start over."""
+
+
+class ResourceExhaustedError(VoxplaneError):
+    """A cap or limit of the workspace was reached: its concurrent calls (retry once it has room), or a rate
+    limit (README, "Rate limits"; the call was already retried after the delay the server asked for, as
+    many times as `max_attempts` and the deadline allow)."""
 
 
 _BY_CODE: dict[grpc.StatusCode, type[VoxplaneError]] = {
@@ -84,6 +86,7 @@ _BY_CODE: dict[grpc.StatusCode, type[VoxplaneError]] = {
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
     grpc.StatusCode.OUT_OF_RANGE: OutOfRangeError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
 }
 
 
