@@ -98,16 +98,17 @@ class PermissionDenied(DomainError):
     pass
 
 
-class Unavailable(DomainError):
-    pass
-
-
 class ResourceExhausted(DomainError):
-    """A limit of the caller's workspace was reached: its status carries a RetryInfo of `retry_after` seconds."""
+    """A quota or limit of the caller's is used up. With `retry_after` (a rate limit: it frees up by
+    itself), its status carries a google.rpc.RetryInfo of that many seconds, which the clients wait out."""
 
-    def __init__(self, message: str, retry_after: float):
+    def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Unavailable(DomainError):
+    pass
 
 
 class Unimplemented(DomainError):

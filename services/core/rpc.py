@@ -34,8 +34,8 @@ _CODES: dict[type[errors.DomainError], int] = {
     errors.Aborted: code_pb2.ABORTED,
     errors.Unauthenticated: code_pb2.UNAUTHENTICATED,
     errors.PermissionDenied: code_pb2.PERMISSION_DENIED,
-    errors.Unavailable: code_pb2.UNAVAILABLE,
     errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
+    errors.Unavailable: code_pb2.UNAVAILABLE,
     errors.Unimplemented: code_pb2.UNIMPLEMENTED,
     errors.Internal: code_pb2.INTERNAL,
 }
@@ -85,7 +85,7 @@ def status_of(error: Exception, method: str) -> grpc.Status:
         status.details.append(detail)
     else:
         status = status_pb2.Status(code=code, message=errors.shorten(str(domain), 500))
-        if isinstance(domain, errors.ResourceExhausted):
+        if isinstance(domain, errors.ResourceExhausted) and domain.retry_after is not None:
             retry = error_details_pb2.RetryInfo()
             retry.retry_delay.FromMilliseconds(max(1, math.ceil(domain.retry_after * 1000)))
             detail = any_pb2.Any()
