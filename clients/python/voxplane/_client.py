@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import ipaddress
 import json
 import os
 import random
 import re
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -50,11 +52,68 @@ def _pem(value: Pem | None) -> bytes | None:
         return file.read()
 
 
+# The name-resolver schemes of gRPC targets: an endpoint starting with one is gRPC's to read.
+_TARGET = re.compile(r"^(dns|ipv4|ipv6|unix|unix-abstract|vsock|xds):")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a channel connects: gRPC's target string, whether it balances over several addresses
+    (round_robin), and the host a TLS certificate is verified by when no server_name is given."""
+
+    target: str
+    balanced: bool
+    host: str
+
+
+def _host_port(address: str) -> tuple[str, str]:
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit() or not host:
+        raise ValueError(f"endpoint {address!r} is not host:port")
+    return host.strip("[]"), port
+
+
+def target(endpoint: str) -> Target:
+    """The gRPC target of an endpoint: a gRPC target as it is (`dns:///voxplane.internal:50051` balances
+    over every address the name has), one host:port as it is, or several (comma-separated) as one
+    `ipv4:`/`ipv6:` target of their addresses, a host name resolved once, when the channel opens."""
+    endpoint = endpoint.strip()
+    if _TARGET.match(endpoint):
+        scheme, _, rest = endpoint.partition(":")
+        if scheme == "dns" and rest.startswith("//"):  # dns://[dns server]/name:port
+            rest = rest[2:].partition("/")[2]
+        first = rest.split(",")[0]
+        host = first.rpartition(":")[0].strip("[]") if scheme in ("dns", "ipv4", "ipv6") else ""
+        return Target(endpoint, scheme == "dns" or "," in rest, host)
+    addresses = [address.strip() for address in endpoint.split(",") if address.strip()]
+    if len(addresses) == 1:
+        return Target(addresses[0], False, _host_port(addresses[0])[0])
+    resolved: list[str] = []
+    for address in addresses:
+        host, port = _host_port(address)
+        try:
+            ips = [ipaddress.ip_address(host)]
+        except ValueError:  # a name: its addresses now, IPv4 ones when it has both (localhost)
+            try:
+                found = socket.getaddrinfo(host, int(port), socket.AF_INET, socket.SOCK_STREAM)
+            except socket.gaierror:
+                found = socket.getaddrinfo(host, int(port), socket.AF_INET6, socket.SOCK_STREAM)
+            ips = list(dict.fromkeys(ipaddress.ip_address(entry[4][0]) for entry in found))
+        resolved += [f"{ip}:{port}" if ip.version == 4 else f"[{ip}]:{port}" for ip in ips]
+    families = {"[" in address for address in resolved}
+    if len(families) > 1:
+        raise ValueError(f"endpoints {endpoint!r} mix IPv4 and IPv6 addresses: give one family, or a dns:/// target")
+    return Target(("ipv6:" if True in families else "ipv4:") + ",".join(resolved), True,
+                  _host_port(addresses[0])[0])
+
+
 @dataclass(frozen=True)
 class ClientOptions:
     """Where and how to connect. Unset values come from the environment.
 
-    endpoint: host:port (`VOXPLANE_ENDPOINT`, default 127.0.0.1:50051).
+    endpoint: host:port (`VOXPLANE_ENDPOINT`, default 127.0.0.1:50051); several, as a list or comma-separated,
+        which the channel balances calls over (round_robin); or a gRPC target such as
+        `dns:///voxplane.internal:50051` (round_robin over every address the name has).
     api_key: the workspace API key (`VOXPLANE_API_KEY`).
     tls: use TLS (`VOXPLANE_TLS=1`), verifying the server's certificate against the system's roots; giving
         `root_certificates` or a client certificate turns it on too.
@@ -62,15 +121,15 @@ class ClientOptions:
         CA's (`VOXPLANE_TLS_CA`, a file).
     certificate_chain, private_key: the client's certificate and key (PEM, as above) for a server that asks
         for one (mutual TLS; `VOXPLANE_TLS_CLIENT_CERT`, `VOXPLANE_TLS_CLIENT_KEY`).
-    server_name: the name the server's certificate is verified by, when it is not the endpoint's host
-        (`VOXPLANE_TLS_SERVER_NAME`).
+    server_name: the name the server's certificate is verified by, when it is not the endpoint's host (the
+        first endpoint's, when there are several) (`VOXPLANE_TLS_SERVER_NAME`).
     timeout: seconds each call may take, retries included.
     max_attempts: tries of a call that is safe to retry when the server is UNAVAILABLE (reads: at most 5,
         gRPC's limit for the channel's retries), and of any call the server refused over a workspace
         limit (RESOURCE_EXHAUSTED), each after the delay its RetryInfo asks for.
     """
 
-    endpoint: str | None = None
+    endpoint: str | Sequence[str] | None = None
     api_key: str | None = None
     tls: bool | None = None
     root_certificates: Pem | None = None
@@ -90,9 +149,10 @@ class ClientOptions:
         tls = self.tls
         if tls is None:
             tls = env("VOXPLANE_TLS", "") in ("1", "true", "yes") or bool(roots or chain)
+        endpoint = self.endpoint or env("VOXPLANE_ENDPOINT") or DEFAULT_ENDPOINT
         return dataclasses.replace(
             self,
-            endpoint=self.endpoint or env("VOXPLANE_ENDPOINT") or DEFAULT_ENDPOINT,
+            endpoint=endpoint if isinstance(endpoint, str) else ",".join(endpoint),
             api_key=self.api_key or env("VOXPLANE_API_KEY"),
             tls=tls,
             root_certificates=roots,
@@ -107,16 +167,22 @@ class ClientOptions:
         your own (grpc.health.v1's, say)."""
         factory: Any = grpc.aio if aio else grpc
         endpoint = self.endpoint or DEFAULT_ENDPOINT
+        where = target(endpoint if isinstance(endpoint, str) else ",".join(endpoint))
+        if where.balanced:
+            arguments = [(name, balanced(value) if name == "grpc.service_config" else value)
+                         for name, value in arguments]
         if not self.tls:
-            return factory.insecure_channel(endpoint, list(arguments))
+            return factory.insecure_channel(where.target, list(arguments))
         credentials = grpc.ssl_channel_credentials(
             root_certificates=_pem(self.root_certificates),
             private_key=_pem(self.private_key),
             certificate_chain=_pem(self.certificate_chain),
         )
-        if self.server_name:
-            arguments = [*arguments, ("grpc.ssl_target_name_override", self.server_name)]
-        return factory.secure_channel(endpoint, credentials, list(arguments))
+        # Several addresses are one target of IP addresses: the certificate is still verified by a name.
+        name = self.server_name or (where.host if where.target.startswith(("ipv4:", "ipv6:")) else None)
+        if name:
+            arguments = [*arguments, ("grpc.ssl_target_name_override", name)]
+        return factory.secure_channel(where.target, credentials, list(arguments))
 
 
 def service_config(max_attempts: int) -> str:
@@ -131,6 +197,12 @@ def service_config(max_attempts: int) -> str:
         elif "retryPolicy" in method:
             method["retryPolicy"]["maxAttempts"] = min(max_attempts, 5)
     return json.dumps(config)
+
+
+def balanced(config: str) -> str:
+    """A service config that spreads calls over every address of the target (round_robin), for several
+    endpoints: gRPC's default, pick_first, would send them all to one."""
+    return json.dumps({**json.loads(config), "loadBalancingConfig": [{"round_robin": {}}]})
 
 
 def _request_ids(message: Any) -> list[Any]:
