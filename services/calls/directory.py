@@ -14,7 +14,7 @@ not the workspace's, disabled) is never reused: what was just created works at o
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from voxplane import (
@@ -33,7 +33,7 @@ from ..core.errors import InvalidArgument, PermissionDenied, Unauthenticated, Un
 from .parties import Agent, Ingress
 
 
-def _unreachable(service: str, endpoint: str, error: VoxplaneError) -> Exception:
+def _unreachable(service: str, endpoint: str | Sequence[str], error: VoxplaneError) -> Exception:
     if isinstance(error, PermissionDeniedError):
         return PermissionDenied(error.message)
     if isinstance(error, UnauthenticatedError):
@@ -41,8 +41,9 @@ def _unreachable(service: str, endpoint: str, error: VoxplaneError) -> Exception
     if isinstance(error, InvalidArgumentError):
         # What the service refused is a value of the caller's (a party): the caller's error, not an outage.
         return InvalidArgument.of("request", f"the {service} service refused a value of it: {error.message}")
+    at = endpoint if isinstance(endpoint, str) else ", ".join(endpoint)
     return Unavailable(
-        f"The {service} service at {endpoint} could not check the call's parties ({error.code.name}); retry shortly."
+        f"The {service} service at {at} could not check the call's parties ({error.code.name}); retry shortly."
     )
 
 
