@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -80,7 +81,7 @@ def run(count: int, serve: Callable[[int], None], exited: Callable[[int], None])
             except SystemExit as stopped:
                 status = stopped.code if isinstance(stopped.code, int) else 1
                 if not isinstance(stopped.code, int) and stopped.code:
-                    print(stopped.code, flush=True)
+                    print(stopped.code, file=sys.stderr, flush=True)
             except BaseException:  # noqa: BLE001 - logged, and the worker's status says it failed
                 log.exception("worker %d failed", index)
                 status = 1
