@@ -56,7 +56,7 @@ class Listener:
                     self._wake(None)  # whatever was sent while no one listened
                     async for notification in connection.notifies():
                         self._wake(notification.payload)
-            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as error:
+            except (psycopg.Error, OSError) as error:  # the database away, restarted, or refusing: try again
                 if self.listening:
                     log.warning("listening on %s stopped (%s); trying again", self._channel, error)
             finally:
