@@ -159,8 +159,7 @@ class EventFeed:
                 if len(rows) == READ_LIMIT:
                     continue
                 try:
-                    await asyncio.wait_for(self._woken.wait(), outbox.SAFETY_POLL if listener is not None
-                                           and listener.listening else POLL_INTERVAL)
+                    await asyncio.wait_for(self._woken.wait(), outbox.poll_interval(listener, POLL_INTERVAL))
                 except TimeoutError:
                     pass
         finally:

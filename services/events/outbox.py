@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from ..persistence.base import new_ref, table_of, utcnow
+from ..persistence.listen import Listener
 from .models import Event
 
 EVENTS = table_of(Event)
@@ -39,6 +40,12 @@ EVENTS = table_of(Event)
 # 0015's trigger): readers listen to it to wake at once, and poll only every SAFETY_POLL seconds.
 NOTIFY_CHANNEL = "voxplane_events"
 SAFETY_POLL = 1.0
+
+
+def poll_interval(listener: Listener | None, unheard: float) -> float:
+    """Seconds a reader of the outbox waits between two reads: SAFETY_POLL while `listener` hears every
+    process's commits, else `unheard` (SQLite, or PostgreSQL while the listener reconnects)."""
+    return SAFETY_POLL if listener is not None and listener.listening else unheard
 _events = EVENTS.c
 # The writing transaction's id, as a bigint (xid8 has no cast to bigint but through text).
 _PG_TXID: ColumnElement[int] = literal_column("pg_current_xact_id()::text::bigint")

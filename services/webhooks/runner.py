@@ -119,8 +119,7 @@ class DeliveryWorker:
                 self._wake.set()
             if read < DISPATCH_BATCH:
                 try:
-                    await asyncio.wait_for(written.wait(), outbox.SAFETY_POLL if listener is not None
-                                           and listener.listening else IDLE_POLL)
+                    await asyncio.wait_for(written.wait(), outbox.poll_interval(listener, IDLE_POLL))
                 except TimeoutError:
                     pass
 
