@@ -34,6 +34,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import phonenumbers
@@ -214,6 +215,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time so far of a process and of its children, theirs included (`serve --workers N`: every worker)."""
+    try:
+        children = (Path(f"/proc/{pid}/task") / str(pid) / "children").read_text().split()
+        return cpu_seconds(pid) + sum(tree_cpu_seconds(int(child)) for child in children)
+    except FileNotFoundError:  # a child that just ended
+        return 0.0
+
+
 def busy_cpu_seconds() -> float:
     """CPU time every process of the machine has used so far (from /proc/stat)."""
     user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
@@ -252,7 +262,7 @@ class ServerProcess:
         return peak_rss_mb(self.process.pid)
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.process.pid)
+        return tree_cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -302,9 +312,10 @@ class Run:
 class Client:
     """One grpc.aio channel and the generated stub; identical for every target."""
 
-    def __init__(self, server: ServerProcess, api_key: str, requests: Sequence[pb.GetIngressInfoRequest]):
+    def __init__(self, server: ServerProcess, api_key: str, requests: Sequence[pb.GetIngressInfoRequest],
+                 options: Sequence[tuple[str, Any]] = ()):
         self.server = server
-        self.channel = grpc.aio.insecure_channel(server.address)
+        self.channel = grpc.aio.insecure_channel(server.address, options=options)
         self.call = numbers_pb2_grpc.NumbersStub(self.channel).GetIngressInfo
         self.metadata = (("authorization", f"Bearer {api_key}"),)
         self.requests = requests

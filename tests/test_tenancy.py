@@ -97,6 +97,19 @@ def test_revoked_key_stops_working_at_once(tenant, db):
         still_valid.list_numbers()
 
 
+def test_a_revoked_service_key_learns_no_route(tenant, db, fresh_e164):
+    # GetIngressInfo asks for the key and the number in one round trip: the number found is not an answer.
+    e164 = fresh_e164()
+    with tenant.numbers() as owner:
+        create(owner, e164)
+    with tenant.numbers(Role.SERVICE) as edge:
+        assert edge.get_ingress_info(e164).aor_link == "sip:1@sip.local"
+        db.transaction(lambda s: workspaces.revoke_key(s, tenant.keys[Role.SERVICE].split("_")[1]), write=True)
+        for asked in (e164, fresh_e164(), "12"):  # a number, none, not a number
+            with pytest.raises(UnauthenticatedError):
+                edge.get_ingress_info(asked)
+
+
 def test_keys_are_stored_hashed(tenant, db):
     stored = db.transaction(lambda s: s.execute(select(ApiKey.__table__)).all(), write=False)
     flat = " ".join(str(value) for row in stored for value in row)

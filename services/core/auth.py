@@ -7,10 +7,11 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, true
 
-from ..persistence.db import Database
+from ..persistence.db import AnySelect, Database
 from ..persistence.tenancy import ApiKey, Workspace
 from .errors import PermissionDenied, Unauthenticated
 
@@ -78,11 +79,51 @@ _KEY_LOOKUP = (
 )
 
 
+Row: TypeAlias = tuple[Any, ...]
+_KEY_COLUMNS = len(_KEY_LOOKUP.selected_columns)
+_KEYED: dict[int, AnySelect] = {}
+
+
+def _keyed(statement: AnySelect) -> AnySelect:
+    """`statement` asked in the key lookup's round trip: the key's columns, then the statement's first row
+    (NULLs when it finds none). Built once per statement, as lookups are compiled once."""
+    found = _KEYED.get(id(statement))
+    if found is None:
+        key, along = _KEY_LOOKUP.subquery("caller_key"), statement.limit(1).subquery("along")
+        found = _KEYED[id(statement)] = select(*key.c, *along.c).select_from(key.outerjoin(along, true()))
+    return found
+
+
+@dataclass(frozen=True)
+class Along:
+    """A lookup answered in the API key's round trip (`authenticate_along`): the hot path's second
+    question costs no round trip of its own."""
+
+    statement: AnySelect  # a module-level constant, as every lookup
+    values: dict[str, object]
+
+
 async def authenticate(db: Database, api_key: str, access: Access) -> Caller:
     """The caller behind `api_key`, if it may make a call needing `access`."""
+    return _allowed(await db.lookup(_KEY_LOOKUP, key_hash=_hash_of(api_key)), access)
+
+
+async def authenticate_along(db: Database, api_key: str, access: Access, along: Along) -> tuple[Caller, Row | None]:
+    """`authenticate`, and the first row `along` finds (None: none), in one round trip."""
+    row = await db.lookup(_keyed(along.statement), key_hash=_hash_of(api_key), **along.values)
+    caller = _allowed(row, access)
+    assert row is not None  # else refused above
+    rest = row[_KEY_COLUMNS:]
+    return caller, None if all(value is None for value in rest) else rest
+
+
+def _hash_of(api_key: str) -> str:
     if not api_key:
         raise Unauthenticated("Missing API key: send the metadata 'authorization: Bearer <api key>'.")
-    row = await db.lookup(_KEY_LOOKUP, key_hash=hash_key(api_key))
+    return hash_key(api_key)
+
+
+def _allowed(row: Row | None, access: Access) -> Caller:
     if row is None:
         raise Unauthenticated("The API key is unknown or revoked.")
     caller = Caller(key_id=row[0], role=Role(row[1]), workspace_id=row[2], workspace_ref=row[3])

@@ -22,7 +22,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from ..persistence.db import Database, DatabaseUnavailable, error_message, is_transient
 from . import errors, logs
-from .auth import Access, Caller, Role, authenticate, bearer_token
+from .auth import Access, Along, Caller, Role, Row, authenticate, authenticate_along, bearer_token
 
 log = logging.getLogger("voxplane.rpc")
 
@@ -128,10 +128,12 @@ Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 @dataclass(frozen=True)
 class Incoming:
-    """What an async method may pass on when it calls other services for its caller."""
+    """What an async method may pass on when it calls other services for its caller, and what its
+    `along` lookup found."""
 
     api_key: str
     time_remaining: float | None  # seconds left of the caller's deadline
+    found: Row | None = None  # what the method's `along` lookup found, asked with the API key
 
 
 class _Served:
@@ -140,7 +142,7 @@ class _Served:
     A plain object rather than a context manager: this runs on every call, the hot path included.
     """
 
-    __slots__ = ("servicer", "method", "access", "metadata", "api_key", "started", "caller", "code")
+    __slots__ = ("servicer", "method", "access", "metadata", "api_key", "started", "caller", "code", "found")
 
     def __init__(self, servicer: Any, method: str, access: Access, context: Context):
         self.servicer, self.method, self.access = servicer, method, access
@@ -149,16 +151,22 @@ class _Served:
         self.started = time.perf_counter()
         self.caller: Caller | None = None
         self.code = grpc.StatusCode.OK
+        self.found: Row | None = None
 
     @property
     def full_method(self) -> str:
         return f"/{self.servicer.service_name}/{self.method}"
 
-    async def authenticate(self, exempt_services: bool) -> Caller:
+    async def authenticate(self, exempt_services: bool, along: Along | None = None) -> Caller:
         """The caller, once it took a token of its workspace's request rate (service keys need none for
-        the `exempt_services` methods)."""
+        the `exempt_services` methods); with `along`, what it finds is `found`."""
         self.api_key = bearer_token(self.metadata)
-        caller = self.caller = await authenticate(self.servicer.db, self.api_key, self.access)
+        db = self.servicer.db
+        if along is None:
+            caller = self.caller = await authenticate(db, self.api_key, self.access)
+        else:
+            caller, self.found = await authenticate_along(db, self.api_key, self.access, along)
+            self.caller = caller
         if not (exempt_services and caller.role is Role.SERVICE):
             limiter = self.servicer.limiter
             if not limiter.admit_now(caller.workspace_id):
@@ -166,7 +174,7 @@ class _Served:
         return caller
 
     def incoming(self, context: Context) -> Incoming:
-        return Incoming(self.api_key, context.time_remaining())
+        return Incoming(self.api_key, context.time_remaining(), self.found)
 
     async def fail(self, context: Context, error: Exception) -> None:
         status = status_of(error, self.full_method)
@@ -214,8 +222,10 @@ class _QuickDecorator(Protocol):
 @overload
 def rpc(access: Access, *, quick: Literal[True], exempt_services: bool = False) -> _QuickDecorator: ...
 @overload
-def rpc(access: Access, *, quick: Literal[False] = False, exempt_services: bool = False) -> _Decorator: ...
-def rpc(access: Access, *, quick: bool = False, exempt_services: bool = False) -> _Decorator | _QuickDecorator:
+def rpc(access: Access, *, quick: Literal[False] = False, exempt_services: bool = False,
+        along: Callable[[Any], Along] | None = None) -> _Decorator: ...
+def rpc(access: Access, *, quick: bool = False, exempt_services: bool = False,
+        along: Callable[[Any], Along] | None = None) -> _Decorator | _QuickDecorator:
     """Wraps a servicer method as a grpc.aio handler.
 
     The method is one of:
@@ -229,7 +239,9 @@ def rpc(access: Access, *, quick: bool = False, exempt_services: bool = False) -
       `incoming.api_key` within `incoming.time_remaining`;
     - `async def` generator `method(self, request, caller, incoming)`, a
       server-streaming RPC yielding its messages.
-    Either way the caller is authenticated first and takes a token of its
+    An async method's `along(request)` names a lookup asked in the API key's
+    round trip (auth.Along), its row passed as `incoming.found`: the hot path's
+    one round trip. Either way the caller is authenticated first and takes a token of its
     workspace's request rate (core/ratelimits.py; with `exempt_services`, a
     `service` key takes none: the network's routing lookups), any error
     becomes its status, one JSON line is logged per call, and it is counted
@@ -265,7 +277,7 @@ def rpc(access: Access, *, quick: bool = False, exempt_services: bool = False) -
             served = _Served(self, method.__name__, access, context)
             db: Database = self.db
             try:
-                caller = await served.authenticate(exempt_services)
+                caller = await served.authenticate(exempt_services, along(request) if along else None)
                 if asynchronous:
                     return await method(self, request, caller, served.incoming(context))
                 if quick:

@@ -93,11 +93,13 @@ class NumbersServicer(
         return pb.DeleteNumberResponse()
 
     # The network's hot path: Calls' and the edge's service keys look up every inbound call, unlimited.
-    @rpc(Access.READ, exempt_services=True)
+    @rpc(Access.READ, exempt_services=True,
+         along=lambda request: provisioning.ingress_along(request.e164_number, request.include_suspended))
     async def GetIngressInfo(
         self, request: pb.GetIngressInfoRequest, caller: Caller, incoming: Incoming
     ) -> pb.GetIngressInfoResponse:
-        route = await provisioning.ingress_route(self.db, caller, request.e164_number, request.include_suspended)
+        route = await provisioning.ingress_route(self.db, caller, request.e164_number, request.include_suspended,
+                                                 incoming.found)
         response = pb.GetIngressInfoResponse(
             number_ref=route.number_ref, e164_number=route.e164_number, workspace_ref=route.workspace_ref,
             state=STATE.number(route.state),
