@@ -43,13 +43,13 @@ Order = Callable[[CallGateway, str], Awaitable[None]]
 SERVICE_WORKSPACE = "voxplane-calls"
 
 
-def build_gateway(report: Report) -> CallGateway:
+def build_gateway(report: Report, db: Database) -> CallGateway:
     """The gateway `VOXPLANE_CALL_GATEWAY` names (the setting admits only those built here)."""
     settings = config.settings()
     if settings.call_gateway == "simulated":
         return SimulatedGateway(report, ring_delay=settings.sim_ring_delay, answer_delay=settings.sim_answer_delay)
     if settings.call_gateway == "sip":
-        return SipGateway(report)
+        return SipGateway(report, db)
     raise ValueError(f"VOXPLANE_CALL_GATEWAY: no gateway is named {settings.call_gateway!r}")
 
 
@@ -59,7 +59,7 @@ class Runner:
     def __init__(self, db: Database, post: Post | None = None):
         self.db = db
         self.id = new_ref()
-        self.gateway = build_gateway(self._on_report)
+        self.gateway = build_gateway(self._on_report, db)
         self.feed = EventFeed(db, events.TOPIC)  # what this process's WatchCallEvents streams read
         self.events = EventRecorder(db, stored=self.feed.wake)
         self.steering = Steering(

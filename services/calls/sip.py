@@ -31,7 +31,8 @@ from typing import Any, TypeVar
 from ..core import config
 from ..core.errors import Unavailable, Unimplemented
 from ..persistence.base import new_ref
-from . import states
+from ..persistence.db import Database
+from . import sip_dialogs, states
 from .gateway import CallGateway, Dial, Gather, InboundCall, Origination, Report
 from .rtpengine import NgClient, NgError
 from .states import NetworkEvent
@@ -358,17 +359,20 @@ class _Call:
     bridged: bool = False
     task: asyncio.Task[None] | None = None
     held: bool = False
+    kept: bool = False  # a dialog of it is stored (sip_dialogs.py): delete it when the call ends
 
 
 class SipGateway(CallGateway):
     """Click-to-call and inbound calls on a SIP network (`VOXPLANE_CALL_GATEWAY=sip`); see the module's
     docstring and README."""
 
-    def __init__(self, report: Report):
+    def __init__(self, report: Report, db: Database):
         super().__init__(report)
         settings = config.settings()
+        self.db = db
         # `serve --workers`: each Calls worker listens on a SIP port of its own.
         self.address = (settings.sip_host, settings.sip_port + settings.worker_index)
+        self.dialogs_key = "%s:%d" % self.address  # whose stored dialogs are this gateway's
         self.proxy = host_port(settings.sip_proxy) if settings.sip_proxy else None
         self.trunk = host_port(settings.sip_trunk) if settings.sip_trunk else None
         self.rtpengine = host_port(settings.rtpengine_ng, 2223)
@@ -381,8 +385,44 @@ class SipGateway(CallGateway):
         self._routing: set[asyncio.Task[None]] = set()  # inbound calls being reported to Calls
 
     async def start(self) -> None:
-        """Listens for SIP (inbound calls) and connects to rtpengine; placing a call does it too."""
+        """Listens for SIP (inbound calls) and connects to rtpengine (placing a call does it too), then ends
+        the calls a killed run of this gateway left up on the network."""
         await self._start()
+        await self._end_calls_left_up()
+
+    async def _end_calls_left_up(self) -> None:
+        """BYE on each leg whose dialog a previous run stored and never deleted (it was killed), and the
+        media of those calls deleted at rtpengine. The calls themselves were ended in the database by then
+        (FAILED, SERVICE_RESTART: the runner that carried them is gone, heartbeats.py)."""
+        key = self.dialogs_key
+        left = await self.db.run_transaction(lambda s: sip_dialogs.left_by(s, key), write=False)
+        if not left:
+            return
+        sip, ng = await self._start()
+        transactions = self._global_config["_sip_tm"]
+
+        def answered(response: Any) -> None:  # sippy retransmits each BYE until it is answered (or 32 s)
+            log.info("BYE for call %s: %s", response.getHFBody("call-id"), response.getSCode()[0])
+
+        def send() -> None:
+            for dialog in left:
+                transactions.newTransaction(sip_dialogs.bye_for(dialog), resp_cb=answered)
+
+        await sip.run(send)
+        refs = {dialog.call_ref for dialog in left}
+        for ref in refs:
+            try:
+                await ng.command("delete", call_id=ref)
+            except NgError as error:
+                log.info("rtpengine delete of call %s: %s", ref, error)
+
+        def forget(session: Any) -> None:
+            for ref in refs:
+                sip_dialogs.forget(session, key, ref)
+
+        await self.db.run_transaction(forget, write=True)
+        log.warning("sent BYE on %d leg(s) of %d call(s) a previous run of the SIP gateway at %s left up",
+                    len(left), len(refs), key)
 
     async def _start(self) -> tuple[_SipThread, NgClient]:
         """Listens for SIP and connects to rtpengine, once."""
@@ -526,6 +566,7 @@ class SipGateway(CallGateway):
         call.a = _Leg("A", sip, self._global_config, call.queue)
         await call.a.invite(*device, order.destination, offer["sdp"])
         _, a_sdp = await self._answered(call, {"A"}, order.timeout)
+        await self._keep(call, call.a)
         toward_b = await ng.command("answer", call_id=call.ref, from_tag=B_TAG, to_tag=A_TAG, sdp=a_sdp, **NG_FLAGS)
         # While B rings, A hears ringback rather than silence (played by rtpengine, repeated up to the timeout).
         repeats = math.ceil(order.timeout / (RINGBACK_ON + RINGBACK_OFF))
@@ -533,6 +574,7 @@ class SipGateway(CallGateway):
         call.b = _Leg("B", sip, self._global_config, call.queue)
         await call.b.invite(*callee, order.caller_id, toward_b["sdp"])
         _, b_sdp = await self._answered(call, {"B"}, order.timeout)
+        await self._keep(call, call.b)
         await ng.command("stop media", call_id=call.ref, from_tag=A_TAG)
         # Tell rtpengine where B is: a re-offer from B's side, then A's answer again. port-latching keeps
         # the port A was given, so A needs no re-INVITE.
@@ -563,12 +605,25 @@ class SipGateway(CallGateway):
             await fork.invite(*target, order.caller_id, offer["sdp"])
         winner, a_sdp = await self._answered(call, {fork.name for fork in call.forks}, order.timeout)
         call.a = next(fork for fork in call.forks if fork.name == winner)
+        await self._keep(call, call.a)
         for fork in call.forks:
             if fork is not call.a:
                 await fork.end()
         answer = await ng.command("answer", call_id=call.ref, from_tag=B_TAG, to_tag=A_TAG, sdp=a_sdp, **NG_FLAGS)
         await call.b.respond(200, "OK", answer["sdp"])
+        await self._keep(call, call.b)
         await self._bridged_until_hangup(call)
+
+    async def _keep(self, call: _Call, leg: _Leg) -> None:
+        """Stores the dialog of an established leg (or its new CSeq), for its BYE should this process be
+        killed (sip_dialogs.py). Failing to is logged: the call goes on without."""
+        call.kept = True
+        key = self.dialogs_key
+        try:
+            dialog = await leg.sip.run(lambda: sip_dialogs.dialog_of(leg.ua, key, call.ref, leg.name[0]))
+            await self.db.run_transaction(lambda s: sip_dialogs.keep(s, dialog), write=True)
+        except Exception:  # noqa: BLE001 - the call is up all the same
+            log.exception("storing the dialog of leg %s of call %s failed", leg.name, call.ref)
 
     async def _bridged_until_hangup(self, call: _Call) -> None:
         """Reports the answer; then the first leg whose far end hangs up ends the call."""
@@ -630,6 +685,12 @@ class SipGateway(CallGateway):
                 await self._ng.command("delete", call_id=call.ref)
             except NgError as error:
                 log.info("rtpengine delete of call %s: %s", call.ref, error)
+        if call.kept:
+            key = self.dialogs_key
+            try:
+                await self.db.run_transaction(lambda s: sip_dialogs.forget(s, key, call.ref), write=True)
+            except Exception:  # noqa: BLE001 - the next start sends a BYE the far end no longer knows: 481
+                log.exception("deleting the dialogs of call %s failed", call.ref)
 
     async def _report(self, ref: str, event: states.Event, cause: str | None = None, *,
                       at: datetime | None = None) -> None:
@@ -717,6 +778,7 @@ class SipGateway(CallGateway):
         if call.held != hold:
             call.held = hold
             await call.b.reinvite(with_direction(call.b.local_sdp, "sendonly" if hold else "sendrecv"))
+            await self._keep(call, call.b)  # its CSeq moved on
 
     async def send_dtmf(self, ref: str, digits: str) -> None:
         """RFC 4733 events into the far end's (B's) stream, as if the caller's device pressed them."""
