@@ -34,7 +34,7 @@ S, H, T = pb.CallStatus, pb.HangupCause, pb.CallEventType
 def test_sip_final_responses_map_to_the_hangup_causes():
     assert {code: cause_for(code) for code in (486, 600, 404, 484, 604, 410, 408, 480, 302, 503, 403)} == {
         486: "BUSY", 600: "BUSY", 404: "NOT_FOUND", 484: "NOT_FOUND", 604: "NOT_FOUND", 410: "NOT_FOUND",
-        408: "NO_ANSWER", 480: "NO_ANSWER", 302: "FORWARDED", 503: "CONGESTION", 403: "CONGESTION",
+        408: "NO_ANSWER", 480: "NO_ANSWER", 302: "CONGESTION", 503: "CONGESTION", 403: "CONGESTION",
     }
 
 
@@ -209,6 +209,44 @@ def test_the_destination_ends_the_call_with_its_cause(
         assert "CANCEL sip:" in b.seen()
     answered = wait_for(calls, call.ref, status)
     assert answered.HasField("end_time")
+
+
+def redirecting_carrier(sip: SipNetwork, to: str, calls: int) -> Phone:
+    """Phone B as a carrier that answers 302 (Contact: `to`), and answers the INVITE to `to` if `calls` is 2."""
+    phone = Phone("redirects", sip.workdir, f"{secrets.token_hex(3)}-B", sip.b_port, calls=calls,
+                  keys={"target": to.removeprefix("+")})
+    sip.phones.append(phone)
+    time.sleep(0.3)  # sipp binds its socket
+    return phone
+
+
+def test_a_redirect_is_followed_to_the_number_of_its_contact(sip, calls, agent, fresh_e164):  # type: ignore[no-untyped-def]
+    destination, forwarded_to = fresh_e164(), fresh_e164()
+    a, _ = sip.phones_for("answer", None)
+    b = redirecting_carrier(sip, forwarded_to, calls=2)
+    call, stream = place(calls, agent, destination)
+    with stream:
+        assert types(events_of(stream, until=T.CALL_EVENT_TYPE_ANSWER)) == ["NEW_CALL", "RINGING", "ANSWER"]
+        calls.hangup_call(call.ref)
+        (hangup,) = events_of(stream, count=1)
+    assert (hangup.status, hangup.hangup_cause) == (S.CALL_STATUS_COMPLETED, H.HANGUP_CAUSE_NORMAL_CLEARING)
+    assert a.wait() == 0 and b.wait() == 0  # B: the 302 ACKed, then the redirected call answered and hung up
+    invites = [line for line in b.seen().splitlines() if line.startswith("INVITE sip:")]
+    assert [invite.split("@")[0] for invite in invites] == [f"INVITE sip:{destination}", f"INVITE sip:{forwarded_to}"]
+    assert "302 Moved Temporarily" in b.seen()
+
+
+def test_a_redirect_the_toll_fraud_guards_refuse_is_not_followed(sip, calls, agent, fresh_e164):  # type: ignore[no-untyped-def]
+    calls.update_call_settings(allowed_countries=["US"])
+    a, _ = sip.phones_for("answer", None)
+    b = redirecting_carrier(sip, "+442079460000", calls=1)  # London: not an allowed country
+    _, stream = place(calls, agent, fresh_e164())
+    with stream:
+        found = events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)
+    assert types(found) == ["NEW_CALL", "RINGING", "HANGUP"]  # A rang and answered; B redirected
+    assert (found[-1].status, found[-1].hangup_cause) == (S.CALL_STATUS_FAILED, H.HANGUP_CAUSE_CONGESTION)
+    assert a.wait() == 0 and b.wait() == 0  # A got its BYE; B its ACK, and no second INVITE
+    assert b.seen().count("INVITE sip:") == 1
 
 
 def test_a_call_cancelled_while_the_agent_rings_cancels_the_agents_leg(

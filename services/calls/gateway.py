@@ -19,6 +19,7 @@ from typing import Any
 
 from ..persistence.base import new_ref, utcnow
 from . import states
+from .guards import Guards
 from .states import NetworkEvent
 
 log = logging.getLogger("voxplane.calls.gateway")
@@ -61,6 +62,7 @@ class Origination:
     device: Device | None  # whose phone rings first
     webhook: str | None  # the handler told of the call's events
     timeout: int  # seconds the callee may take to answer
+    guards: Guards = Guards()  # the workspace's toll-fraud guards, for where a redirect would take the call
 
 
 @dataclass(frozen=True)

@@ -220,15 +220,15 @@ class Runner:
         destination = guards.destination_of(new.destination)
         caller_id, rings_first = await caller_id_of(new, self._directory(caller, incoming))
 
-        def place(session: Session) -> Call:
-            guards.check_new_call(session, caller.workspace_id, destination)
+        def place(session: Session) -> tuple[Call, guards.Guards]:
+            checked = guards.check_new_call(session, caller.workspace_id, destination)
             call = live.insert_call(session, caller, new, caller_id, self.id)
             # Counted last, so that the workspace's counter row is locked only until the commit.
             ratelimits.take_one_created(session, ratelimits.CALLS, caller.workspace_id)
-            return call
+            return call, checked
 
         try:
-            call = await self.db.run_transaction(place, write=True)
+            call, checked = await self.db.run_transaction(place, write=True)
         except IntegrityError:  # the request_id's unique key: a concurrent try of the same create won
             return await self._earlier_call(caller, new.request_id)
         self.feed.wake()
@@ -236,7 +236,8 @@ class Runner:
         if rings_first is not None:
             device = Device(rings_first.ref, tuple(rings_first.addresses), next(iter(rings_first.domains), ""))
         await self.gateway.originate(Origination(
-            call.ref, call.from_party, call.to_party, call.caller_id, device, call.webhook, call.timeout_seconds
+            call.ref, call.from_party, call.to_party, call.caller_id, device, call.webhook, call.timeout_seconds,
+            checked,
         ))
         return call
 

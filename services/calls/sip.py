@@ -29,10 +29,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ..core import config
-from ..core.errors import Unavailable, Unimplemented
+from ..core.errors import PermissionDenied, Unavailable, Unimplemented
 from ..persistence.base import new_ref
 from ..persistence.db import Database
-from . import sip_dialogs, states
+from . import guards, sip_dialogs, states
 from .gateway import CallGateway, Dial, Gather, InboundCall, Origination, Report
 from .rtpengine import NgClient, NgError
 from .states import NetworkEvent
@@ -52,6 +52,7 @@ A_TAG, B_TAG = "leg-a", "leg-b"  # the rtpengine tags (from-tag / to-tag) of the
 DTMF_MS = 100  # each digit's tone
 RINGBACK_ON, RINGBACK_OFF = 2, 4  # seconds of the North American ringback's cadence (440 + 480 Hz)
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+MAX_REDIRECTS = 3  # the 3xx a call's far leg may follow before it fails (a loop of redirects ends there)
 # The final response an inbound call that ends unanswered with this hangup cause gets (else 503).
 REFUSALS = {
     "BUSY": (486, "Busy Here"), states.NOT_FOUND: (404, "Not Found"), "NO_ANSWER": (480, "Temporarily Unavailable"),
@@ -85,9 +86,7 @@ def cause_for(code: int) -> str:
         return states.NOT_FOUND
     if code in (408, 480):
         return "NO_ANSWER"
-    if 300 <= code < 400:
-        return states.FORWARDED
-    return states.CONGESTION
+    return states.CONGESTION  # a 3xx too: one not followed leaves the party unreached (FORWARDED needs an answer)
 
 
 def refusal(cause: str) -> tuple[int, str]:
@@ -197,6 +196,7 @@ class _LegEvent:
     time: datetime
     code: int | None = None
     sdp: str | None = None
+    contacts: tuple[str, ...] = ()  # a redirect's: the users (E.164 or not) of its Contact URIs, in order
 
 
 class _Leg:
@@ -217,8 +217,8 @@ class _Leg:
         self._updating: asyncio.Future[str] | None = None  # our re-INVITE in flight
         self.ended = False  # the dialog is over (either side ended it): nothing more to send
 
-    def _emit(self, kind: str, code: int | None = None, sdp: str | None = None) -> None:
-        event = _LegEvent(self.name, kind, datetime.now(UTC), code, sdp)  # the network's time, as it happens
+    def _emit(self, kind: str, code: int | None = None, sdp: str | None = None, contacts: tuple[str, ...] = ()) -> None:
+        event = _LegEvent(self.name, kind, datetime.now(UTC), code, sdp, contacts)  # the network's time, as it happens
         if self._updating is not None and kind in ("answer", "fail"):  # the outcome of our re-INVITE
             updating, self._updating = self._updating, None
             self.loop.call_soon_threadsafe(_settle, updating, kind, None)
@@ -237,8 +237,8 @@ class _Leg:
             self._emit(kind, code, str(body) if body is not None else None)
         elif name == "CCEventFail":
             self._emit("fail", data[0])
-        elif name == "CCEventRedirect":
-            self._emit("redirect", data[0] if data else 302)
+        elif name == "CCEventRedirect":  # a 300, 301 or 302 with a Contact: (code, reason, body, addresses)
+            self._emit("redirect", data[0], contacts=tuple(address.url.username or "" for address in data[3]))
         elif name == "CCEventDisconnect":
             self._emit("hangup")
 
@@ -345,6 +345,14 @@ class _Ended(Exception):
         self.time = time
 
 
+class _Redirected(_Ended):
+    """The last leg still ringing answered a 3xx with these Contact users; not followed, the call fails."""
+
+    def __init__(self, time: datetime, contacts: tuple[str, ...]):
+        super().__init__(states.CONGESTION, time)
+        self.contacts = contacts
+
+
 @dataclass
 class _Call:
     ref: str
@@ -360,6 +368,7 @@ class _Call:
     task: asyncio.Task[None] | None = None
     held: bool = False
     kept: bool = False  # a dialog of it is stored (sip_dialogs.py): delete it when the call ends
+    redirected: set[str] = field(default_factory=set)  # legs that a 3xx ended and another leg replaced
 
 
 class SipGateway(CallGateway):
@@ -571,10 +580,7 @@ class SipGateway(CallGateway):
         # While B rings, A hears ringback rather than silence (played by rtpengine, repeated up to the timeout).
         repeats = math.ceil(order.timeout / (RINGBACK_ON + RINGBACK_OFF))
         await ng.command("play media", call_id=call.ref, from_tag=A_TAG, blob=ringback_wav(), repeat_times=repeats)
-        call.b = _Leg("B", sip, self._global_config, call.queue)
-        await call.b.invite(*callee, order.caller_id, toward_b["sdp"])
-        _, b_sdp = await self._answered(call, {"B"}, order.timeout)
-        await self._keep(call, call.b)
+        b_sdp = await self._far_leg_answered(call, order, callee, toward_b["sdp"])
         await ng.command("stop media", call_id=call.ref, from_tag=A_TAG)
         # Tell rtpengine where B is: a re-offer from B's side, then A's answer again. port-latching keeps
         # the port A was given, so A needs no re-INVITE.
@@ -582,6 +588,39 @@ class SipGateway(CallGateway):
                          **{**NG_FLAGS, "flags": [*NG_FLAGS["flags"], "port-latching"]})
         await ng.command("answer", call_id=call.ref, from_tag=B_TAG, to_tag=A_TAG, sdp=a_sdp, **NG_FLAGS)
         await self._bridged_until_hangup(call)
+
+    async def _far_leg_answered(self, call: _Call, order: Origination,
+                                callee: tuple[str, tuple[str, int], tuple[str, int]], sdp: str) -> str:
+        """INVITEs the destination (leg B), following up to MAX_REDIRECTS redirects, each to the first Contact
+        that is an E.164 number, which goes out through the trunk as a destination of CreateCall would, and
+        only if the workspace's toll-fraud guards allow it. B's SDP once it answers (its dialog kept), within
+        the timeout."""
+        assert self._sip is not None
+        deadline = asyncio.get_running_loop().time() + order.timeout
+        hop = 0
+        while True:
+            call.b = _Leg(f"B{hop or ''}", self._sip, self._global_config, call.queue)
+            await call.b.invite(*callee, order.caller_id, sdp)
+            try:
+                _, b_sdp = await self._answered(call, {call.b.name}, deadline - asyncio.get_running_loop().time())
+                await self._keep(call, call.b)
+                return b_sdp
+            except _Redirected as redirected:
+                call.redirected.add(call.b.name)
+                number = next((user for user in redirected.contacts if E164.fullmatch(user)), None)
+                route = self._route(number) if number is not None and hop < MAX_REDIRECTS else None
+                if route is None:
+                    log.warning("call %s: %s redirected to %s, not followed (%s)", call.ref, order.destination,
+                                redirected.contacts, "too many redirects" if hop == MAX_REDIRECTS else
+                                "no E.164 number to follow" if number is None else "no route")
+                    raise
+                try:
+                    guards.check_destination(order.guards, guards.destination_of(number), "the redirect's target")
+                except PermissionDenied as refused:
+                    log.warning("call %s: a redirect of %s not followed: %s", call.ref, order.destination, refused)
+                    raise redirected from None
+                log.info("call %s: %s redirected to %s: following", call.ref, order.destination, number)
+                callee, hop = route, hop + 1
 
     async def dial(self, ref: str, order: Dial) -> None:
         """Rings every target of an inbound call at once (leg A); the first to answer is bridged to the caller."""
@@ -648,6 +687,8 @@ class SipGateway(CallGateway):
             except TimeoutError:
                 raise _Ended("NO_ANSWER", datetime.now(UTC)) from None
             if event.leg not in waiting:
+                if event.leg in call.redirected:
+                    continue  # the late end of a leg a redirect replaced
                 if event.leg not in legs and event.kind in ("hangup", "gone"):  # the other side hung up
                     raise _Ended(states.CANCEL, event.time)
                 continue
@@ -666,9 +707,9 @@ class SipGateway(CallGateway):
                     continue  # another target may still answer
                 if event.kind == "fail":
                     raise _Ended(cause_for(event.code or 500), event.time)
-                # FORWARDED ends only an answered call (states.py); redirects are not followed yet.
-                log.info("call %s: leg %s ended (%s %s) before it answered", call.ref, event.leg, event.kind,
-                         event.code or "")
+                if event.kind == "redirect":
+                    raise _Redirected(event.time, event.contacts)
+                log.info("call %s: leg %s ended (%s) before it answered", call.ref, event.leg, event.kind)
                 raise _Ended(states.CONGESTION, event.time)
 
     async def _release(self, call: _Call, cause: str = states.CANCEL) -> None:
