@@ -72,6 +72,9 @@ class Dial:
     targets: tuple[str, ...]
     caller_id: str  # shown to the targets; "": anonymous
     timeout: int
+    # The caller is an agent's device (its phone placed the call), not the far party: the controls act
+    # on it as on the device of a CreateCall (mute its audio, hold the targets).
+    from_device: bool = False
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,9 @@ class Runner:
         rejected (NOT_FOUND) and nothing is stored; a suspended one's call is stored, rejected the same way."""
         ingress = await self._numbers_and_agents().ingress(await self._routing_key(), call.destination)
         if ingress is None:
+            placed = await self._place_phone_call(call)
+            if placed is not None:
+                return placed
             await self.gateway.reject(call.ref, states.NOT_FOUND)
             return inbound.Routed(None, states.NOT_FOUND)
         stored, steered_by = await self.db.run_transaction(
@@ -173,6 +176,25 @@ class Runner:
             self.steering.new_call(stored, steered_by, ingress.sip_target)
         elif ingress.sip_target:
             await self.gateway.dial(stored.ref, Dial((ingress.sip_target,), stored.caller_id, stored.timeout_seconds))
+        return inbound.Routed(stored)
+
+    async def _place_phone_call(self, call: InboundCall) -> inbound.Routed | None:
+        """A call an agent's phone placed to a number no workspace has (the edge sends the gateway only those
+        of agents it authenticated): stored in the agent's workspace as an outbound call from the agent, under
+        the workspace's toll-fraud guards (their refusal raises, for the network to tell the phone), and
+        dialed (through the trunk). None when the caller is no enabled agent."""
+        address = inbound.agent_address(call.source)
+        found = address and await self._numbers_and_agents().agent_at(await self._routing_key(), *address)
+        if not found or not found[0].enabled:
+            return None
+        agent, workspace_ref = found
+        stored = await self.db.run_transaction(
+            lambda s: inbound.insert_phone_call(s, call, agent, workspace_ref, self.id), write=True
+        )
+        self.feed.wake()
+        await self.gateway.dial(
+            stored.ref, Dial((stored.to_party,), stored.caller_id, stored.timeout_seconds, from_device=True)
+        )
         return inbound.Routed(stored)
 
     async def simulate_inbound(self, call: inbound.SimulatedCall) -> inbound.Routed:

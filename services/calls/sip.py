@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ..core import config
-from ..core.errors import PermissionDenied, Unavailable, Unimplemented
+from ..core.errors import PermissionDenied, ResourceExhausted, Unavailable, Unimplemented
 from ..persistence.base import new_ref
 from ..persistence.db import Database
 from . import guards, sip_dialogs, states
@@ -259,8 +259,9 @@ class _Leg:
         self.ua.lContact = SipContact(address=SipAddress(url=here))
         return self.ua.recvRequest(request, transaction)
 
-    async def respond(self, code: int, reason: str, sdp: str | None = None) -> None:
-        """A UAS leg's response to its INVITE: ringing, the answer (with our SDP), or a refusal."""
+    async def respond(self, code: int, reason: str, sdp: str | None = None, warning: str = "") -> None:
+        """A UAS leg's response to its INVITE: ringing, the answer (with our SDP), or a refusal (with a
+        Warning header saying why, if `warning`)."""
         if code >= 300:
             self.ended = True
         elif code >= 200:
@@ -269,6 +270,7 @@ class _Leg:
         def send() -> None:
             from sippy.CCEvents import CCEventConnect, CCEventFail, CCEventRing
             from sippy.MsgBody import MsgBody
+            from sippy.SipHeader import SipHeader
 
             body = MsgBody(sdp) if sdp else None
             if code < 200:
@@ -276,7 +278,11 @@ class _Leg:
             elif code < 300:
                 self.ua.recvEvent(CCEventConnect((code, reason, body)))
             else:
-                self.ua.recvEvent(CCEventFail((code, reason)))
+                quoted = warning.replace("\\", "").replace('"', "'")
+                refusal = CCEventFail((code, reason))
+                if warning:
+                    refusal.extra_headers = (SipHeader(name="warning", bodys=f'399 voxplane "{quoted}"'),)
+                self.ua.recvEvent(refusal)
 
         await self.sip.run(send)
 
@@ -369,6 +375,7 @@ class _Call:
     held: bool = False
     kept: bool = False  # a dialog of it is stored (sip_dialogs.py): delete it when the call ends
     redirected: set[str] = field(default_factory=set)  # legs that a 3xx ended and another leg replaced
+    device_is_b: bool = False  # an agent's phone placed it: the device is the caller (B), the far party A
 
 
 class SipGateway(CallGateway):
@@ -504,6 +511,10 @@ class SipGateway(CallGateway):
             call.routing = True
             try:
                 await self.report(found)
+            except (PermissionDenied, ResourceExhausted) as refused:  # the toll-fraud guards, on a phone's call
+                log.warning("call %s from %s to %s refused: %s", call.ref, found.source, found.destination, refused)
+                code, reason = (403, "Forbidden") if isinstance(refused, PermissionDenied) else (503, "Service Unavailable")
+                await self._refuse(call, code, reason, str(refused))
             except Exception:  # noqa: BLE001 - e.g. Numbers unreachable: the caller is told, not left ringing
                 log.exception("routing inbound call %s failed", call.ref)
                 await self.reject(call.ref, states.CONGESTION)
@@ -513,11 +524,11 @@ class SipGateway(CallGateway):
                 await self._report(call.ref, states.Event.END, call.ended_while_routing[0],
                                    at=call.ended_while_routing[1])
 
-    async def _refuse(self, call: _Call, code: int, reason: str) -> None:
+    async def _refuse(self, call: _Call, code: int, reason: str, warning: str = "") -> None:
         self._calls.pop(call.ref, None)
         await self._cancel_task(call)
         assert call.b is not None
-        await call.b.respond(code, reason)
+        await call.b.respond(code, reason, warning=warning)
 
     async def _await_route(self, call: _Call) -> None:
         """Until Calls dials or rejects the call: the caller hanging up (CANCEL) ends it."""
@@ -628,6 +639,7 @@ class SipGateway(CallGateway):
         if call is None or not call.inbound or call.bridged:
             return  # it ended meanwhile (the caller hung up): nothing to ring
         await self._cancel_task(call)
+        call.device_is_b = order.from_device
         call.task = asyncio.get_running_loop().create_task(self._carry(call, self._connect(call, order)))
 
     async def _connect(self, call: _Call, order: Dial) -> None:
@@ -808,23 +820,29 @@ class SipGateway(CallGateway):
         except NgError as error:
             raise Unavailable(f"The media relay did not carry out the order: {error}") from None
 
+    def _device_tag(self, ref: str) -> str:
+        """The rtpengine tag of the device's media: A's, or B's when the agent's phone placed the call."""
+        return B_TAG if self._bridged(ref).device_is_b else A_TAG
+
     async def mute(self, ref: str, mute: bool) -> None:
         """Silences what the caller's device (A) sends: the packets still flow, their payload is silence."""
-        await self._media("silence media" if mute else "unsilence media", ref, from_tag=A_TAG)
+        await self._media("silence media" if mute else "unsilence media", ref, from_tag=self._device_tag(ref))
 
     async def hold(self, ref: str, hold: bool) -> None:
-        """Re-INVITEs the far end (B) sendonly, and sendrecv to take it off hold."""
+        """Re-INVITEs the far end (B; A when the agent's phone placed the call) sendonly, and sendrecv to take
+        it off hold."""
         call = self._bridged(ref)
-        assert call.b is not None
+        far = call.a if call.device_is_b else call.b
+        assert far is not None
         if call.held != hold:
             call.held = hold
-            await call.b.reinvite(with_direction(call.b.local_sdp, "sendonly" if hold else "sendrecv"))
-            await self._keep(call, call.b)  # its CSeq moved on
+            await far.reinvite(with_direction(far.local_sdp, "sendonly" if hold else "sendrecv"))
+            await self._keep(call, far)  # its CSeq moved on
 
     async def send_dtmf(self, ref: str, digits: str) -> None:
-        """RFC 4733 events into the far end's (B's) stream, as if the caller's device pressed them."""
+        """RFC 4733 events into the far end's stream, as if the caller's device pressed them."""
         for digit in digits:  # rtpengine takes one digit per command, and queues them
-            await self._media("play DTMF", ref, from_tag=A_TAG, code=digit, duration=DTMF_MS)
+            await self._media("play DTMF", ref, from_tag=self._device_tag(ref), code=digit, duration=DTMF_MS)
 
     # --- not carried on SIP yet ---------------------------------------------------------------------------
 
