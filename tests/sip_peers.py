@@ -102,17 +102,20 @@ def packets_from(port: int, call_ref: str) -> dict[str, int]:
 
 
 class Phone:
-    """A sipp UAS playing one scenario of tests/sipp/ for one call, on free SIP and media ports."""
+    """A sipp UAS playing one scenario of tests/sipp/ for one call (or `calls`), on free SIP and media ports;
+    `keys` fill the scenario's [key] fields."""
 
-    def __init__(self, scenario: str, workdir: Path, name: str, port: int | None = None):
+    def __init__(self, scenario: str, workdir: Path, name: str, port: int | None = None, *, calls: int = 1,
+                 keys: dict[str, str] | None = None):
         self.port = port or free_udp_port()
         self.media_port = free_udp_port()
         self.messages = workdir / f"{name}-messages.log"
         self.screen = workdir / f"{name}-screen.log"
         self.process = subprocess.Popen(
             ["sipp", "-sf", str(SCENARIOS / f"{scenario}.xml"), "-i", "127.0.0.1", "-p", str(self.port),
-             "-mi", "127.0.0.1", "-mp", str(self.media_port), "-m", "1", "-nostdin", "-timeout", "30s",
-             "-trace_msg", "-message_file", str(self.messages)],
+             "-mi", "127.0.0.1", "-mp", str(self.media_port), "-m", str(calls), "-nostdin", "-timeout", "30s",
+             "-trace_msg", "-message_file", str(self.messages),
+             *(arg for key, value in (keys or {}).items() for arg in ("-key", key, value))],
             stdout=self.screen.open("wb"), stderr=subprocess.STDOUT, cwd=workdir,
         )
 

@@ -13,17 +13,20 @@ from typing import Any
 import grpc
 import pytest
 
-from voxplane import Calls, UnavailableError, VoxplaneError
+from voxplane import Agents, Calls, UnavailableError, VoxplaneError
 from voxplane.calls.v1 import calls_pb2 as pb
+from voxplane.services.calls.models import SipDialog
 from voxplane.services.calls.rtpengine import NgError
 from voxplane.services.calls.sip import A_TAG, B_TAG, cause_for, with_direction
 from voxplane.services.core import config, workspaces
 from voxplane.services.core.auth import Role
+from voxplane.services.persistence.db import Database
 
-from .conftest import ServerThread, Tenant
+from .conftest import ServerThread, Tenant, backends
 from .sip_peers import Phone, Rtpengine, capture, free_udp_port, ng, packets_from, require
 from .test_call_events import events_of, types
 from .test_calls import wait_for
+from .test_runner_crash import Serving, own_database
 
 S, H, T = pb.CallStatus, pb.HangupCause, pb.CallEventType
 
@@ -31,7 +34,7 @@ S, H, T = pb.CallStatus, pb.HangupCause, pb.CallEventType
 def test_sip_final_responses_map_to_the_hangup_causes():
     assert {code: cause_for(code) for code in (486, 600, 404, 484, 604, 410, 408, 480, 302, 503, 403)} == {
         486: "BUSY", 600: "BUSY", 404: "NOT_FOUND", 484: "NOT_FOUND", 604: "NOT_FOUND", 410: "NOT_FOUND",
-        408: "NO_ANSWER", 480: "NO_ANSWER", 302: "FORWARDED", 503: "CONGESTION", 403: "CONGESTION",
+        408: "NO_ANSWER", 480: "NO_ANSWER", 302: "CONGESTION", 503: "CONGESTION", 403: "CONGESTION",
     }
 
 
@@ -208,6 +211,44 @@ def test_the_destination_ends_the_call_with_its_cause(
     assert answered.HasField("end_time")
 
 
+def redirecting_carrier(sip: SipNetwork, to: str, calls: int) -> Phone:
+    """Phone B as a carrier that answers 302 (Contact: `to`), and answers the INVITE to `to` if `calls` is 2."""
+    phone = Phone("redirects", sip.workdir, f"{secrets.token_hex(3)}-B", sip.b_port, calls=calls,
+                  keys={"target": to.removeprefix("+")})
+    sip.phones.append(phone)
+    time.sleep(0.3)  # sipp binds its socket
+    return phone
+
+
+def test_a_redirect_is_followed_to_the_number_of_its_contact(sip, calls, agent, fresh_e164):  # type: ignore[no-untyped-def]
+    destination, forwarded_to = fresh_e164(), fresh_e164()
+    a, _ = sip.phones_for("answer", None)
+    b = redirecting_carrier(sip, forwarded_to, calls=2)
+    call, stream = place(calls, agent, destination)
+    with stream:
+        assert types(events_of(stream, until=T.CALL_EVENT_TYPE_ANSWER)) == ["NEW_CALL", "RINGING", "ANSWER"]
+        calls.hangup_call(call.ref)
+        (hangup,) = events_of(stream, count=1)
+    assert (hangup.status, hangup.hangup_cause) == (S.CALL_STATUS_COMPLETED, H.HANGUP_CAUSE_NORMAL_CLEARING)
+    assert a.wait() == 0 and b.wait() == 0  # B: the 302 ACKed, then the redirected call answered and hung up
+    invites = [line for line in b.seen().splitlines() if line.startswith("INVITE sip:")]
+    assert [invite.split("@")[0] for invite in invites] == [f"INVITE sip:{destination}", f"INVITE sip:{forwarded_to}"]
+    assert "302 Moved Temporarily" in b.seen()
+
+
+def test_a_redirect_the_toll_fraud_guards_refuse_is_not_followed(sip, calls, agent, fresh_e164):  # type: ignore[no-untyped-def]
+    calls.update_call_settings(allowed_countries=["US"])
+    a, _ = sip.phones_for("answer", None)
+    b = redirecting_carrier(sip, "+442079460000", calls=1)  # London: not an allowed country
+    _, stream = place(calls, agent, fresh_e164())
+    with stream:
+        found = events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)
+    assert types(found) == ["NEW_CALL", "RINGING", "HANGUP"]  # A rang and answered; B redirected
+    assert (found[-1].status, found[-1].hangup_cause) == (S.CALL_STATUS_FAILED, H.HANGUP_CAUSE_CONGESTION)
+    assert a.wait() == 0 and b.wait() == 0  # A got its BYE; B its ACK, and no second INVITE
+    assert b.seen().count("INVITE sip:") == 1
+
+
 def test_a_call_cancelled_while_the_agent_rings_cancels_the_agents_leg(
     sip, calls, agent, fresh_e164
 ):  # type: ignore[no-untyped-def]
@@ -310,3 +351,55 @@ def test_without_rtpengine_a_call_fails_with_congestion_and_rings_nobody(
         monkeypatch.undo()
         config.reload()
         sip.restart()
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_a_killed_server_hangs_up_the_calls_it_left_up_when_it_starts_again(backend, tmp_path):  # type: ignore[no-untyped-def]
+    require("rtpengine", "sipp")
+    rtpengine = Rtpengine(tmp_path)
+    a_port, b_port = free_udp_port(), free_udp_port()
+    a, b = Phone("answer", tmp_path, "A", a_port), Phone("answer", tmp_path, "B", b_port)
+    time.sleep(0.3)  # sipp binds its socket
+    try:
+        with own_database(backend, tmp_path) as (env, key):
+            env.update(VOXPLANE_CALL_GATEWAY="sip", VOXPLANE_SIP_PORT=str(free_udp_port()),
+                       VOXPLANE_SIP_PROXY=f"127.0.0.1:{a_port}", VOXPLANE_SIP_TRUNK=f"127.0.0.1:{b_port}",
+                       VOXPLANE_RTPENGINE_NG=f"127.0.0.1:{rtpengine.ng_port}")
+            first = Serving(env)
+            try:
+                with Agents(endpoint=first.address, api_key=key) as agents:
+                    agent = agents.create_agent(name="Agent", username=f"a{secrets.token_hex(4)}",
+                                                secret=f"Secret-{secrets.token_hex(8)}", domains=["sip.test"])
+                with Calls(endpoint=first.address, api_key=key) as calls:
+                    ref = wait_for(calls, place(calls, agent, "+14155550123")[0].ref, S.CALL_STATUS_IN_PROGRESS).ref
+            finally:
+                first.kill()  # no BYE: both phones stay in the call, its media anchored at rtpengine
+            assert a.process.poll() is None and b.process.poll() is None
+            assert "BYE" not in a.seen() + b.seen()
+            assert ng(rtpengine.ng_port, "query", call_id=ref)["result"] == "ok"
+            url = env.get("VOXPLANE_DATABASE_URL") or f"sqlite:///{tmp_path / 'voxplane.db'}"
+            database = Database(url, threads=1)
+            try:
+                def stored() -> list[str]:
+                    return database.transaction(lambda s: sorted(
+                        d.leg for d in s.query(SipDialog).filter_by(call_ref=ref)), write=False)
+
+                assert stored() == ["A", "B"]  # both legs' dialogs, kept in the database
+                second = Serving(env)
+                try:
+                    assert a.wait() == 0 and b.wait() == 0  # each got its BYE, and answered it
+                    assert "BYE sip:" in a.seen() and "BYE sip:" in b.seen()
+                    with pytest.raises(NgError, match="refused 'query'"):
+                        ng(rtpengine.ng_port, "query", call_id=ref)  # the media was released
+                    with Calls(endpoint=second.address, api_key=key) as calls:
+                        ended = calls.get_call(ref)
+                    assert (ended.status, ended.hangup_cause) == (S.CALL_STATUS_FAILED, H.HANGUP_CAUSE_SERVICE_RESTART)
+                    assert stored() == []
+                finally:
+                    second.stop()
+            finally:
+                database.close()
+    finally:
+        a.stop()
+        b.stop()
+        rtpengine.stop()

@@ -124,7 +124,9 @@ def test_a_call_to_a_number_rings_its_agent_through_the_gateway_until_the_number
             D.DIRECTION_INBOUND, f"sip:{caller}@{network.edge.domain}", e164)
         assert (call.status, call.hangup_cause) == (S.CALL_STATUS_COMPLETED, H.HANGUP_CAUSE_NORMAL_CLEARING)
         numbers.release_number(number.ref)
-        assert sipp_call(network.edge, tmp_path, caller, e164, secret=secret, scenario="caller") == [407, 404]
+        # The carrier's call to it now gets 404 (an agent's would go out through the trunk: no longer ours).
+        assert sipp_call(network.edge, tmp_path, "carrier", e164, port=network.edge.trunk_port,
+                         scenario="caller") == [404]
     # The agent's phone got the call from the edge (record-routed), and the BYE through it too.
     assert requests(phone) == ["INVITE", "ACK", "BYE"]
     assert "Record-Route: <sip:127.0.0.1" in phone.seen()
@@ -216,6 +218,44 @@ def test_a_call_to_an_outside_number_goes_out_through_the_trunk(network, tenant,
     assert phone.wait() == 0 and carrier.wait() == 0
     assert requests(phone) == ["INVITE", "ACK", "BYE"]  # the agent's leg through the edge
     assert "INVITE sip:+442079460123@127.0.0.1" in carrier.seen()  # the far leg to the carrier trunk
+
+
+def test_an_agents_phone_calls_an_outside_number_through_the_trunk_as_an_outbound_call(network, tenant, tmp_path):  # type: ignore[no-untyped-def]
+    carrier = network.phone("answer", network.carrier_port)
+    (caller, secret), ng_port = calling_agent(network, tenant), int(network.edge.rtpengine_ng.rpartition(":")[2])
+    with tenant.calls() as calls, tenant.agents() as agents:
+        cursor = watched(calls)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            dialled = pool.submit(sipp_call, network.edge, tmp_path, caller, "+442079460123", secret=secret,
+                                  scenario="caller")
+            with calls.watch_call_events(cursor=cursor, heartbeat_interval=1) as stream:
+                answered = events_of(stream, until=T.CALL_EVENT_TYPE_ANSWER)
+                assert types(answered) == ["NEW_CALL", "RINGING", "ANSWER"]
+                ref = answered[0].call_ref
+                time.sleep(1)
+                media = packets_from(ng_port, ref)
+                assert media[A_TAG] > 10 and media[B_TAG] > 10, media  # the carrier's and the phone's, relayed
+                calls.mute_call(ref, mute=True)  # the agent's phone's audio, the caller here
+                calls.hold_call(ref, hold=True)  # a re-INVITE to the carrier, the far party here
+                assert types(events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)) == ["MUTED", "HELD", "HANGUP"]
+            assert dialled.result() == [407, 180, 200]
+        call = calls.get_call(ref)
+        agent = next(a for a in agents.list_agents().agents if a.username == caller)
+    assert (call.direction, call.source, call.destination) == (D.DIRECTION_OUTBOUND, agent.ref, "+442079460123")
+    assert (call.status, call.hangup_cause) == (S.CALL_STATUS_COMPLETED, H.HANGUP_CAUSE_NORMAL_CLEARING)
+    assert carrier.wait() == 0 and requests(carrier) == ["INVITE", "ACK", "INVITE", "ACK", "BYE"]
+    assert "INVITE sip:+442079460123@127.0.0.1" in carrier.seen()  # out through the trunk
+    assert "a=sendonly" in carrier.seen().split("INVITE sip:")[2]
+    assert f"[{ref}]: [core] Silencing directional media (tag '{B_TAG}')" in network.edge.log.read_text(errors="replace")
+
+
+def test_an_agents_phone_call_to_a_premium_number_is_refused_403_naming_the_rule(network, tenant, tmp_path):  # type: ignore[no-untyped-def]
+    caller, secret = calling_agent(network, tenant)
+    with tenant.calls() as calls:
+        assert sipp_call(network.edge, tmp_path, caller, "+19005550123", secret=secret, scenario="caller") == [407, 403]
+        assert not calls.list_calls().calls  # refused before it was stored, as CreateCall's would be
+    trace = next(tmp_path.glob("call-*.log")).read_text()
+    assert 'Warning: 399 voxplane "destination +19005550123 is a premium-rate number' in trace
 
 
 def test_a_number_forwarded_to_a_sip_uri_rings_it_through_the_edge(network, tenant, tmp_path, fresh_e164):  # type: ignore[no-untyped-def]

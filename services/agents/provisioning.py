@@ -11,11 +11,12 @@ from sqlalchemy.orm import Session
 
 from ..core import validation
 from ..core.auth import Caller
-from ..core.errors import AlreadyExists, Violations
+from ..core.errors import AlreadyExists, NotFound, Violations
 from ..core.resources import get_owned, insert_once
 from ..edge import registrations
 from ..persistence import keyset
 from ..persistence.base import utcnow
+from ..persistence.tenancy import Workspace
 from .credentials import digests
 from .models import Agent, AgentCredential
 
@@ -118,6 +119,25 @@ def create_agent(
 
 def get_agent(session: Session, caller: Caller, ref: str, etag: str = "") -> Agent:
     return get_owned(session, Agent, caller, ref, etag=etag)
+
+
+def agent_by_address(session: Session, caller: Caller, username: str, domain: str) -> tuple[Agent, str]:
+    """The agent registering as username@domain, and its workspace's ref; a `service` caller finds any
+    workspace's, others only their own (else NOT_FOUND, as if it did not exist)."""
+    v = Violations()
+    if not username:
+        v.add("username", "is required")
+    if not domain:
+        v.add("domain", "is required")
+    v.raise_if_any()
+    found = session.execute(
+        select(Agent, Workspace.ref).join(AgentCredential, AgentCredential.agent_id == Agent.id)
+        .join(Workspace, Workspace.id == Agent.workspace_id)
+        .where(AgentCredential.username == username, AgentCredential.domain == domain.lower())
+    ).first()
+    if found is None or (found[0].workspace_id != caller.workspace_id and not caller.sees_every_workspace_routing):
+        raise NotFound(f"No agent has the address sip:{username}@{domain}.")
+    return found[0], found[1]
 
 
 def update_agent(

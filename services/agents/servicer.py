@@ -55,6 +55,13 @@ class AgentsServicer(Servicer, agents_pb2_grpc.AgentsServicer):
         )
         return pb.ListAgentsResponse(agents=[agent_proto(a) for a in agents], next_page_token=next_token)
 
+    @rpc(Access.READ, exempt_services=True)  # Calls' service key, for every call an agent's phone places
+    def FindAgentByAddress(
+        self, request: pb.FindAgentByAddressRequest, caller: Caller, session: Session
+    ) -> pb.FindAgentByAddressResponse:
+        agent, workspace_ref = provisioning.agent_by_address(session, caller, request.username, request.domain)
+        return pb.FindAgentByAddressResponse(agent=agent_proto(agent), workspace_ref=workspace_ref)
+
     @rpc(Access.WRITE)
     def DeleteAgent(self, request: pb.DeleteAgentRequest, caller: Caller, session: Session) -> pb.DeleteAgentResponse:
         provisioning.delete_agent(session, caller, request.ref, request.etag)

@@ -108,6 +108,19 @@ class Services:
             suspended=found.state == numbers_pb2.NUMBER_STATE_SUSPENDED,
         )
 
+    async def agent_at(self, service_key: str, username: str, domain: str) -> tuple[Agent, str] | None:
+        """The agent registering as username@domain and its workspace's ref, asked with a `service` key (which
+        sees every workspace's agents); None when no agent has that address. Never reused, as `ingress`."""
+        try:
+            found = await self.agents.with_api_key(service_key).find_agent_by_address(username=username, domain=domain)
+        except (NotFoundError, InvalidArgumentError):
+            return None
+        except VoxplaneError as error:
+            raise _unreachable("Agents", self.agents.options.endpoint or "", error) from None
+        agent = found.agent
+        return Agent(ref=agent.ref, enabled=agent.enabled, username=agent.username,
+                     domains=tuple(agent.domains)), found.workspace_ref
+
     async def close(self) -> None:
         await self.numbers.close()
         await self.agents.close()

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..persistence.base import new_ref, utcnow
 from . import states
+from .guards import Guards
 from .states import NetworkEvent
 
 log = logging.getLogger("voxplane.calls.gateway")
@@ -61,6 +62,7 @@ class Origination:
     device: Device | None  # whose phone rings first
     webhook: str | None  # the handler told of the call's events
     timeout: int  # seconds the callee may take to answer
+    guards: Guards = Guards()  # the workspace's toll-fraud guards, for where a redirect would take the call
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,9 @@ class Dial:
     targets: tuple[str, ...]
     caller_id: str  # shown to the targets; "": anonymous
     timeout: int
+    # The caller is an agent's device (its phone placed the call), not the far party: the controls act
+    # on it as on the device of a CreateCall (mute its audio, hold the targets).
+    from_device: bool = False
 
 
 @dataclass(frozen=True)

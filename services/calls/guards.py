@@ -116,15 +116,15 @@ def check_destination(guards: Guards, destination: Destination | None, field: st
         )
 
 
-def check_new_call(session: Session, workspace_id: int, destination: Destination | None) -> None:
+def check_new_call(session: Session, workspace_id: int, destination: Destination | None) -> Guards:
     """The guards of a call about to be stored, in the transaction that stores it: its destination, then
     the cap. With a cap, the workspace's writers queue on its lock until each commits, so the count
-    includes every call stored before this one."""
+    includes every call stored before this one. The guards it checked, for the call's later parties."""
     guards = guards_of(session, workspace_id)
     check_destination(guards, destination)
     cap = guards.cap
     if not cap:
-        return
+        return guards
     lock_until_commit(session, f"voxplane.calls.cap:{workspace_id}")
     running = session.connection().execute(_RUNNING, {"workspace_id": workspace_id}).scalar_one()
     if running >= cap:
@@ -134,6 +134,7 @@ def check_new_call(session: Session, workspace_id: int, destination: Destination
             f"The workspace's running calls ({running}) are at its cap on concurrent calls ({which}); "
             "end one, or raise max_concurrent_calls in the call settings."
         )
+    return guards
 
 
 # --- settings --------------------------------------------------------------------------------

@@ -7,21 +7,24 @@ webhook's reply does is steering's.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..core import validation
+from ..core import ratelimits, validation
 from ..core.auth import Caller, Role
 from ..core.errors import Violations
 from ..events.models import Event
 from ..persistence.tenancy import Workspace
 from ..webhooks import dispatch
-from . import live
+from . import guards, live
 from .gateway import InboundCall
 from .models import Call
-from .parties import Ingress
+from .parties import Agent, Ingress
+
+SIP_ADDRESS = re.compile(r"sips?:([^@;]+)@([^;:]+)")  # sip:user@host, as the gateway reports a caller
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,30 @@ def insert_inbound_call(
     if ingress.suspended:
         return call, None
     return call, ingress.webhook or _default_url(session, workspace_id, call.ref)
+
+
+def agent_address(source: str) -> tuple[str, str] | None:
+    """(username, domain) of a caller reported as a SIP URI `sip:user@domain`; None for a number."""
+    match = SIP_ADDRESS.fullmatch(source)
+    return (match.group(1), match.group(2).lower()) if match else None
+
+
+def insert_phone_call(session: Session, placed: InboundCall, agent: Agent, workspace_ref: str, runner_id: str) -> Call:
+    """Stores, under the ref the network gave it, the QUEUED outbound call an agent's phone placed to a
+    number no workspace has, in the agent's workspace: from the agent to that number, as CreateCall would
+    from the agent, after the workspace's toll-fraud guards (PERMISSION_DENIED, RESOURCE_EXHAUSTED) and
+    counted against its rate of created calls. Its caller ID is anonymous."""
+    workspace_id = session.scalar(select(Workspace.id).where(Workspace.ref == workspace_ref))
+    assert workspace_id is not None, "Agents answered for a workspace this database has"
+    guards.check_new_call(session, workspace_id, guards.destination_of(placed.destination))
+    owner = Caller(key_id="", role=Role.SERVICE, workspace_id=workspace_id, workspace_ref=workspace_ref)
+    new = live.NewCall(
+        source=agent.ref, source_is_number=False, destination=placed.destination, caller_id="", device_id="",
+        webhook=None, timeout=live.DEFAULT_TIMEOUT, metadata={}, request_id=None,
+    )
+    call = live.insert_call(session, owner, new, "", runner_id, ref=placed.ref)
+    ratelimits.take_one_created(session, ratelimits.CALLS, workspace_id)
+    return call
 
 
 def call_by_ref(session: Session, ref: str) -> Call:

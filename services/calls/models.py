@@ -110,3 +110,25 @@ class CallSettings(Base):
     # 0: the deployment's VOXPLANE_CALLS_MAX_CONCURRENT.
     max_concurrent_calls: Mapped[int] = mapped_column(Integer, default=0)
     update_time: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SipDialog(Base):
+    """A SIP dialog of a live call's leg, established by the SIP gateway at `gateway` (its SIP address): what
+    that gateway needs to send the leg's BYE when it starts again after being killed (sip.py). Written when
+    the leg is established, deleted when the call ends."""
+
+    __tablename__ = "sip_dialogs"
+
+    gateway: Mapped[str] = mapped_column(String(300), primary_key=True)  # host:port it listens on
+    call_ref: Mapped[str] = mapped_column(String(32), primary_key=True)  # also the call's id at rtpengine
+    leg: Mapped[str] = mapped_column(String(1), primary_key=True)  # A or B
+    call_id: Mapped[str] = mapped_column(String(255))
+    local_uri: Mapped[str] = mapped_column(String(512))  # From of our requests, without its tag
+    local_tag: Mapped[str] = mapped_column(String(128))
+    remote_uri: Mapped[str] = mapped_column(String(512))  # To of our requests, without its tag
+    remote_tag: Mapped[str] = mapped_column(String(128))
+    remote_target: Mapped[str] = mapped_column(String(512))  # the Request-URI: the far end's Contact
+    route_set: Mapped[list[str]] = mapped_column(JSON)  # Route header values, in order
+    next_hop: Mapped[str] = mapped_column(String(300))  # host:port the request is sent to
+    contact: Mapped[str] = mapped_column(String(512))  # our Contact
+    cseq: Mapped[int] = mapped_column(Integer)  # the CSeq of our next request in the dialog

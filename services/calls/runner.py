@@ -43,13 +43,13 @@ Order = Callable[[CallGateway, str], Awaitable[None]]
 SERVICE_WORKSPACE = "voxplane-calls"
 
 
-def build_gateway(report: Report) -> CallGateway:
+def build_gateway(report: Report, db: Database) -> CallGateway:
     """The gateway `VOXPLANE_CALL_GATEWAY` names (the setting admits only those built here)."""
     settings = config.settings()
     if settings.call_gateway == "simulated":
         return SimulatedGateway(report, ring_delay=settings.sim_ring_delay, answer_delay=settings.sim_answer_delay)
     if settings.call_gateway == "sip":
-        return SipGateway(report)
+        return SipGateway(report, db)
     raise ValueError(f"VOXPLANE_CALL_GATEWAY: no gateway is named {settings.call_gateway!r}")
 
 
@@ -59,7 +59,7 @@ class Runner:
     def __init__(self, db: Database, post: Post | None = None):
         self.db = db
         self.id = new_ref()
-        self.gateway = build_gateway(self._on_report)
+        self.gateway = build_gateway(self._on_report, db)
         self.feed = EventFeed(db, events.TOPIC)  # what this process's WatchCallEvents streams read
         self.events = EventRecorder(db, stored=self.feed.wake)
         self.steering = Steering(
@@ -161,6 +161,9 @@ class Runner:
         rejected (NOT_FOUND) and nothing is stored; a suspended one's call is stored, rejected the same way."""
         ingress = await self._numbers_and_agents().ingress(await self._routing_key(), call.destination)
         if ingress is None:
+            placed = await self._place_phone_call(call)
+            if placed is not None:
+                return placed
             await self.gateway.reject(call.ref, states.NOT_FOUND)
             return inbound.Routed(None, states.NOT_FOUND)
         stored, steered_by = await self.db.run_transaction(
@@ -173,6 +176,25 @@ class Runner:
             self.steering.new_call(stored, steered_by, ingress.sip_target)
         elif ingress.sip_target:
             await self.gateway.dial(stored.ref, Dial((ingress.sip_target,), stored.caller_id, stored.timeout_seconds))
+        return inbound.Routed(stored)
+
+    async def _place_phone_call(self, call: InboundCall) -> inbound.Routed | None:
+        """A call an agent's phone placed to a number no workspace has (the edge sends the gateway only those
+        of agents it authenticated): stored in the agent's workspace as an outbound call from the agent, under
+        the workspace's toll-fraud guards (their refusal raises, for the network to tell the phone), and
+        dialed (through the trunk). None when the caller is no enabled agent."""
+        address = inbound.agent_address(call.source)
+        found = address and await self._numbers_and_agents().agent_at(await self._routing_key(), *address)
+        if not found or not found[0].enabled:
+            return None
+        agent, workspace_ref = found
+        stored = await self.db.run_transaction(
+            lambda s: inbound.insert_phone_call(s, call, agent, workspace_ref, self.id), write=True
+        )
+        self.feed.wake()
+        await self.gateway.dial(
+            stored.ref, Dial((stored.to_party,), stored.caller_id, stored.timeout_seconds, from_device=True)
+        )
         return inbound.Routed(stored)
 
     async def simulate_inbound(self, call: inbound.SimulatedCall) -> inbound.Routed:
@@ -220,15 +242,15 @@ class Runner:
         destination = guards.destination_of(new.destination)
         caller_id, rings_first = await caller_id_of(new, self._directory(caller, incoming))
 
-        def place(session: Session) -> Call:
-            guards.check_new_call(session, caller.workspace_id, destination)
+        def place(session: Session) -> tuple[Call, guards.Guards]:
+            checked = guards.check_new_call(session, caller.workspace_id, destination)
             call = live.insert_call(session, caller, new, caller_id, self.id)
             # Counted last, so that the workspace's counter row is locked only until the commit.
             ratelimits.take_one_created(session, ratelimits.CALLS, caller.workspace_id)
-            return call
+            return call, checked
 
         try:
-            call = await self.db.run_transaction(place, write=True)
+            call, checked = await self.db.run_transaction(place, write=True)
         except IntegrityError:  # the request_id's unique key: a concurrent try of the same create won
             return await self._earlier_call(caller, new.request_id)
         self.feed.wake()
@@ -236,7 +258,8 @@ class Runner:
         if rings_first is not None:
             device = Device(rings_first.ref, tuple(rings_first.addresses), next(iter(rings_first.domains), ""))
         await self.gateway.originate(Origination(
-            call.ref, call.from_party, call.to_party, call.caller_id, device, call.webhook, call.timeout_seconds
+            call.ref, call.from_party, call.to_party, call.caller_id, device, call.webhook, call.timeout_seconds,
+            checked,
         ))
         return call
 

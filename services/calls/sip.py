@@ -29,9 +29,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ..core import config
-from ..core.errors import Unavailable, Unimplemented
+from ..core.errors import PermissionDenied, ResourceExhausted, Unavailable, Unimplemented
 from ..persistence.base import new_ref
-from . import states
+from ..persistence.db import Database
+from . import guards, sip_dialogs, states
 from .gateway import CallGateway, Dial, Gather, InboundCall, Origination, Report
 from .rtpengine import NgClient, NgError
 from .states import NetworkEvent
@@ -51,6 +52,7 @@ A_TAG, B_TAG = "leg-a", "leg-b"  # the rtpengine tags (from-tag / to-tag) of the
 DTMF_MS = 100  # each digit's tone
 RINGBACK_ON, RINGBACK_OFF = 2, 4  # seconds of the North American ringback's cadence (440 + 480 Hz)
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+MAX_REDIRECTS = 3  # the 3xx a call's far leg may follow before it fails (a loop of redirects ends there)
 # The final response an inbound call that ends unanswered with this hangup cause gets (else 503).
 REFUSALS = {
     "BUSY": (486, "Busy Here"), states.NOT_FOUND: (404, "Not Found"), "NO_ANSWER": (480, "Temporarily Unavailable"),
@@ -84,9 +86,7 @@ def cause_for(code: int) -> str:
         return states.NOT_FOUND
     if code in (408, 480):
         return "NO_ANSWER"
-    if 300 <= code < 400:
-        return states.FORWARDED
-    return states.CONGESTION
+    return states.CONGESTION  # a 3xx too: one not followed leaves the party unreached (FORWARDED needs an answer)
 
 
 def refusal(cause: str) -> tuple[int, str]:
@@ -196,6 +196,7 @@ class _LegEvent:
     time: datetime
     code: int | None = None
     sdp: str | None = None
+    contacts: tuple[str, ...] = ()  # a redirect's: the users (E.164 or not) of its Contact URIs, in order
 
 
 class _Leg:
@@ -216,8 +217,8 @@ class _Leg:
         self._updating: asyncio.Future[str] | None = None  # our re-INVITE in flight
         self.ended = False  # the dialog is over (either side ended it): nothing more to send
 
-    def _emit(self, kind: str, code: int | None = None, sdp: str | None = None) -> None:
-        event = _LegEvent(self.name, kind, datetime.now(UTC), code, sdp)  # the network's time, as it happens
+    def _emit(self, kind: str, code: int | None = None, sdp: str | None = None, contacts: tuple[str, ...] = ()) -> None:
+        event = _LegEvent(self.name, kind, datetime.now(UTC), code, sdp, contacts)  # the network's time, as it happens
         if self._updating is not None and kind in ("answer", "fail"):  # the outcome of our re-INVITE
             updating, self._updating = self._updating, None
             self.loop.call_soon_threadsafe(_settle, updating, kind, None)
@@ -236,8 +237,8 @@ class _Leg:
             self._emit(kind, code, str(body) if body is not None else None)
         elif name == "CCEventFail":
             self._emit("fail", data[0])
-        elif name == "CCEventRedirect":
-            self._emit("redirect", data[0] if data else 302)
+        elif name == "CCEventRedirect":  # a 300, 301 or 302 with a Contact: (code, reason, body, addresses)
+            self._emit("redirect", data[0], contacts=tuple(address.url.username or "" for address in data[3]))
         elif name == "CCEventDisconnect":
             self._emit("hangup")
 
@@ -258,8 +259,9 @@ class _Leg:
         self.ua.lContact = SipContact(address=SipAddress(url=here))
         return self.ua.recvRequest(request, transaction)
 
-    async def respond(self, code: int, reason: str, sdp: str | None = None) -> None:
-        """A UAS leg's response to its INVITE: ringing, the answer (with our SDP), or a refusal."""
+    async def respond(self, code: int, reason: str, sdp: str | None = None, warning: str = "") -> None:
+        """A UAS leg's response to its INVITE: ringing, the answer (with our SDP), or a refusal (with a
+        Warning header saying why, if `warning`)."""
         if code >= 300:
             self.ended = True
         elif code >= 200:
@@ -268,6 +270,7 @@ class _Leg:
         def send() -> None:
             from sippy.CCEvents import CCEventConnect, CCEventFail, CCEventRing
             from sippy.MsgBody import MsgBody
+            from sippy.SipHeader import SipHeader
 
             body = MsgBody(sdp) if sdp else None
             if code < 200:
@@ -275,7 +278,11 @@ class _Leg:
             elif code < 300:
                 self.ua.recvEvent(CCEventConnect((code, reason, body)))
             else:
-                self.ua.recvEvent(CCEventFail((code, reason)))
+                quoted = warning.replace("\\", "").replace('"', "'")
+                refusal = CCEventFail((code, reason))
+                if warning:
+                    refusal.extra_headers = (SipHeader(name="warning", bodys=f'399 voxplane "{quoted}"'),)
+                self.ua.recvEvent(refusal)
 
         await self.sip.run(send)
 
@@ -344,6 +351,14 @@ class _Ended(Exception):
         self.time = time
 
 
+class _Redirected(_Ended):
+    """The last leg still ringing answered a 3xx with these Contact users; not followed, the call fails."""
+
+    def __init__(self, time: datetime, contacts: tuple[str, ...]):
+        super().__init__(states.CONGESTION, time)
+        self.contacts = contacts
+
+
 @dataclass
 class _Call:
     ref: str
@@ -358,17 +373,22 @@ class _Call:
     bridged: bool = False
     task: asyncio.Task[None] | None = None
     held: bool = False
+    kept: bool = False  # a dialog of it is stored (sip_dialogs.py): delete it when the call ends
+    redirected: set[str] = field(default_factory=set)  # legs that a 3xx ended and another leg replaced
+    device_is_b: bool = False  # an agent's phone placed it: the device is the caller (B), the far party A
 
 
 class SipGateway(CallGateway):
     """Click-to-call and inbound calls on a SIP network (`VOXPLANE_CALL_GATEWAY=sip`); see the module's
     docstring and README."""
 
-    def __init__(self, report: Report):
+    def __init__(self, report: Report, db: Database):
         super().__init__(report)
         settings = config.settings()
+        self.db = db
         # `serve --workers`: each Calls worker listens on a SIP port of its own.
         self.address = (settings.sip_host, settings.sip_port + settings.worker_index)
+        self.dialogs_key = "%s:%d" % self.address  # whose stored dialogs are this gateway's
         self.proxy = host_port(settings.sip_proxy) if settings.sip_proxy else None
         self.trunk = host_port(settings.sip_trunk) if settings.sip_trunk else None
         self.rtpengine = host_port(settings.rtpengine_ng, 2223)
@@ -381,8 +401,44 @@ class SipGateway(CallGateway):
         self._routing: set[asyncio.Task[None]] = set()  # inbound calls being reported to Calls
 
     async def start(self) -> None:
-        """Listens for SIP (inbound calls) and connects to rtpengine; placing a call does it too."""
+        """Listens for SIP (inbound calls) and connects to rtpengine (placing a call does it too), then ends
+        the calls a killed run of this gateway left up on the network."""
         await self._start()
+        await self._end_calls_left_up()
+
+    async def _end_calls_left_up(self) -> None:
+        """BYE on each leg whose dialog a previous run stored and never deleted (it was killed), and the
+        media of those calls deleted at rtpengine. The calls themselves were ended in the database by then
+        (FAILED, SERVICE_RESTART: the runner that carried them is gone, heartbeats.py)."""
+        key = self.dialogs_key
+        left = await self.db.run_transaction(lambda s: sip_dialogs.left_by(s, key), write=False)
+        if not left:
+            return
+        sip, ng = await self._start()
+        transactions = self._global_config["_sip_tm"]
+
+        def answered(response: Any) -> None:  # sippy retransmits each BYE until it is answered (or 32 s)
+            log.info("BYE for call %s: %s", response.getHFBody("call-id"), response.getSCode()[0])
+
+        def send() -> None:
+            for dialog in left:
+                transactions.newTransaction(sip_dialogs.bye_for(dialog), resp_cb=answered)
+
+        await sip.run(send)
+        refs = {dialog.call_ref for dialog in left}
+        for ref in refs:
+            try:
+                await ng.command("delete", call_id=ref)
+            except NgError as error:
+                log.info("rtpengine delete of call %s: %s", ref, error)
+
+        def forget(session: Any) -> None:
+            for ref in refs:
+                sip_dialogs.forget(session, key, ref)
+
+        await self.db.run_transaction(forget, write=True)
+        log.warning("sent BYE on %d leg(s) of %d call(s) a previous run of the SIP gateway at %s left up",
+                    len(left), len(refs), key)
 
     async def _start(self) -> tuple[_SipThread, NgClient]:
         """Listens for SIP and connects to rtpengine, once."""
@@ -455,6 +511,10 @@ class SipGateway(CallGateway):
             call.routing = True
             try:
                 await self.report(found)
+            except (PermissionDenied, ResourceExhausted) as refused:  # the toll-fraud guards, on a phone's call
+                log.warning("call %s from %s to %s refused: %s", call.ref, found.source, found.destination, refused)
+                code, reason = (403, "Forbidden") if isinstance(refused, PermissionDenied) else (503, "Service Unavailable")
+                await self._refuse(call, code, reason, str(refused))
             except Exception:  # noqa: BLE001 - e.g. Numbers unreachable: the caller is told, not left ringing
                 log.exception("routing inbound call %s failed", call.ref)
                 await self.reject(call.ref, states.CONGESTION)
@@ -464,11 +524,11 @@ class SipGateway(CallGateway):
                 await self._report(call.ref, states.Event.END, call.ended_while_routing[0],
                                    at=call.ended_while_routing[1])
 
-    async def _refuse(self, call: _Call, code: int, reason: str) -> None:
+    async def _refuse(self, call: _Call, code: int, reason: str, warning: str = "") -> None:
         self._calls.pop(call.ref, None)
         await self._cancel_task(call)
         assert call.b is not None
-        await call.b.respond(code, reason)
+        await call.b.respond(code, reason, warning=warning)
 
     async def _await_route(self, call: _Call) -> None:
         """Until Calls dials or rejects the call: the caller hanging up (CANCEL) ends it."""
@@ -526,13 +586,12 @@ class SipGateway(CallGateway):
         call.a = _Leg("A", sip, self._global_config, call.queue)
         await call.a.invite(*device, order.destination, offer["sdp"])
         _, a_sdp = await self._answered(call, {"A"}, order.timeout)
+        await self._keep(call, call.a)
         toward_b = await ng.command("answer", call_id=call.ref, from_tag=B_TAG, to_tag=A_TAG, sdp=a_sdp, **NG_FLAGS)
         # While B rings, A hears ringback rather than silence (played by rtpengine, repeated up to the timeout).
         repeats = math.ceil(order.timeout / (RINGBACK_ON + RINGBACK_OFF))
         await ng.command("play media", call_id=call.ref, from_tag=A_TAG, blob=ringback_wav(), repeat_times=repeats)
-        call.b = _Leg("B", sip, self._global_config, call.queue)
-        await call.b.invite(*callee, order.caller_id, toward_b["sdp"])
-        _, b_sdp = await self._answered(call, {"B"}, order.timeout)
+        b_sdp = await self._far_leg_answered(call, order, callee, toward_b["sdp"])
         await ng.command("stop media", call_id=call.ref, from_tag=A_TAG)
         # Tell rtpengine where B is: a re-offer from B's side, then A's answer again. port-latching keeps
         # the port A was given, so A needs no re-INVITE.
@@ -541,12 +600,46 @@ class SipGateway(CallGateway):
         await ng.command("answer", call_id=call.ref, from_tag=B_TAG, to_tag=A_TAG, sdp=a_sdp, **NG_FLAGS)
         await self._bridged_until_hangup(call)
 
+    async def _far_leg_answered(self, call: _Call, order: Origination,
+                                callee: tuple[str, tuple[str, int], tuple[str, int]], sdp: str) -> str:
+        """INVITEs the destination (leg B), following up to MAX_REDIRECTS redirects, each to the first Contact
+        that is an E.164 number, which goes out through the trunk as a destination of CreateCall would, and
+        only if the workspace's toll-fraud guards allow it. B's SDP once it answers (its dialog kept), within
+        the timeout."""
+        assert self._sip is not None
+        deadline = asyncio.get_running_loop().time() + order.timeout
+        hop = 0
+        while True:
+            call.b = _Leg(f"B{hop or ''}", self._sip, self._global_config, call.queue)
+            await call.b.invite(*callee, order.caller_id, sdp)
+            try:
+                _, b_sdp = await self._answered(call, {call.b.name}, deadline - asyncio.get_running_loop().time())
+                await self._keep(call, call.b)
+                return b_sdp
+            except _Redirected as redirected:
+                call.redirected.add(call.b.name)
+                number = next((user for user in redirected.contacts if E164.fullmatch(user)), None)
+                route = self._route(number) if number is not None and hop < MAX_REDIRECTS else None
+                if route is None:
+                    log.warning("call %s: %s redirected to %s, not followed (%s)", call.ref, order.destination,
+                                redirected.contacts, "too many redirects" if hop == MAX_REDIRECTS else
+                                "no E.164 number to follow" if number is None else "no route")
+                    raise
+                try:
+                    guards.check_destination(order.guards, guards.destination_of(number), "the redirect's target")
+                except PermissionDenied as refused:
+                    log.warning("call %s: a redirect of %s not followed: %s", call.ref, order.destination, refused)
+                    raise redirected from None
+                log.info("call %s: %s redirected to %s: following", call.ref, order.destination, number)
+                callee, hop = route, hop + 1
+
     async def dial(self, ref: str, order: Dial) -> None:
         """Rings every target of an inbound call at once (leg A); the first to answer is bridged to the caller."""
         call = self._calls.get(ref)
         if call is None or not call.inbound or call.bridged:
             return  # it ended meanwhile (the caller hung up): nothing to ring
         await self._cancel_task(call)
+        call.device_is_b = order.from_device
         call.task = asyncio.get_running_loop().create_task(self._carry(call, self._connect(call, order)))
 
     async def _connect(self, call: _Call, order: Dial) -> None:
@@ -563,12 +656,25 @@ class SipGateway(CallGateway):
             await fork.invite(*target, order.caller_id, offer["sdp"])
         winner, a_sdp = await self._answered(call, {fork.name for fork in call.forks}, order.timeout)
         call.a = next(fork for fork in call.forks if fork.name == winner)
+        await self._keep(call, call.a)
         for fork in call.forks:
             if fork is not call.a:
                 await fork.end()
         answer = await ng.command("answer", call_id=call.ref, from_tag=B_TAG, to_tag=A_TAG, sdp=a_sdp, **NG_FLAGS)
         await call.b.respond(200, "OK", answer["sdp"])
+        await self._keep(call, call.b)
         await self._bridged_until_hangup(call)
+
+    async def _keep(self, call: _Call, leg: _Leg) -> None:
+        """Stores the dialog of an established leg (or its new CSeq), for its BYE should this process be
+        killed (sip_dialogs.py). Failing to is logged: the call goes on without."""
+        call.kept = True
+        key = self.dialogs_key
+        try:
+            dialog = await leg.sip.run(lambda: sip_dialogs.dialog_of(leg.ua, key, call.ref, leg.name[0]))
+            await self.db.run_transaction(lambda s: sip_dialogs.keep(s, dialog), write=True)
+        except Exception:  # noqa: BLE001 - the call is up all the same
+            log.exception("storing the dialog of leg %s of call %s failed", leg.name, call.ref)
 
     async def _bridged_until_hangup(self, call: _Call) -> None:
         """Reports the answer; then the first leg whose far end hangs up ends the call."""
@@ -593,6 +699,8 @@ class SipGateway(CallGateway):
             except TimeoutError:
                 raise _Ended("NO_ANSWER", datetime.now(UTC)) from None
             if event.leg not in waiting:
+                if event.leg in call.redirected:
+                    continue  # the late end of a leg a redirect replaced
                 if event.leg not in legs and event.kind in ("hangup", "gone"):  # the other side hung up
                     raise _Ended(states.CANCEL, event.time)
                 continue
@@ -611,9 +719,9 @@ class SipGateway(CallGateway):
                     continue  # another target may still answer
                 if event.kind == "fail":
                     raise _Ended(cause_for(event.code or 500), event.time)
-                # FORWARDED ends only an answered call (states.py); redirects are not followed yet.
-                log.info("call %s: leg %s ended (%s %s) before it answered", call.ref, event.leg, event.kind,
-                         event.code or "")
+                if event.kind == "redirect":
+                    raise _Redirected(event.time, event.contacts)
+                log.info("call %s: leg %s ended (%s) before it answered", call.ref, event.leg, event.kind)
                 raise _Ended(states.CONGESTION, event.time)
 
     async def _release(self, call: _Call, cause: str = states.CANCEL) -> None:
@@ -630,6 +738,12 @@ class SipGateway(CallGateway):
                 await self._ng.command("delete", call_id=call.ref)
             except NgError as error:
                 log.info("rtpengine delete of call %s: %s", call.ref, error)
+        if call.kept:
+            key = self.dialogs_key
+            try:
+                await self.db.run_transaction(lambda s: sip_dialogs.forget(s, key, call.ref), write=True)
+            except Exception:  # noqa: BLE001 - the next start sends a BYE the far end no longer knows: 481
+                log.exception("deleting the dialogs of call %s failed", call.ref)
 
     async def _report(self, ref: str, event: states.Event, cause: str | None = None, *,
                       at: datetime | None = None) -> None:
@@ -706,22 +820,29 @@ class SipGateway(CallGateway):
         except NgError as error:
             raise Unavailable(f"The media relay did not carry out the order: {error}") from None
 
+    def _device_tag(self, ref: str) -> str:
+        """The rtpengine tag of the device's media: A's, or B's when the agent's phone placed the call."""
+        return B_TAG if self._bridged(ref).device_is_b else A_TAG
+
     async def mute(self, ref: str, mute: bool) -> None:
         """Silences what the caller's device (A) sends: the packets still flow, their payload is silence."""
-        await self._media("silence media" if mute else "unsilence media", ref, from_tag=A_TAG)
+        await self._media("silence media" if mute else "unsilence media", ref, from_tag=self._device_tag(ref))
 
     async def hold(self, ref: str, hold: bool) -> None:
-        """Re-INVITEs the far end (B) sendonly, and sendrecv to take it off hold."""
+        """Re-INVITEs the far end (B; A when the agent's phone placed the call) sendonly, and sendrecv to take
+        it off hold."""
         call = self._bridged(ref)
-        assert call.b is not None
+        far = call.a if call.device_is_b else call.b
+        assert far is not None
         if call.held != hold:
             call.held = hold
-            await call.b.reinvite(with_direction(call.b.local_sdp, "sendonly" if hold else "sendrecv"))
+            await far.reinvite(with_direction(far.local_sdp, "sendonly" if hold else "sendrecv"))
+            await self._keep(call, far)  # its CSeq moved on
 
     async def send_dtmf(self, ref: str, digits: str) -> None:
-        """RFC 4733 events into the far end's (B's) stream, as if the caller's device pressed them."""
+        """RFC 4733 events into the far end's stream, as if the caller's device pressed them."""
         for digit in digits:  # rtpengine takes one digit per command, and queues them
-            await self._media("play DTMF", ref, from_tag=A_TAG, code=digit, duration=DTMF_MS)
+            await self._media("play DTMF", ref, from_tag=self._device_tag(ref), code=digit, duration=DTMF_MS)
 
     # --- not carried on SIP yet ---------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ class _AgentsMethods:
     update_agent = Method("UpdateAgent", pb.UpdateAgentRequest)
     list_agents = Method("ListAgents", pb.ListAgentsRequest)
     delete_agent = Method("DeleteAgent", pb.DeleteAgentRequest, positional="ref")
+    find_agent_by_address = Method("FindAgentByAddress", pb.FindAgentByAddressRequest)
     iter_agents = Pages("list_agents", "agents")
 
 

@@ -27,7 +27,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fvoxplane/agents/v1/agents.proto\x12\x12voxplane.agents.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x02\n\x05\x41gent\x12\x11\n\x03ref\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12,\n\x07privacy\x18\x04 \x01(\x0e\x32\x1b.voxplane.agents.v1.Privacy\x12\x0f\n\x07\x64omains\x18\x05 \x03(\t\x12\x0f\n\x07\x65nabled\x18\x06 \x01(\x08\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x12\n\x04\x65tag\x18\t \x01(\tB\x04\xe2\x41\x01\x03\"\xcc\x01\n\x12\x43reateAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x08username\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x06secret\x18\x03 \x01(\tB\x05\xe2\x41\x02\x02\x04\x12,\n\x07privacy\x18\x04 \x01(\x0e\x32\x1b.voxplane.agents.v1.Privacy\x12\x15\n\x07\x64omains\x18\x05 \x03(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x07\x65nabled\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\nrequest_id\x18\x07 \x01(\tB\n\n\x08_enabled\"$\n\x0fGetAgentRequest\x12\x11\n\x03ref\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xec\x01\n\x12UpdateAgentRequest\x12\x11\n\x03ref\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x14\n\x06secret\x18\x04 \x01(\tB\x04\xe2\x41\x01\x04\x12,\n\x07privacy\x18\x05 \x01(\x0e\x32\x1b.voxplane.agents.v1.Privacy\x12\x0f\n\x07\x64omains\x18\x06 \x03(\t\x12\x0f\n\x07\x65nabled\x18\x07 \x01(\x08\x12\x0c\n\x04\x65tag\x18\x08 \x01(\t\x12/\n\x0bupdate_mask\x18\t \x01(\x0b\x32\x1a.google.protobuf.FieldMask\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x12ListAgentsResponse\x12)\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x19.voxplane.agents.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x12\x44\x65leteAgentRequest\x12\x11\n\x03ref\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"\x15\n\x13\x44\x65leteAgentResponse*I\n\x07Privacy\x12\x17\n\x13PRIVACY_UNSPECIFIED\x10\x00\x12\x10\n\x0cPRIVACY_NONE\x10\x01\x12\x13\n\x0fPRIVACY_PRIVATE\x10\x02\x32\xb5\x03\n\x06\x41gents\x12P\n\x0b\x43reateAgent\x12&.voxplane.agents.v1.CreateAgentRequest\x1a\x19.voxplane.agents.v1.Agent\x12J\n\x08GetAgent\x12#.voxplane.agents.v1.GetAgentRequest\x1a\x19.voxplane.agents.v1.Agent\x12P\n\x0bUpdateAgent\x12&.voxplane.agents.v1.UpdateAgentRequest\x1a\x19.voxplane.agents.v1.Agent\x12[\n\nListAgents\x12%.voxplane.agents.v1.ListAgentsRequest\x1a&.voxplane.agents.v1.ListAgentsResponse\x12^\n\x0b\x44\x65leteAgent\x12&.voxplane.agents.v1.DeleteAgentRequest\x1a\'.voxplane.agents.v1.DeleteAgentResponseB\x19\n\x15io.voxplane.agents.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fvoxplane/agents/v1/agents.proto\x12\x12voxplane.agents.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x02\n\x05\x41gent\x12\x11\n\x03ref\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12,\n\x07privacy\x18\x04 \x01(\x0e\x32\x1b.voxplane.agents.v1.Privacy\x12\x0f\n\x07\x64omains\x18\x05 \x03(\t\x12\x0f\n\x07\x65nabled\x18\x06 \x01(\x08\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x12\n\x04\x65tag\x18\t \x01(\tB\x04\xe2\x41\x01\x03\"\xcc\x01\n\x12\x43reateAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x08username\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x06secret\x18\x03 \x01(\tB\x05\xe2\x41\x02\x02\x04\x12,\n\x07privacy\x18\x04 \x01(\x0e\x32\x1b.voxplane.agents.v1.Privacy\x12\x15\n\x07\x64omains\x18\x05 \x03(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x07\x65nabled\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\nrequest_id\x18\x07 \x01(\tB\n\n\x08_enabled\"$\n\x0fGetAgentRequest\x12\x11\n\x03ref\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xec\x01\n\x12UpdateAgentRequest\x12\x11\n\x03ref\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x14\n\x06secret\x18\x04 \x01(\tB\x04\xe2\x41\x01\x04\x12,\n\x07privacy\x18\x05 \x01(\x0e\x32\x1b.voxplane.agents.v1.Privacy\x12\x0f\n\x07\x64omains\x18\x06 \x03(\t\x12\x0f\n\x07\x65nabled\x18\x07 \x01(\x08\x12\x0c\n\x04\x65tag\x18\x08 \x01(\t\x12/\n\x0bupdate_mask\x18\t \x01(\x0b\x32\x1a.google.protobuf.FieldMask\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x12ListAgentsResponse\x12)\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x19.voxplane.agents.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"I\n\x19\x46indAgentByAddressRequest\x12\x16\n\x08username\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06\x64omain\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"]\n\x1a\x46indAgentByAddressResponse\x12(\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x19.voxplane.agents.v1.Agent\x12\x15\n\rworkspace_ref\x18\x02 \x01(\t\"5\n\x12\x44\x65leteAgentRequest\x12\x11\n\x03ref\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"\x15\n\x13\x44\x65leteAgentResponse*I\n\x07Privacy\x12\x17\n\x13PRIVACY_UNSPECIFIED\x10\x00\x12\x10\n\x0cPRIVACY_NONE\x10\x01\x12\x13\n\x0fPRIVACY_PRIVATE\x10\x02\x32\xaa\x04\n\x06\x41gents\x12P\n\x0b\x43reateAgent\x12&.voxplane.agents.v1.CreateAgentRequest\x1a\x19.voxplane.agents.v1.Agent\x12J\n\x08GetAgent\x12#.voxplane.agents.v1.GetAgentRequest\x1a\x19.voxplane.agents.v1.Agent\x12P\n\x0bUpdateAgent\x12&.voxplane.agents.v1.UpdateAgentRequest\x1a\x19.voxplane.agents.v1.Agent\x12[\n\nListAgents\x12%.voxplane.agents.v1.ListAgentsRequest\x1a&.voxplane.agents.v1.ListAgentsResponse\x12^\n\x0b\x44\x65leteAgent\x12&.voxplane.agents.v1.DeleteAgentRequest\x1a\'.voxplane.agents.v1.DeleteAgentResponse\x12s\n\x12\x46indAgentByAddress\x12-.voxplane.agents.v1.FindAgentByAddressRequest\x1a..voxplane.agents.v1.FindAgentByAddressResponseB\x19\n\x15io.voxplane.agents.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -55,10 +55,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEAGENTREQUEST'].fields_by_name['ref']._serialized_options = b'\342A\001\002'
   _globals['_UPDATEAGENTREQUEST'].fields_by_name['secret']._loaded_options = None
   _globals['_UPDATEAGENTREQUEST'].fields_by_name['secret']._serialized_options = b'\342A\001\004'
+  _globals['_FINDAGENTBYADDRESSREQUEST'].fields_by_name['username']._loaded_options = None
+  _globals['_FINDAGENTBYADDRESSREQUEST'].fields_by_name['username']._serialized_options = b'\342A\001\002'
+  _globals['_FINDAGENTBYADDRESSREQUEST'].fields_by_name['domain']._loaded_options = None
+  _globals['_FINDAGENTBYADDRESSREQUEST'].fields_by_name['domain']._serialized_options = b'\342A\001\002'
   _globals['_DELETEAGENTREQUEST'].fields_by_name['ref']._loaded_options = None
   _globals['_DELETEAGENTREQUEST'].fields_by_name['ref']._serialized_options = b'\342A\001\002'
-  _globals['_PRIVACY']._serialized_start=1138
-  _globals['_PRIVACY']._serialized_end=1211
+  _globals['_PRIVACY']._serialized_start=1308
+  _globals['_PRIVACY']._serialized_end=1381
   _globals['_AGENT']._serialized_start=156
   _globals['_AGENT']._serialized_end=424
   _globals['_CREATEAGENTREQUEST']._serialized_start=427
@@ -71,10 +75,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTAGENTSREQUEST']._serialized_end=968
   _globals['_LISTAGENTSRESPONSE']._serialized_start=970
   _globals['_LISTAGENTSRESPONSE']._serialized_end=1058
-  _globals['_DELETEAGENTREQUEST']._serialized_start=1060
-  _globals['_DELETEAGENTREQUEST']._serialized_end=1113
-  _globals['_DELETEAGENTRESPONSE']._serialized_start=1115
-  _globals['_DELETEAGENTRESPONSE']._serialized_end=1136
-  _globals['_AGENTS']._serialized_start=1214
-  _globals['_AGENTS']._serialized_end=1651
+  _globals['_FINDAGENTBYADDRESSREQUEST']._serialized_start=1060
+  _globals['_FINDAGENTBYADDRESSREQUEST']._serialized_end=1133
+  _globals['_FINDAGENTBYADDRESSRESPONSE']._serialized_start=1135
+  _globals['_FINDAGENTBYADDRESSRESPONSE']._serialized_end=1228
+  _globals['_DELETEAGENTREQUEST']._serialized_start=1230
+  _globals['_DELETEAGENTREQUEST']._serialized_end=1283
+  _globals['_DELETEAGENTRESPONSE']._serialized_start=1285
+  _globals['_DELETEAGENTRESPONSE']._serialized_end=1306
+  _globals['_AGENTS']._serialized_start=1384
+  _globals['_AGENTS']._serialized_end=1938
 # @@protoc_insertion_point(module_scope)

@@ -317,6 +317,60 @@ class ListAgentsResponse(_message.Message):
 Global___ListAgentsResponse: _TypeAlias = ListAgentsResponse  # noqa: Y015
 
 @_typing.final
+class FindAgentByAddressRequest(_message.Message):
+    """Request of FindAgentByAddress."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    DOMAIN_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    """The user part of the Agent's SIP address: its `username`."""
+    domain: _builtins.str
+    """The host part: one of its `domains`."""
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+        domain: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["domain", b"domain", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindAgentByAddressRequest: _TypeAlias = FindAgentByAddressRequest  # noqa: Y015
+
+@_typing.final
+class FindAgentByAddressResponse(_message.Message):
+    """Response of FindAgentByAddress."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_FIELD_NUMBER: _builtins.int
+    WORKSPACE_REF_FIELD_NUMBER: _builtins.int
+    workspace_ref: _builtins.str
+    """The ref of the workspace that holds it."""
+    @_builtins.property
+    def agent(self) -> Global___Agent:
+        """The Agent with that address."""
+
+    def __init__(
+        self,
+        *,
+        agent: Global___Agent | None = ...,
+        workspace_ref: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "workspace_ref", b"workspace_ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindAgentByAddressResponse: _TypeAlias = FindAgentByAddressResponse  # noqa: Y015
+
+@_typing.final
 class DeleteAgentRequest(_message.Message):
     """Request of DeleteAgent."""
 

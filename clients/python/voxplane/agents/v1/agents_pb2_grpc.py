@@ -60,6 +60,11 @@ class AgentsStub:
                 request_serializer=voxplane_dot_agents_dot_v1_dot_agents__pb2.DeleteAgentRequest.SerializeToString,
                 response_deserializer=voxplane_dot_agents_dot_v1_dot_agents__pb2.DeleteAgentResponse.FromString,
                 _registered_method=True)
+        self.FindAgentByAddress = channel.unary_unary(
+                '/voxplane.agents.v1.Agents/FindAgentByAddress',
+                request_serializer=voxplane_dot_agents_dot_v1_dot_agents__pb2.FindAgentByAddressRequest.SerializeToString,
+                response_deserializer=voxplane_dot_agents_dot_v1_dot_agents__pb2.FindAgentByAddressResponse.FromString,
+                _registered_method=True)
 
 
 class AgentsServicer:
@@ -114,6 +119,18 @@ class AgentsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindAgentByAddress(self, request, context):
+        """Finds the Agent that registers as `username` in `domain` (its SIP
+        address of record): how Calls learns whose phone placed a call that
+        reached the SIP gateway. A `service` key may find any workspace's Agent;
+        other keys see only their own workspace's.
+        Errors: INVALID_ARGUMENT (empty username or domain), NOT_FOUND (no
+        Agent has that address, as far as the caller may see).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -141,6 +158,11 @@ def add_AgentsServicer_to_server(servicer, server):
                     servicer.DeleteAgent,
                     request_deserializer=voxplane_dot_agents_dot_v1_dot_agents__pb2.DeleteAgentRequest.FromString,
                     response_serializer=voxplane_dot_agents_dot_v1_dot_agents__pb2.DeleteAgentResponse.SerializeToString,
+            ),
+            'FindAgentByAddress': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindAgentByAddress,
+                    request_deserializer=voxplane_dot_agents_dot_v1_dot_agents__pb2.FindAgentByAddressRequest.FromString,
+                    response_serializer=voxplane_dot_agents_dot_v1_dot_agents__pb2.FindAgentByAddressResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -279,6 +301,33 @@ class Agents:
             '/voxplane.agents.v1.Agents/DeleteAgent',
             voxplane_dot_agents_dot_v1_dot_agents__pb2.DeleteAgentRequest.SerializeToString,
             voxplane_dot_agents_dot_v1_dot_agents__pb2.DeleteAgentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindAgentByAddress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxplane.agents.v1.Agents/FindAgentByAddress',
+            voxplane_dot_agents_dot_v1_dot_agents__pb2.FindAgentByAddressRequest.SerializeToString,
+            voxplane_dot_agents_dot_v1_dot_agents__pb2.FindAgentByAddressResponse.FromString,
             options,
             channel_credentials,
             insecure,

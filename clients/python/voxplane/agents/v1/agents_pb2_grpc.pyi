@@ -74,6 +74,14 @@ class AgentsStub:
     """Deletes an Agent and its credentials; it can no longer register.
     Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED (stale `etag`).
     """
+    FindAgentByAddress: _grpc.UnaryUnaryMultiCallable[_agents_pb2.FindAgentByAddressRequest, _agents_pb2.FindAgentByAddressResponse]
+    """Finds the Agent that registers as `username` in `domain` (its SIP
+    address of record): how Calls learns whose phone placed a call that
+    reached the SIP gateway. A `service` key may find any workspace's Agent;
+    other keys see only their own workspace's.
+    Errors: INVALID_ARGUMENT (empty username or domain), NOT_FOUND (no
+    Agent has that address, as far as the caller may see).
+    """
 
 @_typing.type_check_only
 class AgentsAsyncStub(AgentsStub):
@@ -107,6 +115,14 @@ class AgentsAsyncStub(AgentsStub):
     DeleteAgent: _aio.UnaryUnaryMultiCallable[_agents_pb2.DeleteAgentRequest, _agents_pb2.DeleteAgentResponse]  # type: ignore[assignment]
     """Deletes an Agent and its credentials; it can no longer register.
     Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED (stale `etag`).
+    """
+    FindAgentByAddress: _aio.UnaryUnaryMultiCallable[_agents_pb2.FindAgentByAddressRequest, _agents_pb2.FindAgentByAddressResponse]  # type: ignore[assignment]
+    """Finds the Agent that registers as `username` in `domain` (its SIP
+    address of record): how Calls learns whose phone placed a call that
+    reached the SIP gateway. A `service` key may find any workspace's Agent;
+    other keys see only their own workspace's.
+    Errors: INVALID_ARGUMENT (empty username or domain), NOT_FOUND (no
+    Agent has that address, as far as the caller may see).
     """
 
 class AgentsServicer(metaclass=_abc_1.ABCMeta):
@@ -168,6 +184,20 @@ class AgentsServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_agents_pb2.DeleteAgentResponse, _abc.Awaitable[_agents_pb2.DeleteAgentResponse]]:
         """Deletes an Agent and its credentials; it can no longer register.
         Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED (stale `etag`).
+        """
+
+    @_abc_1.abstractmethod
+    def FindAgentByAddress(
+        self,
+        request: _agents_pb2.FindAgentByAddressRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agents_pb2.FindAgentByAddressResponse, _abc.Awaitable[_agents_pb2.FindAgentByAddressResponse]]:
+        """Finds the Agent that registers as `username` in `domain` (its SIP
+        address of record): how Calls learns whose phone placed a call that
+        reached the SIP gateway. A `service` key may find any workspace's Agent;
+        other keys see only their own workspace's.
+        Errors: INVALID_ARGUMENT (empty username or domain), NOT_FOUND (no
+        Agent has that address, as far as the caller may see).
         """
 
 def add_AgentsServicer_to_server(servicer: AgentsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

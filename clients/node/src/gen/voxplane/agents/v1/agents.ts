@@ -217,6 +217,24 @@ export interface ListAgentsResponse {
   nextPageToken: string;
 }
 
+/** Request of FindAgentByAddress. */
+export interface FindAgentByAddressRequest {
+  /** The user part of the Agent's SIP address: its `username`. */
+  username: string;
+  /** The host part: one of its `domains`. */
+  domain: string;
+}
+
+/** Response of FindAgentByAddress. */
+export interface FindAgentByAddressResponse {
+  /** The Agent with that address. */
+  agent?:
+    | Agent
+    | undefined;
+  /** The ref of the workspace that holds it. */
+  workspaceRef: string;
+}
+
 /** Request of DeleteAgent. */
 export interface DeleteAgentRequest {
   /** The Agent to delete. */
@@ -1081,6 +1099,180 @@ export const ListAgentsResponse: MessageFns<ListAgentsResponse> = {
   },
 };
 
+function createBaseFindAgentByAddressRequest(): FindAgentByAddressRequest {
+  return { username: "", domain: "" };
+}
+
+export const FindAgentByAddressRequest: MessageFns<FindAgentByAddressRequest> = {
+  encode(message: FindAgentByAddressRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.username !== "") {
+      writer.uint32(10).string(message.username);
+    }
+    if (message.domain !== "") {
+      writer.uint32(18).string(message.domain);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FindAgentByAddressRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFindAgentByAddressRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.username = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FindAgentByAddressRequest {
+    return {
+      username: isSet(object.username) ? globalThis.String(object.username) : "",
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+    };
+  },
+
+  toJSON(message: FindAgentByAddressRequest): unknown {
+    const obj: any = {};
+    if (message.username !== "") {
+      obj.username = message.username;
+    }
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FindAgentByAddressRequest>, I>>(base?: I): FindAgentByAddressRequest {
+    return FindAgentByAddressRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FindAgentByAddressRequest>, I>>(object: I): FindAgentByAddressRequest {
+    const message = createBaseFindAgentByAddressRequest();
+    message.username = object.username ?? "";
+    message.domain = object.domain ?? "";
+    return message;
+  },
+};
+
+function createBaseFindAgentByAddressResponse(): FindAgentByAddressResponse {
+  return { agent: undefined, workspaceRef: "" };
+}
+
+export const FindAgentByAddressResponse: MessageFns<FindAgentByAddressResponse> = {
+  encode(message: FindAgentByAddressResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.agent !== undefined) {
+      Agent.encode(message.agent, writer.uint32(10).fork()).join();
+    }
+    if (message.workspaceRef !== "") {
+      writer.uint32(18).string(message.workspaceRef);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FindAgentByAddressResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFindAgentByAddressResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.agent = Agent.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.workspaceRef = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FindAgentByAddressResponse {
+    return {
+      agent: isSet(object.agent) ? Agent.fromJSON(object.agent) : undefined,
+      workspaceRef: isSet(object.workspaceRef)
+        ? globalThis.String(object.workspaceRef)
+        : isSet(object.workspace_ref)
+        ? globalThis.String(object.workspace_ref)
+        : "",
+    };
+  },
+
+  toJSON(message: FindAgentByAddressResponse): unknown {
+    const obj: any = {};
+    if (message.agent !== undefined) {
+      obj.agent = Agent.toJSON(message.agent);
+    }
+    if (message.workspaceRef !== "") {
+      obj.workspaceRef = message.workspaceRef;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FindAgentByAddressResponse>, I>>(base?: I): FindAgentByAddressResponse {
+    return FindAgentByAddressResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FindAgentByAddressResponse>, I>>(object: I): FindAgentByAddressResponse {
+    const message = createBaseFindAgentByAddressResponse();
+    message.agent = (object.agent !== undefined && object.agent !== null) ? Agent.fromPartial(object.agent) : undefined;
+    message.workspaceRef = object.workspaceRef ?? "";
+    return message;
+  },
+};
+
 function createBaseDeleteAgentRequest(): DeleteAgentRequest {
   return { ref: "", etag: "" };
 }
@@ -1292,6 +1484,22 @@ export const AgentsDefinition = {
       responseStream: false,
       options: {},
     },
+    /**
+     * Finds the Agent that registers as `username` in `domain` (its SIP
+     * address of record): how Calls learns whose phone placed a call that
+     * reached the SIP gateway. A `service` key may find any workspace's Agent;
+     * other keys see only their own workspace's.
+     * Errors: INVALID_ARGUMENT (empty username or domain), NOT_FOUND (no
+     * Agent has that address, as far as the caller may see).
+     */
+    findAgentByAddress: {
+      name: "FindAgentByAddress",
+      requestType: FindAgentByAddressRequest as typeof FindAgentByAddressRequest,
+      requestStream: false,
+      responseType: FindAgentByAddressResponse as typeof FindAgentByAddressResponse,
+      responseStream: false,
+      options: {},
+    },
   },
 } as const;
 
@@ -1371,6 +1579,25 @@ export const AgentsService = {
     responseSerialize: (value: DeleteAgentResponse): Buffer => Buffer.from(DeleteAgentResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteAgentResponse => DeleteAgentResponse.decode(value),
   },
+  /**
+   * Finds the Agent that registers as `username` in `domain` (its SIP
+   * address of record): how Calls learns whose phone placed a call that
+   * reached the SIP gateway. A `service` key may find any workspace's Agent;
+   * other keys see only their own workspace's.
+   * Errors: INVALID_ARGUMENT (empty username or domain), NOT_FOUND (no
+   * Agent has that address, as far as the caller may see).
+   */
+  findAgentByAddress: {
+    path: "/voxplane.agents.v1.Agents/FindAgentByAddress" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: FindAgentByAddressRequest): Buffer =>
+      Buffer.from(FindAgentByAddressRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FindAgentByAddressRequest => FindAgentByAddressRequest.decode(value),
+    responseSerialize: (value: FindAgentByAddressResponse): Buffer =>
+      Buffer.from(FindAgentByAddressResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FindAgentByAddressResponse => FindAgentByAddressResponse.decode(value),
+  },
 } as const;
 
 export interface AgentsServer extends UntypedServiceImplementation {
@@ -1407,6 +1634,15 @@ export interface AgentsServer extends UntypedServiceImplementation {
    * Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED (stale `etag`).
    */
   deleteAgent: handleUnaryCall<DeleteAgentRequest, DeleteAgentResponse>;
+  /**
+   * Finds the Agent that registers as `username` in `domain` (its SIP
+   * address of record): how Calls learns whose phone placed a call that
+   * reached the SIP gateway. A `service` key may find any workspace's Agent;
+   * other keys see only their own workspace's.
+   * Errors: INVALID_ARGUMENT (empty username or domain), NOT_FOUND (no
+   * Agent has that address, as far as the caller may see).
+   */
+  findAgentByAddress: handleUnaryCall<FindAgentByAddressRequest, FindAgentByAddressResponse>;
 }
 
 export interface AgentsClient extends Client {
@@ -1509,6 +1745,29 @@ export interface AgentsClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteAgentResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Finds the Agent that registers as `username` in `domain` (its SIP
+   * address of record): how Calls learns whose phone placed a call that
+   * reached the SIP gateway. A `service` key may find any workspace's Agent;
+   * other keys see only their own workspace's.
+   * Errors: INVALID_ARGUMENT (empty username or domain), NOT_FOUND (no
+   * Agent has that address, as far as the caller may see).
+   */
+  findAgentByAddress(
+    request: FindAgentByAddressRequest,
+    callback: (error: ServiceError | null, response: FindAgentByAddressResponse) => void,
+  ): ClientUnaryCall;
+  findAgentByAddress(
+    request: FindAgentByAddressRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: FindAgentByAddressResponse) => void,
+  ): ClientUnaryCall;
+  findAgentByAddress(
+    request: FindAgentByAddressRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: FindAgentByAddressResponse) => void,
   ): ClientUnaryCall;
 }
 
