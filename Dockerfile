@@ -4,9 +4,12 @@
 #   docker run --rm -p 50051:50051 voxplane dev     # try it: migrates an embedded SQLite, prints a dev key, serves all
 #   docker run --rm -e VOXPLANE_DATABASE_URL=postgresql://... voxplane migrate
 #   docker run --rm -e VOXPLANE_DATABASE_URL=postgresql://... -p 50051:50051 voxplane   # serve all, on a migrated database
-# docker-compose.yml runs one service per container this way.
+# docker-compose.yml runs one service per container this way, and the edge from the `edge` stage below
+# (docker build --target edge -t voxplane-edge .).
 # Generated gRPC code is committed, so the build needs no protoc and no dev extras.
-FROM python:3.11-slim
+# Debian 12, whose Kamailio (5.6) and rtpengine (10.5) packages the edge stage installs: the ones the tests
+# run against (`.ci/run` installs them on Debian 12 too).
+FROM python:3.11-slim-bookworm AS voxplane
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -17,19 +20,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 voxplane \
  && useradd --system --uid 10001 --gid voxplane --home-dir /var/lib/voxplane --create-home voxplane
 
-# Dependencies first, read from pyproject.toml alone: editing the sources does not reinstall grpcio & co.
-# The servers need the client's dependencies and the `server` extra's.
-COPY pyproject.toml /src/
-RUN python -c "import tomllib; p = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['server']))" > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt
+# Dependencies first, exactly as requirements.lock pins them (hashes checked; `make lock` writes it from
+# pyproject.toml's dependencies and `server` extra, and setuptools, the build backend): editing the sources
+# does not reinstall grpcio & co.
+COPY requirements.lock /src/
+RUN pip install --require-hashes -r /src/requirements.lock
 
-COPY README.md /src/
+COPY pyproject.toml README.md /src/
 COPY protos /src/protos
 COPY clients/python /src/clients/python
 COPY services /src/services
-# The sources are removed once installed, so nothing but site-packages' `voxplane` is importable.
-RUN pip install "/src[server]" && rm -rf /src
+# Built with the locked setuptools and nothing fetched: every dependency is there already (pip check says
+# so). The sources are removed once installed, so nothing but site-packages' `voxplane` is importable.
+RUN pip install --no-deps --no-build-isolation "/src" && pip check && rm -rf /src
 
 # Listen on every interface inside the container (so `serve` needs VOXPLANE_TLS_CERT and VOXPLANE_TLS_KEY,
 # or --plaintext); the default SQLite database (no
@@ -48,3 +51,19 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
 
 ENTRYPOINT ["voxplane"]
 CMD ["serve", "all", "--host", "0.0.0.0", "--port", "50051"]
+
+# The edge: Kamailio and rtpengine from Debian's packages (running.PACKAGES), run by `voxplane edge run`,
+# which renders kamailio.cfg from the VOXPLANE_EDGE_* settings. SIP, not gRPC: no grpc.health.v1 check.
+FROM voxplane AS edge
+USER root
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends kamailio kamailio-sqlite-modules kamailio-postgres-modules \
+    rtpengine-daemon \
+ && rm -rf /var/lib/apt/lists/*
+USER 10001:10001
+HEALTHCHECK NONE
+EXPOSE 5060/udp 5060/tcp
+CMD ["edge", "run"]
+
+# The default target (`docker build .`): the services' image, without the edge's packages.
+FROM voxplane

@@ -4,6 +4,11 @@
 # Both set up .venv first; `make test` also installs clients/node's packages (npm ci).
 # `make edge` runs the real network's edge in front of it: Kamailio (and rtpengine) from the Debian packages
 # `.ci/run` installs, on the same database (see the README's "Real network").
+# `make cluster` runs docker-compose.yml's topology as local processes, without Docker: migrate once, then each
+# service its own `voxplane serve` (Numbers twice) and the edge, on PostgreSQL (VOXPLANE_DATABASE_URL, else a
+# `voxplane_cluster` database on the local server, made if missing), until Ctrl-C; CLUSTER_ARGS='--skip edge'
+# leaves the edge out.
+# `make lock` rewrites requirements.lock (what the Dockerfile installs, pinned with hashes) from pyproject.toml.
 # `make fuzz` runs the fuzz test (tests/test_fuzz.py) at 1,000 requests per RPC and backend; `make test`
 # runs it at VOXPLANE_FUZZ_EXAMPLES (200 by default).
 
@@ -17,7 +22,7 @@ BUF := $(NODE)/node_modules/.bin/buf
 # The v1 contract as released: what `buf breaking` holds the protos to (see contract-baseline).
 CONTRACT_BASELINE := protos/v1.binpb
 
-.PHONY: run edge test fuzz proto bench install clean contract-baseline
+.PHONY: run edge cluster lock test fuzz proto bench install clean contract-baseline
 
 # /metrics at 9464 (the port OpenTelemetry's Prometheus exporter takes too), unless VOXPLANE_METRICS_PORT says otherwise.
 run: $(STAMP)
@@ -25,6 +30,17 @@ run: $(STAMP)
 
 edge: $(STAMP)
 	$(BIN)/voxplane edge run
+
+cluster: $(STAMP)
+	$(BIN)/voxplane cluster $(CLUSTER_ARGS)
+
+# The server install for any platform (--universal: arm64 hosts build the image too), every package with
+# its hashes: pyproject.toml's dependencies, its `server` extra and its build backend (the Dockerfile builds
+# voxplane without build isolation, so nothing unpinned is fetched).
+lock: $(STAMP)
+	$(BIN)/python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires'], sep='\n')" \
+	  | $(BIN)/uv pip compile pyproject.toml - --extra server --universal --python-version 3.11 --generate-hashes \
+	    --custom-compile-command 'make lock' --quiet --output-file requirements.lock
 
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .

@@ -65,6 +65,16 @@ def parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="bring the database to the latest schema").set_defaults(run="migrate")
 
+    cluster = commands.add_parser("cluster", help="docker-compose.yml's services as local processes on PostgreSQL, "
+                                  "in the foreground until Ctrl-C (make cluster)")
+    cluster.add_argument("--file", default="docker-compose.yml", help="the compose file (default: docker-compose.yml)")
+    cluster.add_argument("--skip", action="append", default=[], metavar="SERVICE",
+                         help="a compose service not to run (repeatable), e.g. --skip edge")
+    cluster.add_argument("--free-ports", action="store_true",
+                         help="a free port for each process instead of the host ports the compose file publishes")
+    # The parser itself, for the health checks the cluster runs in-process (commands.py cannot import this module).
+    cluster.set_defaults(run="cluster", parse=top.parse_args)
+
     ws = commands.add_parser("workspaces", help="manage workspaces").add_subparsers(dest="action", required=True)
     create = ws.add_parser("create", help="create a workspace; prints its ref")
     create.add_argument("name")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
+import io
 import itertools
 import logging
 import os
@@ -24,6 +26,7 @@ from tqdm import tqdm
 
 from voxplane import Calls, ClientOptions, VoxplaneError
 
+from . import cluster
 from .app import SERVICES, build_server
 from .core import config, metrics, tracing, workers, workspaces
 from .core import tls as server_tls
@@ -106,6 +109,28 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_migrate(_args: argparse.Namespace) -> None:
     upgrade(config.database_url())
     print("database is at the latest schema", file=sys.stderr)
+
+
+def cmd_cluster(args: argparse.Namespace) -> None:
+    """The compose file's topology here, on VOXPLANE_DATABASE_URL (else a `voxplane_cluster` database on the
+    local PostgreSQL), made if missing; the processes' files under DATA_DIR/cluster."""
+    settings = config.settings()
+    url = settings.database_url or cluster.DEFAULT_DATABASE_URL
+    processes = cluster.plan(cluster.load(Path(args.file)), url, skip=args.skip, free_ports=args.free_ports)
+    cluster.ensure_database(url)
+
+    def check(argv: list[str]) -> bool:
+        """A health check's command line, run here, quietly: the CLI's parser and code, as in a container,
+        without the second or more (many, on a loaded machine) a new interpreter takes to start."""
+        command = args.parse(argv)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            try:
+                globals()[f"cmd_{command.run}"](command)
+            except SystemExit as stopped:
+                return not stopped.code
+        return True
+
+    sys.exit(cluster.Cluster(processes, settings.data_dir / "cluster", dict(os.environ), check).run())
 
 
 def cmd_workspaces_create(args: argparse.Namespace) -> None:
