@@ -80,6 +80,15 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.set_defaults(run="workspaces_create")
     ws.add_parser("list", help="list workspaces").set_defaults(run="workspaces_list")
+    limits = ws.add_parser("limits", help="show a workspace's rate limits; with options, set them first (every "
+                           "replica applies a change within VOXPLANE_RATE_LIMIT_REFRESH seconds)")
+    limits.add_argument("name", help="workspace name")
+    for option, what in (("requests-per-second", "requests per second"), ("calls-per-minute", "calls created "
+                         "per minute"), ("messages-per-minute", "messages sent per minute")):
+        limits.add_argument(f"--{option}", type=_limit_value, metavar="N|default", default=argparse.SUPPRESS,
+                            help=f"its limit of {what} (0: none), or `default`: the deployment's")
+    limits.add_argument("--reset", action="store_true", help="every limit back to the deployment's default")
+    limits.set_defaults(run="workspaces_limits")
 
     stock = commands.add_parser("inventory", help="manage the number inventory").add_subparsers(
         dest="action", required=True
@@ -112,6 +121,15 @@ def parser() -> argparse.ArgumentParser:
     _webhooks_commands(commands)
     _edge_commands(commands)
     return top
+
+
+def _limit_value(text: str) -> int | None:
+    """A limit given on the command line: a count (0: no limit), or `default` (None)."""
+    if text == "default":
+        return None
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a count (0: no limit) nor `default`")
+    return int(text)
 
 
 def _edge_commands(commands: argparse._SubParsersAction) -> None:

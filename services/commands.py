@@ -28,7 +28,7 @@ from voxplane import Calls, ClientOptions, VoxplaneError
 
 from . import cluster
 from .app import SERVICES, build_server
-from .core import config, metrics, tracing, workers, workspaces
+from .core import config, metrics, ratelimits, tracing, workers, workspaces
 from .core import tls as server_tls
 from .core.auth import Role
 from .core.errors import DomainError, InvalidArgument
@@ -140,6 +140,29 @@ def cmd_workspaces_create(args: argparse.Namespace) -> None:
 def cmd_workspaces_list(_args: argparse.Namespace) -> None:
     for ws in _transaction(workspaces.list_workspaces):
         print(f"{ws.ref}\t{ws.name}\t{ws.create_time:%Y-%m-%d %H:%M:%S}")
+
+
+# `voxplane workspaces limits` options, by the kind of limit they set.
+_LIMIT_OPTIONS = {"requests_per_second": ratelimits.REQUESTS, "calls_per_minute": ratelimits.CALLS,
+                  "messages_per_minute": ratelimits.MESSAGES}
+
+
+def cmd_workspaces_limits(args: argparse.Namespace) -> None:
+    """Sets the limits given (an option left out is left as it is), then prints the workspace's limits."""
+    given = {option: getattr(args, option) for option in _LIMIT_OPTIONS if hasattr(args, option)}
+    if args.reset and given:
+        raise InvalidArgument.of("reset", "--reset sets every limit back to its default: give it alone")
+    changes = {kind: None if args.reset else given[option] for option, kind in _LIMIT_OPTIONS.items()
+               if args.reset or option in given}
+
+    def apply(session: Session, workspace_id: int) -> dict[str, int]:
+        ratelimits.set_overrides(session, workspace_id, changes)
+        return ratelimits.overrides(session, workspace_id)
+
+    overridden = _in_workspace(args.name, apply)
+    for option, kind in _LIMIT_OPTIONS.items():
+        value = overridden.get(kind, ratelimits.default_limit(kind))
+        print(f"{option}\t{value if value else 'none'}\t{'workspace' if kind in overridden else 'default'}")
 
 
 def cmd_keys_create(args: argparse.Namespace) -> None:

@@ -1,6 +1,7 @@
 """Per-workspace limits against the real server, on both backends: the request rate (tokens leased in
 batches), the service keys' routing lookups left out of it, calls and messages created per minute
-(exact under concurrency), and the client waiting out RetryInfo."""
+(exact under concurrency), a workspace's own limits set with `voxplane workspaces limits`, and the
+client waiting out RetryInfo."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from grpc_status import rpc_status
 from sqlalchemy import event
 
 from voxplane import ResourceExhaustedError
+from voxplane.calls.v1 import calls_pb2, calls_pb2_grpc
 from voxplane.numbers.v1 import numbers_pb2, numbers_pb2_grpc
 from voxplane.services.core.auth import Role
 
 from .test_calls import ANSWERS, new_agent, new_number
+from .test_cli import cli
 from .test_messaging import DELIVERS, owned_number
 from .test_node_client import NODE_CLIENT
 
@@ -150,6 +153,87 @@ def test_message_creation_limit_is_exact_under_concurrency(tenant, fresh_e164, e
             messaging.send_message(source=source, destination=DELIVERS, body=f"hello {i}")
 
     assert created_of_12_at_5(send, "messages sent per minute") == 5
+
+
+def workspace_limits(database_url: str, *arguments: str) -> dict[str, tuple[str, str]]:
+    """`voxplane workspaces limits …` on the server's database: each limit's value, and whose it is."""
+    shown = cli({**os.environ, "VOXPLANE_DATABASE_URL": database_url}, "workspaces", "limits", *arguments).stdout
+    return {name: (value, whose) for name, value, whose in (line.split("\t") for line in shown.splitlines())}
+
+
+# Seconds the server keeps a workspace's overrides read, in these tests (VOXPLANE_RATE_LIMIT_REFRESH).
+REFRESH = 0.5
+
+
+def test_a_workspace_call_limit_below_the_default_refuses_the_nth_create_until_reset(
+        tenant, other_tenant, database_url, server, environment):
+    environment.set(VOXPLANE_RATE_LIMIT_REFRESH=str(REFRESH))
+    shown = workspace_limits(database_url, tenant.name, "--calls-per-minute", "3")
+    assert shown == {"requests_per_second": ("10000", "default"), "calls_per_minute": ("3", "workspace"),
+                     "messages_per_minute": ("600000", "default")}
+    agent = new_agent(tenant)
+    at_least_seconds_left_in_minute(15)
+    with grpc.insecure_channel(server.address) as channel:
+        calls = calls_pb2_grpc.CallsStub(channel)
+
+        def create() -> Any:
+            return calls.CreateCall(calls_pb2.CreateCallRequest(source=agent.ref, destination=ANSWERS),
+                                    metadata=(("authorization", f"Bearer {tenant.keys[Role.MEMBER]}"),))
+
+        made, error = until_refused(create)
+        assert made == 3
+        message, delay = retry_info(error)
+        assert "limit of 3 calls created per minute" in message and 0 < delay <= 60
+        other = new_agent(other_tenant)  # another workspace keeps the default
+        with other_tenant.calls(max_attempts=1) as others:
+            for _ in range(4):
+                others.create_call(source=other.ref, destination=ANSWERS)
+
+        assert workspace_limits(database_url, tenant.name, "--reset")["calls_per_minute"] == ("60000", "default")
+        time.sleep(REFRESH)  # what the server read of the workspace's limits is due to be read again
+        create()  # the default again, the same minute
+
+
+def test_a_workspace_request_rate_set_and_shown_and_reset(tenant, stub, database_url, environment):
+    environment.set(VOXPLANE_RATE_LIMIT_REFRESH=str(REFRESH))
+    workspace_limits(database_url, tenant.name, "--requests-per-second", "4", "--messages-per-minute", "0")
+    shown = workspace_limits(database_url, tenant.name)  # no option: shows them
+    assert shown["requests_per_second"] == ("4", "workspace") and shown["messages_per_minute"] == ("none", "workspace")
+    made, error = until_refused(lambda: list_numbers(stub, tenant.keys[Role.MEMBER]))
+    assert 4 <= made <= 9  # within one second, or across one second's end (and a batch of 1 carried over)
+    message, delay = retry_info(error)
+    assert "limit of 4 requests per second" in message and 0 < delay <= 1
+
+    shown = workspace_limits(database_url, tenant.name, "--requests-per-second", "default")
+    assert shown["requests_per_second"] == ("10000", "default") and shown["messages_per_minute"][1] == "workspace"
+    time.sleep(max(REFRESH, delay))  # the cached overrides stale, this second's budget spent
+    for _ in range(4):  # the batch of 1 left from the override, then a lease of the default's batch
+        list_numbers(stub, tenant.keys[Role.MEMBER])
+    for _ in range(30):  # the default's batch of 500
+        list_numbers(stub, tenant.keys[Role.MEMBER])
+
+
+def test_a_workspace_message_limit_below_the_default_refuses_the_nth_send(tenant, fresh_e164, database_url,
+                                                                           environment):
+    environment.set(VOXPLANE_RATE_LIMIT_REFRESH=str(REFRESH))
+    workspace_limits(database_url, tenant.name, "--messages-per-minute", "2")
+    source = owned_number(tenant, fresh_e164)
+    at_least_seconds_left_in_minute(15)
+    with tenant.messaging(max_attempts=1) as messaging:
+        for i in range(2):
+            messaging.send_message(source=source, destination=DELIVERS, body=f"hello {i}")
+        with pytest.raises(ResourceExhaustedError, match="limit of 2 messages sent per minute"):
+            messaging.send_message(source=source, destination=DELIVERS, body="one too many")
+
+
+def test_workspace_limits_refuse_what_is_not_a_limit(tenant, database_url):
+    env = {**os.environ, "VOXPLANE_DATABASE_URL": database_url}
+    done = cli(env, "workspaces", "limits", tenant.name, "--calls-per-minute", "-1", check=False)
+    assert done.returncode == 2 and "neither a count" in done.stderr
+    done = cli(env, "workspaces", "limits", tenant.name, "--reset", "--calls-per-minute", "5", check=False)
+    assert done.returncode == 1 and "give it alone" in done.stderr
+    done = cli(env, "workspaces", "limits", "no-such-workspace", check=False)
+    assert done.returncode == 1 and "No workspace is named" in done.stderr
 
 
 # Ten requests at 3 a second reach into the fourth second (the first may come at the end of one).

@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     rate_limit_requests: int = 10_000
     rate_limit_calls: int = 60_000
     rate_limit_messages: int = 600_000
+    # Seconds a process keeps what it read of a workspace's own limits (`voxplane workspaces limits`) before
+    # reading them again: how long a change takes to reach every replica.
+    rate_limit_refresh: float = 5
 
     # The edge proxy (`voxplane edge config|run`): where Kamailio listens (IP:port, UDP and TCP), the SIP
     # domains it serves (comma-separated; agents register in them), where voxplane's SIP gateway is
@@ -169,6 +172,13 @@ class Settings(BaseSettings):
     def _not_negative(cls, value: int) -> int:
         if value < 0:
             raise ValueError(f"must be 0 (no limit) or more, got {value}")
+        return value
+
+    @field_validator("rate_limit_refresh")
+    @classmethod
+    def _not_negative_seconds(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError(f"must be 0 (read every time) or more seconds, got {value:g}")
         return value
 
     @field_validator("event_retention_days")

@@ -15,6 +15,11 @@ replicas.
   when empty, so a replica carries at most one batch from earlier seconds into a second, and strands
   what it did not spend: across R replicas a workspace gets between the limit less R batches and the
   limit plus R batches in a second.
+
+A workspace's limits are the deployment's defaults (the VOXPLANE_RATE_LIMIT_* settings) but those an
+operator set for it (`workspace_limits`, `voxplane workspaces limits`). Each process keeps what it read
+of a workspace's overrides for `rate_limit_refresh` seconds, so a change reaches every replica within
+that long (and a request rate's from the replica's next lease).
 """
 
 from __future__ import annotations
@@ -23,20 +28,22 @@ import asyncio
 import math
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, case
+from sqlalchemy import bindparam, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ..persistence.base import table_of
 from ..persistence.db import Database
-from ..persistence.tenancy import RateWindow
+from ..persistence.tenancy import RateWindow, WorkspaceLimit
 from . import config
 from .errors import ResourceExhausted
 
 REQUESTS, CALLS, MESSAGES = "requests", "calls", "messages"
+KINDS = (REQUESTS, CALLS, MESSAGES)
 _WINDOWS = {REQUESTS: 1, CALLS: 60, MESSAGES: 60}  # seconds
 _WHAT = {REQUESTS: "requests per second", CALLS: "calls created per minute", MESSAGES: "messages sent per minute"}
 _BATCHES = 20  # a request lease takes 1/_BATCHES of the limit
@@ -85,48 +92,86 @@ def _exhausted(kind: str, limit: int, now: float) -> ResourceExhausted:
     )
 
 
-def _limit(kind: str) -> int:
+def default_limit(kind: str) -> int:
+    """The deployment's limit of `kind` (0: none), for a workspace with no override of it."""
     current = config.settings()
     return {REQUESTS: current.rate_limit_requests, CALLS: current.rate_limit_calls,
             MESSAGES: current.rate_limit_messages}[kind]
 
 
-def take_created(session: Session, kind: str, workspace_ids: Sequence[int]) -> list[bool]:
+def overrides(session: Session, workspace_id: int) -> dict[str, int]:
+    """The limits an operator set for the workspace, by kind, as stored (read now, not cached)."""
+    rows = session.execute(select(WorkspaceLimit.kind, WorkspaceLimit.value)
+                           .where(WorkspaceLimit.workspace_id == workspace_id))
+    return {kind: value for kind, value in rows}
+
+
+def set_overrides(session: Session, workspace_id: int, values: Mapping[str, int | None]) -> None:
+    """Sets the workspace's limits of the kinds in `values` (0: no limit), or with None goes back to the default."""
+    for kind, value in values.items():
+        session.execute(delete(WorkspaceLimit).where(WorkspaceLimit.workspace_id == workspace_id,
+                                                     WorkspaceLimit.kind == kind))
+        if value is not None:
+            session.add(WorkspaceLimit(workspace_id=workspace_id, kind=kind, value=value))
+    session.flush()
+
+
+# Per database (its writer engine), what this process read of each workspace's overrides, and until when
+# (time.monotonic()) it may use them.
+_READ: weakref.WeakKeyDictionary[Engine, dict[int, tuple[float, dict[str, int]]]] = weakref.WeakKeyDictionary()
+
+
+def _cached(engine: Engine, workspace_id: int) -> dict[str, int] | None:
+    found = _READ.get(engine, {}).get(workspace_id)
+    return found[1] if found is not None and time.monotonic() < found[0] else None
+
+
+def _overrides_of(session: Session, workspace_id: int) -> dict[str, int]:
+    """The workspace's overrides, from this process's cache while it is fresh, else read again."""
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    found = _cached(engine, workspace_id)
+    if found is None:
+        found = overrides(session, workspace_id)
+        _READ.setdefault(engine, {})[workspace_id] = (time.monotonic() + config.settings().rate_limit_refresh, found)
+    return found
+
+
+def _limit(kind: str, overridden: Mapping[str, int]) -> int:
+    return overridden.get(kind, default_limit(kind))
+
+
+def take_created(session: Session, kind: str, workspace_ids: Sequence[int]) -> list[ResourceExhausted | None]:
     """Counts one creation of `kind` (CALLS, MESSAGES) for each of `workspace_ids` in the creating
-    transaction; returns, for each, whether it is within its workspace's limit (the first ones of a
-    workspace are). Workspaces are taken in id order, so that two transactions never deadlock."""
-    limit = _limit(kind)
-    if not limit:
-        return [True] * len(workspace_ids)
+    transaction; returns, for each, None when it is within its workspace's limit (the first ones of a
+    workspace are), else the error to answer it with. Workspaces are taken in id order, so that two
+    transactions never deadlock."""
     now = time.time()
     wanted: dict[int, int] = {}
     for workspace_id in workspace_ids:
         wanted[workspace_id] = wanted.get(workspace_id, 0) + 1
-    granted = {w: _take(session, w, kind, wanted[w], limit, now) for w in sorted(wanted)}
-    allowed = []
+    limits = {w: _limit(kind, _overrides_of(session, w)) for w in sorted(wanted)}
+    granted = {w: _take(session, w, kind, wanted[w], limits[w], now) if limits[w] else wanted[w] for w in sorted(wanted)}
+    outcomes: list[ResourceExhausted | None] = []
     for workspace_id in workspace_ids:
-        allowed.append(granted[workspace_id] > 0)
+        outcomes.append(None if granted[workspace_id] > 0 else _exhausted(kind, limits[workspace_id], now))
         granted[workspace_id] -= 1
-    return allowed
-
-
-def created_exhausted(kind: str) -> ResourceExhausted:
-    """The error of a creation over its limit, retried at the next window."""
-    return _exhausted(kind, _limit(kind), time.time())
+    return outcomes
 
 
 def take_one_created(session: Session, kind: str, workspace_id: int) -> None:
     """`take_created` for one creation; raises ResourceExhausted over the limit (rolling its transaction back)."""
-    if not take_created(session, kind, [workspace_id])[0]:
-        raise created_exhausted(kind)
+    if over := take_created(session, kind, [workspace_id])[0]:
+        raise over
 
 
 class _Bucket:
-    __slots__ = ("expires", "tokens", "exhausted_until", "leasing")
+    __slots__ = ("expires", "tokens", "limit", "exhausted_until", "leasing")
 
     def __init__(self) -> None:
         self.expires = 0.0  # until when (time.time()) the tokens may be spent
         self.tokens = 0
+        self.limit = 0  # the workspace's limit when the tokens were leased
         self.exhausted_until = 0.0  # the end of the second whose budget is used up, on every replica
         self.leasing: asyncio.Future[None] | None = None
 
@@ -167,21 +212,36 @@ class RequestLimiter:
                 bucket.tokens -= 1
                 return
             if now < bucket.exhausted_until:
-                raise _exhausted(REQUESTS, _limit(REQUESTS), now)
+                raise _exhausted(REQUESTS, bucket.limit, now)
             if bucket.leasing is None:  # one lease at a time; the others wait for it
                 bucket.leasing = asyncio.ensure_future(self._lease(workspace_id, bucket, now))
             await asyncio.shield(bucket.leasing)
 
     async def _lease(self, workspace_id: int, bucket: _Bucket, now: float) -> None:
         try:
-            limit = _limit(REQUESTS)
-            if not limit:  # no limit: tokens for a lease's lifetime, never asked of the database
-                bucket.tokens, bucket.expires = 1 << 62, now + LEASE_LIFETIME
+            overridden = _cached(self.db.writer, workspace_id)
+            if overridden is not None and not _limit(REQUESTS, overridden):
+                self._unlimited(bucket, now)  # no limit, as of a fresh read: the database is not asked
                 return
-            batch = max(1, math.ceil(limit / _BATCHES))
-            got = await self.db.run_transaction(lambda s: _take(s, workspace_id, REQUESTS, batch, limit, now), write=True)
+            got = await self.db.run_transaction(lambda s: self._take(s, workspace_id, bucket, now), write=True)
+            if got is None:
+                self._unlimited(bucket, now)
+                return
             bucket.tokens, bucket.expires = got, now + LEASE_LIFETIME
-            if got < batch:
+            if got < max(1, math.ceil(bucket.limit / _BATCHES)):
                 bucket.exhausted_until = math.floor(now) + 1.0
         finally:
             bucket.leasing = None
+
+    @staticmethod
+    def _take(session: Session, workspace_id: int, bucket: _Bucket, now: float) -> int | None:
+        """Leases a batch of the workspace's limit for this second; None: it has no limit."""
+        bucket.limit = _limit(REQUESTS, _overrides_of(session, workspace_id))
+        if not bucket.limit:
+            return None
+        return _take(session, workspace_id, REQUESTS, max(1, math.ceil(bucket.limit / _BATCHES)), bucket.limit, now)
+
+    @staticmethod
+    def _unlimited(bucket: _Bucket, now: float) -> None:
+        """Tokens for a lease's lifetime, never asked of the database."""
+        bucket.tokens, bucket.expires = 1 << 62, now + LEASE_LIFETIME

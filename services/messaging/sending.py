@@ -226,7 +226,8 @@ def insert_messages(session: Session, items: Sequence[Accepted]) -> list[Stored 
 
 def _insert_messages(session: Session, items: Sequence[Accepted]) -> list[Stored | Exception]:
     """Five statements for the batch: the opt-outs, the workspaces' message counts (a message over its
-    workspace's limit is refused), the messages, their first status changes, their events."""
+    workspace's limit is refused; a workspace's overrides not read in a while are read first), the
+    messages, their first status changes, their events."""
     now = utcnow()
     pairs = {(a.workspace_id, a.new.source, a.new.destination) for a in items}
     blocked = set(session.execute(
@@ -234,9 +235,9 @@ def _insert_messages(session: Session, items: Sequence[Accepted]) -> list[Stored
         .where(tuple_(OptOut.workspace_id, OptOut.sender, OptOut.recipient).in_(pairs))
     ))
     taken = [a for a in items if (a.workspace_id, a.new.source, a.new.destination) not in blocked]
-    allowed = ratelimits.take_created(session, ratelimits.MESSAGES, [a.workspace_id for a in taken])
-    over = {id(a) for a, ok in zip(taken, allowed, strict=True) if not ok}
-    taken = [a for a, ok in zip(taken, allowed, strict=True) if ok]
+    refusals = ratelimits.take_created(session, ratelimits.MESSAGES, [a.workspace_id for a in taken])
+    over = {id(a): refused for a, refused in zip(taken, refusals, strict=True) if refused}
+    taken = [a for a in taken if id(a) not in over]
     waiting = [_stored(accepted, now) for accepted in taken]
     rows = [_row(m, accepted.new, now) for m, accepted in zip(waiting, taken, strict=True)]
     ids = list(session.execute(_INSERT_MESSAGES, rows).scalars()) if rows else []
@@ -252,7 +253,7 @@ def _insert_messages(session: Session, items: Sequence[Accepted]) -> list[Stored
         if blocked_here:
             outcomes.append(opted_out(new.destination, new.source))
         else:
-            outcomes.append(ratelimits.created_exhausted(ratelimits.MESSAGES) if id(accepted) in over else next(made))
+            outcomes.append(over.get(id(accepted)) or next(made))
     return outcomes
 
 

@@ -57,3 +57,15 @@ class RateWindow(Base):
     # The window's start, in whole seconds since the epoch.
     window_start: Mapped[int] = mapped_column(BigInteger)
     used: Mapped[int] = mapped_column(BigInteger)
+
+
+class WorkspaceLimit(Base):
+    """A workspace's own value of one of its limits (`kind`, as in rate_windows), set by an operator
+    (`voxplane workspaces limits`) in place of the deployment's default; 0 is no limit. No row: the
+    default (core/ratelimits.py)."""
+
+    __tablename__ = "workspace_limits"
+
+    workspace_id: Mapped[int] = mapped_column(Id, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
