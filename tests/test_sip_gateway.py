@@ -436,11 +436,16 @@ def test_play_audio_plays_the_fetched_wav_to_both_phones(sip, calls, agent, fres
         before, playing, after = ([p for p in wire.between(phone.media_port, start, end) if p[2] == 8] for start, end in (
             (asked_at - 0.5, asked_at), (heard_from + 0.1, heard_from + 0.8), (heard_from + 1.5, heard_from + 2.3)))
         # Before, the phone heard the other's speech; while the file plays, its one level (the other party's
-        # media is held back; a packet of rtpengine's resampler settling aside); after its 1 s, speech again.
+        # media is held back; a packet of rtpengine's resampler settling aside); after its 1 s, not any more.
         assert before and not any(p[3] and p[4] == signature for p in before)
         heard = sum(p[3] and p[4] == signature for p in playing)
         assert heard > 20 and heard >= 0.9 * len(playing), (heard, len(playing), signature)
-        assert len(after) > 20 and not any(p[3] and p[4] == signature for p in after)
+        assert not any(p[3] and p[4] == signature for p in after)
+    # Once played, each party's media reaches the other again.
+    rtpengine_log = sip.rtpengine.log.read_text()
+    for tag in (A_TAG, B_TAG):
+        assert rtpengine_log.count(f"Blocking directional media (tag '{tag}')") == rtpengine_log.count(
+            f"Unblocking directional media (tag '{tag}')") > 0
 
 
 @pytest.mark.parametrize(("path", "error", "message"), [
