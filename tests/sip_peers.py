@@ -56,15 +56,20 @@ def free_udp_port() -> int:
 
 
 class Rtpengine:
-    """rtpengine in userspace (no kernel module: --table=-1) on loopback, its NG control on a free port."""
+    """rtpengine in userspace (no kernel module: --table=-1) on loopback, its NG control on a free port (UDP,
+    and TCP for announcements), recording calls (pcap) into `recordings`."""
 
     def __init__(self, workdir: Path):
         self.ng_port = free_udp_port()
         low = random.randrange(20000, 50000, 200)  # its own media port range, unlikely to meet another's
         self.log = workdir / "rtpengine.log"
+        self.recordings = workdir / "recordings"
+        self.recordings.mkdir(exist_ok=True)
         self.process = subprocess.Popen(
             ["rtpengine", "--config-file=none", "--table=-1", "--interface=127.0.0.1",
-             f"--listen-ng=127.0.0.1:{self.ng_port}", f"--port-min={low}", f"--port-max={low + 199}",
+             f"--listen-ng=127.0.0.1:{self.ng_port}", f"--listen-tcp-ng=127.0.0.1:{self.ng_port}",
+             f"--recording-dir={self.recordings}", "--recording-method=pcap",
+             f"--port-min={low}", f"--port-max={low + 199}",
              "--foreground", "--log-stderr", "--log-level=6", "--delete-delay=0"],
             stdout=subprocess.DEVNULL, stderr=self.log.open("wb"),
         )

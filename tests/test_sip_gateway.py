@@ -4,8 +4,11 @@ destination, behind the "trunk"). Skipped without rtpengine and sipp, unless CI=
 
 from __future__ import annotations
 
+import io
 import secrets
+import struct
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +16,17 @@ from typing import Any
 import grpc
 import pytest
 
-from voxplane import Agents, Calls, UnavailableError, VoxplaneError
+from voxplane import (
+    Agents,
+    Calls,
+    FailedPreconditionError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnavailableError,
+    VoxplaneError,
+)
 from voxplane.calls.v1 import calls_pb2 as pb
+from voxplane.services.calls.audio import DECODE, PCMA
 from voxplane.services.calls.models import SipDialog
 from voxplane.services.calls.rtpengine import NgError
 from voxplane.services.calls.sip import A_TAG, B_TAG, cause_for, with_direction
@@ -27,6 +39,7 @@ from .sip_peers import Phone, Rtpengine, capture, free_udp_port, ng, packets_fro
 from .test_call_events import events_of, types
 from .test_calls import wait_for
 from .test_runner_crash import Serving, own_database
+from .webhook_receiver import Receiver, Reply
 
 S, H, T = pb.CallStatus, pb.HangupCause, pb.CallEventType
 
@@ -86,6 +99,8 @@ def sip(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "VOXPLANE_CALL_GATEWAY": "sip", "VOXPLANE_SIP_PORT": str(free_udp_port()),
             "VOXPLANE_SIP_PROXY": f"127.0.0.1:{a_port}", "VOXPLANE_SIP_TRUNK": f"127.0.0.1:{b_port}",
             "VOXPLANE_RTPENGINE_NG": f"127.0.0.1:{rtpengine.ng_port}",
+            "VOXPLANE_RTPENGINE_RECORDINGS": str(rtpengine.recordings),
+            "VOXPLANE_WEBHOOK_ALLOW": "127.0.0.1/32",  # the announcements' server below; not 127.0.0.2
         }.items():
             env.setenv(name, value)
         config.reload()
@@ -267,12 +282,9 @@ def test_the_controls_the_sip_gateway_does_not_carry_yet_are_unimplemented(
 ):  # type: ignore[no-untyped-def]
     a, b = sip.phones_for("answer", "answer")
     call = wait_for(calls, place(calls, agent, fresh_e164())[0].ref, S.CALL_STATUS_IN_PROGRESS)
-    for control in (lambda: calls.record_call(call.ref, start=True),
-                    lambda: calls.play_audio(call.ref, url="https://media.example.com/hello.wav"),
-                    lambda: calls.transfer_call(call.ref, destination="+14155550111")):
-        with pytest.raises(VoxplaneError, match="The SIP gateway does not .* yet") as refused:
-            control()
-        assert refused.value.code == grpc.StatusCode.UNIMPLEMENTED
+    with pytest.raises(VoxplaneError, match="The SIP gateway does not .* yet") as refused:
+        calls.transfer_call(call.ref, destination="+14155550111")
+    assert refused.value.code == grpc.StatusCode.UNIMPLEMENTED
     assert calls.get_call(call.ref).status == S.CALL_STATUS_IN_PROGRESS  # nothing changed
     calls.hangup_call(call.ref)
     assert a.wait() == 0 and b.wait() == 0
@@ -403,3 +415,150 @@ def test_a_killed_server_hangs_up_the_calls_it_left_up_when_it_starts_again(back
         a.stop()
         b.stop()
         rtpengine.stop()
+
+
+# --- recording and announcements ------------------------------------------------------------------------
+
+
+def channels_of(data: bytes) -> tuple[wave._wave_params, list[list[int]]]:
+    """A WAV's parameters and each channel's 16-bit samples."""
+    with wave.open(io.BytesIO(data), "rb") as file:
+        params = file.getparams()
+        frames = file.readframes(params.nframes)
+    samples = struct.unpack(f"<{len(frames) // 2}h", frames)
+    return params, [list(samples[i :: params.nchannels]) for i in range(params.nchannels)]
+
+
+def test_a_recorded_call_is_a_wav_of_both_parties_fetched_over_grpc(
+    sip, calls, agent, fresh_e164
+):  # type: ignore[no-untyped-def]
+    a, b = sip.phones_for("answer", "answer")
+    call = wait_for(calls, place(calls, agent, fresh_e164())[0].ref, S.CALL_STATUS_IN_PROGRESS)
+    with pytest.raises(NotFoundError, match="has no recording"):
+        calls.get_call_recording(call.ref)
+    started = time.monotonic()
+    assert calls.record_call(call.ref, start=True).recording
+    time.sleep(2)
+    assert not calls.record_call(call.ref, start=False).recording
+    recorded_for = time.monotonic() - started
+    found = calls.get_call_recording(call.ref)
+    calls.hangup_call(call.ref)
+    assert a.wait() == 0 and b.wait() == 0
+    described = found.recording
+    assert (described.content_type, described.channels, described.sample_rate) == ("audio/wav", 2, 8000)
+    assert described.size_bytes == len(found.data)
+    params, (said_by_a, said_by_b) = channels_of(found.data)
+    assert (params.nchannels, params.sampwidth, params.framerate) == (2, 2, 8000)
+    seconds = params.nframes / 8000
+    assert abs(described.duration.ToMilliseconds() - seconds * 1000) <= 1
+    assert 1.5 <= seconds <= recorded_for + 0.5, (seconds, recorded_for)
+    # Each phone plays sipp's g711a.pcap (speech): both channels carry sound, not silence.
+    for channel in (said_by_a, said_by_b):
+        assert sum(abs(sample) > 500 for sample in channel) > len(channel) // 10
+    # rtpengine's files of the call are gone once the call ended; the WAV stays with the call.
+    assert not [path for path in sip.rtpengine.recordings.rglob(f"*{call.ref}*")]
+    assert calls.get_call_recording(call.ref).data == found.data
+
+
+def test_a_call_that_ends_while_recording_keeps_its_recording(sip, calls, agent, fresh_e164):  # type: ignore[no-untyped-def]
+    a, b = sip.phones_for("answer", "answer")
+    call = wait_for(calls, place(calls, agent, fresh_e164())[0].ref, S.CALL_STATUS_IN_PROGRESS)
+    calls.record_call(call.ref, start=True)
+    time.sleep(1)
+    calls.hangup_call(call.ref)
+    assert a.wait() == 0 and b.wait() == 0
+    params, channels = channels_of(calls.get_call_recording(call.ref).data)
+    assert params.nframes >= 8000 * 0.8 and all(any(abs(x) > 500 for x in channel) for channel in channels)
+
+
+def level_wav(level: int, seconds: float, rate: int) -> bytes:
+    """A 16-bit WAV holding one sample value throughout: G.711 makes it one repeated byte, a signature no
+    phone's audio has."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as file:
+        file.setnchannels(1)
+        file.setsampwidth(2)
+        file.setframerate(rate)
+        file.writeframes(struct.pack("<h", level) * int(rate * seconds))
+    return out.getvalue()
+
+
+def alaw_byte(level: int) -> int:
+    """The A-law byte whose sample is nearest `level`."""
+    return min(range(256), key=lambda byte: abs(struct.unpack("<h", DECODE[PCMA][byte])[0] - level))
+
+
+@pytest.fixture(scope="module")
+def media_server() -> Iterator[Receiver]:
+    level = level_wav(3000, 1, 48000)  # 96 KB (rtpengine resamples it): more than one NG datagram holds
+    receiver = Receiver(by_path={
+        "/level.wav": [Reply(level, "audio/wav")] * 10,
+        "/too-big.wav": [Reply(level * 60, "audio/wav")] * 10,  # 5.8 MB, over the 5 MB limit
+        "/page.html": [Reply("<html></html>", "text/html")] * 10,
+        "/fake.wav": [Reply(b"RIFF not really a wave", "audio/wav")] * 10,
+        "/gone.wav": [404] * 10,
+    })
+    yield receiver
+    receiver.close()
+
+
+def test_play_audio_plays_the_fetched_wav_to_both_phones(sip, calls, agent, fresh_e164, media_server):  # type: ignore[no-untyped-def]
+    a, b = sip.phones_for("answer", "answer")
+    assert b is not None
+    wire = capture({a.media_port, b.media_port})
+    if wire is None:
+        pytest.skip("no packet socket here (not root): what reaches the phones cannot be seen")
+    try:
+        call, stream = place(calls, agent, fresh_e164())
+        with stream:
+            events_of(stream, until=T.CALL_EVENT_TYPE_ANSWER)
+            time.sleep(0.5)
+            asked_at = time.monotonic()
+            calls.play_audio(call.ref, url=media_server.url("/level.wav"))
+            played_at = time.monotonic()  # rtpengine plays it from before here, for 1 s
+            time.sleep(2.5)
+            calls.hangup_call(call.ref)
+            assert types(events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)) == ["PLAYING", "HANGUP"]
+    finally:
+        wire.stop()
+    assert a.wait() == 0 and b.wait() == 0
+    signature = alaw_byte(3000)
+    for phone in (a, b):
+        heard_from = min((p[0] for p in wire.between(phone.media_port, asked_at, played_at) if p[3] and p[4] == signature),
+                         default=None)
+        assert heard_from is not None, f"the file's level never reached the phone at {phone.media_port}"
+        before, playing, after = ([p for p in wire.between(phone.media_port, start, end) if p[2] == 8] for start, end in (
+            (asked_at - 0.5, asked_at), (heard_from + 0.1, heard_from + 0.8), (heard_from + 1.5, heard_from + 2.3)))
+        # Before, the phone heard the other's speech; while the file plays, its one level (the other party's
+        # media is held back; a packet of rtpengine's resampler settling aside); after its 1 s, not any more.
+        assert before and not any(p[3] and p[4] == signature for p in before)
+        heard = sum(p[3] and p[4] == signature for p in playing)
+        assert heard > 20 and heard >= 0.9 * len(playing), (heard, len(playing), signature)
+        assert not any(p[3] and p[4] == signature for p in after)
+    # Once played, each party's media reaches the other again.
+    rtpengine_log = sip.rtpengine.log.read_text()
+    for tag in (A_TAG, B_TAG):
+        assert rtpengine_log.count(f"Blocking directional media (tag '{tag}')") == rtpengine_log.count(
+            f"Unblocking directional media (tag '{tag}')") > 0
+
+
+@pytest.mark.parametrize(("path", "error", "message"), [
+    ("/too-big.wav", FailedPreconditionError, "bytes; at most 5000000 are played"),
+    ("/page.html", FailedPreconditionError, "serves 'text/html'; only WAV is played"),
+    ("/fake.wav", FailedPreconditionError, "cannot be played: it is not a WAV file"),
+    ("/gone.wav", FailedPreconditionError, "answered HTTP 404"),
+    ("forbidden", PermissionDeniedError, "127.0.0.2 is a loopback address"),
+])
+def test_an_announcement_that_cannot_be_played_is_refused_and_changes_nothing(
+    sip, calls, agent, fresh_e164, media_server, path, error, message
+):  # type: ignore[no-untyped-def]
+    a, b = sip.phones_for("answer", "answer")
+    call, stream = place(calls, agent, fresh_e164())
+    url = f"http://127.0.0.2:{media_server.port}/level.wav" if path == "forbidden" else media_server.url(path)
+    with stream:
+        events_of(stream, until=T.CALL_EVENT_TYPE_ANSWER)
+        with pytest.raises(error, match=message):
+            calls.play_audio(call.ref, url=url)
+        calls.hangup_call(call.ref)
+        assert types(events_of(stream, until=T.CALL_EVENT_TYPE_HANGUP)) == ["HANGUP"]  # no PLAYING
+    assert a.wait() == 0 and b.wait() == 0

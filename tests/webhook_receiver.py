@@ -1,5 +1,5 @@
-"""A real HTTP receiver of webhooks on 127.0.0.1, for the tests and the bench: it records every POST
-and answers from a script (then 200)."""
+"""A real HTTP receiver of webhooks on 127.0.0.1, for the tests and the bench: it records every POST (and
+GET: a file to fetch) and answers from a script (then 200)."""
 
 from __future__ import annotations
 
@@ -100,6 +100,8 @@ class Receiver:
                 with receiver._lock:
                     receiver.answered.append(received)
                     receiver._lock.notify_all()
+
+            do_GET = do_POST  # noqa: N815 - a file to fetch (an announcement), scripted the same way
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -37,9 +37,21 @@ class InboundCall:
     time: datetime
 
 
-# What a gateway reports: a change of a call, or an inbound call (for which the callback returns what
-# Calls made of it; a gateway needs nothing back).
-Report = Callable[[NetworkEvent | InboundCall], Awaitable[Any]]
+@dataclass(frozen=True)
+class Recording:
+    """What the network recorded of call `ref` so far, as one WAV file (it replaces any earlier one)."""
+
+    ref: str
+    wav: bytes
+    duration_ms: int
+    channels: int
+    sample_rate: int
+    time: datetime
+
+
+# What a gateway reports: a change of a call, an inbound call (for which the callback returns what
+# Calls made of it; a gateway needs nothing back), or a call's recording.
+Report = Callable[[NetworkEvent | InboundCall | Recording], Awaitable[Any]]
 
 
 @dataclass(frozen=True)

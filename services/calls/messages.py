@@ -16,7 +16,7 @@ from ..core.paging import PageTokens
 from ..events.watching import StreamReplies
 from ..persistence.base import etag_of
 from . import events, guards, history, inbound, live
-from .models import Call, CallSettings
+from .models import Call, CallRecording, CallSettings
 
 DIRECTION = ProtoEnum(pb.Direction)
 STATUS = ProtoEnum(pb.CallStatus)
@@ -140,6 +140,16 @@ def call_settings_proto(settings: CallSettings) -> pb.CallSettings:
     if settings.update_time is not None:
         proto.update_time.CopyFrom(timestamp(settings.update_time))
     return proto
+
+
+def recording_proto(recording: CallRecording) -> tuple[pb.CallRecording, bytes]:
+    """A recording's description, and its file."""
+    described = pb.CallRecording(
+        content_type=recording.content_type, duration=duration(timedelta(milliseconds=recording.duration_ms)),
+        size_bytes=len(recording.data), channels=recording.channels, sample_rate=recording.sample_rate,
+        update_time=timestamp(recording.update_time),
+    )
+    return described, bytes(recording.data)
 
 
 def _costly_name(number: int) -> str | int:

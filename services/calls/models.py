@@ -1,11 +1,11 @@
-"""The Calls service's tables: calls, their parties and their history labels, the runners, and each
+"""The Calls service's tables: calls, their parties, history labels and recordings, the runners, and each
 workspace's call settings."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..persistence.base import Base, Id, UtcDateTime, WorkspaceResource
@@ -84,6 +84,22 @@ class CallLabel(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     call_id: Mapped[int] = mapped_column(Id, ForeignKey("calls.id", ondelete="CASCADE"))
     label: Mapped[str] = mapped_column(String(64))
+
+
+class CallRecording(Base):
+    """A call's recording (the SIP gateway's; README, "The SIP gateway"): the WAV file itself, in the
+    database, so that every replica serves it and it goes with its call (DeleteCallRecords, a workspace's
+    deletion). Each stop of recording replaces it with the WAV of all that was recorded so far."""
+
+    __tablename__ = "call_recordings"
+
+    call_id: Mapped[int] = mapped_column(Id, ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True)
+    content_type: Mapped[str] = mapped_column(String(64))
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    channels: Mapped[int] = mapped_column(Integer)
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    update_time: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class CallRunner(Base):

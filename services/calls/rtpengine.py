@@ -1,7 +1,8 @@
 """A client of rtpengine's NG control protocol, for asyncio: bencoded dictionaries over UDP.
 
 Each request is `<cookie> <bencoded dict>` and its reply starts with the same cookie, so one socket
-carries any number of requests at once. rtpengine answers `{"result": "ok", ...}`, or
+carries any number of requests at once. A request too large for a datagram goes over TCP instead (the
+same framing, one connection each). rtpengine answers `{"result": "ok", ...}`, or
 `{"result": "error", "error-reason": ...}`, which `command` raises as `NgError`.
 """
 
@@ -70,6 +71,13 @@ def _decode_at(data: bytes, at: int) -> tuple[Any, int]:
         return raw, colon + 1 + length
 
 
+def checked(command: str, reply: dict[str, Any]) -> dict[str, Any]:
+    """The reply, unless it is rtpengine's refusal (NgError naming its reason)."""
+    if reply.get("result") == "error":
+        raise NgError(f"rtpengine refused {command!r}: {reply.get('error-reason', 'no reason given')}")
+    return reply
+
+
 class NgClient(asyncio.DatagramProtocol):
     """One UDP socket to one rtpengine; `await NgClient.connect(host, port)`, then `command(...)`."""
 
@@ -125,9 +133,38 @@ class NgClient(asyncio.DatagramProtocol):
             raise NgError(f"rtpengine at {self._where()} did not answer {command!r} within {self.timeout:g}s") from None
         finally:
             self._waiting.pop(cookie, None)
-        if reply.get("result") == "error":
-            raise NgError(f"rtpengine refused {command!r}: {reply.get('error-reason', 'no reason given')}")
-        return reply
+        return checked(command, reply)
+
+    async def command_over_tcp(self, command: str, **arguments: Any) -> dict[str, Any]:
+        """`command` sent over TCP, to rtpengine's `--listen-tcp-ng` at the same address: for a request too
+        large for one datagram (a `play media` blob beyond 64 KB). One connection per command."""
+        request = encode({**{name.replace("_", "-"): value for name, value in arguments.items()}, "command": command})
+        try:
+            async with asyncio.timeout(self.timeout):
+                reader, writer = await asyncio.open_connection(*self.address)
+                try:
+                    writer.write(secrets.token_hex(8).encode() + b" " + request)  # rtpengine drops a cookie seen before
+                    await writer.drain()
+                    answer = b""
+                    while True:
+                        chunk = await reader.read(65536)
+                        if not chunk:
+                            raise NgError(f"rtpengine at {self._where()} closed the connection before answering")
+                        answer += chunk
+                        try:
+                            reply = decode(answer.partition(b" ")[2])
+                            break
+                        except (ValueError, IndexError):
+                            continue  # not all of it yet
+                finally:
+                    writer.close()
+        except TimeoutError:
+            raise NgError(f"rtpengine at {self._where()} did not answer {command!r} within {self.timeout:g}s") from None
+        except OSError as error:
+            raise NgError(f"rtpengine at {self._where()} is not reachable over TCP (--listen-tcp-ng): {error}") from None
+        if not isinstance(reply, dict):
+            raise NgError(f"rtpengine at {self._where()} answered unreadably: the reply is not a dictionary")
+        return checked(command, reply)
 
     def close(self) -> None:
         if self._transport is not None:

@@ -25,10 +25,10 @@ from ..events import watching
 from ..events.feed import EventFeed
 from ..persistence.base import new_ref, utcnow
 from ..persistence.db import Database
-from . import events, guards, heartbeats, inbound, live, liveness, states, steering
+from . import events, guards, heartbeats, inbound, live, liveness, recordings, states, steering
 from .caller_id import caller_id_of
 from .directory import Services
-from .gateway import CallGateway, Device, Dial, InboundCall, Origination, Report, SimulatedGateway
+from .gateway import CallGateway, Device, Dial, InboundCall, Origination, Recording, Report, SimulatedGateway
 from .models import Call
 from .parties import Directory
 from .recorder import EventRecorder
@@ -136,9 +136,13 @@ class Runner:
         finally:
             await self.db.run(self.lock.release)
 
-    async def _on_report(self, report: states.NetworkEvent | InboundCall) -> inbound.Routed | None:
+    async def _on_report(self, report: states.NetworkEvent | InboundCall | Recording) -> inbound.Routed | None:
         if isinstance(report, InboundCall):
             return await self._route(report)
+        if isinstance(report, Recording):
+            if not await self.db.run_transaction(lambda s: recordings.store(s, report), write=True):
+                log.info("the recording of call %s was not stored: the call is gone", report.ref)
+            return None
         await self._on_network_event(report)
         return None
 

@@ -21,13 +21,14 @@ from ..core.rpc import Incoming, rpc
 from ..core.servicer import Servicer
 from ..events import watching
 from ..persistence.db import Database
-from . import events, guards, live, states
+from . import events, guards, live, recordings, states
 from .messages import (
     call_proto,
     call_settings_proto,
     call_settings_update,
     event_replies,
     new_call_from,
+    recording_proto,
     routed_proto,
     simulated_call_from,
 )
@@ -36,6 +37,7 @@ from .runner import Runner
 from .servicer_history import HistoryRpcs
 
 Control = states.Control
+RECORDING_CHUNK = 256 * 1024  # bytes of a recording per message: well under gRPC's 4 MB default
 
 
 class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
@@ -133,6 +135,17 @@ class CallsServicer(HistoryRpcs, Servicer, calls_pb2_grpc.CallsServicer):
             caller, request.ref, Control.REDIRECT, lambda network, ref: network.redirect(ref, webhook),
             live.redirecting(webhook),
         ))
+
+    @rpc(Access.READ)
+    async def GetCallRecording(
+        self, request: pb.GetCallRecordingRequest, caller: Caller, incoming: Incoming
+    ) -> AsyncIterator[pb.CallRecordingChunk]:
+        """The WAV is read in one short transaction, then streamed in chunks that fit any message limit."""
+        found = await self.db.run_transaction(lambda s: recording_proto(recordings.recording_of(s, caller, request.ref)),
+                                              write=False)
+        described, data = found
+        for at in range(0, max(len(data), 1), RECORDING_CHUNK):
+            yield pb.CallRecordingChunk(data=data[at : at + RECORDING_CHUNK], recording=described if at == 0 else None)
 
     @rpc(Access.READ)
     async def WatchCallEvents(

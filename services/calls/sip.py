@@ -26,14 +26,16 @@ import wave
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ..core import config
-from ..core.errors import PermissionDenied, ResourceExhausted, Unavailable, Unimplemented
+from ..core.errors import FailedPrecondition, PermissionDenied, ResourceExhausted, Unavailable, Unimplemented
 from ..persistence.base import new_ref
 from ..persistence.db import Database
-from . import guards, sip_dialogs, states
-from .gateway import CallGateway, Dial, Gather, InboundCall, Origination, Report
+from ..webhooks import posting
+from . import announcements, audio, guards, sip_dialogs, states
+from .gateway import CallGateway, Dial, Gather, InboundCall, Origination, Recording, Report
 from .rtpengine import NgClient, NgError
 from .states import NetworkEvent
 
@@ -376,6 +378,9 @@ class _Call:
     kept: bool = False  # a dialog of it is stored (sip_dialogs.py): delete it when the call ends
     redirected: set[str] = field(default_factory=set)  # legs that a 3xx ended and another leg replaced
     device_is_b: bool = False  # an agent's phone placed it: the device is the caller (B), the far party A
+    recording: bool = False  # rtpengine records it now
+    announcing: asyncio.Task[None] | None = None  # lets the parties hear each other again once it is played
+    channel_ports: list[set[int]] = field(default_factory=list)  # rtpengine's ports of A and B, once recorded
 
 
 class SipGateway(CallGateway):
@@ -392,6 +397,7 @@ class SipGateway(CallGateway):
         self.proxy = host_port(settings.sip_proxy) if settings.sip_proxy else None
         self.trunk = host_port(settings.sip_trunk) if settings.sip_trunk else None
         self.rtpengine = host_port(settings.rtpengine_ng, 2223)
+        self.recordings = Path(settings.rtpengine_recordings) if settings.rtpengine_recordings else None
         self._calls: dict[str, _Call] = {}
         self._started = asyncio.Lock()
         self._sip: _SipThread | None = None
@@ -738,6 +744,7 @@ class SipGateway(CallGateway):
                 await self._ng.command("delete", call_id=call.ref)
             except NgError as error:
                 log.info("rtpengine delete of call %s: %s", call.ref, error)
+        await self._media_done(call)
         if call.kept:
             key = self.dialogs_key
             try:
@@ -812,11 +819,12 @@ class SipGateway(CallGateway):
             raise states.TransitionRefused(f"Call {ref} is not bridged on this SIP gateway.")
         return call
 
-    async def _media(self, command: str, ref: str, **arguments: Any) -> None:
+    async def _media(self, command: str, ref: str, *, over_tcp: bool = False, **arguments: Any) -> dict[str, Any]:
         self._bridged(ref)
         assert self._ng is not None
         try:
-            await self._ng.command(command, call_id=ref, **arguments)
+            send = self._ng.command_over_tcp if over_tcp else self._ng.command
+            return await send(command, call_id=ref, **arguments)
         except NgError as error:
             raise Unavailable(f"The media relay did not carry out the order: {error}") from None
 
@@ -844,17 +852,88 @@ class SipGateway(CallGateway):
         for digit in digits:  # rtpengine takes one digit per command, and queues them
             await self._media("play DTMF", ref, from_tag=self._device_tag(ref), code=digit, duration=DTMF_MS)
 
+    # --- recording and announcements ----------------------------------------------------------------------
+
+    async def record(self, ref: str, start: bool) -> None:
+        """rtpengine's `start recording` / `stop recording` (its pcap method); each stop reports the WAV of
+        all recorded so far (gateway.Recording), which Calls stores before the order returns."""
+        call = self._bridged(ref)
+        if self.recordings is None:
+            raise FailedPrecondition("This server does not record calls: set VOXPLANE_RTPENGINE_RECORDINGS to "
+                                     "rtpengine's --recording-dir (README, 'The SIP gateway').")
+        if start == call.recording:
+            return
+        if start and not call.channel_ports:
+            call.channel_ports = await self._leg_ports(ref)
+        await self._media("start recording" if start else "stop recording", ref)
+        call.recording = start
+        if not start:
+            await self._report_recording(call)
+
+    async def _leg_ports(self, ref: str) -> list[set[int]]:
+        """rtpengine's ports that receive A's media and B's: which party each recorded packet is."""
+        assert self._ng is not None
+        try:
+            tags = (await self._ng.command("query", call_id=ref))["tags"]
+        except (NgError, KeyError) as error:
+            raise Unavailable(f"The media relay did not carry out the order: {error}") from None
+        return [{stream["local port"] for media in tags.get(tag, {}).get("medias", []) for stream in media["streams"]}
+                for tag in (A_TAG, B_TAG)]
+
+    async def _report_recording(self, call: _Call) -> None:
+        assert self.recordings is not None
+        pcaps = await asyncio.to_thread(audio.finished_pcaps, self.recordings, call.ref)
+        wav = await asyncio.to_thread(lambda: audio.wav_of([pcap.read_bytes() for pcap in pcaps], call.channel_ports))
+        await self.report(Recording(call.ref, wav.data, wav.duration_ms, wav.channels, wav.sample_rate,
+                                    datetime.now(UTC)))
+
+    async def _media_done(self, call: _Call) -> None:
+        """(the call's end, its media deleted) Reports what was being recorded when it ended, then removes
+        rtpengine's files of it; an announcement's end has nothing left to unblock."""
+        if call.announcing is not None:
+            call.announcing.cancel()
+        if not call.channel_ports or self.recordings is None:
+            return
+        try:
+            if call.recording:
+                call.recording = False
+                await self._report_recording(call)
+        except Exception:  # noqa: BLE001 - the call ends all the same
+            log.exception("storing the recording of call %s failed", call.ref)
+        finally:
+            await asyncio.to_thread(audio.remove_recordings, self.recordings, call.ref)
+
+    async def play(self, ref: str, url: str) -> None:
+        """Fetches the WAV at `url` (announcements.fetch_wav: guarded, bounded) and has rtpengine play it to
+        both parties (over TCP: the file does not fit one NG datagram). rtpengine would send the player's
+        stream beside the other party's, so each party's own media is blocked until the file has played."""
+        call = self._bridged(ref)
+        wav = await announcements.fetch_wav(url, posting.shared_poster())
+        if call.announcing is not None:
+            call.announcing.cancel()  # this one replaces it
+        try:
+            for tag in (A_TAG, B_TAG):
+                await self._media("block media", ref, from_tag=tag)
+            played = [await self._media("play media", ref, over_tcp=True, from_tag=tag, blob=wav) for tag in (A_TAG, B_TAG)]
+        except Unavailable:
+            await self._unblock(ref)
+            raise
+        lasts = max(int(reply.get("duration", 0)) for reply in played) / 1000
+        call.announcing = asyncio.get_running_loop().create_task(self._unblock(ref, after=lasts))
+
+    async def _unblock(self, ref: str, after: float = 0) -> None:
+        await asyncio.sleep(after)
+        for tag in (A_TAG, B_TAG):
+            try:
+                await self._media("unblock media", ref, from_tag=tag)
+            except (Unavailable, states.TransitionRefused) as error:  # the call ended meanwhile
+                log.info("unblocking the media of call %s after an announcement: %s", ref, error)
+
     # --- not carried on SIP yet ---------------------------------------------------------------------------
 
     @staticmethod
     def _unimplemented(what: str) -> Unimplemented:
         return Unimplemented(f"The SIP gateway does not {what} yet (see README, 'The SIP gateway').")
-
-    async def record(self, ref: str, start: bool) -> None:
-        raise self._unimplemented("record calls")
-
-    async def play(self, ref: str, url: str) -> None:
-        raise self._unimplemented("play audio into calls")
 
     async def transfer(self, ref: str, to: str, attended: bool) -> None:
         raise self._unimplemented("transfer calls")

@@ -93,8 +93,15 @@ class Settings(BaseSettings):
     # The carrier trunk E.164 destinations are sent to, host[:port] or a SIP URI (sip:host[:port]); empty: the
     # outbound proxy.
     sip_trunk: str = ""
-    # host[:port] of rtpengine's NG control socket (UDP), which anchors every call's media.
+    # host[:port] of rtpengine's NG control socket (UDP), which anchors every call's media. Announcements
+    # (PlayAudio) are sent over TCP to the same address: run rtpengine with --listen-tcp-ng there too.
     rtpengine_ng: str = "127.0.0.1:2223"
+    # rtpengine's --recording-dir (with --recording-method=pcap), as this server sees it: where the SIP
+    # gateway reads the pcaps of a recorded call (and removes them once the WAV is stored). Empty:
+    # RecordCall on SIP is FAILED_PRECONDITION.
+    rtpengine_recordings: str = ""
+    # The largest announcement PlayAudio fetches, in bytes.
+    play_max_bytes: int = Field(default=5_000_000, gt=0)
     # A `service` API key Calls asks Numbers with where an inbound call goes (any workspace's number);
     # empty: Calls makes one for itself, in the workspace `voxplane-calls`, revoked when it stops.
     calls_service_key: str = ""

@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.config import settings
 from ..core.errors import FailedPrecondition
 from .kamailio import Edge, render
 
@@ -37,11 +38,16 @@ def kamailio_command(config: Path, work_dir: Path) -> list[str]:
 
 
 def rtpengine_command(edge: Edge, media: Media) -> list[str] | None:
+    """NG on UDP and, for announcements too large for a datagram, TCP at the same address; recording (pcap)
+    into VOXPLANE_RTPENGINE_RECORDINGS when it is set (the SIP gateway reads the pcaps there)."""
     binary = shutil.which("rtpengine")
     if binary is None:
         return None
+    recordings = settings().rtpengine_recordings
+    recording = [f"--recording-dir={recordings}", "--recording-method=pcap"] if recordings else []
     return [binary, "--config-file=none", "--table=-1", f"--interface={edge.listen.host}",
-            f"--listen-ng={media.ng}", f"--port-min={media.port_min}", f"--port-max={media.port_max}",
+            f"--listen-ng={media.ng}", f"--listen-tcp-ng={media.ng}", *recording,
+            f"--port-min={media.port_min}", f"--port-max={media.port_max}",
             "--foreground", "--log-stderr", "--delete-delay=0"]
 
 
@@ -49,6 +55,8 @@ def run(edge: Edge, work_dir: Path, media: Media) -> int:
     """Runs the edge until a signal or until a process of it stops; its exit status."""
     work_dir = work_dir.resolve()  # Kamailio runs in it (-w): a relative path would then name another place
     work_dir.mkdir(parents=True, exist_ok=True)
+    if settings().rtpengine_recordings:
+        Path(settings().rtpengine_recordings).mkdir(parents=True, exist_ok=True)  # rtpengine makes only its subfolders
     config = work_dir / "kamailio.cfg"
     config.write_text(render(edge))
     commands = [kamailio_command(config, work_dir)]

@@ -109,7 +109,8 @@ async def checked_address(host: str, port: int, allow: Allowlist) -> IpAddress:
         if why is not None and not allow.allows(host, address):
             shown = host if literal else f"{host} resolves to {address}, which"
             raise Refused(
-                f"{shown} is {why}: webhooks are not posted there unless VOXPLANE_WEBHOOK_ALLOW allows it"
+                f"{shown} is {why}: the server sends no request there (webhooks, audio to play) unless "
+                "VOXPLANE_WEBHOOK_ALLOW allows it"
             )
     return addresses[0]
 
@@ -253,7 +254,18 @@ class Poster:
     async def post(self, url: str, content: bytes, headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
         """The answer to one POST, its body still to be read, closed on leaving. The
         caller bounds the time it takes (asyncio.timeout): no step of it waits unbounded otherwise."""
-        request = httpx.Request("POST", self._url(url), content=content, headers={**USER_AGENT, **headers})
+        async with self._send(httpx.Request("POST", self._url(url), content=content,
+                                            headers={**USER_AGENT, **headers})) as response:
+            yield response
+
+    @contextlib.asynccontextmanager
+    async def get(self, url: str) -> AsyncIterator[httpx.Response]:
+        """The answer to one GET (an announcement to play), as `post`: body unread, bounded by the caller."""
+        async with self._send(httpx.Request("GET", self._url(url), headers=USER_AGENT)) as response:
+            yield response
+
+    @contextlib.asynccontextmanager
+    async def _send(self, request: httpx.Request) -> AsyncIterator[httpx.Response]:
         response = await self._transport.handle_async_request(request)
         try:
             yield response

@@ -123,6 +123,18 @@ describe("Calls", { skip: contract.skip }, () => {
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   });
+
+  test("streams a call's recording; the simulated network records none", async () => {
+    const agent = await agents.createAgent(contract.newAgent("recorded"));
+    const call = await calls.createCall(contract.newCall(agent.ref));
+    const fetch = async () => {
+      for await (const chunk of calls.getCallRecording(contract.byRef(call.ref))) {
+        assert.fail(`a chunk of ${chunk.data.length} bytes`);
+      }
+    };
+    await assert.rejects(fetch(), (error: unknown) =>
+      error instanceof VoxplaneError && error.code === status.NOT_FOUND && /records no audio/.test(error.message));
+  });
 });
 
 // Call events: watchCallEvents as an async iterable, createCall's track option, resuming from a cursor.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._client import AsyncClient, Method, Pages, SyncClient
 from ._export import AsyncCallExport, CallExport
+from ._recording import AsyncCallRecordings, CallRecordings
 from ._watch import AsyncCallWatch, CallWatch
 from .calls.v1 import calls_pb2 as pb
 from .calls.v1 import calls_pb2_grpc
@@ -35,7 +36,7 @@ class _CallsMethods:
     iter_calls = Pages("list_calls", "calls")
 
 
-class Calls(CallWatch, CallExport, _CallsMethods, SyncClient):
+class Calls(CallWatch, CallExport, CallRecordings, _CallsMethods, SyncClient):
     """Blocking client of the Calls service.
 
     >>> calls = Calls(endpoint="127.0.0.1:50051", api_key="vxp_...")
@@ -46,5 +47,5 @@ class Calls(CallWatch, CallExport, _CallsMethods, SyncClient):
     """
 
 
-class AsyncCalls(AsyncCallWatch, AsyncCallExport, _CallsMethods, AsyncClient):
+class AsyncCalls(AsyncCallWatch, AsyncCallExport, AsyncCallRecordings, _CallsMethods, AsyncClient):
     """asyncio client of the Calls service: the same methods, awaited."""

@@ -1,7 +1,7 @@
 """sip_dialogs: the SIP dialogs of live calls' legs, so that a killed gateway sends their BYEs when it starts again
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-02
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0018'
-down_revision = '0016'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 

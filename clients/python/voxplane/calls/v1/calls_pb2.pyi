@@ -808,6 +808,107 @@ class PlayAudioRequest(_message.Message):
 Global___PlayAudioRequest: _TypeAlias = PlayAudioRequest  # noqa: Y015
 
 @_typing.final
+class GetCallRecordingRequest(_message.Message):
+    """Request of GetCallRecording."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    ref: _builtins.str
+    """The call."""
+    def __init__(
+        self,
+        *,
+        ref: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCallRecordingRequest: _TypeAlias = GetCallRecordingRequest  # noqa: Y015
+
+@_typing.final
+class CallRecordingChunk(_message.Message):
+    """A piece of a call's recording."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    RECORDING_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """Bytes of the file; the concatenation of all chunks' data is the whole file."""
+    @_builtins.property
+    def recording(self) -> Global___CallRecording:
+        """What the file is: set on the first chunk only."""
+
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        recording: Global___CallRecording | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recording", b"recording"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "recording", b"recording"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallRecordingChunk: _TypeAlias = CallRecordingChunk  # noqa: Y015
+
+@_typing.final
+class CallRecording(_message.Message):
+    """A call's recording: a WAV file of 16-bit PCM, one channel per party."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    SAMPLE_RATE_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    content_type: _builtins.str
+    """The file's media type: "audio/wav"."""
+    size_bytes: _builtins.int
+    """The file's size in bytes: the sum of its chunks' data."""
+    channels: _builtins.int
+    """Channels: 2. The first (left) is what leg A said (the caller's device
+    of a call placed with CreateCall; the target that answered an inbound
+    call), the second (right) what the other party said.
+    """
+    sample_rate: _builtins.int
+    """Samples per second of each channel: 8000 (G.711 telephony audio)."""
+    @_builtins.property
+    def duration(self) -> _duration_pb2.Duration:
+        """How long the audio lasts: the recorded stretches of the call, one after
+        the other (what was said while not recording is not in it).
+        """
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was stored: the last stop of recording, or the call's end."""
+
+    def __init__(
+        self,
+        *,
+        content_type: _builtins.str = ...,
+        duration: _duration_pb2.Duration | None = ...,
+        size_bytes: _builtins.int = ...,
+        channels: _builtins.int = ...,
+        sample_rate: _builtins.int = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "content_type", b"content_type", "duration", b"duration", "sample_rate", b"sample_rate", "size_bytes", b"size_bytes", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallRecording: _TypeAlias = CallRecording  # noqa: Y015
+
+@_typing.final
 class TransferCallRequest(_message.Message):
     """Request of TransferCall."""
 

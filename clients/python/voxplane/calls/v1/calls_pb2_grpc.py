@@ -85,6 +85,11 @@ class CallsStub:
                 request_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.PlayAudioRequest.SerializeToString,
                 response_deserializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.Call.FromString,
                 _registered_method=True)
+        self.GetCallRecording = channel.unary_stream(
+                '/voxplane.calls.v1.Calls/GetCallRecording',
+                request_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.GetCallRecordingRequest.SerializeToString,
+                response_deserializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.CallRecordingChunk.FromString,
+                _registered_method=True)
         self.TransferCall = channel.unary_unary(
                 '/voxplane.calls.v1.Calls/TransferCall',
                 request_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.TransferCallRequest.SerializeToString,
@@ -223,8 +228,13 @@ class CallsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RecordCall(self, request, context):
-        """Starts or stops recording a call in progress.
-        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+        """Starts or stops recording a call in progress. On the SIP network,
+        rtpengine records the call's audio and each stop stores it as the call's
+        recording (GetCallRecording); the simulated network only marks the call
+        `recording` and records no audio.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the call's
+        status; on SIP, a server whose VOXPLANE_RTPENGINE_RECORDINGS is unset),
+        UNAVAILABLE (on SIP: the media relay did not carry out the order).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -232,7 +242,30 @@ class CallsServicer:
 
     def PlayAudio(self, request, context):
         """Plays an announcement (an http(s) audio URL) into a call in progress.
-        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+        On the SIP network the server fetches the URL (at most 5 MB; a WAV file,
+        served as audio/wav, audio/x-wav, audio/wave or audio/vnd.wave) with the
+        address guard of webhooks, and rtpengine plays it to both parties; the
+        simulated network only tells watchers (a PLAYING event).
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the call's
+        status, or on SIP: the URL's answer is not a WAV file, is too large, or
+        is an HTTP error), PERMISSION_DENIED (on SIP: the URL's address is one
+        the server must not fetch from, e.g. loopback or private, unless
+        VOXPLANE_WEBHOOK_ALLOW allows it), UNAVAILABLE (on SIP: the URL did not
+        answer, or the media relay did not carry out the order).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCallRecording(self, request, context):
+        """Streams a call's recording: one WAV file, in chunks, the first of which
+        describes it. On the SIP network, RecordCall's start and stop make it
+        (rtpengine records the call's packets; each stop, and the call's end
+        while it records, stores the WAV of everything recorded so far, both
+        parties, one channel each). The simulated network records no audio: its
+        calls have no recording, and this answers NOT_FOUND saying so.
+        Errors: INVALID_ARGUMENT, NOT_FOUND (no such call, or the call has no
+        recording).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -403,6 +436,11 @@ def add_CallsServicer_to_server(servicer, server):
                     servicer.PlayAudio,
                     request_deserializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.PlayAudioRequest.FromString,
                     response_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.Call.SerializeToString,
+            ),
+            'GetCallRecording': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetCallRecording,
+                    request_deserializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.GetCallRecordingRequest.FromString,
+                    response_serializer=voxplane_dot_calls_dot_v1_dot_calls__pb2.CallRecordingChunk.SerializeToString,
             ),
             'TransferCall': grpc.unary_unary_rpc_method_handler(
                     servicer.TransferCall,
@@ -714,6 +752,33 @@ class Calls:
             '/voxplane.calls.v1.Calls/PlayAudio',
             voxplane_dot_calls_dot_v1_dot_calls__pb2.PlayAudioRequest.SerializeToString,
             voxplane_dot_calls_dot_v1_dot_calls__pb2.Call.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCallRecording(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/voxplane.calls.v1.Calls/GetCallRecording',
+            voxplane_dot_calls_dot_v1_dot_calls__pb2.GetCallRecordingRequest.SerializeToString,
+            voxplane_dot_calls_dot_v1_dot_calls__pb2.CallRecordingChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -118,12 +118,36 @@ class CallsStub:
     Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
     """
     RecordCall: _grpc.UnaryUnaryMultiCallable[_calls_pb2.RecordCallRequest, _calls_pb2.Call]
-    """Starts or stops recording a call in progress.
-    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+    """Starts or stops recording a call in progress. On the SIP network,
+    rtpengine records the call's audio and each stop stores it as the call's
+    recording (GetCallRecording); the simulated network only marks the call
+    `recording` and records no audio.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the call's
+    status; on SIP, a server whose VOXPLANE_RTPENGINE_RECORDINGS is unset),
+    UNAVAILABLE (on SIP: the media relay did not carry out the order).
     """
     PlayAudio: _grpc.UnaryUnaryMultiCallable[_calls_pb2.PlayAudioRequest, _calls_pb2.Call]
     """Plays an announcement (an http(s) audio URL) into a call in progress.
-    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+    On the SIP network the server fetches the URL (at most 5 MB; a WAV file,
+    served as audio/wav, audio/x-wav, audio/wave or audio/vnd.wave) with the
+    address guard of webhooks, and rtpengine plays it to both parties; the
+    simulated network only tells watchers (a PLAYING event).
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the call's
+    status, or on SIP: the URL's answer is not a WAV file, is too large, or
+    is an HTTP error), PERMISSION_DENIED (on SIP: the URL's address is one
+    the server must not fetch from, e.g. loopback or private, unless
+    VOXPLANE_WEBHOOK_ALLOW allows it), UNAVAILABLE (on SIP: the URL did not
+    answer, or the media relay did not carry out the order).
+    """
+    GetCallRecording: _grpc.UnaryStreamMultiCallable[_calls_pb2.GetCallRecordingRequest, _calls_pb2.CallRecordingChunk]
+    """Streams a call's recording: one WAV file, in chunks, the first of which
+    describes it. On the SIP network, RecordCall's start and stop make it
+    (rtpengine records the call's packets; each stop, and the call's end
+    while it records, stores the WAV of everything recorded so far, both
+    parties, one channel each). The simulated network records no audio: its
+    calls have no recording, and this answers NOT_FOUND saying so.
+    Errors: INVALID_ARGUMENT, NOT_FOUND (no such call, or the call has no
+    recording).
     """
     TransferCall: _grpc.UnaryUnaryMultiCallable[_calls_pb2.TransferCallRequest, _calls_pb2.Call]
     """Transfers a call in progress to another party, blind or attended.
@@ -246,12 +270,36 @@ class CallsAsyncStub(CallsStub):
     Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
     """
     RecordCall: _aio.UnaryUnaryMultiCallable[_calls_pb2.RecordCallRequest, _calls_pb2.Call]  # type: ignore[assignment]
-    """Starts or stops recording a call in progress.
-    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+    """Starts or stops recording a call in progress. On the SIP network,
+    rtpengine records the call's audio and each stop stores it as the call's
+    recording (GetCallRecording); the simulated network only marks the call
+    `recording` and records no audio.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the call's
+    status; on SIP, a server whose VOXPLANE_RTPENGINE_RECORDINGS is unset),
+    UNAVAILABLE (on SIP: the media relay did not carry out the order).
     """
     PlayAudio: _aio.UnaryUnaryMultiCallable[_calls_pb2.PlayAudioRequest, _calls_pb2.Call]  # type: ignore[assignment]
     """Plays an announcement (an http(s) audio URL) into a call in progress.
-    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+    On the SIP network the server fetches the URL (at most 5 MB; a WAV file,
+    served as audio/wav, audio/x-wav, audio/wave or audio/vnd.wave) with the
+    address guard of webhooks, and rtpengine plays it to both parties; the
+    simulated network only tells watchers (a PLAYING event).
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the call's
+    status, or on SIP: the URL's answer is not a WAV file, is too large, or
+    is an HTTP error), PERMISSION_DENIED (on SIP: the URL's address is one
+    the server must not fetch from, e.g. loopback or private, unless
+    VOXPLANE_WEBHOOK_ALLOW allows it), UNAVAILABLE (on SIP: the URL did not
+    answer, or the media relay did not carry out the order).
+    """
+    GetCallRecording: _aio.UnaryStreamMultiCallable[_calls_pb2.GetCallRecordingRequest, _calls_pb2.CallRecordingChunk]  # type: ignore[assignment]
+    """Streams a call's recording: one WAV file, in chunks, the first of which
+    describes it. On the SIP network, RecordCall's start and stop make it
+    (rtpengine records the call's packets; each stop, and the call's end
+    while it records, stores the WAV of everything recorded so far, both
+    parties, one channel each). The simulated network records no audio: its
+    calls have no recording, and this answers NOT_FOUND saying so.
+    Errors: INVALID_ARGUMENT, NOT_FOUND (no such call, or the call has no
+    recording).
     """
     TransferCall: _aio.UnaryUnaryMultiCallable[_calls_pb2.TransferCallRequest, _calls_pb2.Call]  # type: ignore[assignment]
     """Transfers a call in progress to another party, blind or attended.
@@ -419,8 +467,13 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
         request: _calls_pb2.RecordCallRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_calls_pb2.Call, _abc.Awaitable[_calls_pb2.Call]]:
-        """Starts or stops recording a call in progress.
-        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+        """Starts or stops recording a call in progress. On the SIP network,
+        rtpengine records the call's audio and each stop stores it as the call's
+        recording (GetCallRecording); the simulated network only marks the call
+        `recording` and records no audio.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the call's
+        status; on SIP, a server whose VOXPLANE_RTPENGINE_RECORDINGS is unset),
+        UNAVAILABLE (on SIP: the media relay did not carry out the order).
         """
 
     @_abc_1.abstractmethod
@@ -430,7 +483,32 @@ class CallsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_calls_pb2.Call, _abc.Awaitable[_calls_pb2.Call]]:
         """Plays an announcement (an http(s) audio URL) into a call in progress.
-        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+        On the SIP network the server fetches the URL (at most 5 MB; a WAV file,
+        served as audio/wav, audio/x-wav, audio/wave or audio/vnd.wave) with the
+        address guard of webhooks, and rtpengine plays it to both parties; the
+        simulated network only tells watchers (a PLAYING event).
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the call's
+        status, or on SIP: the URL's answer is not a WAV file, is too large, or
+        is an HTTP error), PERMISSION_DENIED (on SIP: the URL's address is one
+        the server must not fetch from, e.g. loopback or private, unless
+        VOXPLANE_WEBHOOK_ALLOW allows it), UNAVAILABLE (on SIP: the URL did not
+        answer, or the media relay did not carry out the order).
+        """
+
+    @_abc_1.abstractmethod
+    def GetCallRecording(
+        self,
+        request: _calls_pb2.GetCallRecordingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_calls_pb2.CallRecordingChunk], _abc.AsyncIterator[_calls_pb2.CallRecordingChunk]]:
+        """Streams a call's recording: one WAV file, in chunks, the first of which
+        describes it. On the SIP network, RecordCall's start and stop make it
+        (rtpengine records the call's packets; each stop, and the call's end
+        while it records, stores the WAV of everything recorded so far, both
+        parties, one channel each). The simulated network records no audio: its
+        calls have no recording, and this answers NOT_FOUND saying so.
+        Errors: INVALID_ARGUMENT, NOT_FOUND (no such call, or the call has no
+        recording).
         """
 
     @_abc_1.abstractmethod

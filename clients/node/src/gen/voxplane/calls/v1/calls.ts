@@ -867,6 +867,45 @@ export interface PlayAudioRequest {
   url: string;
 }
 
+/** Request of GetCallRecording. */
+export interface GetCallRecordingRequest {
+  /** The call. */
+  ref: string;
+}
+
+/** A piece of a call's recording. */
+export interface CallRecordingChunk {
+  /** Bytes of the file; the concatenation of all chunks' data is the whole file. */
+  data: Buffer;
+  /** What the file is: set on the first chunk only. */
+  recording?: CallRecording | undefined;
+}
+
+/** A call's recording: a WAV file of 16-bit PCM, one channel per party. */
+export interface CallRecording {
+  /** The file's media type: "audio/wav". */
+  contentType: string;
+  /**
+   * How long the audio lasts: the recorded stretches of the call, one after
+   * the other (what was said while not recording is not in it).
+   */
+  duration?:
+    | Duration
+    | undefined;
+  /** The file's size in bytes: the sum of its chunks' data. */
+  sizeBytes: number;
+  /**
+   * Channels: 2. The first (left) is what leg A said (the caller's device
+   * of a call placed with CreateCall; the target that answered an inbound
+   * call), the second (right) what the other party said.
+   */
+  channels: number;
+  /** Samples per second of each channel: 8000 (G.711 telephony audio). */
+  sampleRate: number;
+  /** When it was stored: the last stop of recording, or the call's end. */
+  updateTime?: Date | undefined;
+}
+
 /** Request of TransferCall. */
 export interface TransferCallRequest {
   /** The call. */
@@ -3002,6 +3041,327 @@ export const PlayAudioRequest: MessageFns<PlayAudioRequest> = {
     const message = createBasePlayAudioRequest();
     message.ref = object.ref ?? "";
     message.url = object.url ?? "";
+    return message;
+  },
+};
+
+function createBaseGetCallRecordingRequest(): GetCallRecordingRequest {
+  return { ref: "" };
+}
+
+export const GetCallRecordingRequest: MessageFns<GetCallRecordingRequest> = {
+  encode(message: GetCallRecordingRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ref !== "") {
+      writer.uint32(10).string(message.ref);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetCallRecordingRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetCallRecordingRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ref = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetCallRecordingRequest {
+    return { ref: isSet(object.ref) ? globalThis.String(object.ref) : "" };
+  },
+
+  toJSON(message: GetCallRecordingRequest): unknown {
+    const obj: any = {};
+    if (message.ref !== "") {
+      obj.ref = message.ref;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetCallRecordingRequest>, I>>(base?: I): GetCallRecordingRequest {
+    return GetCallRecordingRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetCallRecordingRequest>, I>>(object: I): GetCallRecordingRequest {
+    const message = createBaseGetCallRecordingRequest();
+    message.ref = object.ref ?? "";
+    return message;
+  },
+};
+
+function createBaseCallRecordingChunk(): CallRecordingChunk {
+  return { data: Buffer.alloc(0), recording: undefined };
+}
+
+export const CallRecordingChunk: MessageFns<CallRecordingChunk> = {
+  encode(message: CallRecordingChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    if (message.recording !== undefined) {
+      CallRecording.encode(message.recording, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CallRecordingChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCallRecordingChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.recording = CallRecording.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CallRecordingChunk {
+    return {
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      recording: isSet(object.recording) ? CallRecording.fromJSON(object.recording) : undefined,
+    };
+  },
+
+  toJSON(message: CallRecordingChunk): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.recording !== undefined) {
+      obj.recording = CallRecording.toJSON(message.recording);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CallRecordingChunk>, I>>(base?: I): CallRecordingChunk {
+    return CallRecordingChunk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CallRecordingChunk>, I>>(object: I): CallRecordingChunk {
+    const message = createBaseCallRecordingChunk();
+    message.data = object.data ?? Buffer.alloc(0);
+    message.recording = (object.recording !== undefined && object.recording !== null)
+      ? CallRecording.fromPartial(object.recording)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCallRecording(): CallRecording {
+  return { contentType: "", duration: undefined, sizeBytes: 0, channels: 0, sampleRate: 0, updateTime: undefined };
+}
+
+export const CallRecording: MessageFns<CallRecording> = {
+  encode(message: CallRecording, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.contentType !== "") {
+      writer.uint32(10).string(message.contentType);
+    }
+    if (message.duration !== undefined) {
+      Duration.encode(message.duration, writer.uint32(18).fork()).join();
+    }
+    if (message.sizeBytes !== 0) {
+      writer.uint32(24).int64(message.sizeBytes);
+    }
+    if (message.channels !== 0) {
+      writer.uint32(32).int32(message.channels);
+    }
+    if (message.sampleRate !== 0) {
+      writer.uint32(40).int32(message.sampleRate);
+    }
+    if (message.updateTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CallRecording {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCallRecording();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.contentType = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.duration = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sizeBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.channels = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.sampleRate = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CallRecording {
+    return {
+      contentType: isSet(object.contentType)
+        ? globalThis.String(object.contentType)
+        : isSet(object.content_type)
+        ? globalThis.String(object.content_type)
+        : "",
+      duration: isSet(object.duration) ? Duration.fromJSON(object.duration) : undefined,
+      sizeBytes: isSet(object.sizeBytes)
+        ? globalThis.Number(object.sizeBytes)
+        : isSet(object.size_bytes)
+        ? globalThis.Number(object.size_bytes)
+        : 0,
+      channels: isSet(object.channels) ? globalThis.Number(object.channels) : 0,
+      sampleRate: isSet(object.sampleRate)
+        ? globalThis.Number(object.sampleRate)
+        : isSet(object.sample_rate)
+        ? globalThis.Number(object.sample_rate)
+        : 0,
+      updateTime: isSet(object.updateTime)
+        ? fromJsonTimestamp(object.updateTime)
+        : isSet(object.update_time)
+        ? fromJsonTimestamp(object.update_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: CallRecording): unknown {
+    const obj: any = {};
+    if (message.contentType !== "") {
+      obj.contentType = message.contentType;
+    }
+    if (message.duration !== undefined) {
+      obj.duration = Duration.toJSON(message.duration);
+    }
+    if (message.sizeBytes !== 0) {
+      obj.sizeBytes = Math.round(message.sizeBytes);
+    }
+    if (message.channels !== 0) {
+      obj.channels = Math.round(message.channels);
+    }
+    if (message.sampleRate !== 0) {
+      obj.sampleRate = Math.round(message.sampleRate);
+    }
+    if (message.updateTime !== undefined) {
+      obj.updateTime = message.updateTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CallRecording>, I>>(base?: I): CallRecording {
+    return CallRecording.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CallRecording>, I>>(object: I): CallRecording {
+    const message = createBaseCallRecording();
+    message.contentType = object.contentType ?? "";
+    message.duration = (object.duration !== undefined && object.duration !== null)
+      ? Duration.fromPartial(object.duration)
+      : undefined;
+    message.sizeBytes = object.sizeBytes ?? 0;
+    message.channels = object.channels ?? 0;
+    message.sampleRate = object.sampleRate ?? 0;
+    message.updateTime = object.updateTime ?? undefined;
     return message;
   },
 };
@@ -5628,8 +5988,13 @@ export const CallsDefinition = {
       options: {},
     },
     /**
-     * Starts or stops recording a call in progress.
-     * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+     * Starts or stops recording a call in progress. On the SIP network,
+     * rtpengine records the call's audio and each stop stores it as the call's
+     * recording (GetCallRecording); the simulated network only marks the call
+     * `recording` and records no audio.
+     * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the call's
+     * status; on SIP, a server whose VOXPLANE_RTPENGINE_RECORDINGS is unset),
+     * UNAVAILABLE (on SIP: the media relay did not carry out the order).
      */
     recordCall: {
       name: "RecordCall",
@@ -5641,7 +6006,16 @@ export const CallsDefinition = {
     },
     /**
      * Plays an announcement (an http(s) audio URL) into a call in progress.
-     * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+     * On the SIP network the server fetches the URL (at most 5 MB; a WAV file,
+     * served as audio/wav, audio/x-wav, audio/wave or audio/vnd.wave) with the
+     * address guard of webhooks, and rtpengine plays it to both parties; the
+     * simulated network only tells watchers (a PLAYING event).
+     * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the call's
+     * status, or on SIP: the URL's answer is not a WAV file, is too large, or
+     * is an HTTP error), PERMISSION_DENIED (on SIP: the URL's address is one
+     * the server must not fetch from, e.g. loopback or private, unless
+     * VOXPLANE_WEBHOOK_ALLOW allows it), UNAVAILABLE (on SIP: the URL did not
+     * answer, or the media relay did not carry out the order).
      */
     playAudio: {
       name: "PlayAudio",
@@ -5649,6 +6023,24 @@ export const CallsDefinition = {
       requestStream: false,
       responseType: Call as typeof Call,
       responseStream: false,
+      options: {},
+    },
+    /**
+     * Streams a call's recording: one WAV file, in chunks, the first of which
+     * describes it. On the SIP network, RecordCall's start and stop make it
+     * (rtpengine records the call's packets; each stop, and the call's end
+     * while it records, stores the WAV of everything recorded so far, both
+     * parties, one channel each). The simulated network records no audio: its
+     * calls have no recording, and this answers NOT_FOUND saying so.
+     * Errors: INVALID_ARGUMENT, NOT_FOUND (no such call, or the call has no
+     * recording).
+     */
+    getCallRecording: {
+      name: "GetCallRecording",
+      requestType: GetCallRecordingRequest as typeof GetCallRecordingRequest,
+      requestStream: false,
+      responseType: CallRecordingChunk as typeof CallRecordingChunk,
+      responseStream: true,
       options: {},
     },
     /**
@@ -5934,8 +6326,13 @@ export const CallsService = {
     responseDeserialize: (value: Buffer): Call => Call.decode(value),
   },
   /**
-   * Starts or stops recording a call in progress.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+   * Starts or stops recording a call in progress. On the SIP network,
+   * rtpengine records the call's audio and each stop stores it as the call's
+   * recording (GetCallRecording); the simulated network only marks the call
+   * `recording` and records no audio.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the call's
+   * status; on SIP, a server whose VOXPLANE_RTPENGINE_RECORDINGS is unset),
+   * UNAVAILABLE (on SIP: the media relay did not carry out the order).
    */
   recordCall: {
     path: "/voxplane.calls.v1.Calls/RecordCall" as const,
@@ -5948,7 +6345,16 @@ export const CallsService = {
   },
   /**
    * Plays an announcement (an http(s) audio URL) into a call in progress.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+   * On the SIP network the server fetches the URL (at most 5 MB; a WAV file,
+   * served as audio/wav, audio/x-wav, audio/wave or audio/vnd.wave) with the
+   * address guard of webhooks, and rtpengine plays it to both parties; the
+   * simulated network only tells watchers (a PLAYING event).
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the call's
+   * status, or on SIP: the URL's answer is not a WAV file, is too large, or
+   * is an HTTP error), PERMISSION_DENIED (on SIP: the URL's address is one
+   * the server must not fetch from, e.g. loopback or private, unless
+   * VOXPLANE_WEBHOOK_ALLOW allows it), UNAVAILABLE (on SIP: the URL did not
+   * answer, or the media relay did not carry out the order).
    */
   playAudio: {
     path: "/voxplane.calls.v1.Calls/PlayAudio" as const,
@@ -5958,6 +6364,26 @@ export const CallsService = {
     requestDeserialize: (value: Buffer): PlayAudioRequest => PlayAudioRequest.decode(value),
     responseSerialize: (value: Call): Buffer => Buffer.from(Call.encode(value).finish()),
     responseDeserialize: (value: Buffer): Call => Call.decode(value),
+  },
+  /**
+   * Streams a call's recording: one WAV file, in chunks, the first of which
+   * describes it. On the SIP network, RecordCall's start and stop make it
+   * (rtpengine records the call's packets; each stop, and the call's end
+   * while it records, stores the WAV of everything recorded so far, both
+   * parties, one channel each). The simulated network records no audio: its
+   * calls have no recording, and this answers NOT_FOUND saying so.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND (no such call, or the call has no
+   * recording).
+   */
+  getCallRecording: {
+    path: "/voxplane.calls.v1.Calls/GetCallRecording" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: GetCallRecordingRequest): Buffer =>
+      Buffer.from(GetCallRecordingRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetCallRecordingRequest => GetCallRecordingRequest.decode(value),
+    responseSerialize: (value: CallRecordingChunk): Buffer => Buffer.from(CallRecordingChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CallRecordingChunk => CallRecordingChunk.decode(value),
   },
   /**
    * Transfers a call in progress to another party, blind or attended.
@@ -6198,15 +6624,40 @@ export interface CallsServer extends UntypedServiceImplementation {
    */
   holdCall: handleUnaryCall<HoldCallRequest, Call>;
   /**
-   * Starts or stops recording a call in progress.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+   * Starts or stops recording a call in progress. On the SIP network,
+   * rtpengine records the call's audio and each stop stores it as the call's
+   * recording (GetCallRecording); the simulated network only marks the call
+   * `recording` and records no audio.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the call's
+   * status; on SIP, a server whose VOXPLANE_RTPENGINE_RECORDINGS is unset),
+   * UNAVAILABLE (on SIP: the media relay did not carry out the order).
    */
   recordCall: handleUnaryCall<RecordCallRequest, Call>;
   /**
    * Plays an announcement (an http(s) audio URL) into a call in progress.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+   * On the SIP network the server fetches the URL (at most 5 MB; a WAV file,
+   * served as audio/wav, audio/x-wav, audio/wave or audio/vnd.wave) with the
+   * address guard of webhooks, and rtpengine plays it to both parties; the
+   * simulated network only tells watchers (a PLAYING event).
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the call's
+   * status, or on SIP: the URL's answer is not a WAV file, is too large, or
+   * is an HTTP error), PERMISSION_DENIED (on SIP: the URL's address is one
+   * the server must not fetch from, e.g. loopback or private, unless
+   * VOXPLANE_WEBHOOK_ALLOW allows it), UNAVAILABLE (on SIP: the URL did not
+   * answer, or the media relay did not carry out the order).
    */
   playAudio: handleUnaryCall<PlayAudioRequest, Call>;
+  /**
+   * Streams a call's recording: one WAV file, in chunks, the first of which
+   * describes it. On the SIP network, RecordCall's start and stop make it
+   * (rtpengine records the call's packets; each stop, and the call's end
+   * while it records, stores the WAV of everything recorded so far, both
+   * parties, one channel each). The simulated network records no audio: its
+   * calls have no recording, and this answers NOT_FOUND saying so.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND (no such call, or the call has no
+   * recording).
+   */
+  getCallRecording: handleServerStreamingCall<GetCallRecordingRequest, CallRecordingChunk>;
   /**
    * Transfers a call in progress to another party, blind or attended.
    * A completed blind transfer ends this call with cause FORWARDED.
@@ -6427,8 +6878,13 @@ export interface CallsClient extends Client {
     callback: (error: ServiceError | null, response: Call) => void,
   ): ClientUnaryCall;
   /**
-   * Starts or stops recording a call in progress.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+   * Starts or stops recording a call in progress. On the SIP network,
+   * rtpengine records the call's audio and each stop stores it as the call's
+   * recording (GetCallRecording); the simulated network only marks the call
+   * `recording` and records no audio.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the call's
+   * status; on SIP, a server whose VOXPLANE_RTPENGINE_RECORDINGS is unset),
+   * UNAVAILABLE (on SIP: the media relay did not carry out the order).
    */
   recordCall(
     request: RecordCallRequest,
@@ -6447,7 +6903,16 @@ export interface CallsClient extends Client {
   ): ClientUnaryCall;
   /**
    * Plays an announcement (an http(s) audio URL) into a call in progress.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION.
+   * On the SIP network the server fetches the URL (at most 5 MB; a WAV file,
+   * served as audio/wav, audio/x-wav, audio/wave or audio/vnd.wave) with the
+   * address guard of webhooks, and rtpengine plays it to both parties; the
+   * simulated network only tells watchers (a PLAYING event).
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the call's
+   * status, or on SIP: the URL's answer is not a WAV file, is too large, or
+   * is an HTTP error), PERMISSION_DENIED (on SIP: the URL's address is one
+   * the server must not fetch from, e.g. loopback or private, unless
+   * VOXPLANE_WEBHOOK_ALLOW allows it), UNAVAILABLE (on SIP: the URL did not
+   * answer, or the media relay did not carry out the order).
    */
   playAudio(request: PlayAudioRequest, callback: (error: ServiceError | null, response: Call) => void): ClientUnaryCall;
   playAudio(
@@ -6461,6 +6926,25 @@ export interface CallsClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Call) => void,
   ): ClientUnaryCall;
+  /**
+   * Streams a call's recording: one WAV file, in chunks, the first of which
+   * describes it. On the SIP network, RecordCall's start and stop make it
+   * (rtpengine records the call's packets; each stop, and the call's end
+   * while it records, stores the WAV of everything recorded so far, both
+   * parties, one channel each). The simulated network records no audio: its
+   * calls have no recording, and this answers NOT_FOUND saying so.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND (no such call, or the call has no
+   * recording).
+   */
+  getCallRecording(
+    request: GetCallRecordingRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<CallRecordingChunk>;
+  getCallRecording(
+    request: GetCallRecordingRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<CallRecordingChunk>;
   /**
    * Transfers a call in progress to another party, blind or attended.
    * A completed blind transfer ends this call with cause FORWARDED.
