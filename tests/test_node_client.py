@@ -10,13 +10,20 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
+import pytest
 from pypdf import PdfWriter
 
 from voxplane.services.core.auth import Role
 
+from .conftest import postgres_database
+from .sip_peers import missing_peers
+from .test_replicas import keys, rpcs
 from .test_resilience import FlakyNumbers
+from .test_tls import pki  # noqa: F401  # a fixture
+from .test_workers import Workers
 
 NODE_CLIENT = Path(__file__).resolve().parent.parent / "clients" / "node"
 TESTS = NODE_CLIENT / "dist" / "test"
@@ -36,7 +43,7 @@ def fax_pdf(path: Path) -> Path:
     return path
 
 
-def test_node_client_drives_every_service(tenant, fresh_e164, tmp_path):
+def test_node_client_drives_every_service(tenant, other_tenant, fresh_e164, tmp_path):
     node = shutil.which("node")
     assert node, "the Node client's tests need node (20 or later) on PATH"
     files = sorted(str(p) for p in TESTS.glob("*.test.js"))
@@ -48,6 +55,8 @@ def test_node_client_drives_every_service(tenant, fresh_e164, tmp_path):
             "VOXPLANE_ENDPOINT": tenant.address,
             "VOXPLANE_API_KEY": tenant.keys[Role.MEMBER],
             "VOXPLANE_TEST_E164S": ",".join(fresh_e164() for _ in range(8)),
+            "VOXPLANE_TEST_ENDPOINT_E164S": ",".join(fresh_e164() for _ in range(2)),
+            "VOXPLANE_TEST_ENDPOINT_API_KEY": other_tenant.keys[Role.MEMBER],
             "VOXPLANE_TEST_FLAKY_ENDPOINT": f"127.0.0.1:{flaky.port}",
             "VOXPLANE_TEST_FAX_PDF": str(fax_pdf(tmp_path / "offer.pdf")),
             "VOXPLANE_TEST_FAX_PAGES": str(FAX_PAGES),
@@ -65,3 +74,49 @@ def test_node_client_drives_every_service(tenant, fresh_e164, tmp_path):
     assert flaky.calls == {"GetNumber": 3, "CreateNumber": 3, "UpdateNumber": 1}
     assert len(set(flaky.request_ids)) == 1 and flaky.request_ids[0]
 
+
+
+@pytest.fixture
+def tls_replicas(pki, tmp_path):  # type: ignore[no-untyped-def]  # noqa: F811
+    """Two `serve all` replicas over TLS on one PostgreSQL, and the environment they were started with."""
+    if not os.environ.get("VOXPLANE_TEST_DATABASE_URL"):
+        missing_peers("two replicas share PostgreSQL (on SQLite one process is the supported deployment): "
+                      "set VOXPLANE_TEST_DATABASE_URL")
+    with postgres_database() as database:
+        env = {**os.environ, "VOXPLANE_DATABASE_URL": database.url, "VOXPLANE_DATA_DIR": str(tmp_path / "data"),
+               "VOXPLANE_SHUTDOWN_GRACE": "5", "VOXPLANE_TLS_CERT": str(pki.server.cert),
+               "VOXPLANE_TLS_KEY": str(pki.server.key), "VOXPLANE_TLS_CA": str(pki.ca.pem)}
+        started = [Workers(env, "all", 1), Workers(env, "all", 1)]
+        try:
+            yield started, env
+        finally:
+            for replica in started:
+                replica.stop()
+
+
+CREATES = 8
+
+
+def test_the_node_client_balances_over_two_replicas_over_tls(tls_replicas, pki, fresh_e164):  # noqa: F811
+    node = shutil.which("node")
+    assert node, "the Node client's tests need node (20 or later) on PATH"
+    (a, b), env = tls_replicas
+    # The certificate names localhost: each endpoint a name, verified by it (the channel's authority).
+    endpoints = ",".join(replica.address.replace("127.0.0.1", "localhost") for replica in (a, b))
+    done = subprocess.run(
+        [node, str(TESTS / "balanced.js")], cwd=NODE_CLIENT, capture_output=True, text=True, timeout=60,
+        env={**env, "VOXPLANE_ENDPOINT": endpoints, "VOXPLANE_API_KEY": keys(env, "acme"),
+             "VOXPLANE_TEST_E164S": ",".join(fresh_e164() for _ in range(CREATES))},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Round robin takes turns per call (a create on one replica, its read on the other), so each replica's
+    # share is counted over both methods; calls made before the second connection was ready all go to the first.
+    def answered() -> list[int]:
+        return [rpcs(replica, "CreateNumber") + rpcs(replica, "GetNumber") for replica in (a, b)]
+
+    logged_by = time.monotonic() + 30  # each replica logs an RPC as it answers it
+    while sum(answered()) < 2 * CREATES and time.monotonic() < logged_by:
+        time.sleep(0.05)
+    shares = answered()
+    print("calls answered per replica:", shares)
+    assert sum(shares) == 2 * CREATES and min(shares) >= CREATES / 2, shares  # both took turns

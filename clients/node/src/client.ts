@@ -3,6 +3,7 @@
 // generic-definitions), one method per RPC, so a renamed or new RPC needs no change here.
 
 import * as grpc from "@grpc/grpc-js";
+import { lookup } from "node:dns/promises";
 import { readFileSync } from "node:fs";
 import { VoxplaneError } from "./errors";
 import publishedServiceConfig from "./gen/service_config.json";
@@ -12,8 +13,12 @@ export const DEFAULT_ENDPOINT = "127.0.0.1:50051";
 
 /** Where and how to connect. Unset values come from the environment, as in the Python clients. */
 export interface ClientOptions {
-  /** host:port (`VOXPLANE_ENDPOINT`, default 127.0.0.1:50051). */
-  endpoint?: string;
+  /**
+   * host:port (`VOXPLANE_ENDPOINT`, default 127.0.0.1:50051); several, as a list or comma-separated, which
+   * the channel balances calls over (round_robin); or a gRPC target such as `dns:///voxplane.internal:50051`
+   * (round_robin over every address the name has).
+   */
+  endpoint?: string | readonly string[];
   /** The workspace API key (`VOXPLANE_API_KEY`), sent as `authorization: Bearer <key>`. */
   apiKey?: string;
   /**
@@ -29,7 +34,10 @@ export interface ClientOptions {
    */
   certChain?: Buffer | string;
   privateKey?: Buffer | string;
-  /** The name the server's certificate is verified by, when not the endpoint's host (`VOXPLANE_TLS_SERVER_NAME`). */
+  /**
+   * The name the server's certificate is verified by, when not the endpoint's host (the first endpoint's,
+   * when there are several) (`VOXPLANE_TLS_SERVER_NAME`).
+   */
   serverName?: string;
   /** Milliseconds a unary call may take, its retries included (default 10,000). */
   timeoutMs?: number;
@@ -139,6 +147,111 @@ export function serviceConfig(maxAttempts: number): string {
   return JSON.stringify(config);
 }
 
+/** The service config of a channel over several addresses: round_robin, where gRPC's default (pick_first) sends every call to one. */
+function balanced(config: string): string {
+  return JSON.stringify({ ...JSON.parse(config), loadBalancingConfig: [{ round_robin: {} }] });
+}
+
+// --- Where a channel connects -------------------------------------------------------------------------
+
+// The name-resolver schemes of gRPC targets: an endpoint starting with one is gRPC's to read.
+const TARGET = /^(dns|ipv4|ipv6|unix|unix-abstract|vsock|xds):/;
+// The scheme of several endpoints, the target of this client's resolver (EndpointsResolver).
+const ENDPOINTS = "voxplane-endpoints";
+
+/** Where a channel connects: gRPC's target, and whether it balances over several addresses (round_robin). */
+export interface Target {
+  target: string;
+  balanced: boolean;
+}
+
+function hostPort(address: string): grpc.experimental.HostPort {
+  const found = grpc.experimental.splitHostPort(address);
+  if (!found || !found.host || found.port === undefined) {
+    throw new Error(`endpoint ${JSON.stringify(address)} is not host:port`);
+  }
+  return found;
+}
+
+/**
+ * The gRPC target of an endpoint: a gRPC target as it is (`dns:///voxplane.internal:50051` balances over
+ * every address the name has), one host:port as it is, or several (a list, or comma-separated) as one
+ * target of this client's resolver, which looks each up when the channel connects and again when it
+ * reconnects.
+ */
+export function target(endpoint: string | readonly string[]): Target {
+  const text = (typeof endpoint === "string" ? endpoint : endpoint.join(",")).trim();
+  if (TARGET.test(text)) {
+    const [scheme, ...rest] = text.split(":");
+    return { target: text, balanced: scheme === "dns" || rest.join(":").includes(",") };
+  }
+  const addresses = text
+    .split(",")
+    .map((address) => address.trim())
+    .filter(Boolean);
+  addresses.forEach(hostPort);
+  if (addresses.length === 1) {
+    return { target: addresses[0], balanced: false };
+  }
+  return { target: `${ENDPOINTS}:${addresses.join(",")}`, balanced: true };
+}
+
+/**
+ * The resolver of several endpoints: each host:port one endpoint of the channel (round_robin takes
+ * turns over them), with every address its host has (IPv4 or IPv6; the endpoint's connection tries them
+ * in turn). Looked up with the system's resolver (getaddrinfo: /etc/hosts too), when the channel
+ * connects and when it asks again (a connection lost). The channel's authority, which a TLS certificate
+ * is verified by, is the first endpoint's host.
+ */
+class EndpointsResolver implements grpc.experimental.Resolver {
+  private readonly endpoints: grpc.experimental.HostPort[];
+  private generation = 0; // a lookup answers only if no destroy() came after it began
+
+  constructor(
+    target: grpc.experimental.GrpcUri,
+    private readonly listener: grpc.experimental.ResolverListener,
+  ) {
+    this.endpoints = target.path.split(",").map(hostPort);
+  }
+
+  updateResolution(): void {
+    const generation = ++this.generation;
+    void Promise.allSettled(
+      this.endpoints.map(async ({ host, port }) => ({
+        addresses: (await lookup(host, { all: true })).map((found) => ({ host: found.address, port: port as number })),
+      })),
+    ).then((looked) => {
+      if (generation !== this.generation) {
+        return;
+      }
+      const found = looked.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
+      const failed = looked.flatMap((result) => (result.status === "rejected" ? [String(result.reason)] : []));
+      this.listener(
+        found.length
+          ? grpc.experimental.statusOrFromValue(found)
+          : grpc.experimental.statusOrFromError({
+              code: grpc.status.UNAVAILABLE,
+              details: `no endpoint could be looked up: ${failed.join("; ")}`,
+              metadata: new grpc.Metadata(),
+            }),
+        {},
+        null,
+        failed.join("; "),
+      );
+    });
+  }
+
+  destroy(): void {
+    this.generation++;
+  }
+
+  static getDefaultAuthority(target: grpc.experimental.GrpcUri): string {
+    return target.path.split(",")[0].trim();
+  }
+}
+
+grpc.experimental.registerResolver(ENDPOINTS, EndpointsResolver);
+
 // --- The client -------------------------------------------------------------------------------------
 
 /** PEM given as a Buffer, as text, or as the path of a file holding it; undefined when not given. */
@@ -165,7 +278,8 @@ export class BaseClient {
     options: ClientOptions = {},
   ) {
     const env = process.env;
-    this.endpoint = options.endpoint || env.VOXPLANE_ENDPOINT || DEFAULT_ENDPOINT;
+    const endpoint = options.endpoint?.length ? options.endpoint : env.VOXPLANE_ENDPOINT || DEFAULT_ENDPOINT;
+    this.endpoint = typeof endpoint === "string" ? endpoint : endpoint.join(",");
     this.apiKey = options.apiKey || env.VOXPLANE_API_KEY || undefined;
     this.options = { timeoutMs: options.timeoutMs ?? 10_000, maxAttempts: options.maxAttempts ?? 4 };
     const roots = pem(options.rootCertificates || env.VOXPLANE_TLS_CA);
@@ -179,8 +293,10 @@ export class BaseClient {
       ? grpc.credentials.createSsl(roots ?? null, key ?? null, chain ?? null)
       : grpc.credentials.createInsecure();
     const serverName = options.serverName || env.VOXPLANE_TLS_SERVER_NAME;
-    this.channel = new grpc.Client(this.endpoint, credentials, {
-      "grpc.service_config": serviceConfig(this.options.maxAttempts),
+    const where = target(this.endpoint);
+    const config = serviceConfig(this.options.maxAttempts);
+    this.channel = new grpc.Client(where.target, credentials, {
+      "grpc.service_config": where.balanced ? balanced(config) : config,
       "grpc.enable_retries": 1,
       "grpc.primary_user_agent": "voxplane-node",
       ...(tls && serverName ? { "grpc.ssl_target_name_override": serverName } : {}),

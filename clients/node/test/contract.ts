@@ -11,6 +11,9 @@ export const server = process.env.VOXPLANE_TEST_E164S
       endpoint: process.env.VOXPLANE_ENDPOINT as string,
       apiKey: process.env.VOXPLANE_API_KEY as string,
       e164s: process.env.VOXPLANE_TEST_E164S.split(","), // valid numbers no other test uses
+      // endpoints.test.ts's own numbers, in a workspace of its own (the other files list theirs)
+      endpointE164s: (process.env.VOXPLANE_TEST_ENDPOINT_E164S ?? "").split(","),
+      endpointApiKey: process.env.VOXPLANE_TEST_ENDPOINT_API_KEY as string,
       flakyEndpoint: process.env.VOXPLANE_TEST_FLAKY_ENDPOINT, // a Numbers server failing UNAVAILABLE twice
       faxPdf: process.env.VOXPLANE_TEST_FAX_PDF as string, // a real PDF of faxPages pages, over 1 MB
       faxPages: Number(process.env.VOXPLANE_TEST_FAX_PAGES),
