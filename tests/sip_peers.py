@@ -55,12 +55,26 @@ def free_udp_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (Kamailio listens on both)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+
+
 class Rtpengine:
     """rtpengine in userspace (no kernel module: --table=-1) on loopback, its NG control on a free port (UDP,
     and TCP for announcements), recording calls (pcap) into `recordings`."""
 
     def __init__(self, workdir: Path):
-        self.ng_port = free_udp_port()
+        self.ng_port = free_port()  # its NG control listens on UDP and TCP
         low = random.randrange(20000, 50000, 200)  # its own media port range, unlikely to meet another's
         self.log = workdir / "rtpengine.log"
         self.recordings = workdir / "recordings"

@@ -97,4 +97,4 @@ def test_the_command_without_the_server_extra_says_what_to_install():
         )
     helped = without_server_extra(COMMAND, "--help")
     assert (helped.returncode, helped.stderr) == (0, "")
-    assert "{serve,dev,health,migrate,workspaces,inventory,keys,calls,webhooks,edge}" in helped.stdout
+    assert "{serve,dev,health,migrate,cluster,workspaces,inventory,keys,calls,webhooks,edge}" in helped.stdout

@@ -28,7 +28,7 @@ from sqlalchemy import insert, select, text
 from voxplane.services.edge.kamailio import KAMAILIO_MODULES, kamailio_database_url
 from voxplane.services.edge.models import location
 
-from .sip_peers import missing_peers
+from .sip_peers import free_port, missing_peers
 from .test_agents import create, fresh_domain
 
 VOXPLANE = Path(sys.executable).parent / "voxplane"
@@ -162,20 +162,6 @@ def require_edge_packages() -> None:
     if missing:
         missing_peers(f"the edge tests need Kamailio and sipp; missing: {', '.join(missing)} (apt-get install "
                       "kamailio kamailio-sqlite-modules kamailio-postgres-modules sip-tester)")
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (Kamailio listens on both)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
 
 
 @dataclass
