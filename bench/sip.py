@@ -174,6 +174,7 @@ class Bench:
         self.numbers = valid_numbers(random.Random(20261202), set())
         self.hangups: set[asyncio.Task[None]] = set()
         self.hang_up_after: float | None = None  # seconds after ANSWER; None: the phase hangs up itself
+        self.ng_client: NgClient | None = None
 
     async def ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -271,11 +272,10 @@ class Bench:
         return phase, trail
 
     async def ng(self, command: str, **arguments: object) -> dict:  # type: ignore[type-arg]
-        client = await NgClient.connect("127.0.0.1", self.peers.ng_port, timeout=5)
-        try:
-            return await client.command(command, **arguments)
-        finally:
-            client.close()
+        """rtpengine's reply, over one NG client kept for the run (the hold phase queries each call twice)."""
+        if self.ng_client is None:
+            self.ng_client = await NgClient.connect("127.0.0.1", self.peers.ng_port, timeout=5)
+        return await self.ng_client.command(command, **arguments)
 
     async def packets(self, ref: str) -> tuple[int, int]:
         """RTP packets rtpengine got from leg A and from leg B of the call."""
@@ -319,6 +319,8 @@ class Bench:
     async def close(self) -> None:
         for task in list(self.hangups):
             task.cancel()
+        if self.ng_client is not None:
+            self.ng_client.close()
         await self.calls.close()
 
 
